@@ -1,0 +1,117 @@
+//! The trait every backend implements: the seam between the [`Locker`] and
+//! the servers that keep the locks.
+//!
+//! [`Locker`]: crate::Locker
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::fencing::FencingToken;
+use crate::options::LockOptions;
+
+/// One hold on a lock: which resource, which owner, and the id of this
+/// particular acquisition. Nested acquisitions by one owner are separate
+/// holds with separate ids; the lock is free when its last hold is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Hold {
+    key: String,
+    owner: String,
+    id: String,
+}
+
+impl Hold {
+    /// A hold of `owner` on the resource `key`, identified by `id`.
+    pub fn new(key: impl Into<String>, owner: impl Into<String>, id: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            owner: owner.into(),
+            id: id.into(),
+        }
+    }
+
+    /// The resource name, without any backend prefix.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The owner: who may re-enter, extend and release.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The id of this acquisition, unique among the owner's holds.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// What a successful acquire hands back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// The fencing token of this holder.
+    pub token: FencingToken,
+    /// Until when the lock is certainly ours (local monotonic clock, with the
+    /// time spent acquiring and the clock-drift allowance already taken off).
+    pub valid_until: Instant,
+}
+
+/// A store that keeps locks.
+///
+/// # Contract
+///
+/// Every implementation guarantees:
+/// - **Mutual exclusion**: while a [`Grant`] is valid (now < `valid_until`),
+///   no hold of another owner on the same key is granted.
+/// - **Reentrancy**: a hold by the owner that already holds the key is granted
+///   with the same fencing token, up to `options.max_reentrancy` holds, and
+///   the key is free only when every hold is released.
+/// - **Fencing**: tokens of successive (non-nested) grants of a key strictly
+///   increase.
+/// - **Idempotent undo**: `release` of a hold that was never applied, was
+///   applied only partly, or was already released, changes nothing else (in
+///   particular it never removes another hold of the same owner). The
+///   [`Locker`](crate::Locker) relies on this to clean up after cancelled or
+///   failed acquires by releasing the hold unconditionally.
+/// - **Honest release**: `release` and `extend` return
+///   [`Error::NotHeld`](crate::Error::NotHeld) when the hold was no longer
+///   present (expired or taken over); they never report success for a hold
+///   that was gone.
+/// - **Bounded**: every call finishes within a bound derived from the options
+///   (for Redis, about one `node_timeout` per round trip).
+/// - **No partial failure left behind**: `try_acquire` that returns an error
+///   has already undone (or scheduled the undo of) whatever it got.
+pub trait Backend: Send + Sync + 'static {
+    /// A short name for metrics and messages, such as `"redis"`.
+    fn name(&self) -> &'static str;
+
+    /// Checks options against this backend (e.g. the quorum against the node
+    /// count). Called by [`Locker::new`](crate::Locker::new) before any I/O.
+    fn check_options(&self, options: &LockOptions) -> Result<()>;
+
+    /// One attempt to acquire `hold` for `ttl`. Fails with
+    /// [`Error::NotObtained`](crate::Error::NotObtained) when another owner
+    /// holds the key.
+    fn try_acquire(
+        &self,
+        hold: &Hold,
+        ttl: Duration,
+        options: &LockOptions,
+    ) -> impl Future<Output = Result<Grant>> + Send;
+
+    /// Makes the lock of `hold` live for `ttl` from now; returns the new
+    /// validity deadline.
+    fn extend(
+        &self,
+        hold: &Hold,
+        ttl: Duration,
+        options: &LockOptions,
+    ) -> impl Future<Output = Result<Instant>> + Send;
+
+    /// Removes `hold`. Idempotent (see the contract).
+    fn release(
+        &self,
+        hold: &Hold,
+        options: &LockOptions,
+    ) -> impl Future<Output = Result<()>> + Send;
+}

@@ -1,0 +1,164 @@
+//! The user-facing entry point: take locks on a backend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::{Backend, Hold};
+use crate::error::{Error, Result};
+use crate::guard::{LockGuard, ReleaseOnDrop};
+use crate::options::{LockOptions, validate_key};
+use crate::owner::{current_owner, new_instance_id, next_hold_id};
+
+/// Takes locks on a backend. Cheap to clone: clones share the backend, the
+/// options and the instance identity.
+///
+/// The owner of each acquire is this Locker's random instance id plus the
+/// current tokio task: nested acquires in one task re-enter, different tasks
+/// exclude each other.
+pub struct Locker<B: Backend> {
+    backend: Arc<B>,
+    options: Arc<LockOptions>,
+    instance: u128,
+}
+
+impl<B: Backend> Clone for Locker<B> {
+    fn clone(&self) -> Self {
+        Self {
+            backend: Arc::clone(&self.backend),
+            options: Arc::clone(&self.options),
+            instance: self.instance,
+        }
+    }
+}
+
+impl<B: Backend> std::fmt::Debug for Locker<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Locker")
+            .field("backend", &self.backend.name())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Locker<crate::Redlock> {
+    /// A Locker over Redis nodes given by URL, with default options.
+    /// One URL is a single-instance lock; several form a Redlock quorum.
+    pub fn redis<I, S>(urls: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::new(crate::Redlock::from_urls(urls)?, LockOptions::default())
+    }
+}
+
+impl<B: Backend> Locker<B> {
+    /// A Locker on `backend`. The options are checked here, before any I/O.
+    pub fn new(backend: B, options: LockOptions) -> Result<Self> {
+        backend.check_options(&options)?;
+        Ok(Self {
+            backend: Arc::new(backend),
+            options: Arc::new(options),
+            instance: new_instance_id(),
+        })
+    }
+
+    /// The same Locker (backend and owner identity) with other options, for
+    /// locks that need, say, another ttl.
+    pub fn with_options(&self, options: LockOptions) -> Result<Self> {
+        self.backend.check_options(&options)?;
+        Ok(Self {
+            backend: Arc::clone(&self.backend),
+            options: Arc::new(options),
+            instance: self.instance,
+        })
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &LockOptions {
+        &self.options
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// One attempt: the lock now, or [`Error::NotObtained`] when another
+    /// owner holds it.
+    ///
+    /// Cancellation safe: dropping the returned future at any point leaves no
+    /// lock behind (whatever was granted is released in the background).
+    pub async fn try_lock(&self, key: &str) -> Result<LockGuard<B>> {
+        validate_key(key)?;
+        let hold = Hold::new(key, current_owner(self.instance), next_hold_id());
+        let mut armed =
+            ReleaseOnDrop::arm(Arc::clone(&self.backend), Arc::clone(&self.options), hold);
+        let ttl = self.options.get_ttl();
+        match self
+            .backend
+            .try_acquire(armed.hold(), ttl, &self.options)
+            .await
+        {
+            Ok(grant) => Ok(LockGuard::new(armed, grant.token, grant.valid_until)),
+            Err(e) => {
+                // The backend already undid the attempt on every node.
+                armed.disarm();
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the lock, trying again after the retry policy's delay while
+    /// the failure is retryable (contention, an outage). Without
+    /// `max_attempts` in the policy this waits as long as it takes; see
+    /// [`lock_timeout`](Locker::lock_timeout) for a bounded wait.
+    pub async fn lock(&self, key: &str) -> Result<LockGuard<B>> {
+        validate_key(key)?;
+        let retry = self.options.get_retry();
+        let mut attempts = 0u32;
+        loop {
+            attempts = attempts.saturating_add(1);
+            match self.try_lock(key).await {
+                Ok(guard) => return Ok(guard),
+                Err(e)
+                    if e.is_retryable()
+                        && retry.get_max_attempts().is_none_or(|max| attempts < max) =>
+                {
+                    tokio::time::sleep(retry.next_delay()).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits at most `wait` for the lock, then fails with [`Error::Timeout`].
+    /// An attempt still in flight at the deadline is cancelled and undone.
+    pub async fn lock_timeout(&self, key: &str, wait: Duration) -> Result<LockGuard<B>> {
+        validate_key(key)?;
+        match tokio::time::timeout(wait, self.lock(key)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                key: key.to_owned(),
+                waited: wait,
+            }),
+        }
+    }
+
+    /// Runs `work` under the lock and releases it on every exit path: normal
+    /// return, panic (released in the background) and cancellation.
+    ///
+    /// Returns the closure's value, or [`Error::NotHeld`] when the release
+    /// found the lock already gone: the work may then have overlapped with
+    /// another holder, and the caller must know.
+    pub async fn with_lock<T, F>(&self, key: &str, work: F) -> Result<T>
+    where
+        F: AsyncFnOnce(&LockGuard<B>) -> T,
+    {
+        let guard = self.lock(key).await?;
+        let value = work(&guard).await;
+        guard.release().await?;
+        Ok(value)
+    }
+}

@@ -1,0 +1,369 @@
+//! Lock options and the retry policy, validated before any I/O.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// The longest resource name accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 512;
+/// The longest key prefix accepted, in bytes.
+pub const MAX_PREFIX_LEN: usize = 128;
+/// The longest TTL accepted (Redis keeps expiries in milliseconds; a day is
+/// already far beyond any sensible lease).
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How a lock is taken and kept. Every setter documents its default; the
+/// whole set is checked by [`LockOptions::validate`] (which
+/// [`Locker::new`](crate::Locker::new) calls) before any I/O.
+///
+/// ```
+/// use std::time::Duration;
+/// use fencelock::LockOptions;
+///
+/// let options = LockOptions::default()
+///     .ttl(Duration::from_secs(10))
+///     .node_timeout(Duration::from_millis(50));
+/// assert!(options.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockOptions {
+    ttl: Duration,
+    retry: RetryPolicy,
+    drift_factor: f64,
+    node_timeout: Duration,
+    key_prefix: String,
+    quorum: Option<usize>,
+    max_reentrancy: u32,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            drift_factor: 0.01,
+            node_timeout: Duration::from_millis(200),
+            key_prefix: "fencelock:".to_owned(),
+            quorum: None,
+            max_reentrancy: 32,
+        }
+    }
+}
+
+impl LockOptions {
+    /// How long a lock lives on the nodes unless extended. Default: 30 s.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How `lock` and `lock_timeout` wait between attempts. Default:
+    /// [`RetryPolicy::default`].
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The share of the TTL assumed lost to clock drift between nodes; the
+    /// validity handed out is `ttl - elapsed - (ttl * drift_factor + 2 ms)`.
+    /// Must lie in `[0, 0.5)`. Default: 0.01.
+    pub fn drift_factor(mut self, factor: f64) -> Self {
+        self.drift_factor = factor;
+        self
+    }
+
+    /// How long one node may take to answer one request before it counts as
+    /// failed for that round. Must be below the TTL. Default: 200 ms.
+    pub fn node_timeout(mut self, timeout: Duration) -> Self {
+        self.node_timeout = timeout;
+        self
+    }
+
+    /// Prepended to every resource name to form the Redis key
+    /// (`<prefix>{<resource>}`). Default: `"fencelock:"`.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// How many nodes must agree. Must be a majority of the nodes (more than
+    /// half), else two owners could each reach it. Default: `N / 2 + 1`.
+    pub fn quorum(mut self, quorum: usize) -> Self {
+        self.quorum = Some(quorum);
+        self
+    }
+
+    /// How deep one owner may nest the same lock. Default: 32.
+    pub fn max_reentrancy(mut self, depth: u32) -> Self {
+        self.max_reentrancy = depth;
+        self
+    }
+
+    /// The time to live.
+    pub fn get_ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The retry policy.
+    pub fn get_retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The clock drift factor.
+    pub fn get_drift_factor(&self) -> f64 {
+        self.drift_factor
+    }
+
+    /// The per-node timeout.
+    pub fn get_node_timeout(&self) -> Duration {
+        self.node_timeout
+    }
+
+    /// The key prefix.
+    pub fn get_key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// The explicit quorum, if one was set.
+    pub fn get_quorum(&self) -> Option<usize> {
+        self.quorum
+    }
+
+    /// The maximum reentrancy depth.
+    pub fn get_max_reentrancy(&self) -> u32 {
+        self.max_reentrancy
+    }
+
+    /// The quorum for `nodes` nodes: the explicit one, else a majority.
+    pub fn quorum_for(&self, nodes: usize) -> usize {
+        self.quorum.unwrap_or(nodes / 2 + 1)
+    }
+
+    /// Checks the options on their own (without knowing the nodes).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::InvalidOptions(msg));
+        if self.ttl.is_zero() {
+            return bad("ttl must be greater than zero".into());
+        }
+        if self.ttl < Duration::from_millis(1) {
+            return bad(format!(
+                "ttl {:?} is below Redis's 1 ms resolution",
+                self.ttl
+            ));
+        }
+        if self.ttl > MAX_TTL {
+            return bad(format!(
+                "ttl {:?} exceeds the maximum of {MAX_TTL:?}",
+                self.ttl
+            ));
+        }
+        if !(0.0..0.5).contains(&self.drift_factor) {
+            return bad(format!(
+                "drift_factor {} must lie in [0, 0.5)",
+                self.drift_factor
+            ));
+        }
+        if self.node_timeout.is_zero() {
+            return bad("node_timeout must be greater than zero".into());
+        }
+        if self.node_timeout >= self.ttl {
+            return bad(format!(
+                "node_timeout {:?} must be below the ttl {:?}, or no acquire could keep any validity",
+                self.node_timeout, self.ttl
+            ));
+        }
+        if drift(self.ttl, self.drift_factor) >= self.ttl {
+            return bad(format!(
+                "ttl {:?} is too short to cover the clock drift allowance",
+                self.ttl
+            ));
+        }
+        if self.key_prefix.len() > MAX_PREFIX_LEN {
+            return bad(format!(
+                "key_prefix is {} bytes; at most {MAX_PREFIX_LEN} are allowed",
+                self.key_prefix.len()
+            ));
+        }
+        if self.quorum == Some(0) {
+            return bad("quorum must be at least 1".into());
+        }
+        if self.max_reentrancy == 0 {
+            return bad("max_reentrancy must be at least 1".into());
+        }
+        self.retry.validate()
+    }
+
+    /// Checks the options against a backend of `nodes` nodes.
+    pub fn validate_for(&self, nodes: usize) -> Result<()> {
+        self.validate()?;
+        if nodes == 0 {
+            return Err(Error::InvalidOptions("no nodes given".into()));
+        }
+        let quorum = self.quorum_for(nodes);
+        if quorum > nodes {
+            return Err(Error::InvalidOptions(format!(
+                "quorum {quorum} exceeds the {nodes} nodes"
+            )));
+        }
+        if quorum * 2 <= nodes {
+            return Err(Error::InvalidOptions(format!(
+                "quorum {quorum} of {nodes} nodes is not a majority: two owners could each reach it"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The clock-drift allowance for a TTL: `ttl * factor + 2 ms` (the 2 ms
+/// cover the granularity of Redis expiry).
+pub fn drift(ttl: Duration, factor: f64) -> Duration {
+    ttl.mul_f64(factor) + Duration::from_millis(2)
+}
+
+/// Checks a resource name: non-empty and at most [`MAX_KEY_LEN`] bytes.
+pub fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::InvalidKey("the resource name is empty".into()));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::InvalidKey(format!(
+            "the resource name is {} bytes; at most {MAX_KEY_LEN} are allowed",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// How waiting acquires space their attempts: a fixed delay plus a random
+/// jitter, so that contending clients do not retry in lock-step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    delay: Duration,
+    jitter: Duration,
+    max_attempts: Option<u32>,
+}
+
+impl Default for RetryPolicy {
+    /// 100 ms delay, up to 100 ms jitter, unlimited attempts.
+    fn default() -> Self {
+        Self {
+            delay: Duration::from_millis(100),
+            jitter: Duration::from_millis(100),
+            max_attempts: None,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The fixed part of the pause between attempts. Default: 100 ms.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// The random part, drawn uniformly from `[0, jitter]`. Default: 100 ms.
+    pub fn jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Stop after this many attempts (the first one included). Default:
+    /// unlimited; `lock_timeout` bounds the wait by time instead.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// The attempt limit, if any.
+    pub fn get_max_attempts(&self) -> Option<u32> {
+        self.max_attempts
+    }
+
+    /// The pause before the next attempt.
+    pub fn next_delay(&self) -> Duration {
+        let jitter_ms = u64::try_from(self.jitter.as_millis()).unwrap_or(u64::MAX);
+        let extra = if jitter_ms == 0 {
+            0
+        } else {
+            rand::random_range(0..=jitter_ms)
+        };
+        self.delay + Duration::from_millis(extra)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.max_attempts == Some(0) {
+            return Err(Error::InvalidOptions(
+                "retry max_attempts must be at least 1".into(),
+            ));
+        }
+        if self.delay.is_zero() && self.jitter.is_zero() {
+            return Err(Error::InvalidOptions(
+                "retry delay and jitter are both zero: waiters would spin".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(options: LockOptions, nodes: usize) -> String {
+        match options.validate_for(nodes) {
+            Err(Error::InvalidOptions(msg)) => msg,
+            other => panic!("expected InvalidOptions, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        LockOptions::default().validate_for(1).unwrap();
+        LockOptions::default().validate_for(5).unwrap();
+        assert_eq!(LockOptions::default().quorum_for(5), 3);
+        assert_eq!(LockOptions::default().quorum_for(4), 3);
+        assert_eq!(LockOptions::default().quorum_for(1), 1);
+    }
+
+    #[test]
+    fn bad_options_name_the_problem() {
+        assert!(invalid(LockOptions::default().ttl(Duration::ZERO), 1).contains("ttl"));
+        assert!(invalid(LockOptions::default().quorum(6), 5).contains("exceeds"));
+        assert!(invalid(LockOptions::default().quorum(0), 5).contains("at least 1"));
+        assert!(invalid(LockOptions::default().quorum(2), 4).contains("majority"));
+        assert!(invalid(LockOptions::default(), 0).contains("no nodes"));
+        assert!(invalid(LockOptions::default().drift_factor(0.7), 1).contains("drift"));
+        assert!(invalid(LockOptions::default().drift_factor(f64::NAN), 1).contains("drift"));
+        let slow = LockOptions::default()
+            .ttl(Duration::from_millis(100))
+            .node_timeout(Duration::from_millis(100));
+        assert!(invalid(slow, 1).contains("node_timeout"));
+        assert!(invalid(LockOptions::default().key_prefix("p".repeat(200)), 1).contains("prefix"));
+        let spin = RetryPolicy::default()
+            .delay(Duration::ZERO)
+            .jitter(Duration::ZERO);
+        assert!(invalid(LockOptions::default().retry(spin), 1).contains("spin"));
+    }
+
+    #[test]
+    fn keys_are_checked() {
+        assert!(matches!(validate_key(""), Err(Error::InvalidKey(_))));
+        assert!(matches!(
+            validate_key(&"k".repeat(MAX_KEY_LEN + 1)),
+            Err(Error::InvalidKey(_))
+        ));
+        validate_key(&"k".repeat(MAX_KEY_LEN)).unwrap();
+        validate_key("billing:{eu}").unwrap();
+    }
+
+    #[test]
+    fn jitter_stays_in_range() {
+        let policy = RetryPolicy::default()
+            .delay(Duration::from_millis(10))
+            .jitter(Duration::from_millis(5));
+        for _ in 0..1000 {
+            let d = policy.next_delay();
+            assert!(d >= Duration::from_millis(10) && d <= Duration::from_millis(15));
+        }
+    }
+}

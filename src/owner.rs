@@ -1,0 +1,50 @@
+//! Who holds a lock: the identity that may re-enter, extend and release it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The default owner of an acquire made now: the Locker's random 128-bit
+/// instance id plus the current tokio task id, so nested code in one task
+/// re-enters and two tasks (even of one Locker) exclude each other. Outside
+/// a tokio task (e.g. the future passed to `block_on`), the current thread
+/// stands in for the task.
+pub(crate) fn current_owner(instance: u128) -> String {
+    match tokio::task::try_id() {
+        Some(task) => format!("{instance:032x}:task-{task}"),
+        None => format!("{instance:032x}:{:?}", std::thread::current().id()),
+    }
+}
+
+/// A fresh hold id, unique within this process (and so among one owner's
+/// holds, since owners carry the instance id).
+pub(crate) fn next_hold_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A new unguessable instance id.
+pub(crate) fn new_instance_id() -> u128 {
+    rand::random()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_and_holds_are_unique() {
+        assert_ne!(new_instance_id(), new_instance_id());
+        assert_ne!(next_hold_id(), next_hold_id());
+    }
+
+    #[tokio::test]
+    async fn tasks_are_distinct_owners() {
+        let id = new_instance_id();
+        let here = current_owner(id);
+        assert_eq!(here, current_owner(id), "same task, same owner");
+        let there = tokio::spawn(async move { current_owner(id) })
+            .await
+            .unwrap();
+        assert_ne!(here, there);
+        assert!(here.starts_with(&format!("{id:032x}:")));
+    }
+}

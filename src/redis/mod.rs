@@ -1,0 +1,278 @@
+//! Redlock over N independent Redis nodes. One node is the N = 1 case of the
+//! same coordinator.
+//!
+//! Every request fans out to all nodes at once, each bounded by the per-node
+//! timeout, so one dead or stopped node costs at most that timeout. See
+//! `docs/algorithm.md` for the steps and the argument behind them.
+
+mod node;
+mod quorum;
+mod scripts;
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+
+pub use node::RedisNode;
+
+use crate::backend::{Backend, Grant, Hold};
+use crate::error::{Error, NodeFailure, Result};
+use crate::fencing::FencingToken;
+use crate::options::LockOptions;
+use node::AcquireReply;
+use quorum::{Verdict, fence_candidate, fence_confirmed, valid_until, verdict};
+use scripts::Keys;
+
+/// The Redlock backend: a quorum coordinator over independent Redis nodes.
+///
+/// ```no_run
+/// # async fn demo() -> fencelock::Result<()> {
+/// use fencelock::{Locker, LockOptions, Redlock};
+///
+/// let redlock = Redlock::from_urls([
+///     "redis://10.0.0.1:6379",
+///     "redis://10.0.0.2:6379",
+///     "redis://10.0.0.3:6379",
+/// ])?;
+/// let locker = Locker::new(redlock, LockOptions::default())?;
+/// let guard = locker.lock("nightly-billing").await?;
+/// println!("fencing token {}", guard.token());
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Redlock {
+    nodes: Vec<RedisNode>,
+}
+
+impl Redlock {
+    /// A coordinator over `nodes`. At least one node is required.
+    pub fn new(nodes: Vec<RedisNode>) -> Result<Self> {
+        if nodes.is_empty() {
+            return Err(Error::InvalidOptions("no nodes given".into()));
+        }
+        Ok(Self { nodes })
+    }
+
+    /// A coordinator over nodes given by URL (see [`RedisNode::from_url`]).
+    pub fn from_urls<I, S>(urls: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let nodes = urls
+            .into_iter()
+            .map(|url| RedisNode::from_url(url.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        Self::new(nodes)
+    }
+
+    /// The nodes, in the order given.
+    pub fn nodes(&self) -> &[RedisNode] {
+        &self.nodes
+    }
+
+    /// Releases `hold` on every node (also those that failed or timed out:
+    /// any of them may have applied the acquire). Returns how many nodes
+    /// removed it, how many said it was not there, and the failures.
+    async fn release_everywhere(
+        &self,
+        keys: &Keys,
+        hold: &Hold,
+        timeout: Duration,
+    ) -> (usize, usize, Vec<NodeFailure>) {
+        let replies = join_all(self.nodes.iter().map(|n| n.release(keys, hold, timeout))).await;
+        let mut removed = 0;
+        let mut absent = 0;
+        let mut failures = Vec::new();
+        for (node, reply) in self.nodes.iter().zip(replies) {
+            match reply {
+                Ok(true) => removed += 1,
+                Ok(false) => absent += 1,
+                Err(fault) => failures.push(node.failure(fault)),
+            }
+        }
+        (removed, absent, failures)
+    }
+
+    /// Makes the token `target` final: raises every node not known to hold
+    /// it already. Returns whether a quorum now holds a counter >= `target`.
+    async fn raise_fence(
+        &self,
+        keys: &Keys,
+        owner: &str,
+        target: u64,
+        granted: &[(usize, u64)],
+        quorum: usize,
+        timeout: Duration,
+    ) -> bool {
+        let lagging = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !granted.iter().any(|&(g, v)| g == *i && v == target));
+        let replies =
+            join_all(lagging.map(|(_, n)| n.raise_fence(keys, owner, target, timeout))).await;
+        let raised: Vec<u64> = replies.into_iter().filter_map(|r| r.ok()).collect();
+        let values: Vec<u64> = granted.iter().map(|&(_, v)| v).collect();
+        fence_confirmed(target, &values, &raised, quorum)
+    }
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    // Options validation caps the ttl far below u64::MAX ms.
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl Backend for Redlock {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn check_options(&self, options: &LockOptions) -> Result<()> {
+        options.validate_for(self.nodes.len())
+    }
+
+    async fn try_acquire(
+        &self,
+        hold: &Hold,
+        ttl: Duration,
+        options: &LockOptions,
+    ) -> Result<Grant> {
+        let keys = Keys::new(options.get_key_prefix(), hold.key());
+        let quorum = options.quorum_for(self.nodes.len());
+        let timeout = options.get_node_timeout();
+        let started = Instant::now();
+
+        let replies = join_all(self.nodes.iter().map(|n| {
+            n.acquire(
+                &keys,
+                hold,
+                ttl_ms(ttl),
+                options.get_max_reentrancy(),
+                timeout,
+            )
+        }))
+        .await;
+
+        let mut granted = Vec::new();
+        let mut refused = 0;
+        let mut too_deep = false;
+        let mut failures = Vec::new();
+        for (i, (node, reply)) in self.nodes.iter().zip(replies).enumerate() {
+            match reply {
+                Ok(AcquireReply::Granted { token }) => granted.push((i, token)),
+                Ok(AcquireReply::Held) => refused += 1,
+                Ok(AcquireReply::TooDeep) => {
+                    too_deep = true;
+                    refused += 1;
+                }
+                Err(fault) => failures.push(node.failure(fault)),
+            }
+        }
+
+        let outcome = match verdict(granted.len(), refused, self.nodes.len(), quorum) {
+            Verdict::Quorum => {
+                let values: Vec<u64> = granted.iter().map(|&(_, v)| v).collect();
+                let (target, fast) = fence_candidate(&values, quorum);
+                let final_token = fast
+                    || self
+                        .raise_fence(&keys, hold.owner(), target, &granted, quorum, timeout)
+                        .await;
+                let valid_until = valid_until(started, ttl, options.get_drift_factor());
+                if !final_token {
+                    Err(Error::QuorumUnavailable {
+                        reached: granted.len(),
+                        needed: quorum,
+                        failures,
+                    })
+                } else if Instant::now() >= valid_until {
+                    Err(Error::ValidityExhausted {
+                        key: hold.key().to_owned(),
+                        elapsed: started.elapsed(),
+                        ttl,
+                    })
+                } else {
+                    return Ok(Grant {
+                        token: FencingToken::new(target),
+                        valid_until,
+                    });
+                }
+            }
+            Verdict::Refused if too_deep => Err(Error::ReentrancyLimit {
+                key: hold.key().to_owned(),
+                limit: options.get_max_reentrancy(),
+            }),
+            Verdict::Refused => Err(Error::NotObtained {
+                key: hold.key().to_owned(),
+            }),
+            Verdict::Undecided => Err(Error::QuorumUnavailable {
+                reached: granted.len() + refused,
+                needed: quorum,
+                failures,
+            }),
+        };
+        // Whatever we got is undone on every node before the caller may retry.
+        self.release_everywhere(&keys, hold, timeout).await;
+        outcome
+    }
+
+    async fn extend(&self, hold: &Hold, ttl: Duration, options: &LockOptions) -> Result<Instant> {
+        let keys = Keys::new(options.get_key_prefix(), hold.key());
+        let quorum = options.quorum_for(self.nodes.len());
+        let timeout = options.get_node_timeout();
+        let started = Instant::now();
+        let replies = join_all(
+            self.nodes
+                .iter()
+                .map(|n| n.extend(&keys, hold, ttl_ms(ttl), timeout)),
+        )
+        .await;
+        let mut extended = 0;
+        let mut absent = 0;
+        let mut failures = Vec::new();
+        for (node, reply) in self.nodes.iter().zip(replies) {
+            match reply {
+                Ok(true) => extended += 1,
+                Ok(false) => absent += 1,
+                Err(fault) => failures.push(node.failure(fault)),
+            }
+        }
+        let valid_until = valid_until(started, ttl, options.get_drift_factor());
+        match verdict(extended, absent, self.nodes.len(), quorum) {
+            Verdict::Quorum if Instant::now() < valid_until => Ok(valid_until),
+            Verdict::Quorum => Err(Error::ValidityExhausted {
+                key: hold.key().to_owned(),
+                elapsed: started.elapsed(),
+                ttl,
+            }),
+            Verdict::Refused => Err(Error::NotHeld {
+                key: hold.key().to_owned(),
+            }),
+            Verdict::Undecided => Err(Error::QuorumUnavailable {
+                reached: extended + absent,
+                needed: quorum,
+                failures,
+            }),
+        }
+    }
+
+    async fn release(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
+        let keys = Keys::new(options.get_key_prefix(), hold.key());
+        let quorum = options.quorum_for(self.nodes.len());
+        let (removed, absent, failures) = self
+            .release_everywhere(&keys, hold, options.get_node_timeout())
+            .await;
+        match verdict(removed, absent, self.nodes.len(), quorum) {
+            Verdict::Quorum => Ok(()),
+            Verdict::Refused => Err(Error::NotHeld {
+                key: hold.key().to_owned(),
+            }),
+            Verdict::Undecided => Err(Error::QuorumUnavailable {
+                reached: removed + absent,
+                needed: quorum,
+                failures,
+            }),
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! One Redis server: its connection pool, the per-call timeout, and the
+//! scripts that run on it.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use deadpool_redis::{Manager, Pool, PoolError, Runtime};
+use redis::aio::MultiplexedConnection;
+use redis::{
+    AsyncConnectionConfig, ConnectionInfo, ErrorKind, FromRedisValue, IntoConnectionInfo,
+    RedisError,
+};
+
+use crate::backend::Hold;
+use crate::error::{Error, NodeFailure, NodeFault, Result};
+use crate::redis::scripts::{self, Keys};
+
+/// One independent Redis server that Redlock counts as one vote.
+///
+/// Requests go over one multiplexed connection taken from a deadpool pool and
+/// kept for reuse, so the hot path pays no connection set-up and no pool
+/// health-check round trip; the pool hands out a checked or new connection
+/// when the kept one breaks.
+pub struct RedisNode {
+    name: String,
+    pool: Pool,
+    kept: Mutex<Option<MultiplexedConnection>>,
+}
+
+impl std::fmt::Debug for RedisNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisNode")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many connections a node's pool keeps when this crate builds the pool.
+const POOL_SIZE: usize = 8;
+
+impl RedisNode {
+    /// A node from a `redis://`, `rediss://` or `redis+unix://` / `unix://`
+    /// URL. The URL is checked here; nothing connects until first use.
+    ///
+    /// Connections are made with no response timeout of their own: the
+    /// per-node timeout of [`LockOptions`](crate::LockOptions) bounds every
+    /// call instead.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let info = url
+            .into_connection_info()
+            .map_err(|e| Error::InvalidOptions(format!("bad node URL {}: {e}", redact(url))))?;
+        let name = info.addr().to_string();
+        let config = AsyncConnectionConfig::new().set_response_timeout(None);
+        let manager = Manager::new_with_config(info, config)
+            .map_err(|e| Error::InvalidOptions(format!("bad node URL {}: {e}", redact(url))))?;
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::InvalidOptions(format!("node {name}: {e}")))?;
+        Ok(Self::from_pool(name, pool))
+    }
+
+    /// A node from a deadpool-redis configuration.
+    pub fn from_config(config: &deadpool_redis::Config) -> Result<Self> {
+        let name = match (&config.url, &config.connection) {
+            (Some(url), _) => url
+                .as_str()
+                .into_connection_info()
+                .map(|info: ConnectionInfo| info.addr().to_string())
+                .map_err(|e| Error::InvalidOptions(format!("bad node URL {}: {e}", redact(url))))?,
+            (None, Some(connection)) => {
+                redis::ConnectionAddr::from(connection.addr.clone()).to_string()
+            }
+            (None, None) => "redis://127.0.0.1:6379".to_owned(),
+        };
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| Error::InvalidOptions(format!("node {name}: {e}")))?;
+        Ok(Self::from_pool(name, pool))
+    }
+
+    /// A node from an existing pool; `name` identifies it in errors and
+    /// metrics (give an address, never a password).
+    pub fn from_pool(name: impl Into<String>, pool: Pool) -> Self {
+        Self {
+            name: name.into(),
+            pool,
+            kept: Mutex::new(None),
+        }
+    }
+
+    /// The node's address, as used in errors.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A failure of this node, for error reports.
+    pub(crate) fn failure(&self, fault: NodeFault) -> NodeFailure {
+        NodeFailure {
+            node: self.name.clone(),
+            fault,
+        }
+    }
+
+    pub(crate) async fn acquire(
+        &self,
+        keys: &Keys,
+        hold: &Hold,
+        ttl_ms: u64,
+        max_holds: u32,
+        timeout: Duration,
+    ) -> Result<AcquireReply, NodeFault> {
+        let mut call = scripts::ACQUIRE.prepare_invoke();
+        call.key(&keys.lock)
+            .key(&keys.fence)
+            .arg(hold.owner())
+            .arg(hold.id())
+            .arg(ttl_ms)
+            .arg(max_holds);
+        let reply: Vec<i64> = self.run(call, timeout).await?;
+        AcquireReply::parse(&reply)
+    }
+
+    pub(crate) async fn extend(
+        &self,
+        keys: &Keys,
+        hold: &Hold,
+        ttl_ms: u64,
+        timeout: Duration,
+    ) -> Result<bool, NodeFault> {
+        let mut call = scripts::EXTEND.prepare_invoke();
+        call.key(&keys.lock)
+            .arg(hold.owner())
+            .arg(hold.id())
+            .arg(ttl_ms);
+        let reply: i64 = self.run(call, timeout).await?;
+        match reply {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(NodeFault::Protocol(format!("extend returned {other}"))),
+        }
+    }
+
+    /// Returns whether the hold was present (and is now gone).
+    pub(crate) async fn release(
+        &self,
+        keys: &Keys,
+        hold: &Hold,
+        timeout: Duration,
+    ) -> Result<bool, NodeFault> {
+        let mut call = scripts::RELEASE.prepare_invoke();
+        call.key(&keys.lock).arg(hold.owner()).arg(hold.id());
+        let reply: i64 = self.run(call, timeout).await?;
+        match reply {
+            0 => Ok(false),
+            1 | 2 => Ok(true),
+            other => Err(NodeFault::Protocol(format!("release returned {other}"))),
+        }
+    }
+
+    /// Raises the fence counter to at least `token`; returns the counter.
+    pub(crate) async fn raise_fence(
+        &self,
+        keys: &Keys,
+        owner: &str,
+        token: u64,
+        timeout: Duration,
+    ) -> Result<u64, NodeFault> {
+        let mut call = scripts::RAISE_FENCE.prepare_invoke();
+        call.key(&keys.lock).key(&keys.fence).arg(owner).arg(token);
+        let reply: i64 = self.run(call, timeout).await?;
+        u64::try_from(reply).map_err(|_| NodeFault::Protocol(format!("fence counter {reply}")))
+    }
+
+    /// Runs a script within `timeout`. Every script is idempotent, so a call
+    /// whose kept connection turns out to be broken is tried once more on a
+    /// fresh connection within the same time budget: a node restart then
+    /// costs one reconnect, not a lost vote.
+    async fn run<T: FromRedisValue>(
+        &self,
+        call: redis::ScriptInvocation<'_>,
+        timeout: Duration,
+    ) -> Result<T, NodeFault> {
+        let attempt = async {
+            let mut retried = false;
+            loop {
+                let mut conn = self.connection().await?;
+                match call.invoke_async::<T>(&mut conn).await {
+                    Ok(value) => return Ok(value),
+                    Err(e) if is_broken_connection(&e) => {
+                        self.forget_connection();
+                        if retried {
+                            return Err(classify(&e));
+                        }
+                        retried = true;
+                    }
+                    Err(e) => return Err(classify(&e)),
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(NodeFault::Timeout(timeout)),
+        }
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, NodeFault> {
+        if let Some(conn) = self.kept_slot().as_ref() {
+            return Ok(conn.clone());
+        }
+        let pooled = self.pool.get().await.map_err(|e| pool_fault(&e))?;
+        let conn: MultiplexedConnection = (*pooled).clone();
+        *self.kept_slot() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    fn forget_connection(&self) {
+        *self.kept_slot() = None;
+    }
+
+    fn kept_slot(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+        // The slot holds a plain value; a panic elsewhere cannot leave it half-written.
+        self.kept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A node's answer to an acquire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AcquireReply {
+    /// Granted; the node's fence value for this hold.
+    Granted { token: u64 },
+    /// Held by another owner.
+    Held,
+    /// The owner already has the maximum number of holds.
+    TooDeep,
+}
+
+impl AcquireReply {
+    fn parse(reply: &[i64]) -> Result<Self, NodeFault> {
+        match reply {
+            [1, token, _holds] if *token > 0 => Ok(Self::Granted {
+                token: *token as u64,
+            }),
+            [0, _pttl] => Ok(Self::Held),
+            [2, _holds] => Ok(Self::TooDeep),
+            other => Err(NodeFault::Protocol(format!("acquire returned {other:?}"))),
+        }
+    }
+}
+
+fn is_broken_connection(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
+}
+
+fn classify(e: &RedisError) -> NodeFault {
+    match e.kind() {
+        ErrorKind::Server(_) => NodeFault::Server(e.to_string()),
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => NodeFault::Protocol(e.to_string()),
+        _ => NodeFault::Connection(e.to_string()),
+    }
+}
+
+fn pool_fault(e: &PoolError) -> NodeFault {
+    match e {
+        PoolError::Backend(e) => classify(e),
+        PoolError::Timeout(_) => {
+            NodeFault::Connection("timed out waiting for a pooled connection".into())
+        }
+        other => NodeFault::Connection(other.to_string()),
+    }
+}
+
+/// Hides the password of a URL for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_passwords_hidden() {
+        let node = RedisNode::from_url("redis://127.0.0.1:6390").unwrap();
+        assert_eq!(node.name(), "127.0.0.1:6390");
+        for bad in ["", "http://x", "redis://host:notaport", "not a url"] {
+            assert!(
+                matches!(RedisNode::from_url(bad), Err(Error::InvalidOptions(_))),
+                "{bad:?} should be rejected"
+            );
+        }
+        let Err(Error::InvalidOptions(msg)) = RedisNode::from_url("redis://u:hunter2@host:xx")
+        else {
+            panic!("a bad port must be rejected");
+        };
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn replies_parse_strictly() {
+        assert_eq!(
+            AcquireReply::parse(&[1, 7, 1]).unwrap(),
+            AcquireReply::Granted { token: 7 }
+        );
+        assert_eq!(AcquireReply::parse(&[0, 1200]).unwrap(), AcquireReply::Held);
+        assert_eq!(
+            AcquireReply::parse(&[2, 32]).unwrap(),
+            AcquireReply::TooDeep
+        );
+        for bad in [&[][..], &[1, 0, 1], &[1, -3, 1], &[5, 1], &[1, 2]] {
+            assert!(AcquireReply::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
