@@ -1,0 +1,93 @@
+//! Shared helpers for the integration tests: real nodes, a Locker on them,
+//! and direct looks at what the nodes store.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use fencelock::deadpool_redis::redis;
+use fencelock::testing::RedisNodes;
+use fencelock::{LockOptions, Locker, Redlock, RetryPolicy};
+
+/// Every test body runs under this bound, so a hang fails instead of stalling CI.
+pub async fn bounded<T>(limit: Duration, body: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, body)
+        .await
+        .unwrap_or_else(|_| panic!("test did not finish within {limit:?}"))
+}
+
+/// Options suited to tests: short per-node timeout and quick retries.
+pub fn options() -> LockOptions {
+    LockOptions::default()
+        .ttl(Duration::from_secs(10))
+        .node_timeout(Duration::from_millis(250))
+        .retry(
+            RetryPolicy::default()
+                .delay(Duration::from_millis(2))
+                .jitter(Duration::from_millis(8)),
+        )
+}
+
+pub fn start(n: usize) -> RedisNodes {
+    RedisNodes::start(n).expect("start redis-server nodes (run scripts/setup)")
+}
+
+pub fn locker(nodes: &RedisNodes, options: LockOptions) -> Locker<Redlock> {
+    Locker::new(Redlock::from_urls(nodes.urls()).unwrap(), options).unwrap()
+}
+
+/// A plain connection to one node, for looking at its keys.
+pub async fn conn(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// The lock keys (not fence counters) present on one node.
+pub async fn lock_keys(url: &str) -> Vec<String> {
+    let mut c = conn(url).await;
+    let mut cursor = 0u64;
+    let mut keys = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("fencelock:*")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        keys.extend(batch.into_iter().filter(|k| !k.ends_with(":fence")));
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
+}
+
+/// Waits until no node holds any lock key; panics with what is left after `limit`.
+/// Background releases finish within a few round trips, far below any ttl
+/// the tests use, so reaching the limit means a lock was left behind.
+pub async fn wait_until_no_locks(nodes: &RedisNodes, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut left = Vec::new();
+        for node in nodes.iter().filter(|n| n.is_running() && !n.is_paused()) {
+            for key in lock_keys(&node.url()).await {
+                left.push(format!("{}: {key}", node.url()));
+            }
+        }
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "locks left after {limit:?}: {left:?}\n{}",
+            nodes.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

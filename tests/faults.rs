@@ -1,0 +1,273 @@
+//! Redlock with real faults: killed, paused (SIGSTOP) and restarted nodes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{bounded, locker, options, start, wait_until_no_locks};
+use fencelock::testing::{Persistence, RedisNodes, Restart};
+use fencelock::{Error, FencingToken, NodeFault};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[tokio::test]
+async fn two_of_five_killed_still_locks() {
+    let mut nodes = start(5);
+    nodes.node_mut(1).kill();
+    nodes.node_mut(3).kill();
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        for _ in 0..20 {
+            let guard = locker.try_lock("survivor").await.unwrap();
+            guard.release().await.unwrap();
+        }
+        let held = locker.try_lock("survivor").await.unwrap();
+        let other = locker.clone();
+        let busy = tokio::spawn(async move { other.try_lock("survivor").await.map(|_| ()) })
+            .await
+            .unwrap();
+        assert!(matches!(busy, Err(Error::NotObtained { .. })), "{busy:?}");
+        held.release().await.unwrap();
+    })
+    .await;
+}
+
+/// The failed nodes named in a QuorumUnavailable, by URL port.
+fn failed_ports(error: &Error) -> Vec<u16> {
+    let Error::QuorumUnavailable { failures, .. } = error else {
+        panic!("expected QuorumUnavailable, got {error:?}");
+    };
+    let mut ports: Vec<u16> = failures
+        .iter()
+        .map(|f| f.node.rsplit(':').next().unwrap().parse().unwrap())
+        .collect();
+    ports.sort_unstable();
+    ports
+}
+
+fn ports(nodes: &RedisNodes, which: &[usize]) -> Vec<u16> {
+    let mut ports: Vec<u16> = which.iter().map(|&i| nodes.node(i).port()).collect();
+    ports.sort_unstable();
+    ports
+}
+
+#[tokio::test]
+async fn three_of_five_killed_is_quorum_unavailable_naming_them() {
+    let mut nodes = start(5);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        // Connections exist before the kill, as in a running service.
+        locker
+            .try_lock("warm")
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+        for i in [0, 2, 4] {
+            nodes.node_mut(i).kill();
+        }
+        let node_timeout = locker.options().get_node_timeout();
+        let started = Instant::now();
+        let err = locker.try_lock("doomed").await.unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(failed_ports(&err), ports(&nodes, &[0, 2, 4]), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::QuorumUnavailable {
+                    reached: 2,
+                    needed: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(took < 2 * node_timeout, "took {took:?}");
+        assert!(err.to_string().contains(&nodes.node(2).port().to_string()));
+    })
+    .await;
+    // The two live nodes kept nothing.
+    wait_until_no_locks(&nodes, Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn three_of_five_paused_fails_within_two_node_timeouts() {
+    let mut nodes = start(5);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        locker
+            .try_lock("warm")
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+        for i in [1, 2, 3] {
+            nodes.node_mut(i).pause();
+        }
+        let node_timeout = locker.options().get_node_timeout();
+        let started = Instant::now();
+        let err = locker.try_lock("frozen").await.unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(failed_ports(&err), ports(&nodes, &[1, 2, 3]), "{err}");
+        let Error::QuorumUnavailable { failures, .. } = &err else {
+            unreachable!()
+        };
+        assert!(
+            failures
+                .iter()
+                .all(|f| matches!(f.fault, NodeFault::Timeout(t) if t == node_timeout)),
+            "{err}"
+        );
+        // One round to acquire, one to undo on every node: two timeouts.
+        assert!(
+            took < 2 * node_timeout + Duration::from_millis(100),
+            "took {took:?}"
+        );
+        for i in [1, 2, 3] {
+            nodes.node_mut(i).resume();
+        }
+        // The undo also reaches the paused nodes once they wake: nothing stays locked.
+        wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_of_five_paused_still_acquires_within_the_node_timeout() {
+    let mut nodes = start(5);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        locker
+            .try_lock("warm")
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+        nodes.node_mut(0).pause();
+        nodes.node_mut(4).pause();
+        let node_timeout = locker.options().get_node_timeout();
+        for _ in 0..3 {
+            let started = Instant::now();
+            let guard = locker.try_lock("stalled").await.unwrap();
+            let took = started.elapsed();
+            assert!(
+                took < node_timeout + Duration::from_millis(100),
+                "took {took:?}"
+            );
+            assert!(guard.remaining() > Duration::from_secs(9));
+            guard.release().await.unwrap();
+        }
+        nodes.node_mut(0).resume();
+        nodes.node_mut(4).resume();
+        wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fencing_tokens_increase_while_minorities_die_and_return() {
+    // Append-only files with fsync on every write: the fault model under which
+    // the fencing rule is monotonic (docs/algorithm.md).
+    let mut nodes = RedisNodes::start_with(5, Persistence::Aof).unwrap();
+    let locker = locker(&nodes, options().node_timeout(Duration::from_millis(200)));
+    let seed: u64 = rand::random();
+    println!("fault schedule seed: {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut dead: Vec<usize> = Vec::new();
+    let mut last: Option<FencingToken> = None;
+    let mut faults = 0;
+    bounded(Duration::from_secs(240), async {
+        for i in 0..1000 {
+            if i % 20 == 10 {
+                faults += 1;
+                // Kill a live node while at most two are down, else bring one back.
+                if dead.len() < 2 && rng.random_bool(0.6) {
+                    let victim = loop {
+                        let n = rng.random_range(0..5);
+                        if !dead.contains(&n) {
+                            break n;
+                        }
+                    };
+                    nodes.node_mut(victim).kill();
+                    dead.push(victim);
+                } else if !dead.is_empty() {
+                    let back = dead.swap_remove(rng.random_range(0..dead.len()));
+                    nodes.node_mut(back).restart(Restart::KeepData).unwrap();
+                }
+            }
+            let guard = locker
+                .lock_timeout("fenced", Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|e| panic!("acquire {i} (seed {seed}): {e}\n{}", nodes.logs()));
+            let token = guard.token();
+            assert!(
+                last < Some(token),
+                "token {token} after {last:?} at acquire {i} (seed {seed})"
+            );
+            last = Some(token);
+            guard.release().await.unwrap();
+        }
+    })
+    .await;
+    assert!(faults >= 40);
+}
+
+#[tokio::test]
+async fn a_minority_restarted_empty_is_raised_and_tokens_keep_growing() {
+    let mut nodes = start(5); // no persistence: a restart comes back empty
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        let mut last = FencingToken::new(0);
+        for _ in 0..5 {
+            let g = locker.try_lock("wiped").await.unwrap();
+            last = g.token();
+            g.release().await.unwrap();
+        }
+        nodes.node_mut(0).restart(Restart::WipeData).unwrap();
+        nodes.node_mut(1).restart(Restart::WipeData).unwrap();
+        let g = locker.try_lock("wiped").await.unwrap();
+        assert!(g.token() > last, "{} after {last}", g.token());
+        let raised = g.token();
+        g.release().await.unwrap();
+        // Now the wiped pair plus one remembering node form the only quorum:
+        // the pair returns small counts, the rule raises them to the max.
+        nodes.node_mut(2).kill();
+        nodes.node_mut(3).kill();
+        let g = locker.try_lock("wiped").await.unwrap();
+        assert!(g.token() > raised, "{} after {raised}", g.token());
+        g.release().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_majority_losing_its_counters_breaks_monotonicity_as_documented() {
+    // The stated fault model: counters must not go back on a majority. This
+    // test shows what happens when they do, so the docs' warning is tested.
+    let mut nodes = start(3);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        let mut last = FencingToken::new(0);
+        for _ in 0..5 {
+            let g = locker.try_lock("amnesia").await.unwrap();
+            last = g.token();
+            g.release().await.unwrap();
+        }
+        assert_eq!(last, FencingToken::new(5));
+        nodes.node_mut(0).restart(Restart::WipeData).unwrap();
+        nodes.node_mut(1).restart(Restart::WipeData).unwrap();
+        nodes.node_mut(2).kill();
+        let g = locker.try_lock("amnesia").await.unwrap();
+        assert_eq!(
+            g.token(),
+            FencingToken::new(1),
+            "with a majority wiped and the rest down, the counter starts over"
+        );
+        g.release().await.unwrap();
+    })
+    .await;
+}

@@ -1,0 +1,284 @@
+//! Lock semantics against real redis-server nodes: exclusion, contention,
+//! ownership, expiry, and release on every exit path.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{bounded, lock_keys, locker, options, start, wait_until_no_locks};
+use fencelock::{Backend, Error, Hold};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_tasks_on_five_nodes_never_overlap() {
+    let nodes = start(5);
+    let locker = locker(&nodes, options());
+    let inside = Arc::new(AtomicBool::new(false));
+    let entries = Arc::new(AtomicUsize::new(0));
+    bounded(LIMIT, async {
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (locker, inside, entries) =
+                    (locker.clone(), Arc::clone(&inside), Arc::clone(&entries));
+                tokio::spawn(async move {
+                    let mut last_token = None;
+                    for _ in 0..15 {
+                        let guard = locker.lock("shared").await.unwrap();
+                        assert!(
+                            !inside.swap(true, Ordering::SeqCst),
+                            "two holders inside the critical section"
+                        );
+                        entries.fetch_add(1, Ordering::SeqCst);
+                        // Stay inside long enough for others to try to barge in.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        inside.store(false, Ordering::SeqCst);
+                        assert!(last_token < Some(guard.token()), "token went back");
+                        last_token = Some(guard.token());
+                        guard.release().await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    })
+    .await;
+    assert_eq!(entries.load(Ordering::SeqCst), 16 * 15);
+    wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn try_lock_under_contention_is_not_obtained() {
+    let nodes = start(5);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        let held = locker.try_lock("busy").await.unwrap();
+        let other = locker.clone();
+        let attempt = tokio::spawn(async move { other.try_lock("busy").await.map(|_| ()) })
+            .await
+            .unwrap();
+        assert!(
+            matches!(&attempt, Err(Error::NotObtained { key }) if key == "busy"),
+            "{attempt:?}"
+        );
+        // The failed attempt left nothing behind: releasing frees the lock.
+        held.release().await.unwrap();
+        wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn lock_timeout_gives_up_in_bounded_time() {
+    let nodes = start(3);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        let held = locker.try_lock("slow").await.unwrap();
+        let other = locker.clone();
+        let wait = Duration::from_millis(300);
+        let started = Instant::now();
+        let result =
+            tokio::spawn(async move { other.lock_timeout("slow", wait).await.map(|_| ()) })
+                .await
+                .unwrap();
+        let took = started.elapsed();
+        assert!(
+            matches!(result, Err(Error::Timeout { waited, .. }) if waited == wait),
+            "{result:?}"
+        );
+        assert!(took >= wait, "gave up early: {took:?}");
+        // One node round (250 ms timeout) at most may be in flight at the deadline.
+        assert!(took < wait + Duration::from_millis(500), "took {took:?}");
+        held.release().await.unwrap();
+        wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_non_owner_can_neither_release_nor_extend() {
+    let nodes = start(5);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        let mut guard = locker.try_lock("mine").await.unwrap();
+        let backend = locker.backend();
+        for intruder in [
+            Hold::new("mine", "someone-else", "1"),
+            Hold::new("mine", "someone-else", "deadbeef"),
+        ] {
+            let released = backend.release(&intruder, locker.options()).await;
+            assert!(
+                matches!(released, Err(Error::NotHeld { .. })),
+                "{released:?}"
+            );
+            let extended = backend
+                .extend(&intruder, Duration::from_secs(60), locker.options())
+                .await;
+            assert!(
+                matches!(extended, Err(Error::NotHeld { .. })),
+                "{extended:?}"
+            );
+        }
+        for node in nodes.iter() {
+            assert_eq!(lock_keys(&node.url()).await.len(), 1, "lock must survive");
+        }
+        // The owner still can.
+        guard.extend(Duration::from_secs(20)).await.unwrap();
+        assert!(guard.remaining() > Duration::from_secs(15));
+        guard.release().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn release_after_expiry_is_not_held() {
+    let nodes = start(3);
+    let short = options()
+        .ttl(Duration::from_millis(300))
+        .node_timeout(Duration::from_millis(100));
+    let locker = locker(&nodes, short);
+    bounded(LIMIT, async {
+        let guard = locker.try_lock("brief").await.unwrap();
+        wait_until_no_locks(&nodes, Duration::from_secs(5)).await; // expired on every node
+        assert_eq!(guard.remaining(), Duration::ZERO);
+        let released = guard.release().await;
+        assert!(
+            matches!(released, Err(Error::NotHeld { .. })),
+            "{released:?}"
+        );
+
+        // Expired and taken over: still NotHeld, and the new holder keeps its lock.
+        let mut stale = locker.try_lock("brief").await.unwrap();
+        wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
+        let other = locker.clone();
+        let taker = tokio::spawn(async move { other.try_lock("brief").await.unwrap() })
+            .await
+            .unwrap();
+        let extended = stale.extend(Duration::from_secs(5)).await;
+        assert!(
+            matches!(extended, Err(Error::NotHeld { .. })),
+            "{extended:?}"
+        );
+        let released = stale.release().await;
+        assert!(
+            matches!(released, Err(Error::NotHeld { .. })),
+            "{released:?}"
+        );
+        taker.release().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropping_a_guard_releases_in_the_background() {
+    let nodes = start(3);
+    let locker = locker(&nodes, options()); // 10 s ttl: only a release can free it fast
+    bounded(LIMIT, async {
+        let guard = locker.try_lock("dropped").await.unwrap();
+        assert!(!lock_keys(&nodes.node(0).url()).await.is_empty());
+        drop(guard);
+        wait_until_no_locks(&nodes, Duration::from_secs(2)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn with_lock_releases_on_return_error_and_panic() {
+    let nodes = start(3);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        let token = locker
+            .with_lock("job", async |guard| guard.token())
+            .await
+            .unwrap();
+        assert!(token.get() >= 1);
+        wait_until_no_locks(&nodes, Duration::from_secs(2)).await;
+
+        let failed: Result<(), &str> = locker
+            .with_lock("job", async |_| Err("work failed"))
+            .await
+            .unwrap();
+        assert_eq!(failed, Err("work failed"));
+        wait_until_no_locks(&nodes, Duration::from_secs(2)).await;
+
+        let panicking = locker.clone();
+        let joined = tokio::spawn(async move {
+            panicking
+                .with_lock("job", async |_| panic!("work panicked"))
+                .await
+        })
+        .await;
+        assert!(joined.unwrap_err().is_panic());
+        wait_until_no_locks(&nodes, Duration::from_secs(2)).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_acquires_leave_no_lock() {
+    let nodes = start(5);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        for i in 0..200u64 {
+            // Cut the acquire off at a different point each time: before the
+            // first request, in flight, or after it succeeded.
+            let cut = Duration::from_micros((i * 37) % 1500);
+            let _ = tokio::time::timeout(cut, locker.try_lock("cancelled")).await;
+        }
+        wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
+        // And the lock is usable afterwards.
+        locker
+            .try_lock("cancelled")
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_node_is_the_same_coordinator() {
+    let nodes = start(1);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        let first = locker.try_lock("solo").await.unwrap();
+        let other = locker.clone();
+        let busy = tokio::spawn(async move { other.try_lock("solo").await.map(|_| ()) })
+            .await
+            .unwrap();
+        assert!(matches!(busy, Err(Error::NotObtained { .. })), "{busy:?}");
+        let t1 = first.token();
+        first.release().await.unwrap();
+        let second = locker.try_lock("solo").await.unwrap();
+        assert!(second.token() > t1);
+        second.release().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_same_task_re_enters_with_the_same_token() {
+    let nodes = start(3);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        let outer = locker.try_lock("nested").await.unwrap();
+        let inner = locker.try_lock("nested").await.unwrap();
+        assert_eq!(outer.token(), inner.token());
+        inner.release().await.unwrap();
+        // Still held by the outer hold: another task is refused.
+        let other = locker.clone();
+        let busy = tokio::spawn(async move { other.try_lock("nested").await.map(|_| ()) })
+            .await
+            .unwrap();
+        assert!(matches!(busy, Err(Error::NotObtained { .. })), "{busy:?}");
+        outer.release().await.unwrap();
+        wait_until_no_locks(&nodes, Duration::from_secs(2)).await;
+    })
+    .await;
+}
