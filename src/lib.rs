@@ -31,6 +31,7 @@ mod error;
 mod fencing;
 mod guard;
 mod locker;
+pub mod metrics;
 mod options;
 mod owner;
 

@@ -5,8 +5,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{bounded, locker, options, start, wait_until_no_locks};
+use fencelock::metrics::FENCE_COUNTER_RESET;
 use fencelock::testing::{Persistence, RedisNodes, Restart};
 use fencelock::{Error, FencingToken, NodeFault};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -216,8 +218,26 @@ async fn fencing_tokens_increase_while_minorities_die_and_return() {
     assert!(faults >= 40);
 }
 
-#[tokio::test]
-async fn a_minority_restarted_empty_is_raised_and_tokens_keep_growing() {
+/// The value of a counter recorded by a debugging recorder (0 when absent).
+fn counter(recorder: &DebuggingRecorder, name: &str) -> u64 {
+    recorder
+        .snapshotter()
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == name)
+        .map(|(.., value)| match value {
+            DebugValue::Counter(n) => n,
+            other => panic!("{name} is not a counter: {other:?}"),
+        })
+        .sum()
+}
+
+// Current-thread runtime: the thread-local recorder sees every metric.
+#[tokio::test(flavor = "current_thread")]
+async fn a_minority_restarted_empty_is_detected_and_tokens_keep_growing() {
+    let recorder = DebuggingRecorder::new();
+    let _local = metrics::set_default_local_recorder(&recorder);
     let mut nodes = start(5); // no persistence: a restart comes back empty
     let locker = locker(&nodes, options());
     bounded(LIMIT, async {
@@ -227,10 +247,16 @@ async fn a_minority_restarted_empty_is_raised_and_tokens_keep_growing() {
             last = g.token();
             g.release().await.unwrap();
         }
+        assert_eq!(counter(&recorder, FENCE_COUNTER_RESET), 0);
         nodes.node_mut(0).restart(Restart::WipeData).unwrap();
         nodes.node_mut(1).restart(Restart::WipeData).unwrap();
         let g = locker.try_lock("wiped").await.unwrap();
         assert!(g.token() > last, "{} after {last}", g.token());
+        assert_eq!(
+            counter(&recorder, FENCE_COUNTER_RESET),
+            2,
+            "both wiped nodes are reported"
+        );
         let raised = g.token();
         g.release().await.unwrap();
         // Now the wiped pair plus one remembering node form the only quorum:

@@ -18,6 +18,7 @@ pub use node::RedisNode;
 use crate::backend::{Backend, Grant, Hold};
 use crate::error::{Error, NodeFailure, Result};
 use crate::fencing::FencingToken;
+use crate::metrics::FENCE_COUNTER_RESET;
 use crate::options::LockOptions;
 use node::AcquireReply;
 use quorum::{Verdict, fence_candidate, fence_confirmed, valid_until, verdict};
@@ -156,12 +157,16 @@ impl Backend for Redlock {
         .await;
 
         let mut granted = Vec::new();
+        let mut fresh_counters = 0u64;
         let mut refused = 0;
         let mut too_deep = false;
         let mut failures = Vec::new();
         for (i, (node, reply)) in self.nodes.iter().zip(replies).enumerate() {
             match reply {
-                Ok(AcquireReply::Granted { token }) => granted.push((i, token)),
+                Ok(AcquireReply::Granted { token, first }) => {
+                    fresh_counters += u64::from(first && token == 1);
+                    granted.push((i, token));
+                }
                 Ok(AcquireReply::Held) => refused += 1,
                 Ok(AcquireReply::TooDeep) => {
                     too_deep = true;
@@ -175,6 +180,15 @@ impl Backend for Redlock {
             Verdict::Quorum => {
                 let values: Vec<u64> = granted.iter().map(|&(_, v)| v).collect();
                 let (target, fast) = fence_candidate(&values, quorum);
+                if target > 1 && fresh_counters > 0 {
+                    // A node started this resource's counter from zero while
+                    // others are ahead: it lost its data (restart without
+                    // persistence) or never saw the resource. The rule below
+                    // still hands out a safe token while a quorum remembers;
+                    // operators should know their nodes forget.
+                    metrics::counter!(FENCE_COUNTER_RESET, "backend" => "redis")
+                        .increment(fresh_counters);
+                }
                 let final_token = fast
                     || self
                         .raise_fence(&keys, hold.owner(), target, &granted, quorum, timeout)

@@ -230,8 +230,9 @@ impl RedisNode {
 /// A node's answer to an acquire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AcquireReply {
-    /// Granted; the node's fence value for this hold.
-    Granted { token: u64 },
+    /// Granted; the node's fence value for this hold, and whether it is the
+    /// owner's first hold there (the counter was bumped).
+    Granted { token: u64, first: bool },
     /// Held by another owner.
     Held,
     /// The owner already has the maximum number of holds.
@@ -241,8 +242,9 @@ pub(crate) enum AcquireReply {
 impl AcquireReply {
     fn parse(reply: &[i64]) -> Result<Self, NodeFault> {
         match reply {
-            [1, token, _holds] if *token > 0 => Ok(Self::Granted {
+            [1, token, holds] if *token > 0 && *holds > 0 => Ok(Self::Granted {
                 token: *token as u64,
+                first: *holds == 1,
             }),
             [0, _pttl] => Ok(Self::Held),
             [2, _holds] => Ok(Self::TooDeep),
@@ -308,14 +310,31 @@ mod tests {
     fn replies_parse_strictly() {
         assert_eq!(
             AcquireReply::parse(&[1, 7, 1]).unwrap(),
-            AcquireReply::Granted { token: 7 }
+            AcquireReply::Granted {
+                token: 7,
+                first: true
+            }
+        );
+        assert_eq!(
+            AcquireReply::parse(&[1, 7, 3]).unwrap(),
+            AcquireReply::Granted {
+                token: 7,
+                first: false
+            }
         );
         assert_eq!(AcquireReply::parse(&[0, 1200]).unwrap(), AcquireReply::Held);
         assert_eq!(
             AcquireReply::parse(&[2, 32]).unwrap(),
             AcquireReply::TooDeep
         );
-        for bad in [&[][..], &[1, 0, 1], &[1, -3, 1], &[5, 1], &[1, 2]] {
+        for bad in [
+            &[][..],
+            &[1, 0, 1],
+            &[1, -3, 1],
+            &[1, 4, 0],
+            &[5, 1],
+            &[1, 2],
+        ] {
             assert!(AcquireReply::parse(bad).is_err(), "{bad:?}");
         }
     }
