@@ -1,29 +1,6 @@
-//! Distributed locks for work that must never run twice.
-//!
-//! fencelock takes a lock on a quorum of independent Redis nodes (Redlock;
-//! one node is the N = 1 case of the same code), hands every new holder a
-//! [`FencingToken`] that strictly grows so the protected resource can turn
-//! away a holder whose lock ran out, and gives the lock back on every exit
-//! path.
-//!
-//! ```no_run
-//! # async fn demo() -> fencelock::Result<()> {
-//! use std::time::Duration;
-//! use fencelock::{Locker, LockOptions, Redlock};
-//!
-//! let nodes = Redlock::from_urls(["redis://127.0.0.1:7001", "redis://127.0.0.1:7002", "redis://127.0.0.1:7003"])?;
-//! let locker = Locker::new(nodes, LockOptions::default().ttl(Duration::from_secs(10)))?;
-//!
-//! let guard = locker.lock_timeout("nightly-billing", Duration::from_secs(5)).await?;
-//! // Pass guard.token() along with every write the lock protects.
-//! println!("holding {} with token {}", guard.key(), guard.token());
-//! guard.release().await?; // Err(NotHeld) if it had expired: never a silent success
-//! # Ok(()) }
-//! ```
-//!
-//! See `docs/algorithm.md` for how acquire, extend, release and the fencing
-//! rule work, and which faults they tolerate.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
