@@ -320,10 +320,10 @@ impl RedisServer {
     /// Pauses the process with SIGSTOP: it keeps its sockets open but answers
     /// nothing until [`resume`](Self::resume). No-op if not running.
     pub fn pause(&mut self) {
-        if let Some(pid) = self.raw_pid_if_running() {
-            if signal::kill(pid, Signal::SIGSTOP).is_ok() {
-                self.paused = true;
-            }
+        if let Some(pid) = self.raw_pid_if_running()
+            && signal::kill(pid, Signal::SIGSTOP).is_ok()
+        {
+            self.paused = true;
         }
     }
 
