@@ -282,3 +282,85 @@ async fn the_same_task_re_enters_with_the_same_token() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn nodes_can_be_reached_over_unix_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("redis.sock");
+    let node = fencelock::testing::RedisServer::builder()
+        .arg("--unixsocket")
+        .arg(&socket)
+        .start()
+        .unwrap();
+    let url = format!("unix://{}", socket.display());
+    let locker = fencelock::Locker::redis([url.as_str()]).unwrap();
+    bounded(LIMIT, async {
+        let guard = locker.try_lock("socket").await.unwrap();
+        assert!(
+            !lock_keys(&node.url()).await.is_empty(),
+            "the lock is on the node"
+        );
+        guard.release().await.unwrap();
+        assert!(lock_keys(&node.url()).await.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_nested_acquire_keeps_the_outer_token_when_a_node_missed_the_outer() {
+    let mut nodes = start(3);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        // Node 2's counter for this resource is ahead of the others.
+        let mut c = common::conn(&nodes.node(2).url()).await;
+        let _: () = fencelock::deadpool_redis::redis::cmd("SET")
+            .arg("fencelock:{nested-gap}:fence")
+            .arg(5)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        // The outer acquire misses node 2 and gets a low token from 0 and 1.
+        nodes.node_mut(2).pause();
+        let outer = locker.try_lock("nested-gap").await.unwrap();
+        nodes.node_mut(2).resume();
+        // The nested acquires reach node 2, where the lock is missing and the
+        // counter is ahead: they must still report the outer token.
+        let inner = locker.try_lock("nested-gap").await.unwrap();
+        let innermost = locker.try_lock("nested-gap").await.unwrap();
+        assert_eq!(inner.token(), outer.token());
+        assert_eq!(innermost.token(), outer.token());
+        let outer_token = outer.token();
+        innermost.release().await.unwrap();
+        inner.release().await.unwrap();
+        outer.release().await.unwrap();
+        wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
+        // The next holder still gets a higher token than the outer one.
+        let next = locker.try_lock("nested-gap").await.unwrap();
+        assert!(next.token() > outer_token);
+        next.release().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn extending_one_hold_never_shortens_the_lock() {
+    let nodes = start(3);
+    let locker = locker(&nodes, options()); // 10 s ttl
+    bounded(LIMIT, async {
+        let outer = locker.try_lock("shared-lease").await.unwrap();
+        let mut inner = locker.try_lock("shared-lease").await.unwrap();
+        inner.extend(Duration::from_millis(300)).await.unwrap();
+        for node in nodes.iter() {
+            let mut c = common::conn(&node.url()).await;
+            let pttl: i64 = fencelock::deadpool_redis::redis::cmd("PTTL")
+                .arg("fencelock:{shared-lease}")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            assert!(pttl > 5_000, "the outer hold's lease was cut to {pttl} ms");
+        }
+        inner.release().await.unwrap();
+        outer.release().await.unwrap();
+    })
+    .await;
+}

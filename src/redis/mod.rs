@@ -21,7 +21,7 @@ use crate::fencing::FencingToken;
 use crate::metrics::FENCE_COUNTER_RESET;
 use crate::options::LockOptions;
 use node::AcquireReply;
-use quorum::{Verdict, fence_candidate, fence_confirmed, valid_until, verdict};
+use quorum::{Verdict, Vote, fence_candidate, fence_confirmed, valid_until, verdict};
 use scripts::Keys;
 
 /// The Redlock backend: a quorum coordinator over independent Redis nodes.
@@ -97,32 +97,64 @@ impl Redlock {
     }
 
     /// Makes the token `target` final: raises every node not known to hold
-    /// it already. Returns whether a quorum now holds a counter >= `target`.
+    /// it already (all of them, not just enough: a node left behind weakens
+    /// later acquires if others lose their data). Returns how many nodes
+    /// holding our lock now have a counter >= `target`, whether that is a
+    /// quorum, and the nodes that failed.
+    #[allow(clippy::too_many_arguments)]
     async fn raise_fence(
         &self,
         keys: &Keys,
         owner: &str,
         target: u64,
-        granted: &[(usize, u64)],
+        votes: &[Vote],
+        at_target: &[bool],
         quorum: usize,
         timeout: Duration,
-    ) -> bool {
-        let lagging = self
+    ) -> (bool, Vec<NodeFailure>) {
+        let lagging: Vec<&RedisNode> = self
             .nodes
             .iter()
-            .enumerate()
-            .filter(|(i, _)| !granted.iter().any(|&(g, v)| g == *i && v == target));
-        let replies =
-            join_all(lagging.map(|(_, n)| n.raise_fence(keys, owner, target, timeout))).await;
-        let raised: Vec<u64> = replies.into_iter().filter_map(|r| r.ok()).collect();
-        let values: Vec<u64> = granted.iter().map(|&(_, v)| v).collect();
-        fence_confirmed(target, &values, &raised, quorum)
+            .zip(at_target)
+            .filter(|&(_, &done)| !done)
+            .map(|(n, _)| n)
+            .collect();
+        let replies = join_all(
+            lagging
+                .iter()
+                .map(|n| n.raise_fence(keys, owner, target, timeout)),
+        )
+        .await;
+        let mut raised = Vec::new();
+        let mut failures = Vec::new();
+        for (node, reply) in lagging.into_iter().zip(replies) {
+            match reply {
+                Ok(r) => raised.push(r),
+                Err(fault) => failures.push(node.failure(fault)),
+            }
+        }
+        (fence_confirmed(target, votes, &raised, quorum), failures)
     }
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {
     // Options validation caps the ttl far below u64::MAX ms.
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl Redlock {
+    /// Counts nodes whose counter for a first hold started over at 1 while
+    /// the token is higher: they lost their data (restart without
+    /// persistence) or never saw the resource. The rule still hands out a
+    /// safe token while a quorum remembers; operators should know their
+    /// nodes forget.
+    fn report_fresh_counters(&self, votes: &[Vote], target: u64) {
+        let fresh = votes.iter().filter(|v| v.first && v.value == 1).count();
+        if target > 1 && fresh > 0 {
+            metrics::counter!(FENCE_COUNTER_RESET, "backend" => self.name())
+                .increment(fresh as u64);
+        }
+    }
 }
 
 impl Backend for Redlock {
@@ -156,17 +188,19 @@ impl Backend for Redlock {
         }))
         .await;
 
-        let mut granted = Vec::new();
-        let mut fresh_counters = 0u64;
+        let mut granted: Vec<(usize, Vote)> = Vec::new();
         let mut refused = 0;
         let mut too_deep = false;
         let mut failures = Vec::new();
         for (i, (node, reply)) in self.nodes.iter().zip(replies).enumerate() {
             match reply {
-                Ok(AcquireReply::Granted { token, first }) => {
-                    fresh_counters += u64::from(first && token == 1);
-                    granted.push((i, token));
-                }
+                Ok(AcquireReply::Granted { token, first }) => granted.push((
+                    i,
+                    Vote {
+                        value: token,
+                        first,
+                    },
+                )),
                 Ok(AcquireReply::Held) => refused += 1,
                 Ok(AcquireReply::TooDeep) => {
                     too_deep = true;
@@ -178,27 +212,33 @@ impl Backend for Redlock {
 
         let outcome = match verdict(granted.len(), refused, self.nodes.len(), quorum) {
             Verdict::Quorum => {
-                let values: Vec<u64> = granted.iter().map(|&(_, v)| v).collect();
-                let (target, fast) = fence_candidate(&values, quorum);
-                if target > 1 && fresh_counters > 0 {
-                    // A node started this resource's counter from zero while
-                    // others are ahead: it lost its data (restart without
-                    // persistence) or never saw the resource. The rule below
-                    // still hands out a safe token while a quorum remembers;
-                    // operators should know their nodes forget.
-                    metrics::counter!(FENCE_COUNTER_RESET, "backend" => "redis")
-                        .increment(fresh_counters);
+                let votes: Vec<Vote> = granted.iter().map(|&(_, vote)| vote).collect();
+                let (target, fast) = fence_candidate(&votes, quorum);
+                self.report_fresh_counters(&votes, target);
+                let mut at_target = vec![false; self.nodes.len()];
+                for &(i, vote) in &granted {
+                    at_target[i] = vote.value == target;
                 }
-                let final_token = fast
-                    || self
-                        .raise_fence(&keys, hold.owner(), target, &granted, quorum, timeout)
-                        .await;
+                let (final_token, raise_failures) = if fast {
+                    (true, Vec::new())
+                } else {
+                    self.raise_fence(
+                        &keys,
+                        hold.owner(),
+                        target,
+                        &votes,
+                        &at_target,
+                        quorum,
+                        timeout,
+                    )
+                    .await
+                };
                 let valid_until = valid_until(started, ttl, options.get_drift_factor());
                 if !final_token {
                     Err(Error::QuorumUnavailable {
-                        reached: granted.len(),
+                        reached: self.nodes.len() - raise_failures.len(),
                         needed: quorum,
-                        failures,
+                        failures: raise_failures,
                     })
                 } else if Instant::now() >= valid_until {
                     Err(Error::ValidityExhausted {

@@ -159,18 +159,25 @@ impl RedisNode {
         }
     }
 
-    /// Raises the fence counter to at least `token`; returns the counter.
+    /// Raises the fence counter to at least `token`; returns the counter and
+    /// whether the owner's lock is on this node.
     pub(crate) async fn raise_fence(
         &self,
         keys: &Keys,
         owner: &str,
         token: u64,
         timeout: Duration,
-    ) -> Result<u64, NodeFault> {
+    ) -> Result<Raised, NodeFault> {
         let mut call = scripts::RAISE_FENCE.prepare_invoke();
         call.key(&keys.lock).key(&keys.fence).arg(owner).arg(token);
-        let reply: i64 = self.run(call, timeout).await?;
-        u64::try_from(reply).map_err(|_| NodeFault::Protocol(format!("fence counter {reply}")))
+        let reply: Vec<i64> = self.run(call, timeout).await?;
+        match reply[..] {
+            [counter, held @ (0 | 1)] if counter >= 0 => Ok(Raised {
+                counter: counter as u64,
+                holds_lock: held == 1,
+            }),
+            _ => Err(NodeFault::Protocol(format!("raise returned {reply:?}"))),
+        }
     }
 
     /// Runs a script within `timeout`. Every script is idempotent, so a call
@@ -225,6 +232,15 @@ impl RedisNode {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// A node's answer to a fence raise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Raised {
+    /// The node's counter after the raise.
+    pub(crate) counter: u64,
+    /// Whether the owner's lock is on the node.
+    pub(crate) holds_lock: bool,
 }
 
 /// A node's answer to an acquire.

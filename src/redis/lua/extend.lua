@@ -1,11 +1,15 @@
 -- Extend a lock through one of its holds.
 -- KEYS[1] lock hash. ARGV[1] owner, ARGV[2] hold id, ARGV[3] ttl in ms.
--- Returns 1 extended, 0 the hold is not here (expired, released, taken over).
+-- Only ever lengthens the expiry: the lock is shared by all of the owner's
+-- holds, and one nested hold asking for less must not cut the others short.
+-- Returns 1 extended (or already long enough), 0 the hold is not here.
 if redis.call('HGET', KEYS[1], ':owner') ~= ARGV[1] then
   return 0
 end
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then
   return 0
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
 return 1

@@ -1,8 +1,11 @@
 -- Raise a lagging fencing counter to the token being handed out.
 -- KEYS[1] lock hash, KEYS[2] fencing counter. ARGV[1] owner, ARGV[2] token.
--- Counters only grow. When the owner's lock is here, its stored token is
--- raised too, so a nested acquire answered by this node reports the same token.
--- Returns the counter after the call (>= ARGV[2]).
+-- Counters only grow. Returns {counter after the call, 1 if the owner's lock
+-- is on this node else 0}. Only a node that holds the owner's lock may count
+-- towards the quorum that makes the token final: elsewhere another acquire
+-- may already have counted past this node before the raise arrived.
+-- Where the owner's lock is here, its stored token is set to the final
+-- token, so nested acquires answered by this node report that same token.
 local target = tonumber(ARGV[2])
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
 if current < target then
@@ -10,8 +13,7 @@ if current < target then
   current = target
 end
 if redis.call('HGET', KEYS[1], ':owner') == ARGV[1] then
-  if tonumber(redis.call('HGET', KEYS[1], ':token')) < target then
-    redis.call('HSET', KEYS[1], ':token', ARGV[2])
-  end
+  redis.call('HSET', KEYS[1], ':token', ARGV[2])
+  return {current, 1}
 end
-return current
+return {current, 0}
