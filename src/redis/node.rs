@@ -39,13 +39,20 @@ impl std::fmt::Debug for RedisNode {
 const POOL_SIZE: usize = 8;
 
 impl RedisNode {
-    /// A node from a `redis://`, `rediss://` or `redis+unix://` / `unix://`
-    /// URL. The URL is checked here; nothing connects until first use.
+    /// A node from a `redis://`, `rediss://` (feature `tls`) or
+    /// `redis+unix://` / `unix://` URL. The URL is checked here; nothing
+    /// connects until first use.
     ///
     /// Connections are made with no response timeout of their own: the
     /// per-node timeout of [`LockOptions`](crate::LockOptions) bounds every
     /// call instead.
     pub fn from_url(url: &str) -> Result<Self> {
+        if cfg!(not(feature = "tls")) && url.starts_with("rediss://") {
+            return Err(Error::InvalidOptions(format!(
+                "bad node URL {}: TLS (rediss://) needs fencelock's `tls` feature",
+                redact(url)
+            )));
+        }
         let info = url
             .into_connection_info()
             .map_err(|e| Error::InvalidOptions(format!("bad node URL {}: {e}", redact(url))))?;
@@ -320,6 +327,22 @@ mod tests {
             panic!("a bad port must be rejected");
         };
         assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_urls_are_accepted_with_the_tls_feature() {
+        let node = RedisNode::from_url("rediss://127.0.0.1:6390").unwrap();
+        assert_eq!(node.name(), "127.0.0.1:6390");
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn tls_urls_name_the_missing_feature() {
+        let Err(Error::InvalidOptions(msg)) = RedisNode::from_url("rediss://127.0.0.1:6390") else {
+            panic!("rediss:// needs the tls feature");
+        };
+        assert!(msg.contains("`tls` feature"), "{msg}");
     }
 
     #[test]
