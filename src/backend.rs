@@ -18,6 +18,16 @@ pub struct Hold {
     key: String,
     owner: String,
     id: String,
+    parent: Option<Parent>,
+}
+
+/// The hold a nested hold sits inside, and its token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Parent {
+    /// The parent hold's id.
+    pub id: String,
+    /// The parent hold's fencing token, which the nested hold shares.
+    pub token: FencingToken,
 }
 
 impl Hold {
@@ -27,7 +37,20 @@ impl Hold {
             key: key.into(),
             owner: owner.into(),
             id: id.into(),
+            parent: None,
         }
+    }
+
+    /// The same hold, nested inside `parent` (a live hold of the same owner
+    /// on the same key).
+    pub fn nested_in(mut self, parent: Parent) -> Self {
+        self.parent = Some(parent);
+        self
+    }
+
+    /// The parent hold, for a nested hold.
+    pub fn parent(&self) -> Option<&Parent> {
+        self.parent.as_ref()
     }
 
     /// The resource name, without any backend prefix.
@@ -63,9 +86,13 @@ pub struct Grant {
 /// Every implementation guarantees:
 /// - **Mutual exclusion**: while a [`Grant`] is valid (now < `valid_until`),
 ///   no hold of another owner on the same key is granted.
-/// - **Reentrancy**: a hold by the owner that already holds the key is granted
-///   with the same fencing token, up to `options.max_reentrancy` holds, and
-///   the key is free only when every hold is released.
+/// - **Reentrancy**: a nested hold (one with a [`Parent`]) is granted only
+///   where its parent hold is still present, gets the parent's token, and
+///   counts towards `options.max_reentrancy`; the key is free only when every
+///   hold is released. A first hold is never granted over an existing lock,
+///   not even a stale one of the same owner, so every first hold counts
+///   afresh. When the parent is gone from a quorum the result is
+///   [`Error::NotHeld`](crate::Error::NotHeld).
 /// - **Fencing**: tokens of successive (non-nested) grants of a key strictly
 ///   increase.
 /// - **Idempotent undo**: `release` of a hold that was never applied, was

@@ -7,6 +7,7 @@ use crate::backend::{Backend, Hold};
 use crate::error::{Error, Result};
 use crate::fencing::FencingToken;
 use crate::options::LockOptions;
+use crate::owner::LiveHolds;
 
 /// A hold that is released in the background if it is dropped while armed.
 ///
@@ -16,16 +17,28 @@ use crate::options::LockOptions;
 pub(crate) struct ReleaseOnDrop<B: Backend> {
     backend: Arc<B>,
     options: Arc<LockOptions>,
+    live: Arc<LiveHolds>,
     hold: Option<Hold>,
 }
 
 impl<B: Backend> ReleaseOnDrop<B> {
-    pub(crate) fn arm(backend: Arc<B>, options: Arc<LockOptions>, hold: Hold) -> Self {
+    pub(crate) fn arm(
+        backend: Arc<B>,
+        options: Arc<LockOptions>,
+        live: Arc<LiveHolds>,
+        hold: Hold,
+    ) -> Self {
         Self {
             backend,
             options,
+            live,
             hold: Some(hold),
         }
+    }
+
+    /// Records the hold as live, so acquires by its owner nest inside it.
+    pub(crate) fn register(&self, token: FencingToken) {
+        self.live.insert(self.hold(), token);
     }
 
     pub(crate) fn hold(&self) -> &Hold {
@@ -42,6 +55,7 @@ impl<B: Backend> Drop for ReleaseOnDrop<B> {
         let Some(hold) = self.hold.take() else {
             return;
         };
+        self.live.remove(&hold);
         // Never block in drop: hand the release to the runtime. Without a
         // runtime (dropped after shutdown) the lock simply expires by its ttl.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -130,6 +144,8 @@ impl<B: Backend> LockGuard<B> {
     /// or was taken over), so work done under it may have overlapped with
     /// another holder: never a silent success.
     pub async fn release(mut self) -> Result<()> {
+        // From now on nothing may nest inside this hold.
+        self.hold.live.remove(self.hold.hold());
         // The hold stays armed until the nodes answered, so a release whose
         // future is dropped half-way is finished in the background.
         let result = self

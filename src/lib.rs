@@ -18,7 +18,7 @@ mod redis;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use backend::{Backend, Grant, Hold};
+pub use backend::{Backend, Grant, Hold, Parent};
 pub use error::{Error, NodeFailure, NodeFault, Result};
 pub use fencing::FencingToken;
 pub use guard::LockGuard;

@@ -7,7 +7,7 @@ use crate::backend::{Backend, Hold};
 use crate::error::{Error, Result};
 use crate::guard::{LockGuard, ReleaseOnDrop};
 use crate::options::{LockOptions, validate_key};
-use crate::owner::{current_owner, new_instance_id, next_hold_id};
+use crate::owner::{LiveHolds, current_owner, new_instance_id, next_hold_id};
 
 /// Takes locks on a backend. Cheap to clone: clones share the backend, the
 /// options and the instance identity.
@@ -18,6 +18,7 @@ use crate::owner::{current_owner, new_instance_id, next_hold_id};
 pub struct Locker<B: Backend> {
     backend: Arc<B>,
     options: Arc<LockOptions>,
+    live: Arc<LiveHolds>,
     instance: u128,
 }
 
@@ -26,6 +27,7 @@ impl<B: Backend> Clone for Locker<B> {
         Self {
             backend: Arc::clone(&self.backend),
             options: Arc::clone(&self.options),
+            live: Arc::clone(&self.live),
             instance: self.instance,
         }
     }
@@ -60,6 +62,7 @@ impl<B: Backend> Locker<B> {
         Ok(Self {
             backend: Arc::new(backend),
             options: Arc::new(options),
+            live: Arc::default(),
             instance: new_instance_id(),
         })
     }
@@ -71,6 +74,7 @@ impl<B: Backend> Locker<B> {
         Ok(Self {
             backend: Arc::clone(&self.backend),
             options: Arc::new(options),
+            live: Arc::clone(&self.live),
             instance: self.instance,
         })
     }
@@ -92,16 +96,27 @@ impl<B: Backend> Locker<B> {
     /// lock behind (whatever was granted is released in the background).
     pub async fn try_lock(&self, key: &str) -> Result<LockGuard<B>> {
         validate_key(key)?;
-        let hold = Hold::new(key, current_owner(self.instance), next_hold_id());
-        let mut armed =
-            ReleaseOnDrop::arm(Arc::clone(&self.backend), Arc::clone(&self.options), hold);
+        let owner = current_owner(self.instance);
+        let mut hold = Hold::new(key, owner, next_hold_id());
+        if let Some(parent) = self.live.parent(hold.owner(), key) {
+            hold = hold.nested_in(parent);
+        }
+        let mut armed = ReleaseOnDrop::arm(
+            Arc::clone(&self.backend),
+            Arc::clone(&self.options),
+            Arc::clone(&self.live),
+            hold,
+        );
         let ttl = self.options.get_ttl();
         match self
             .backend
             .try_acquire(armed.hold(), ttl, &self.options)
             .await
         {
-            Ok(grant) => Ok(LockGuard::new(armed, grant.token, grant.valid_until)),
+            Ok(grant) => {
+                armed.register(grant.token);
+                Ok(LockGuard::new(armed, grant.token, grant.valid_until))
+            }
             Err(e) => {
                 // The backend already undid the attempt on every node.
                 armed.disarm();

@@ -234,6 +234,10 @@ pub fn validate_key(key: &str) -> Result<()> {
     Ok(())
 }
 
+/// The longest retry delay or jitter accepted: a waiter that sleeps longer
+/// than this between attempts should use its own loop around `try_lock`.
+pub const MAX_RETRY_PAUSE: Duration = Duration::from_secs(3600);
+
 /// How waiting acquires space their attempts: a fixed delay plus a random
 /// jitter, so that contending clients do not retry in lock-step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,6 +295,12 @@ impl RetryPolicy {
     }
 
     fn validate(&self) -> Result<()> {
+        if self.delay > MAX_RETRY_PAUSE || self.jitter > MAX_RETRY_PAUSE {
+            return Err(Error::InvalidOptions(format!(
+                "retry delay {:?} and jitter {:?} must each be at most {MAX_RETRY_PAUSE:?}",
+                self.delay, self.jitter
+            )));
+        }
         if self.max_attempts == Some(0) {
             return Err(Error::InvalidOptions(
                 "retry max_attempts must be at least 1".into(),

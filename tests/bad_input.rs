@@ -16,8 +16,9 @@ fn invalid_options(result: fencelock::Result<impl std::fmt::Debug>) -> String {
     }
 }
 
+/// `n` distinct addresses where nothing listens (ports 1, 2, ... on loopback).
 fn redlock(n: usize) -> Redlock {
-    Redlock::from_urls(vec![NOWHERE; n]).unwrap()
+    Redlock::from_urls((1..=n).map(|port| format!("redis://127.0.0.1:{port}"))).unwrap()
 }
 
 #[test]
@@ -60,6 +61,16 @@ fn bad_options_are_rejected_by_name() {
             1,
             "max_attempts",
         ),
+        (
+            LockOptions::default().retry(RetryPolicy::default().delay(Duration::MAX)),
+            1,
+            "retry delay",
+        ),
+        (
+            LockOptions::default().retry(RetryPolicy::default().jitter(Duration::MAX)),
+            1,
+            "retry delay",
+        ),
     ];
     for (options, nodes, needle) in cases {
         let msg = invalid_options(Locker::new(redlock(nodes), options.clone()));
@@ -84,6 +95,12 @@ fn no_nodes_and_bad_urls_are_rejected() {
         assert!(msg.contains("bad node URL"), "{url:?}: {msg}");
         invalid_options(Locker::redis([NOWHERE, url]));
     }
+    let twice = Redlock::from_urls([
+        "redis://127.0.0.1:7001",
+        "redis://127.0.0.1:7002",
+        "redis://127.0.0.1:7001",
+    ]);
+    assert!(invalid_options(twice).contains("listed twice"));
     let msg = invalid_options(RedisNode::from_url("redis://user:s3cret@127.0.0.1:port"));
     assert!(!msg.contains("s3cret"), "password leaked: {msg}");
 }

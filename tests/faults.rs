@@ -297,3 +297,78 @@ async fn a_majority_losing_its_counters_breaks_monotonicity_as_documented() {
     })
     .await;
 }
+
+async fn pttl(url: &str, key: &str) -> i64 {
+    let mut c = common::conn(url).await;
+    fencelock::deadpool_redis::redis::cmd("PTTL")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_release_that_missed_a_node_never_lets_an_old_token_return() {
+    // One task loops acquire -> release. One release misses node 0, which
+    // keeps a stale hold of that task; the task's next acquire is a first
+    // one, not a nested one, and must count afresh.
+    let mut nodes = RedisNodes::start_with(3, Persistence::Aof).unwrap();
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        let first = locker.try_lock("looped").await.unwrap();
+        let first_token = first.token();
+        nodes.node_mut(0).kill();
+        first.release().await.unwrap(); // nodes 1 and 2: a quorum
+        nodes.node_mut(0).restart(Restart::KeepData).unwrap();
+        let stale_ttl = pttl(&nodes.node(0).url(), "fencelock:{looped}").await;
+        assert!(stale_ttl > 0, "node 0 keeps the stale hold");
+
+        let other = locker.clone();
+        let between = tokio::spawn(async move {
+            let g = other.try_lock("looped").await.unwrap();
+            let t = g.token();
+            g.release().await.unwrap();
+            t
+        })
+        .await
+        .unwrap();
+        assert!(between > first_token);
+
+        let again = locker.try_lock("looped").await.unwrap();
+        assert!(
+            again.token() > between,
+            "token {} handed out after {between}",
+            again.token()
+        );
+        // The stale hold was not taken for ours: nothing extended it.
+        assert!(pttl(&nodes.node(0).url(), "fencelock:{looped}").await <= stale_ttl);
+        again.release().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_nested_acquire_after_the_outer_hold_expired_is_not_held() {
+    let nodes = start(3);
+    let short = options()
+        .ttl(Duration::from_millis(300))
+        .node_timeout(Duration::from_millis(100));
+    let locker = locker(&nodes, short);
+    bounded(LIMIT, async {
+        let outer = locker.try_lock("lapsed").await.unwrap();
+        wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
+        let other = locker.clone();
+        tokio::spawn(async move { other.try_lock("lapsed").await.unwrap().release().await })
+            .await
+            .unwrap()
+            .unwrap();
+        let nested = locker.try_lock("lapsed").await.map(|g| g.token());
+        assert!(
+            matches!(nested, Err(Error::NotHeld { .. })),
+            "nested inside an expired hold: {nested:?} (outer token {})",
+            outer.token()
+        );
+        assert!(matches!(outer.release().await, Err(Error::NotHeld { .. })));
+    })
+    .await;
+}

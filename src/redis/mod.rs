@@ -21,7 +21,7 @@ use crate::fencing::FencingToken;
 use crate::metrics::FENCE_COUNTER_RESET;
 use crate::options::LockOptions;
 use node::AcquireReply;
-use quorum::{Verdict, Vote, fence_candidate, fence_confirmed, valid_until, verdict};
+use quorum::{Verdict, fence_candidate, fence_confirmed, valid_until, verdict};
 use scripts::Keys;
 
 /// The Redlock backend: a quorum coordinator over independent Redis nodes.
@@ -47,10 +47,19 @@ pub struct Redlock {
 }
 
 impl Redlock {
-    /// A coordinator over `nodes`. At least one node is required.
+    /// A coordinator over `nodes`: at least one, each a different server.
     pub fn new(nodes: Vec<RedisNode>) -> Result<Self> {
         if nodes.is_empty() {
             return Err(Error::InvalidOptions("no nodes given".into()));
+        }
+        // One server listed twice would vote twice: a false quorum.
+        for (i, node) in nodes.iter().enumerate() {
+            if nodes[..i].iter().any(|n| n.name() == node.name()) {
+                return Err(Error::InvalidOptions(format!(
+                    "node {} is listed twice; every node must be an independent server",
+                    node.name()
+                )));
+            }
         }
         Ok(Self { nodes })
     }
@@ -96,28 +105,32 @@ impl Redlock {
         (removed, absent, failures)
     }
 
-    /// Makes the token `target` final: raises every node not known to hold
-    /// it already (all of them, not just enough: a node left behind weakens
-    /// later acquires if others lose their data). Returns how many nodes
-    /// holding our lock now have a counter >= `target`, whether that is a
-    /// quorum, and the nodes that failed.
-    #[allow(clippy::too_many_arguments)]
-    async fn raise_fence(
+    /// The fencing rule for a first hold granted by `granted` (node, value):
+    /// `T = max v`, final at once when a quorum returned `T`; otherwise every
+    /// node not known to hold `T` is raised to it (all of them, not just
+    /// enough: a node left behind weakens later acquires if others lose
+    /// their data), and `T` is final once a quorum of nodes that hold our
+    /// lock have a counter >= `T`.
+    async fn final_token(
         &self,
         keys: &Keys,
         owner: &str,
-        target: u64,
-        votes: &[Vote],
-        at_target: &[bool],
+        granted: &[(usize, u64)],
         quorum: usize,
         timeout: Duration,
-    ) -> (bool, Vec<NodeFailure>) {
+    ) -> Result<FencingToken> {
+        let values: Vec<u64> = granted.iter().map(|&(_, v)| v).collect();
+        let (target, fast) = fence_candidate(&values, quorum);
+        self.report_fresh_counters(&values, target);
+        if fast {
+            return Ok(FencingToken::new(target));
+        }
         let lagging: Vec<&RedisNode> = self
             .nodes
             .iter()
-            .zip(at_target)
-            .filter(|&(_, &done)| !done)
-            .map(|(n, _)| n)
+            .enumerate()
+            .filter(|&(i, _)| !granted.contains(&(i, target)))
+            .map(|(_, n)| n)
             .collect();
         let replies = join_all(
             lagging
@@ -133,28 +146,39 @@ impl Redlock {
                 Err(fault) => failures.push(node.failure(fault)),
             }
         }
-        (fence_confirmed(target, votes, &raised, quorum), failures)
+        if fence_confirmed(target, &values, &raised, quorum) {
+            Ok(FencingToken::new(target))
+        } else {
+            let confirming = values.iter().filter(|&&v| v == target).count()
+                + raised
+                    .iter()
+                    .filter(|r| r.holds_lock && r.counter >= target)
+                    .count();
+            Err(Error::QuorumUnavailable {
+                reached: confirming,
+                needed: quorum,
+                failures,
+            })
+        }
+    }
+
+    /// Counts nodes whose counter for a first hold started over at 1 while
+    /// the token is higher: they lost their data (restart without
+    /// persistence) or never saw the resource. The rule still hands out a
+    /// safe token while a quorum remembers; operators should know their
+    /// nodes forget.
+    fn report_fresh_counters(&self, granted: &[u64], target: u64) {
+        let fresh = granted.iter().filter(|&&v| v == 1).count();
+        if target > 1 && fresh > 0 {
+            metrics::counter!(FENCE_COUNTER_RESET, "backend" => self.name())
+                .increment(fresh as u64);
+        }
     }
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {
     // Options validation caps the ttl far below u64::MAX ms.
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-impl Redlock {
-    /// Counts nodes whose counter for a first hold started over at 1 while
-    /// the token is higher: they lost their data (restart without
-    /// persistence) or never saw the resource. The rule still hands out a
-    /// safe token while a quorum remembers; operators should know their
-    /// nodes forget.
-    fn report_fresh_counters(&self, votes: &[Vote], target: u64) {
-        let fresh = votes.iter().filter(|v| v.first && v.value == 1).count();
-        if target > 1 && fresh > 0 {
-            metrics::counter!(FENCE_COUNTER_RESET, "backend" => self.name())
-                .increment(fresh as u64);
-        }
-    }
 }
 
 impl Backend for Redlock {
@@ -188,74 +212,48 @@ impl Backend for Redlock {
         }))
         .await;
 
-        let mut granted: Vec<(usize, Vote)> = Vec::new();
-        let mut refused = 0;
-        let mut too_deep = false;
+        let mut granted: Vec<(usize, u64)> = Vec::new();
+        let (mut held, mut too_deep, mut parent_missing) = (0, 0, 0);
         let mut failures = Vec::new();
         for (i, (node, reply)) in self.nodes.iter().zip(replies).enumerate() {
             match reply {
-                Ok(AcquireReply::Granted { token, first }) => granted.push((
-                    i,
-                    Vote {
-                        value: token,
-                        first,
-                    },
-                )),
-                Ok(AcquireReply::Held) => refused += 1,
-                Ok(AcquireReply::TooDeep) => {
-                    too_deep = true;
-                    refused += 1;
-                }
+                Ok(AcquireReply::Granted { token }) => granted.push((i, token)),
+                Ok(AcquireReply::Held) => held += 1,
+                Ok(AcquireReply::TooDeep) => too_deep += 1,
+                Ok(AcquireReply::ParentMissing) => parent_missing += 1,
                 Err(fault) => failures.push(node.failure(fault)),
             }
         }
+        let refused = held + too_deep + parent_missing;
 
         let outcome = match verdict(granted.len(), refused, self.nodes.len(), quorum) {
             Verdict::Quorum => {
-                let votes: Vec<Vote> = granted.iter().map(|&(_, vote)| vote).collect();
-                let (target, fast) = fence_candidate(&votes, quorum);
-                self.report_fresh_counters(&votes, target);
-                let mut at_target = vec![false; self.nodes.len()];
-                for &(i, vote) in &granted {
-                    at_target[i] = vote.value == target;
-                }
-                let (final_token, raise_failures) = if fast {
-                    (true, Vec::new())
-                } else {
-                    self.raise_fence(
-                        &keys,
-                        hold.owner(),
-                        target,
-                        &votes,
-                        &at_target,
-                        quorum,
-                        timeout,
-                    )
-                    .await
+                let token = match hold.parent() {
+                    // A nested hold shares its parent's token; no counting.
+                    Some(parent) => Ok(parent.token),
+                    None => {
+                        self.final_token(&keys, hold.owner(), &granted, quorum, timeout)
+                            .await
+                    }
                 };
                 let valid_until = valid_until(started, ttl, options.get_drift_factor());
-                if !final_token {
-                    Err(Error::QuorumUnavailable {
-                        reached: self.nodes.len() - raise_failures.len(),
-                        needed: quorum,
-                        failures: raise_failures,
-                    })
-                } else if Instant::now() >= valid_until {
-                    Err(Error::ValidityExhausted {
+                match token {
+                    Ok(_) if Instant::now() >= valid_until => Err(Error::ValidityExhausted {
                         key: hold.key().to_owned(),
                         elapsed: started.elapsed(),
                         ttl,
-                    })
-                } else {
-                    return Ok(Grant {
-                        token: FencingToken::new(target),
-                        valid_until,
-                    });
+                    }),
+                    Ok(token) => return Ok(Grant { token, valid_until }),
+                    Err(e) => Err(e),
                 }
             }
-            Verdict::Refused if too_deep => Err(Error::ReentrancyLimit {
+            Verdict::Refused if too_deep > 0 => Err(Error::ReentrancyLimit {
                 key: hold.key().to_owned(),
                 limit: options.get_max_reentrancy(),
+            }),
+            // The outer hold this one nests in is gone from a quorum.
+            Verdict::Refused if parent_missing > 0 => Err(Error::NotHeld {
+                key: hold.key().to_owned(),
             }),
             Verdict::Refused => Err(Error::NotObtained {
                 key: hold.key().to_owned(),

@@ -124,7 +124,8 @@ impl RedisNode {
             .arg(hold.owner())
             .arg(hold.id())
             .arg(ttl_ms)
-            .arg(max_holds);
+            .arg(max_holds)
+            .arg(hold.parent().map_or("", |p| p.id.as_str()));
         let reply: Vec<i64> = self.run(call, timeout).await?;
         AcquireReply::parse(&reply)
     }
@@ -253,13 +254,14 @@ pub(crate) struct Raised {
 /// A node's answer to an acquire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AcquireReply {
-    /// Granted; the node's fence value for this hold, and whether it is the
-    /// owner's first hold there (the counter was bumped).
-    Granted { token: u64, first: bool },
-    /// Held by another owner.
+    /// Granted; the node's fence value (for a first hold, its new count).
+    Granted { token: u64 },
+    /// Held already (a first hold is refused over any lock).
     Held,
     /// The owner already has the maximum number of holds.
     TooDeep,
+    /// A nested hold's parent is not on the node.
+    ParentMissing,
 }
 
 impl AcquireReply {
@@ -267,10 +269,10 @@ impl AcquireReply {
         match reply {
             [1, token, holds] if *token > 0 && *holds > 0 => Ok(Self::Granted {
                 token: *token as u64,
-                first: *holds == 1,
             }),
             [0, _pttl] => Ok(Self::Held),
             [2, _holds] => Ok(Self::TooDeep),
+            [3] => Ok(Self::ParentMissing),
             other => Err(NodeFault::Protocol(format!("acquire returned {other:?}"))),
         }
     }
@@ -282,7 +284,9 @@ fn is_broken_connection(e: &RedisError) -> bool {
 
 fn classify(e: &RedisError) -> NodeFault {
     match e.kind() {
-        ErrorKind::Server(_) => NodeFault::Server(e.to_string()),
+        // Error replies: redis-rs files unknown codes (WRONGTYPE, OOM, NOPERM,
+        // our own script's errors) under Extension.
+        ErrorKind::Server(_) | ErrorKind::Extension => NodeFault::Server(e.to_string()),
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType => NodeFault::Protocol(e.to_string()),
         _ => NodeFault::Connection(e.to_string()),
     }
@@ -349,17 +353,11 @@ mod tests {
     fn replies_parse_strictly() {
         assert_eq!(
             AcquireReply::parse(&[1, 7, 1]).unwrap(),
-            AcquireReply::Granted {
-                token: 7,
-                first: true
-            }
+            AcquireReply::Granted { token: 7 }
         );
         assert_eq!(
-            AcquireReply::parse(&[1, 7, 3]).unwrap(),
-            AcquireReply::Granted {
-                token: 7,
-                first: false
-            }
+            AcquireReply::parse(&[3]).unwrap(),
+            AcquireReply::ParentMissing
         );
         assert_eq!(AcquireReply::parse(&[0, 1200]).unwrap(), AcquireReply::Held);
         assert_eq!(

@@ -36,34 +36,14 @@ pub(crate) fn verdict(yes: usize, no: usize, nodes: usize, quorum: usize) -> Ver
     }
 }
 
-/// One granting node's answer: its value (a fresh count for the owner's
-/// first hold there, else the stored token of the lock) and whether the hold
-/// was the owner's first on that node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Vote {
-    pub(crate) value: u64,
-    pub(crate) first: bool,
-}
-
-/// The first step of the fencing rule, from the granting nodes' votes
-/// (non-empty): the candidate token `T`, and whether it is already final.
-///
-/// A first acquire takes `T = max v`, final at once when a quorum voted
-/// exactly `T`. A nested one (some node already had the owner's lock) keeps
-/// the outer hold's token, the highest stored token reported; it is final at
-/// once only when every granting node agrees, so that a node where the lock
-/// was missing (and was counted afresh) gets its stored token set back to
-/// `T` by the raise step, and later nested acquires read `T` there too.
-pub(crate) fn fence_candidate(votes: &[Vote], quorum: usize) -> (u64, bool) {
-    let nested = votes.iter().filter(|v| !v.first).map(|v| v.value).max();
-    let target = nested.unwrap_or_else(|| votes.iter().map(|v| v.value).max().unwrap_or(0));
-    let at_target = votes.iter().filter(|v| v.value == target).count();
-    let fast = if nested.is_some() {
-        at_target == votes.len() && at_target >= quorum
-    } else {
-        at_target >= quorum
-    };
-    (target, fast)
+/// The first step of the fencing rule, from the values `granted` returned by
+/// the granting nodes of a first acquire (non-empty): the candidate token
+/// `T = max v`, and whether it is already final because a quorum returned
+/// exactly `T`.
+pub(crate) fn fence_candidate(granted: &[u64], quorum: usize) -> (u64, bool) {
+    let target = granted.iter().copied().max().unwrap_or(0);
+    let at_target = granted.iter().filter(|&&v| v == target).count();
+    (target, at_target >= quorum)
 }
 
 /// The second step: `T` is final once a quorum of nodes that hold the
@@ -76,11 +56,11 @@ pub(crate) fn fence_candidate(votes: &[Vote], quorum: usize) -> (u64, bool) {
 /// past the node before the raise arrived, so its count says nothing.
 pub(crate) fn fence_confirmed(
     target: u64,
-    votes: &[Vote],
+    granted: &[u64],
     raised: &[Raised],
     quorum: usize,
 ) -> bool {
-    let holding = votes.iter().filter(|v| v.value == target).count()
+    let holding = granted.iter().filter(|&&v| v == target).count()
         + raised
             .iter()
             .filter(|r| r.holds_lock && r.counter >= target)
@@ -113,10 +93,6 @@ mod tests {
         assert_eq!(verdict(0, 0, 1, 1), Verdict::Undecided);
     }
 
-    fn first_vote(value: u64) -> Vote {
-        Vote { value, first: true }
-    }
-
     /// A simulated cluster of fencing counters driven by the real rule.
     struct Model {
         counters: Vec<u64>,
@@ -128,11 +104,11 @@ mod tests {
         /// One acquire: `grant` nodes INCR, `reach` nodes answer the raise.
         /// Returns the token if one is handed out.
         fn acquire(&mut self, grant: &[usize], reach: &[usize]) -> Option<u64> {
-            let votes: Vec<Vote> = grant
+            let votes: Vec<u64> = grant
                 .iter()
                 .map(|&n| {
                     self.counters[n] += 1;
-                    first_vote(self.counters[n])
+                    self.counters[n]
                 })
                 .collect();
             if votes.len() < self.quorum {
@@ -145,7 +121,7 @@ mod tests {
             let at_target: Vec<usize> = grant
                 .iter()
                 .zip(&votes)
-                .filter(|&(_, v)| v.value == target)
+                .filter(|&(_, &v)| v == target)
                 .map(|(&n, _)| n)
                 .collect();
             let raised: Vec<Raised> = reach
@@ -186,24 +162,6 @@ mod tests {
         let second = model.acquire(&[1, 2], &[0, 1, 2]).unwrap();
         assert_eq!(first, 11);
         assert!(second > first, "{second} after {first}");
-    }
-
-    #[test]
-    fn a_nested_acquire_keeps_the_outer_token() {
-        let nested = |value| Vote {
-            value,
-            first: false,
-        };
-        // Outer token 4 on two nodes; the third lacked the lock and counted 9.
-        let votes = [nested(4), nested(4), first_vote(9)];
-        assert_eq!(
-            fence_candidate(&votes, 2),
-            (4, false),
-            "raise fixes the third"
-        );
-        assert_eq!(fence_candidate(&votes[..2], 2), (4, true));
-        // A lagging node that still stores an older token is raised too.
-        assert_eq!(fence_candidate(&[nested(4), nested(3)], 2), (4, false));
     }
 
     #[test]
@@ -266,8 +224,7 @@ mod tests {
         #[test]
         fn fast_path_needs_a_quorum_at_the_max(values in proptest::collection::vec(1u64..20, 1..8)) {
             let quorum = values.len() / 2 + 1;
-            let votes: Vec<Vote> = values.iter().map(|&v| first_vote(v)).collect();
-            let (target, fast) = fence_candidate(&votes, quorum);
+            let (target, fast) = fence_candidate(&values, quorum);
             prop_assert_eq!(target, *values.iter().max().unwrap());
             prop_assert_eq!(fast, values.iter().filter(|&&v| v == target).count() >= quorum);
         }

@@ -1,22 +1,33 @@
 -- Acquire one hold on a lock.
 -- KEYS[1] lock hash, KEYS[2] fencing counter (same hash tag).
--- ARGV[1] owner, ARGV[2] hold id, ARGV[3] ttl in ms, ARGV[4] max holds per owner.
--- The hash has ':owner' and ':token' plus one field per hold id, so adding a
--- hold is idempotent by id: a retried or late-arriving acquire never counts twice.
--- Returns {1, token, holds} granted, {0, pttl} held by another owner,
--- {2, holds} reentrancy limit reached.
+-- ARGV[1] owner, ARGV[2] hold id, ARGV[3] ttl in ms, ARGV[4] max holds per
+-- owner, ARGV[5] parent hold id for a nested acquire ('' for a first one).
+-- The hash has ':owner' and ':token' plus one field per hold id, so a retried
+-- or late-arriving acquire never counts twice.
+-- Returns {1, token, holds} granted, {0, pttl} held (by anyone, for a first
+-- acquire), {2, holds} reentrancy limit reached, {3} parent hold not here.
 local owner = redis.call('HGET', KEYS[1], ':owner')
-if not owner then
-  if redis.call('EXISTS', KEYS[1]) == 1 then
-    return redis.error_reply('FENCELOCK lock key holds data that is not a fencelock lock')
+if ARGV[5] == '' then
+  if not owner then
+    if redis.call('EXISTS', KEYS[1]) == 1 then
+      return redis.error_reply('FENCELOCK lock key holds data that is not a fencelock lock')
+    end
+    local token = redis.call('INCR', KEYS[2])
+    redis.call('HSET', KEYS[1], ':owner', ARGV[1], ':token', token, ARGV[2], '1')
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
+    return {1, token, 1}
   end
-  local token = redis.call('INCR', KEYS[2])
-  redis.call('HSET', KEYS[1], ':owner', ARGV[1], ':token', token, ARGV[2], '1')
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return {1, token, 1}
-end
-if owner ~= ARGV[1] then
+  -- The same request applied before (a retry): answer as the first time.
+  if owner == ARGV[1] and redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then
+    return {1, tonumber(redis.call('HGET', KEYS[1], ':token')), redis.call('HLEN', KEYS[1]) - 2}
+  end
+  -- Any other lock, even a stale one of this owner (a release that missed
+  -- this node), refuses a first acquire: it must count afresh elsewhere.
   return {0, redis.call('PTTL', KEYS[1])}
+end
+-- Nested: only inside the parent hold.
+if owner ~= ARGV[1] or redis.call('HEXISTS', KEYS[1], ARGV[5]) == 0 then
+  return {3}
 end
 local holds = redis.call('HLEN', KEYS[1]) - 2
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then

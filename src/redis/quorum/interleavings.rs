@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use proptest::prelude::*;
 
 use super::super::node::Raised;
-use super::{Vote, fence_candidate, fence_confirmed};
+use super::{fence_candidate, fence_confirmed};
 
 /// Something that happens: an acquire starts, or one of its messages arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,7 @@ enum Phase {
 struct Acquire {
     phase: Phase,
     asked: Vec<bool>,
-    votes: Vec<Option<Vote>>,
+    votes: Vec<Option<u64>>,
     target: u64,
     raised: Vec<Raised>,
     raise_sent: Vec<bool>,
@@ -68,7 +68,7 @@ impl World {
         }
     }
 
-    fn votes(&self, a: usize) -> Vec<Vote> {
+    fn votes(&self, a: usize) -> Vec<u64> {
         self.acquires[a].votes.iter().flatten().copied().collect()
     }
 
@@ -91,9 +91,7 @@ impl World {
                     events.push(Event::Decide(a));
                 }
                 Phase::Raising => {
-                    let lagging = |m: usize| {
-                        !acq.raise_sent[m] && acq.votes[m].is_none_or(|v| v.value != acq.target)
-                    };
+                    let lagging = |m: usize| !acq.raise_sent[m] && acq.votes[m] != Some(acq.target);
                     events.extend((0..n).filter(|&m| lagging(m)).map(|m| Event::Raise(a, m)));
                     events.push(Event::Finalize(a));
                 }
@@ -130,10 +128,7 @@ impl World {
                 if self.holder[node].is_none() {
                     self.counters[node] += 1;
                     self.holder[node] = Some(a);
-                    self.acquires[a].votes[node] = Some(Vote {
-                        value: self.counters[node],
-                        first: true,
-                    });
+                    self.acquires[a].votes[node] = Some(self.counters[node]);
                 }
             }
             // The coordinator counts the votes (unanswered nodes timed out).
