@@ -4,7 +4,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{bounded, lock_keys, locker, options, start, wait_until_no_locks};
@@ -18,13 +18,17 @@ async fn sixteen_tasks_on_five_nodes_never_overlap() {
     let locker = locker(&nodes, options());
     let inside = Arc::new(AtomicBool::new(false));
     let entries = Arc::new(AtomicUsize::new(0));
+    let highest = Arc::new(AtomicU64::new(0));
     bounded(LIMIT, async {
         let tasks: Vec<_> = (0..16)
             .map(|_| {
-                let (locker, inside, entries) =
-                    (locker.clone(), Arc::clone(&inside), Arc::clone(&entries));
+                let (locker, inside, entries, highest) = (
+                    locker.clone(),
+                    Arc::clone(&inside),
+                    Arc::clone(&entries),
+                    Arc::clone(&highest),
+                );
                 tokio::spawn(async move {
-                    let mut last_token = None;
                     for _ in 0..15 {
                         let guard = locker.lock("shared").await.unwrap();
                         assert!(
@@ -32,11 +36,13 @@ async fn sixteen_tasks_on_five_nodes_never_overlap() {
                             "two holders inside the critical section"
                         );
                         entries.fetch_add(1, Ordering::SeqCst);
+                        // Inside the critical section, so in acquisition order.
+                        let token = guard.token().get();
+                        let before = highest.swap(token, Ordering::SeqCst);
+                        assert!(token > before, "token {token} after {before}");
                         // Stay inside long enough for others to try to barge in.
                         tokio::time::sleep(Duration::from_millis(1)).await;
                         inside.store(false, Ordering::SeqCst);
-                        assert!(last_token < Some(guard.token()), "token went back");
-                        last_token = Some(guard.token());
                         guard.release().await.unwrap();
                     }
                 })
