@@ -59,14 +59,7 @@ async fn three_of_five_killed_is_quorum_unavailable_naming_them() {
     let mut nodes = start(5);
     let locker = locker(&nodes, options());
     bounded(LIMIT, async {
-        // Connections exist before the kill, as in a running service.
-        locker
-            .try_lock("warm")
-            .await
-            .unwrap()
-            .release()
-            .await
-            .unwrap();
+        common::warm_up(&locker).await;
         for i in [0, 2, 4] {
             nodes.node_mut(i).kill();
         }
@@ -99,13 +92,7 @@ async fn three_of_five_paused_fails_within_two_node_timeouts() {
     let mut nodes = start(5);
     let locker = locker(&nodes, options());
     bounded(LIMIT, async {
-        locker
-            .try_lock("warm")
-            .await
-            .unwrap()
-            .release()
-            .await
-            .unwrap();
+        common::warm_up(&locker).await;
         for i in [1, 2, 3] {
             nodes.node_mut(i).pause();
         }
@@ -142,13 +129,7 @@ async fn two_of_five_paused_still_acquires_within_the_node_timeout() {
     let mut nodes = start(5);
     let locker = locker(&nodes, options());
     bounded(LIMIT, async {
-        locker
-            .try_lock("warm")
-            .await
-            .unwrap()
-            .release()
-            .await
-            .unwrap();
+        common::warm_up(&locker).await;
         nodes.node_mut(0).pause();
         nodes.node_mut(4).pause();
         let node_timeout = locker.options().get_node_timeout();
@@ -304,15 +285,6 @@ async fn a_majority_losing_its_counters_breaks_monotonicity_as_documented() {
     .await;
 }
 
-async fn pttl(url: &str, key: &str) -> i64 {
-    let mut c = common::conn(url).await;
-    fencelock::deadpool_redis::redis::cmd("PTTL")
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_release_that_missed_a_node_never_lets_an_old_token_return() {
     // One task loops acquire -> release. One release misses node 0, which
@@ -326,7 +298,7 @@ async fn a_release_that_missed_a_node_never_lets_an_old_token_return() {
         nodes.node_mut(0).kill();
         first.release().await.unwrap(); // nodes 1 and 2: a quorum
         nodes.node_mut(0).restart(Restart::KeepData).unwrap();
-        let stale_ttl = pttl(&nodes.node(0).url(), "fencelock:{looped}").await;
+        let stale_ttl = common::pttl(&nodes.node(0).url(), "fencelock:{looped}").await;
         assert!(stale_ttl > 0, "node 0 keeps the stale hold");
 
         let other = locker.clone();
@@ -347,7 +319,7 @@ async fn a_release_that_missed_a_node_never_lets_an_old_token_return() {
             again.token()
         );
         // The stale hold was not taken for ours: nothing extended it.
-        assert!(pttl(&nodes.node(0).url(), "fencelock:{looped}").await <= stale_ttl);
+        assert!(common::pttl(&nodes.node(0).url(), "fencelock:{looped}").await <= stale_ttl);
         again.release().await.unwrap();
     })
     .await;
@@ -356,10 +328,7 @@ async fn a_release_that_missed_a_node_never_lets_an_old_token_return() {
 #[tokio::test]
 async fn a_nested_acquire_after_the_outer_hold_expired_is_not_held() {
     let nodes = start(3);
-    let short = options()
-        .ttl(Duration::from_millis(300))
-        .node_timeout(Duration::from_millis(100));
-    let locker = locker(&nodes, short);
+    let locker = locker(&nodes, common::short_ttl_options());
     bounded(LIMIT, async {
         let outer = locker.try_lock("lapsed").await.unwrap();
         wait_until_no_locks(&nodes, Duration::from_secs(5)).await;

@@ -143,10 +143,7 @@ async fn a_non_owner_can_neither_release_nor_extend() {
 #[tokio::test]
 async fn release_after_expiry_is_not_held() {
     let nodes = start(3);
-    let short = options()
-        .ttl(Duration::from_millis(300))
-        .node_timeout(Duration::from_millis(100));
-    let locker = locker(&nodes, short);
+    let locker = locker(&nodes, common::short_ttl_options());
     bounded(LIMIT, async {
         let guard = locker.try_lock("brief").await.unwrap();
         wait_until_no_locks(&nodes, Duration::from_secs(5)).await; // expired on every node
@@ -357,12 +354,7 @@ async fn extending_one_hold_never_shortens_the_lock() {
         let mut inner = locker.try_lock("shared-lease").await.unwrap();
         inner.extend(Duration::from_millis(300)).await.unwrap();
         for node in nodes.iter() {
-            let mut c = common::conn(&node.url()).await;
-            let pttl: i64 = fencelock::deadpool_redis::redis::cmd("PTTL")
-                .arg("fencelock:{shared-lease}")
-                .query_async(&mut c)
-                .await
-                .unwrap();
+            let pttl = common::pttl(&node.url(), "fencelock:{shared-lease}").await;
             assert!(pttl > 5_000, "the outer hold's lease was cut to {pttl} ms");
         }
         inner.release().await.unwrap();

@@ -28,6 +28,35 @@ pub fn options() -> LockOptions {
         )
 }
 
+/// Options whose locks expire quickly, for tests that wait for expiry.
+pub fn short_ttl_options() -> LockOptions {
+    options()
+        .ttl(Duration::from_millis(300))
+        .node_timeout(Duration::from_millis(100))
+}
+
+/// Takes and gives back one lock, so every node has a live connection, as in
+/// a running service, before a test injects faults.
+pub async fn warm_up(locker: &Locker<Redlock>) {
+    locker
+        .try_lock("warm")
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+}
+
+/// The remaining time to live of `key` on one node, in milliseconds.
+pub async fn pttl(url: &str, key: &str) -> i64 {
+    let mut c = conn(url).await;
+    redis::cmd("PTTL")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
 pub fn start(n: usize) -> RedisNodes {
     RedisNodes::start(n).expect("start redis-server nodes (run scripts/setup)")
 }
