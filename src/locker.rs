@@ -130,7 +130,7 @@ impl<B: Backend> Locker<B> {
     /// `max_attempts` in the policy this waits as long as it takes; see
     /// [`lock_timeout`](Locker::lock_timeout) for a bounded wait.
     pub async fn lock(&self, key: &str) -> Result<LockGuard<B>> {
-        validate_key(key)?;
+        // Bad keys fail the first try_lock with InvalidKey, which is final.
         let retry = self.options.get_retry();
         let mut attempts = 0u32;
         loop {
@@ -151,7 +151,6 @@ impl<B: Backend> Locker<B> {
     /// Waits at most `wait` for the lock, then fails with [`Error::Timeout`].
     /// An attempt still in flight at the deadline is cancelled and undone.
     pub async fn lock_timeout(&self, key: &str, wait: Duration) -> Result<LockGuard<B>> {
-        validate_key(key)?;
         match tokio::time::timeout(wait, self.lock(key)).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {

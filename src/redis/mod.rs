@@ -16,7 +16,7 @@ use futures::future::join_all;
 pub use node::RedisNode;
 
 use crate::backend::{Backend, Grant, Hold};
-use crate::error::{Error, NodeFailure, Result};
+use crate::error::{Error, NodeFailure, NodeFault, Result};
 use crate::fencing::FencingToken;
 use crate::metrics::FENCE_COUNTER_RESET;
 use crate::options::LockOptions;
@@ -83,26 +83,26 @@ impl Redlock {
     }
 
     /// Releases `hold` on every node (also those that failed or timed out:
-    /// any of them may have applied the acquire). Returns how many nodes
-    /// removed it, how many said it was not there, and the failures.
-    async fn release_everywhere(
-        &self,
-        keys: &Keys,
-        hold: &Hold,
-        timeout: Duration,
-    ) -> (usize, usize, Vec<NodeFailure>) {
-        let replies = join_all(self.nodes.iter().map(|n| n.release(keys, hold, timeout))).await;
-        let mut removed = 0;
-        let mut absent = 0;
-        let mut failures = Vec::new();
+    /// any of them may have applied the acquire).
+    async fn release_everywhere(&self, keys: &Keys, hold: &Hold, timeout: Duration) -> Tally {
+        self.tally(join_all(self.nodes.iter().map(|n| n.release(keys, hold, timeout))).await)
+    }
+
+    /// Counts the nodes' yes / no answers (hold present or not) in node order.
+    fn tally(&self, replies: Vec<Result<bool, NodeFault>>) -> Tally {
+        let mut tally = Tally {
+            yes: 0,
+            no: 0,
+            failures: Vec::new(),
+        };
         for (node, reply) in self.nodes.iter().zip(replies) {
             match reply {
-                Ok(true) => removed += 1,
-                Ok(false) => absent += 1,
-                Err(fault) => failures.push(node.failure(fault)),
+                Ok(true) => tally.yes += 1,
+                Ok(false) => tally.no += 1,
+                Err(fault) => tally.failures.push(node.failure(fault)),
             }
         }
-        (removed, absent, failures)
+        tally
     }
 
     /// The fencing rule for a first hold granted by `granted` (node, value):
@@ -172,6 +172,31 @@ impl Redlock {
         if target > 1 && fresh > 0 {
             metrics::counter!(FENCE_COUNTER_RESET, "backend" => self.name())
                 .increment(fresh as u64);
+        }
+    }
+}
+
+/// The nodes' answers to a request about one hold: present (yes) or not (no).
+struct Tally {
+    yes: usize,
+    no: usize,
+    failures: Vec<NodeFailure>,
+}
+
+impl Tally {
+    /// Whether a quorum had the hold: `NotHeld` when so many did not that a
+    /// quorum was impossible, `QuorumUnavailable` when too few answered.
+    fn held(self, key: &str, nodes: usize, quorum: usize) -> Result<()> {
+        match verdict(self.yes, self.no, nodes, quorum) {
+            Verdict::Quorum => Ok(()),
+            Verdict::Refused => Err(Error::NotHeld {
+                key: key.to_owned(),
+            }),
+            Verdict::Undecided => Err(Error::QuorumUnavailable {
+                reached: self.yes + self.no,
+                needed: quorum,
+                failures: self.failures,
+            }),
         }
     }
 }
@@ -280,51 +305,24 @@ impl Backend for Redlock {
                 .map(|n| n.extend(&keys, hold, ttl_ms(ttl), timeout)),
         )
         .await;
-        let mut extended = 0;
-        let mut absent = 0;
-        let mut failures = Vec::new();
-        for (node, reply) in self.nodes.iter().zip(replies) {
-            match reply {
-                Ok(true) => extended += 1,
-                Ok(false) => absent += 1,
-                Err(fault) => failures.push(node.failure(fault)),
-            }
-        }
+        self.tally(replies)
+            .held(hold.key(), self.nodes.len(), quorum)?;
         let valid_until = valid_until(started, ttl, options.get_drift_factor());
-        match verdict(extended, absent, self.nodes.len(), quorum) {
-            Verdict::Quorum if Instant::now() < valid_until => Ok(valid_until),
-            Verdict::Quorum => Err(Error::ValidityExhausted {
+        if Instant::now() >= valid_until {
+            return Err(Error::ValidityExhausted {
                 key: hold.key().to_owned(),
                 elapsed: started.elapsed(),
                 ttl,
-            }),
-            Verdict::Refused => Err(Error::NotHeld {
-                key: hold.key().to_owned(),
-            }),
-            Verdict::Undecided => Err(Error::QuorumUnavailable {
-                reached: extended + absent,
-                needed: quorum,
-                failures,
-            }),
+            });
         }
+        Ok(valid_until)
     }
 
     async fn release(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
         let keys = Keys::new(options.get_key_prefix(), hold.key());
         let quorum = options.quorum_for(self.nodes.len());
-        let (removed, absent, failures) = self
-            .release_everywhere(&keys, hold, options.get_node_timeout())
-            .await;
-        match verdict(removed, absent, self.nodes.len(), quorum) {
-            Verdict::Quorum => Ok(()),
-            Verdict::Refused => Err(Error::NotHeld {
-                key: hold.key().to_owned(),
-            }),
-            Verdict::Undecided => Err(Error::QuorumUnavailable {
-                reached: removed + absent,
-                needed: quorum,
-                failures,
-            }),
-        }
+        self.release_everywhere(&keys, hold, options.get_node_timeout())
+            .await
+            .held(hold.key(), self.nodes.len(), quorum)
     }
 }
