@@ -25,10 +25,7 @@ async fn two_of_five_killed_still_locks() {
             guard.release().await.unwrap();
         }
         let held = locker.try_lock("survivor").await.unwrap();
-        let other = locker.clone();
-        let busy = tokio::spawn(async move { other.try_lock("survivor").await.map(|_| ()) })
-            .await
-            .unwrap();
+        let busy = common::try_from_another_task(&locker, "survivor").await;
         assert!(matches!(busy, Err(Error::NotObtained { .. })), "{busy:?}");
         held.release().await.unwrap();
     })

@@ -63,10 +63,7 @@ async fn try_lock_under_contention_is_not_obtained() {
     let locker = locker(&nodes, options());
     bounded(LIMIT, async {
         let held = locker.try_lock("busy").await.unwrap();
-        let other = locker.clone();
-        let attempt = tokio::spawn(async move { other.try_lock("busy").await.map(|_| ()) })
-            .await
-            .unwrap();
+        let attempt = common::try_from_another_task(&locker, "busy").await;
         assert!(
             matches!(&attempt, Err(Error::NotObtained { key }) if key == "busy"),
             "{attempt:?}"
@@ -251,10 +248,7 @@ async fn one_node_is_the_same_coordinator() {
     let locker = locker(&nodes, options());
     bounded(LIMIT, async {
         let first = locker.try_lock("solo").await.unwrap();
-        let other = locker.clone();
-        let busy = tokio::spawn(async move { other.try_lock("solo").await.map(|_| ()) })
-            .await
-            .unwrap();
+        let busy = common::try_from_another_task(&locker, "solo").await;
         assert!(matches!(busy, Err(Error::NotObtained { .. })), "{busy:?}");
         let t1 = first.token();
         first.release().await.unwrap();
@@ -275,10 +269,7 @@ async fn the_same_task_re_enters_with_the_same_token() {
         assert_eq!(outer.token(), inner.token());
         inner.release().await.unwrap();
         // Still held by the outer hold: another task is refused.
-        let other = locker.clone();
-        let busy = tokio::spawn(async move { other.try_lock("nested").await.map(|_| ()) })
-            .await
-            .unwrap();
+        let busy = common::try_from_another_task(&locker, "nested").await;
         assert!(matches!(busy, Err(Error::NotObtained { .. })), "{busy:?}");
         outer.release().await.unwrap();
         wait_until_no_locks(&nodes, Duration::from_secs(2)).await;

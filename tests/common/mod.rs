@@ -65,6 +65,14 @@ pub fn locker(nodes: &RedisNodes, options: LockOptions) -> Locker<Redlock> {
     Locker::new(Redlock::from_urls(nodes.urls()).unwrap(), options).unwrap()
 }
 
+/// One `try_lock` from another tokio task, hence another owner.
+pub async fn try_from_another_task(locker: &Locker<Redlock>, key: &str) -> fencelock::Result<()> {
+    let (other, key) = (locker.clone(), key.to_owned());
+    tokio::spawn(async move { other.try_lock(&key).await.map(|_| ()) })
+        .await
+        .unwrap()
+}
+
 /// A plain connection to one node, for looking at its keys.
 pub async fn conn(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
