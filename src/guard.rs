@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 use crate::backend::{Backend, Hold};
 use crate::error::{Error, Result};
 use crate::fencing::FencingToken;
-use crate::options::LockOptions;
+use crate::lease::Lease;
+use crate::options::{LockOptions, Watchdog};
 use crate::owner::LiveHolds;
+use crate::watchdog::{Renewal, WatchdogHandle};
 
 /// A hold that is released in the background if it is dropped while armed.
 ///
@@ -74,12 +76,16 @@ impl<B: Backend> Drop for ReleaseOnDrop<B> {
 ///
 /// Give it back with [`release`](LockGuard::release), which tells whether the
 /// lock was still ours. Dropping it instead releases in the background,
-/// best-effort, without blocking.
+/// best-effort, without blocking. Unless the options turn it off, a watchdog
+/// renews the lock while the guard lives; [`lost`](LockGuard::lost) tells
+/// when it could not.
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct LockGuard<B: Backend> {
+    // Declared first so it is stopped before the drop-time release starts.
+    watchdog: Option<WatchdogHandle>,
     hold: ReleaseOnDrop<B>,
     token: FencingToken,
-    valid_until: Instant,
+    lease: Arc<Lease>,
 }
 
 impl<B: Backend> std::fmt::Debug for LockGuard<B> {
@@ -87,17 +93,34 @@ impl<B: Backend> std::fmt::Debug for LockGuard<B> {
         f.debug_struct("LockGuard")
             .field("key", &self.key())
             .field("token", &self.token)
-            .field("valid_until", &self.valid_until)
+            .field("valid_until", &self.lease.valid_until())
+            .field("watchdog", &self.watchdog.is_some())
+            .field("held", &self.is_held())
             .finish_non_exhaustive()
     }
 }
 
 impl<B: Backend> LockGuard<B> {
+    /// A guard for a granted hold; starts its watchdog when the options ask
+    /// for one.
     pub(crate) fn new(hold: ReleaseOnDrop<B>, token: FencingToken, valid_until: Instant) -> Self {
+        let lease = Arc::new(Lease::new(valid_until));
+        let watchdog = hold.options.watchdog_interval().map(|interval| {
+            Renewal {
+                backend: Arc::clone(&hold.backend),
+                options: Arc::clone(&hold.options),
+                hold: hold.hold().clone(),
+                lease: Arc::clone(&lease),
+                interval,
+                acquired_at: Instant::now(),
+            }
+            .spawn()
+        });
         Self {
+            watchdog,
             hold,
             token,
-            valid_until,
+            lease,
         }
     }
 
@@ -112,38 +135,87 @@ impl<B: Backend> LockGuard<B> {
     }
 
     /// Until when the lock is certainly held, on this process's monotonic
-    /// clock (acquire time and clock drift already taken off).
+    /// clock (acquire time and clock drift already taken off). The watchdog
+    /// and [`extend`](LockGuard::extend) move it forward.
     pub fn expires_at(&self) -> Instant {
-        self.valid_until
+        self.lease.valid_until()
     }
 
     /// How much of the validity is left (zero once it has run out).
     pub fn remaining(&self) -> Duration {
-        self.valid_until.saturating_duration_since(Instant::now())
+        self.expires_at().saturating_duration_since(Instant::now())
+    }
+
+    /// Whether the lock is still certainly held: not lost, and within its
+    /// validity. Once false it stays false.
+    pub fn is_held(&self) -> bool {
+        self.lease.is_held()
+    }
+
+    /// Completes when the lock can no longer be counted on: the watchdog
+    /// could not renew it on a quorum before its validity ran out (it then
+    /// gives up a node timeout early, so there is still a moment to stop),
+    /// found it gone, or reached the `max_hold` cap; or, without a watchdog,
+    /// the validity simply ran out. Never completes while the lock is held.
+    ///
+    /// Race it against the work the lock protects and stop that work when
+    /// it completes; the fencing token covers the moment in between.
+    ///
+    /// ```no_run
+    /// # async fn demo(locker: fencelock::Locker<fencelock::Redlock>) -> fencelock::Result<()> {
+    /// let guard = locker.lock("reports").await?;
+    /// tokio::select! {
+    ///     () = guard.lost() => eprintln!("lock lost, stopping"),
+    ///     () = async { /* the work */ } => {}
+    /// }
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn lost(&self) {
+        self.lease.lost().await;
     }
 
     /// Makes the lock live for `ttl` from now on a quorum of nodes.
     ///
-    /// Fails with [`Error::NotHeld`] when the lock was already gone, and with
-    /// [`Error::InvalidOptions`] for a ttl the options would reject.
-    pub async fn extend(&mut self, ttl: Duration) -> Result<()> {
+    /// Fails with [`Error::NotHeld`] when the lock was already gone (the
+    /// guard is then lost), [`Error::Lost`] when it had been lost before,
+    /// and [`Error::InvalidOptions`] for a ttl the options would reject.
+    pub async fn extend(&self, ttl: Duration) -> Result<()> {
+        // Checked as a lock ttl; the watchdog keeps its own, configured one.
         let options = self.hold.options.as_ref().clone().ttl(ttl);
-        options.validate()?;
-        let valid_until = self
+        options.watchdog(Watchdog::Off).validate()?;
+        if self.lease.is_marked_lost() {
+            return Err(self.lost_error());
+        }
+        match self
             .hold
             .backend
             .extend(self.hold.hold(), ttl, &self.hold.options)
-            .await?;
-        self.valid_until = valid_until;
-        Ok(())
+            .await
+        {
+            Ok(until) => {
+                self.lease.renewed(until);
+                Ok(())
+            }
+            Err(e @ Error::NotHeld { .. }) => {
+                self.lease.mark_lost(self.hold.backend.name());
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
-    /// Gives the lock back on every node.
+    /// Gives the lock back on every node, after stopping the watchdog.
     ///
-    /// Returns [`Error::NotHeld`] when a quorum no longer had it (it expired
-    /// or was taken over), so work done under it may have overlapped with
-    /// another holder: never a silent success.
+    /// Returns [`Error::NotHeld`] when a quorum no longer had the lock (it
+    /// expired or was taken over), and [`Error::Lost`] when the guard had
+    /// been marked lost even though the nodes still had it: either way work
+    /// done under it may have overlapped with another holder. Never a silent
+    /// success.
     pub async fn release(mut self) -> Result<()> {
+        // No renewal may start from now on; one already sent finds the hold
+        // gone (the extend script never recreates a hold).
+        self.watchdog.take();
         // From now on nothing may nest inside this hold.
         self.hold.live.remove(self.hold.hold());
         // The hold stays armed until the nodes answered, so a release whose
@@ -153,11 +225,23 @@ impl<B: Backend> LockGuard<B> {
             .backend
             .release(self.hold.hold(), &self.hold.options)
             .await;
+        // A lost guard whose hold was still found reports the loss all the
+        // same: its holder was told to stop, and may not have.
+        let result = match result {
+            Ok(()) if self.lease.is_marked_lost() => Err(self.lost_error()),
+            other => other,
+        };
         if !matches!(result, Err(Error::QuorumUnavailable { .. })) {
             self.hold.disarm();
         }
         // Still armed after an unknown outcome on too many nodes: dropping
         // `self` tries once more in the background; the ttl is the last resort.
         result
+    }
+
+    fn lost_error(&self) -> Error {
+        Error::Lost {
+            key: self.key().to_owned(),
+        }
     }
 }

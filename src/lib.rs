@@ -7,10 +7,12 @@ mod backend;
 mod error;
 mod fencing;
 mod guard;
+mod lease;
 mod locker;
 pub mod metrics;
 mod options;
 mod owner;
+mod watchdog;
 
 #[cfg(feature = "redis")]
 mod redis;
@@ -23,7 +25,8 @@ pub use error::{Error, NodeFailure, NodeFault, Result};
 pub use fencing::FencingToken;
 pub use guard::LockGuard;
 pub use locker::Locker;
-pub use options::{LockOptions, MAX_KEY_LEN, MAX_PREFIX_LEN, MAX_TTL, RetryPolicy};
+pub use options::{LockOptions, MAX_KEY_LEN, MAX_PREFIX_LEN, MAX_TTL, RetryPolicy, Watchdog};
+pub use owner::Owner;
 
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisNode, Redlock};

@@ -7,19 +7,27 @@ use crate::backend::{Backend, Hold};
 use crate::error::{Error, Result};
 use crate::guard::{LockGuard, ReleaseOnDrop};
 use crate::options::{LockOptions, validate_key};
-use crate::owner::{LiveHolds, current_owner, new_instance_id, next_hold_id};
+use crate::owner::{LiveHolds, Owner, current_owner, new_instance_id, next_hold_id};
 
 /// Takes locks on a backend. Cheap to clone: clones share the backend, the
 /// options and the instance identity.
 ///
-/// The owner of each acquire is this Locker's random instance id plus the
-/// current tokio task: nested acquires in one task re-enter, different tasks
-/// exclude each other.
+/// # Owners
+///
+/// The owner of each acquire is this Locker's random 128-bit instance id
+/// plus the current tokio task: nested acquires in one task re-enter (and
+/// share the outer fencing token), different tasks exclude each other, and
+/// a task spawned inside a critical section is another owner. Outside a
+/// tokio task (the future given to `block_on`), the current thread stands
+/// in for the task. A guard moved to another task still belongs to the task
+/// that took it; for locks that travel, use [`with_owner`](Locker::with_owner).
+/// See `docs/reentrancy-and-watchdog.md`.
 pub struct Locker<B: Backend> {
     backend: Arc<B>,
     options: Arc<LockOptions>,
     live: Arc<LiveHolds>,
     instance: u128,
+    owner: Option<Owner>,
 }
 
 impl<B: Backend> Clone for Locker<B> {
@@ -29,6 +37,7 @@ impl<B: Backend> Clone for Locker<B> {
             options: Arc::clone(&self.options),
             live: Arc::clone(&self.live),
             instance: self.instance,
+            owner: self.owner.clone(),
         }
     }
 }
@@ -38,6 +47,7 @@ impl<B: Backend> std::fmt::Debug for Locker<B> {
         f.debug_struct("Locker")
             .field("backend", &self.backend.name())
             .field("options", &self.options)
+            .field("owner", &self.owner)
             .finish_non_exhaustive()
     }
 }
@@ -64,6 +74,7 @@ impl<B: Backend> Locker<B> {
             options: Arc::new(options),
             live: Arc::default(),
             instance: new_instance_id(),
+            owner: None,
         })
     }
 
@@ -72,11 +83,24 @@ impl<B: Backend> Locker<B> {
     pub fn with_options(&self, options: LockOptions) -> Result<Self> {
         self.backend.check_options(&options)?;
         Ok(Self {
-            backend: Arc::clone(&self.backend),
             options: Arc::new(options),
-            live: Arc::clone(&self.live),
-            instance: self.instance,
+            ..self.clone()
         })
+    }
+
+    /// The same Locker taking every lock as `owner`, whichever task calls
+    /// it: tasks sharing it re-enter each other's locks instead of excluding
+    /// each other, and a guard it gave out can move between them.
+    pub fn with_owner(&self, owner: Owner) -> Self {
+        Self {
+            owner: Some(owner),
+            ..self.clone()
+        }
+    }
+
+    /// The explicit owner, if this Locker has one.
+    pub fn owner(&self) -> Option<&Owner> {
+        self.owner.as_ref()
     }
 
     /// The options in force.
@@ -96,7 +120,7 @@ impl<B: Backend> Locker<B> {
     /// lock behind (whatever was granted is released in the background).
     pub async fn try_lock(&self, key: &str) -> Result<LockGuard<B>> {
         validate_key(key)?;
-        let owner = current_owner(self.instance);
+        let owner = current_owner(self.instance, self.owner.as_ref());
         let mut hold = Hold::new(key, owner, next_hold_id());
         if let Some(parent) = self.live.parent(hold.owner(), key) {
             hold = hold.nested_in(parent);
@@ -163,9 +187,11 @@ impl<B: Backend> Locker<B> {
     /// Runs `work` under the lock and releases it on every exit path: normal
     /// return, panic (released in the background) and cancellation.
     ///
-    /// Returns the closure's value, or [`Error::NotHeld`] when the release
-    /// found the lock already gone: the work may then have overlapped with
-    /// another holder, and the caller must know.
+    /// Returns the closure's value, or an error when the lock did not last:
+    /// [`Error::Lost`] when the watchdog lost it, [`Error::NotHeld`] when the
+    /// release found it gone. The work may then have overlapped with another
+    /// holder, and the caller must know. To stop the work as soon as the lock
+    /// is lost, use [`with_lock_until_lost`](Locker::with_lock_until_lost).
     pub async fn with_lock<T, F>(&self, key: &str, work: F) -> Result<T>
     where
         F: AsyncFnOnce(&LockGuard<B>) -> T,
@@ -174,5 +200,33 @@ impl<B: Backend> Locker<B> {
         let value = work(&guard).await;
         guard.release().await?;
         Ok(value)
+    }
+
+    /// Like [`with_lock`](Locker::with_lock), but the work is cancelled
+    /// (its future dropped at its next await point) the moment the lock is
+    /// lost, and the result is [`Error::Lost`]. The lock is released on
+    /// every exit path.
+    ///
+    /// Cancellation stops the work only at an await point, and a write may
+    /// already be on its way: keep passing the fencing token to the resource.
+    pub async fn with_lock_until_lost<T, F>(&self, key: &str, work: F) -> Result<T>
+    where
+        F: AsyncFnOnce(&LockGuard<B>) -> T,
+    {
+        let guard = self.lock(key).await?;
+        let value = tokio::select! {
+            value = work(&guard) => Some(value),
+            () = guard.lost() => None,
+        };
+        match value {
+            Some(value) => guard.release().await.map(|()| value),
+            None => {
+                // Lost: the release cleans up whatever is left and reports Lost.
+                guard.release().await?;
+                Err(Error::Lost {
+                    key: key.to_owned(),
+                })
+            }
+        }
     }
 }

@@ -34,6 +34,27 @@ pub struct LockOptions {
     key_prefix: String,
     quorum: Option<usize>,
     max_reentrancy: u32,
+    watchdog: Watchdog,
+    max_hold: Option<Duration>,
+}
+
+/// Whether and how often a held lock is renewed in the background.
+///
+/// The watchdog extends the lock to a full ttl on every node; a renewal
+/// counts only when a quorum confirms it before the current validity runs
+/// out. When it cannot keep the lock, the guard is marked lost (see
+/// [`LockGuard::lost`](crate::LockGuard::lost)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Watchdog {
+    /// Renew every third of the ttl (the default).
+    #[default]
+    Auto,
+    /// Renew at this interval. It must leave room for a renewal to finish
+    /// (one `node_timeout`) within the validity of the previous one.
+    Every(Duration),
+    /// No renewal: the lock lives for its ttl unless extended by hand.
+    Off,
 }
 
 impl Default for LockOptions {
@@ -46,6 +67,8 @@ impl Default for LockOptions {
             key_prefix: "fencelock:".to_owned(),
             quorum: None,
             max_reentrancy: 32,
+            watchdog: Watchdog::Auto,
+            max_hold: None,
         }
     }
 }
@@ -99,6 +122,21 @@ impl LockOptions {
         self
     }
 
+    /// Whether and how often held locks are renewed in the background.
+    /// Default: [`Watchdog::Auto`], every ttl/3.
+    pub fn watchdog(mut self, watchdog: Watchdog) -> Self {
+        self.watchdog = watchdog;
+        self
+    }
+
+    /// A cap on how long the watchdog keeps one lock: past `limit` from the
+    /// acquire it stops renewing, the lock expires and the guard is marked
+    /// lost. A guard against critical sections that hang. Default: no cap.
+    pub fn max_hold(mut self, limit: Duration) -> Self {
+        self.max_hold = Some(limit);
+        self
+    }
+
     /// The time to live.
     pub fn get_ttl(&self) -> Duration {
         self.ttl
@@ -132,6 +170,25 @@ impl LockOptions {
     /// The maximum reentrancy depth.
     pub fn get_max_reentrancy(&self) -> u32 {
         self.max_reentrancy
+    }
+
+    /// The watchdog setting.
+    pub fn get_watchdog(&self) -> Watchdog {
+        self.watchdog
+    }
+
+    /// The renewal interval in force, or `None` when the watchdog is off.
+    pub fn watchdog_interval(&self) -> Option<Duration> {
+        match self.watchdog {
+            Watchdog::Auto => Some(self.ttl / 3),
+            Watchdog::Every(interval) => Some(interval),
+            Watchdog::Off => None,
+        }
+    }
+
+    /// The cap on the watchdog's total hold time, if any.
+    pub fn get_max_hold(&self) -> Option<Duration> {
+        self.max_hold
     }
 
     /// The quorum for `nodes` nodes: the explicit one, else a majority.
@@ -189,6 +246,25 @@ impl LockOptions {
         }
         if self.max_reentrancy == 0 {
             return bad("max_reentrancy must be at least 1".into());
+        }
+        if let Some(interval) = self.watchdog_interval() {
+            // A renewal started at the interval must be able to finish (one
+            // node_timeout) before the validity it extends runs out.
+            let validity = self.ttl - drift(self.ttl, self.drift_factor);
+            if interval.is_zero() {
+                return bad("watchdog interval must be greater than zero".into());
+            }
+            if interval + self.node_timeout >= validity {
+                return bad(format!(
+                    "watchdog interval {interval:?} plus node_timeout {:?} must stay below the \
+                     validity {validity:?} of a ttl {:?}, or renewals would come too late \
+                     (shorten the interval or the node_timeout, or turn the watchdog off)",
+                    self.node_timeout, self.ttl
+                ));
+            }
+        }
+        if self.max_hold == Some(Duration::ZERO) {
+            return bad("max_hold must be greater than zero".into());
         }
         self.retry.validate()
     }
@@ -349,6 +425,17 @@ mod tests {
             .node_timeout(Duration::from_millis(100));
         assert!(invalid(slow, 1).contains("node_timeout"));
         assert!(invalid(LockOptions::default().key_prefix("p".repeat(200)), 1).contains("prefix"));
+        let late = LockOptions::default().watchdog(Watchdog::Every(Duration::from_secs(30)));
+        assert!(invalid(late, 1).contains("watchdog"));
+        let zero = LockOptions::default().watchdog(Watchdog::Every(Duration::ZERO));
+        assert!(invalid(zero, 1).contains("watchdog"));
+        // Auto renews at ttl/3, which a slow node_timeout can outgrow.
+        let tight = LockOptions::default()
+            .ttl(Duration::from_millis(300))
+            .node_timeout(Duration::from_millis(200));
+        assert!(invalid(tight.clone(), 1).contains("watchdog"));
+        tight.watchdog(Watchdog::Off).validate_for(1).unwrap();
+        assert!(invalid(LockOptions::default().max_hold(Duration::ZERO), 1).contains("max_hold"));
         let spin = RetryPolicy::default()
             .delay(Duration::ZERO)
             .jitter(Duration::ZERO);

@@ -157,7 +157,7 @@ async fn a_bad_ttl_in_extend_is_rejected() {
     // so this runs against a real node.
     let node = fencelock::testing::RedisServer::start().unwrap();
     let locker = Locker::redis([node.url()]).unwrap();
-    let mut guard = locker.try_lock("k").await.unwrap();
+    let guard = locker.try_lock("k").await.unwrap();
     let err = guard.extend(Duration::ZERO).await.unwrap_err();
     assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
     guard.release().await.unwrap();

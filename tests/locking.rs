@@ -107,7 +107,7 @@ async fn a_non_owner_can_neither_release_nor_extend() {
     let nodes = start(5);
     let locker = locker(&nodes, options());
     bounded(LIMIT, async {
-        let mut guard = locker.try_lock("mine").await.unwrap();
+        let guard = locker.try_lock("mine").await.unwrap();
         let backend = locker.backend();
         for intruder in [
             Hold::new("mine", "someone-else", "1"),
@@ -152,7 +152,7 @@ async fn release_after_expiry_is_not_held() {
         );
 
         // Expired and taken over: still NotHeld, and the new holder keeps its lock.
-        let mut stale = locker.try_lock("brief").await.unwrap();
+        let stale = locker.try_lock("brief").await.unwrap();
         wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
         let other = locker.clone();
         let taker = tokio::spawn(async move { other.try_lock("brief").await.unwrap() })
@@ -342,7 +342,7 @@ async fn extending_one_hold_never_shortens_the_lock() {
     let locker = locker(&nodes, options()); // 10 s ttl
     bounded(LIMIT, async {
         let outer = locker.try_lock("shared-lease").await.unwrap();
-        let mut inner = locker.try_lock("shared-lease").await.unwrap();
+        let inner = locker.try_lock("shared-lease").await.unwrap();
         inner.extend(Duration::from_millis(300)).await.unwrap();
         for node in nodes.iter() {
             let pttl = common::pttl(&node.url(), "fencelock:{shared-lease}").await;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisNodes;
-use fencelock::{LockOptions, Locker, Redlock, RetryPolicy};
+use fencelock::{LockOptions, Locker, Redlock, RetryPolicy, Watchdog};
 
 /// Every test body runs under this bound, so a hang fails instead of stalling CI.
 pub async fn bounded<T>(limit: Duration, body: impl Future<Output = T>) -> T {
@@ -28,11 +28,13 @@ pub fn options() -> LockOptions {
         )
 }
 
-/// Options whose locks expire quickly, for tests that wait for expiry.
+/// Options whose locks expire quickly, for tests that wait for expiry: no
+/// watchdog keeps them alive.
 pub fn short_ttl_options() -> LockOptions {
     options()
         .ttl(Duration::from_millis(300))
         .node_timeout(Duration::from_millis(100))
+        .watchdog(Watchdog::Off)
 }
 
 /// Takes and gives back one lock, so every node has a live connection, as in

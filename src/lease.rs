@@ -1,0 +1,129 @@
+//! What a guard and its watchdog share: until when the lock is certainly
+//! held, and whether it has been lost.
+
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::metrics::LOCK_LOST;
+
+/// The state of one held lock as this process knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct State {
+    /// Until when the lock is certainly held (local monotonic clock).
+    valid_until: Instant,
+    /// Set once, never cleared: a lost lock may have had another holder in
+    /// the meantime, so no later renewal can make it safe again.
+    lost: bool,
+}
+
+/// The lease of one guard. Its watchdog pushes the validity forward or marks
+/// it lost; `lost()` waiters are woken through the watch channel.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    state: watch::Sender<State>,
+}
+
+impl Lease {
+    pub(crate) fn new(valid_until: Instant) -> Self {
+        Self {
+            state: watch::Sender::new(State {
+                valid_until,
+                lost: false,
+            }),
+        }
+    }
+
+    pub(crate) fn valid_until(&self) -> Instant {
+        self.state.borrow().valid_until
+    }
+
+    /// Held: not marked lost and still within its validity.
+    pub(crate) fn is_held(&self) -> bool {
+        let state = *self.state.borrow();
+        !state.lost && Instant::now() < state.valid_until
+    }
+
+    pub(crate) fn is_marked_lost(&self) -> bool {
+        self.state.borrow().lost
+    }
+
+    /// Records a confirmed renewal. Both the old and the new deadline are
+    /// sound bounds, so the later one wins; a lost lease stays lost.
+    pub(crate) fn renewed(&self, until: Instant) {
+        self.state.send_if_modified(|state| {
+            let later = !state.lost && until > state.valid_until;
+            if later {
+                state.valid_until = until;
+            }
+            later
+        });
+    }
+
+    /// Marks the lease lost and counts it (once) under `backend`.
+    pub(crate) fn mark_lost(&self, backend: &'static str) {
+        if self
+            .state
+            .send_if_modified(|state| !std::mem::replace(&mut state.lost, true))
+        {
+            metrics::counter!(LOCK_LOST, "backend" => backend).increment(1);
+        }
+    }
+
+    /// Completes when the lease is lost: marked so, or its validity ran out
+    /// without a renewal (also when no watchdog is running).
+    pub(crate) async fn lost(&self) {
+        let mut changes = self.state.subscribe();
+        loop {
+            let state = *changes.borrow_and_update();
+            if state.lost || Instant::now() >= state.valid_until {
+                return;
+            }
+            let expiry = tokio::time::Instant::from_std(state.valid_until);
+            tokio::select! {
+                // The sender lives as long as `self`, so this never errs.
+                _ = changes.changed() => {}
+                () = tokio::time::sleep_until(expiry) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn lost_completes_on_mark_and_on_expiry_but_not_while_renewed() {
+        let lease = Lease::new(Instant::now() + Duration::from_secs(60));
+        assert!(lease.is_held());
+        let waiter = lease.lost();
+        tokio::pin!(waiter);
+        assert!(futures::poll!(waiter.as_mut()).is_pending());
+        lease.mark_lost("test");
+        lease.mark_lost("test");
+        waiter.await;
+        assert!(!lease.is_held());
+
+        let lease = Lease::new(Instant::now() + Duration::from_millis(30));
+        lease.renewed(Instant::now() + Duration::from_millis(60));
+        let started = Instant::now();
+        lease.lost().await;
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(!lease.is_held());
+    }
+
+    #[test]
+    fn renewals_never_shorten_and_never_revive() {
+        let now = Instant::now();
+        let lease = Lease::new(now + Duration::from_secs(10));
+        lease.renewed(now + Duration::from_secs(5));
+        assert_eq!(lease.valid_until(), now + Duration::from_secs(10));
+        lease.mark_lost("test");
+        lease.renewed(now + Duration::from_secs(20));
+        assert_eq!(lease.valid_until(), now + Duration::from_secs(10));
+        assert!(!lease.is_held());
+    }
+}

@@ -1,0 +1,115 @@
+//! The background task that keeps a held lock alive, and marks it lost when
+//! it cannot.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, timeout_at};
+
+use crate::backend::{Backend, Hold};
+use crate::error::Error;
+use crate::lease::Lease;
+use crate::metrics::WATCHDOG_RENEW;
+use crate::options::LockOptions;
+
+/// The running watchdog of one guard. Dropping it stops the task at once;
+/// a renewal already on the wire cannot bring a released hold back, because
+/// the extend script only lengthens holds that are still present.
+#[derive(Debug)]
+pub(crate) struct WatchdogHandle {
+    task: JoinHandle<()>,
+}
+
+impl Drop for WatchdogHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What one watchdog needs to renew one hold.
+pub(crate) struct Renewal<B: Backend> {
+    pub(crate) backend: Arc<B>,
+    pub(crate) options: Arc<LockOptions>,
+    pub(crate) hold: Hold,
+    pub(crate) lease: Arc<Lease>,
+    pub(crate) interval: Duration,
+    /// When the lock was acquired: the start of `max_hold`.
+    pub(crate) acquired_at: Instant,
+}
+
+impl<B: Backend> Renewal<B> {
+    pub(crate) fn spawn(self) -> WatchdogHandle {
+        WatchdogHandle {
+            task: tokio::spawn(self.run()),
+        }
+    }
+
+    async fn run(self) {
+        let ttl = self.options.get_ttl();
+        let node_timeout = self.options.get_node_timeout();
+        let cap = self.options.get_max_hold().map(|m| self.acquired_at + m);
+        // After a failed renewal, try again soon, but not in a tight loop.
+        let pause = (self.interval / 4).clamp(Duration::from_millis(1), node_timeout);
+        // What must remain of the validity for one more try: the pause, the
+        // try itself (up to a node_timeout), and a node_timeout of warning,
+        // so a holder told of a loss still has time to stop its work.
+        let reserve = pause + 2 * node_timeout;
+        let schedule = |now: Instant, valid_until: Instant| {
+            let latest = valid_until.checked_sub(reserve).unwrap_or(now);
+            (now + self.interval).min(latest).max(now + pause)
+        };
+        let mut next = schedule(self.acquired_at, self.lease.valid_until());
+        loop {
+            sleep_until(next.into()).await;
+            let now = Instant::now();
+            let valid_until = self.lease.valid_until();
+            // The ttl to ask for; with a cap, the lock must end by the cap.
+            let want = cap.map_or(ttl, |end| ttl.min(end.saturating_duration_since(now)));
+            if want < Duration::from_millis(1) {
+                // The cap is reached: let the lock run out, then say so.
+                sleep_until(valid_until.into()).await;
+                return self.lost();
+            }
+            if valid_until.saturating_duration_since(now) <= node_timeout {
+                // No try could finish in time (this task was starved).
+                return self.lost();
+            }
+            // A renewal counts only if a quorum confirms it while the lock
+            // is still certainly ours.
+            let renewal = self.backend.extend(&self.hold, want, &self.options);
+            match timeout_at(valid_until.into(), renewal).await {
+                Ok(Ok(until)) => {
+                    self.count("renewed");
+                    self.lease.renewed(until);
+                    next = schedule(now, self.lease.valid_until());
+                }
+                Ok(Err(e)) if !e.is_retryable() => {
+                    self.count(if matches!(e, Error::NotHeld { .. }) {
+                        "not_held"
+                    } else {
+                        "error"
+                    });
+                    return self.lost();
+                }
+                Ok(Err(_)) | Err(_) => {
+                    self.count("failed");
+                    let now = Instant::now();
+                    if valid_until.saturating_duration_since(now) <= reserve {
+                        return self.lost();
+                    }
+                    next = now + pause;
+                }
+            }
+        }
+    }
+
+    fn count(&self, result: &'static str) {
+        metrics::counter!(WATCHDOG_RENEW, "backend" => self.backend.name(), "result" => result)
+            .increment(1);
+    }
+
+    fn lost(&self) {
+        self.lease.mark_lost(self.backend.name());
+    }
+}
