@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{Backend, Hold};
 use crate::error::{Error, Result};
 use crate::fencing::FencingToken;
+use crate::handoff::Handoff;
 use crate::lease::Lease;
 use crate::options::{LockOptions, Watchdog};
 use crate::owner::LiveHolds;
@@ -237,6 +238,21 @@ impl<B: Backend> LockGuard<B> {
         // Still armed after an unknown outcome on too many nodes: dropping
         // `self` tries once more in the background; the ttl is the last resort.
         result
+    }
+
+    /// Gives the lock up to be [adopted](crate::Locker::adopt) elsewhere,
+    /// without releasing it: the watchdog stops and nothing renews the lock
+    /// until the adopter does, so it must be adopted within its ttl.
+    pub fn hand_off(mut self) -> Handoff {
+        self.watchdog.take();
+        self.hold.live.remove(self.hold.hold());
+        let hold = self.hold.disarm();
+        Handoff {
+            key: hold.key().to_owned(),
+            owner: hold.owner().to_owned(),
+            hold_id: hold.id().to_owned(),
+            token: self.token,
+        }
     }
 
     fn lost_error(&self) -> Error {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::backend::{Backend, Hold};
 use crate::error::{Error, Result};
 use crate::guard::{LockGuard, ReleaseOnDrop};
+use crate::handoff::Handoff;
 use crate::options::{LockOptions, validate_key};
 use crate::owner::{LiveHolds, Owner, current_owner, new_instance_id, next_hold_id};
 
@@ -149,6 +150,31 @@ impl<B: Backend> Locker<B> {
         }
     }
 
+    /// Takes over a lock another guard [handed off](LockGuard::hand_off),
+    /// here or in another process: renews it for a ttl on a quorum and
+    /// returns a guard (with a watchdog, as the options say) that keeps the
+    /// hold's owner and fencing token. Acquires nest inside it when this
+    /// Locker acts as the same owner (see [`with_owner`](Locker::with_owner)).
+    ///
+    /// Fails with [`Error::NotHeld`] when the lock is gone (it expired before
+    /// it was adopted). Cancelling the call leaves the lock as it was.
+    pub async fn adopt(&self, handoff: &Handoff) -> Result<LockGuard<B>> {
+        validate_key(&handoff.key)?;
+        let hold = Hold::new(&handoff.key, &handoff.owner, &handoff.hold_id);
+        let valid_until = self
+            .backend
+            .extend(&hold, self.options.get_ttl(), &self.options)
+            .await?;
+        let armed = ReleaseOnDrop::arm(
+            Arc::clone(&self.backend),
+            Arc::clone(&self.options),
+            Arc::clone(&self.live),
+            hold,
+        );
+        armed.register(handoff.token);
+        Ok(LockGuard::new(armed, handoff.token, valid_until))
+    }
+
     /// Waits for the lock, trying again after the retry policy's delay while
     /// the failure is retryable (contention, an outage). Without
     /// `max_attempts` in the policy this waits as long as it takes; see
@@ -221,8 +247,9 @@ impl<B: Backend> Locker<B> {
         match value {
             Some(value) => guard.release().await.map(|()| value),
             None => {
-                // Lost: the release cleans up whatever is left and reports Lost.
-                guard.release().await?;
+                // Clean up what is left; the loss is the news, whatever the
+                // nodes that still answer say.
+                let _ = guard.release().await;
                 Err(Error::Lost {
                     key: key.to_owned(),
                 })

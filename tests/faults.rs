@@ -4,11 +4,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::counter;
 use common::{bounded, locker, options, start, wait_until_no_locks};
 use fencelock::metrics::FENCE_COUNTER_RESET;
 use fencelock::testing::{Persistence, RedisNodes, Restart};
 use fencelock::{Error, FencingToken, NodeFault};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebuggingRecorder;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -200,21 +201,6 @@ async fn fencing_tokens_increase_while_minorities_die_and_return() {
         kills >= 10 && restarts >= 10,
         "kills {kills}, restarts {restarts} (seed {seed})"
     );
-}
-
-/// The value of a counter recorded by a debugging recorder (0 when absent).
-fn counter(recorder: &DebuggingRecorder, name: &str) -> u64 {
-    recorder
-        .snapshotter()
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, ..)| key.key().name() == name)
-        .map(|(.., value)| match value {
-            DebugValue::Counter(n) => n,
-            other => panic!("{name} is not a counter: {other:?}"),
-        })
-        .sum()
 }
 
 // Current-thread runtime: the thread-local recorder sees every metric.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisNodes;
 use fencelock::{LockOptions, Locker, Redlock, RetryPolicy, Watchdog};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
 /// Every test body runs under this bound, so a hang fails instead of stalling CI.
 pub async fn bounded<T>(limit: Duration, body: impl Future<Output = T>) -> T {
@@ -126,6 +127,68 @@ pub async fn wait_until_no_locks(nodes: &RedisNodes, limit: Duration) {
             Instant::now() < deadline,
             "locks left after {limit:?}: {left:?}\n{}",
             nodes.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A lock hash on one node, field by field, sorted (empty when absent).
+pub async fn hash(url: &str, key: &str) -> Vec<(String, String)> {
+    let mut c = conn(url).await;
+    let mut fields: Vec<(String, String)> = redis::cmd("HGETALL")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    fields.sort();
+    fields
+}
+
+/// How many scripts one node has run so far (EVAL and EVALSHA calls).
+pub async fn script_calls(url: &str) -> u64 {
+    let mut c = conn(url).await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_eval:") || l.starts_with("cmdstat_evalsha:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// The value of a counter recorded by a debugging recorder (0 when absent),
+/// summed over its labels.
+pub fn counter(recorder: &DebuggingRecorder, name: &str) -> u64 {
+    recorder
+        .snapshotter()
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == name)
+        .map(|(.., value)| match value {
+            DebugValue::Counter(n) => n,
+            other => panic!("{name} is not a counter: {other:?}"),
+        })
+        .sum()
+}
+
+/// Polls `condition` every 10 ms until it holds; panics after `limit`.
+/// For states reached by background work that gives no signal of its own.
+pub async fn wait_until(limit: Duration, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within {limit:?}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
