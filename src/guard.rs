@@ -148,7 +148,8 @@ impl<B: Backend> LockGuard<B> {
     }
 
     /// Whether the lock is still certainly held: not lost, and within its
-    /// validity. Once false it stays false.
+    /// validity. Once false it stays false (a lapsed guard can no longer be
+    /// extended).
     pub fn is_held(&self) -> bool {
         self.lease.is_held()
     }
@@ -179,13 +180,16 @@ impl<B: Backend> LockGuard<B> {
     /// Makes the lock live for `ttl` from now on a quorum of nodes.
     ///
     /// Fails with [`Error::NotHeld`] when the lock was already gone (the
-    /// guard is then lost), [`Error::Lost`] when it had been lost before,
-    /// and [`Error::InvalidOptions`] for a ttl the options would reject.
+    /// guard is then lost), with [`Error::Lost`] when it had been lost or its
+    /// validity had run out (too late: another owner may have held it in
+    /// between), and with [`Error::InvalidOptions`] for a ttl the options
+    /// would reject.
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
         // Checked as a lock ttl; the watchdog keeps its own, configured one.
         let options = self.hold.options.as_ref().clone().ttl(ttl);
         options.watchdog(Watchdog::Off).validate()?;
-        if self.lease.is_marked_lost() {
+        if !self.lease.is_held() {
+            self.lease.mark_lost(self.hold.backend.name());
             return Err(self.lost_error());
         }
         match self
@@ -208,15 +212,17 @@ impl<B: Backend> LockGuard<B> {
 
     /// Gives the lock back on every node, after stopping the watchdog.
     ///
-    /// Returns [`Error::NotHeld`] when a quorum no longer had the lock (it
-    /// expired or was taken over), and [`Error::Lost`] when the guard had
-    /// been marked lost even though the nodes still had it: either way work
-    /// done under it may have overlapped with another holder. Never a silent
-    /// success.
+    /// `Ok` only when the lock was held throughout: returns
+    /// [`Error::NotHeld`] when a quorum no longer had it (it expired or was
+    /// taken over), and [`Error::Lost`] when the nodes still had it but the
+    /// guard had been lost or its validity had run out before the release.
+    /// Either way work done under it may have overlapped with another
+    /// holder. Never a silent success.
     pub async fn release(mut self) -> Result<()> {
         // No renewal may start from now on; one already sent finds the hold
         // gone (the extend script never recreates a hold).
         self.watchdog.take();
+        let held_until_now = self.lease.is_held();
         // From now on nothing may nest inside this hold.
         self.hold.live.remove(self.hold.hold());
         // The hold stays armed until the nodes answered, so a release whose
@@ -226,10 +232,13 @@ impl<B: Backend> LockGuard<B> {
             .backend
             .release(self.hold.hold(), &self.hold.options)
             .await;
-        // A lost guard whose hold was still found reports the loss all the
-        // same: its holder was told to stop, and may not have.
+        // Nodes that still had the hold do not prove it was certainly held
+        // all along once the validity lapsed: the holder must hear of it.
         let result = match result {
-            Ok(()) if self.lease.is_marked_lost() => Err(self.lost_error()),
+            Ok(()) if !held_until_now => {
+                self.lease.mark_lost(self.hold.backend.name());
+                Err(self.lost_error())
+            }
             other => other,
         };
         if !matches!(result, Err(Error::QuorumUnavailable { .. })) {

@@ -44,10 +44,6 @@ impl Lease {
         !state.lost && Instant::now() < state.valid_until
     }
 
-    pub(crate) fn is_marked_lost(&self) -> bool {
-        self.state.borrow().lost
-    }
-
     /// Records a confirmed renewal. Both the old and the new deadline are
     /// sound bounds, so the later one wins; a lost lease stays lost.
     pub(crate) fn renewed(&self, until: Instant) {

@@ -158,7 +158,7 @@ impl<B: Backend> Locker<B> {
     ///
     /// Fails with [`Error::NotHeld`] when the lock is gone (it expired before
     /// it was adopted). Cancelling the call leaves the lock as it was.
-    pub async fn adopt(&self, handoff: &Handoff) -> Result<LockGuard<B>> {
+    pub async fn adopt(&self, handoff: Handoff) -> Result<LockGuard<B>> {
         validate_key(&handoff.key)?;
         let hold = Hold::new(&handoff.key, &handoff.owner, &handoff.hold_id);
         let valid_until = self

@@ -116,7 +116,8 @@ impl LockOptions {
         self
     }
 
-    /// How deep one owner may nest the same lock. Default: 32.
+    /// How deep one owner may nest the same lock: the number of its holds
+    /// on it, the outermost included. Default: 32.
     pub fn max_reentrancy(mut self, depth: u32) -> Self {
         self.max_reentrancy = depth;
         self
@@ -129,9 +130,11 @@ impl LockOptions {
         self
     }
 
-    /// A cap on how long the watchdog keeps one lock: past `limit` from the
-    /// acquire it stops renewing, the lock expires and the guard is marked
-    /// lost. A guard against critical sections that hang. Default: no cap.
+    /// A cap on how long the watchdog keeps one lock, against critical
+    /// sections that hang: renewals never reach past `limit` from the
+    /// acquire, so the lock ends on the nodes at the cap and the guard is
+    /// marked lost just before. Must be at least the ttl (the first grant
+    /// already lasts a ttl). Default: no cap.
     pub fn max_hold(mut self, limit: Duration) -> Self {
         self.max_hold = Some(limit);
         self
@@ -263,8 +266,13 @@ impl LockOptions {
                 ));
             }
         }
-        if self.max_hold == Some(Duration::ZERO) {
-            return bad("max_hold must be greater than zero".into());
+        if let Some(cap) = self.max_hold
+            && cap < self.ttl
+        {
+            return bad(format!(
+                "max_hold {cap:?} is below the ttl {:?}: the first grant already lasts a ttl",
+                self.ttl
+            ));
         }
         self.retry.validate()
     }
@@ -436,6 +444,8 @@ mod tests {
         assert!(invalid(tight.clone(), 1).contains("watchdog"));
         tight.watchdog(Watchdog::Off).validate_for(1).unwrap();
         assert!(invalid(LockOptions::default().max_hold(Duration::ZERO), 1).contains("max_hold"));
+        let cap_below_ttl = LockOptions::default().max_hold(Duration::from_secs(10));
+        assert!(invalid(cap_below_ttl, 1).contains("max_hold"));
         let spin = RetryPolicy::default()
             .delay(Duration::ZERO)
             .jitter(Duration::ZERO);

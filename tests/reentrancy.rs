@@ -248,7 +248,8 @@ async fn a_lock_handed_off_is_adopted_by_another_process_with_its_token() {
         );
 
         let handoff: Handoff = text.parse().unwrap();
-        let adopted = there.adopt(&handoff).await.unwrap();
+        let again_text = handoff.to_string();
+        let adopted = there.adopt(handoff).await.unwrap();
         assert_eq!(adopted.token(), token);
         assert!(adopted.is_held());
         // The adopting side nests inside the adopted hold.
@@ -261,7 +262,7 @@ async fn a_lock_handed_off_is_adopted_by_another_process_with_its_token() {
         wait_until_no_locks(&nodes, Duration::from_secs(2)).await;
 
         // Adopting what was already released is NotHeld.
-        let again = there.adopt(&handoff).await;
+        let again = there.adopt(again_text.parse().unwrap()).await;
         assert!(matches!(again, Err(Error::NotHeld { .. })), "{again:?}");
         assert!(
             hash(&nodes.node(0).url(), "fencelock:{job}")

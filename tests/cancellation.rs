@@ -1,0 +1,215 @@
+//! Cancellation safety against real redis-server nodes: acquires, nested
+//! acquires, extends, watchdog renewals and releases cut off at random
+//! points leave no lock and no stray hold on any node.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{bounded, hash, locker, options, start, wait_until, wait_until_no_locks};
+use fencelock::{LockOptions, Watchdog};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+const LIMIT: Duration = Duration::from_secs(120);
+/// Cut-off operations per kind per worker: 4 workers x 5 kinds x 10 = 200.
+const CUTS_PER_KIND: usize = 10;
+const WORKERS: usize = 4;
+/// Rounds a worker may take to collect its cuts; far above the ~100 needed
+/// even when half the operations finish before their cut-off point.
+const MAX_ROUNDS: usize = 2_000;
+
+/// A long ttl, so a leaked hold would outlive the test and be seen, and a
+/// watchdog renewing every 20 ms, so drops often land mid-renewal.
+fn cancellation_options() -> LockOptions {
+    options()
+        .ttl(Duration::from_secs(30))
+        .watchdog(Watchdog::Every(Duration::from_millis(20)))
+}
+
+/// Runs `op` for at most `polls` scheduler rounds, then drops it: `None` when
+/// it was cut off. Each round lets the I/O driver run once (`yield_now`
+/// wakes the task only after the driver was polled), so the cut lands
+/// between round trips, whatever the speed of the machine; a timer would
+/// round every cut up to the next millisecond.
+async fn within<F: Future>(polls: usize, op: F) -> Option<F::Output> {
+    let mut op = std::pin::pin!(op);
+    if polls == 0 {
+        return futures::FutureExt::now_or_never(op.as_mut());
+    }
+    for _ in 0..polls {
+        tokio::select! {
+            biased;
+            out = op.as_mut() => return Some(out),
+            () = tokio::task::yield_now() => {}
+        }
+    }
+    None
+}
+
+/// How many rounds `op` takes to finish.
+async fn rounds<F: Future>(op: F) -> (F::Output, usize) {
+    let mut op = std::pin::pin!(op);
+    let mut n = 0;
+    loop {
+        tokio::select! {
+            biased;
+            out = op.as_mut() => return (out, n),
+            () = tokio::task::yield_now() => n += 1,
+        }
+    }
+}
+
+/// The median rounds of one acquire and of one release on these nodes.
+async fn calibrate(locker: &fencelock::Locker<fencelock::Redlock>) -> (usize, usize) {
+    let (mut acquires, mut releases) = (Vec::new(), Vec::new());
+    for _ in 0..21 {
+        let (guard, n) = rounds(locker.lock("calibrate")).await;
+        acquires.push(n);
+        let (released, n) = rounds(guard.unwrap().release()).await;
+        released.unwrap();
+        releases.push(n);
+    }
+    acquires.sort();
+    releases.sort();
+    (acquires[10].max(1), releases[10].max(1))
+}
+
+/// A cut-off point from "before the first request" to "after the whole
+/// operation", for an operation that typically takes `typical` rounds.
+fn cut(rng: &mut StdRng, typical: usize) -> usize {
+    rng.random_range(0..=typical)
+}
+
+/// The holds on `key` on every node (hash fields other than ':owner' and
+/// ':token').
+async fn holds(nodes: &fencelock::testing::RedisNodes, key: &str) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for node in nodes.iter() {
+        let fields = hash(&node.url(), &format!("fencelock:{{{key}}}")).await;
+        counts.push(fields.iter().filter(|(f, _)| !f.starts_with(':')).count());
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_cut_off_operations_leave_nothing_behind() {
+    let nodes = start(5);
+    let locker = locker(&nodes, cancellation_options());
+    common::warm_up(&locker).await;
+    let seed: u64 = std::env::var("FENCELOCK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("cancellation seed {seed} (FENCELOCK_SEED={seed} repeats it)");
+    let (acquire, release) = calibrate(&locker).await;
+    eprintln!("typical rounds: acquire {acquire}, release {release}");
+    let nodes = &nodes;
+    bounded(LIMIT, async {
+        let workers = (0..WORKERS).map(|w| {
+            let locker = locker.clone();
+            let mut rng = StdRng::seed_from_u64(seed ^ w as u64);
+            tokio::spawn(async move {
+                let key = format!("cut-{w}");
+                let mut cuts = [0usize; 5];
+                for _ in 0..MAX_ROUNDS {
+                    // A kind that still lacks cuts, at random.
+                    let wanted: Vec<usize> = (0..5).filter(|&k| cuts[k] < CUTS_PER_KIND).collect();
+                    if wanted.is_empty() {
+                        break;
+                    }
+                    match wanted[rng.random_range(0..wanted.len())] {
+                        // An acquire cut off anywhere.
+                        0 => {
+                            let t = cut(&mut rng, acquire);
+                            if within(t, locker.lock(&key)).await.is_none() {
+                                cuts[0] += 1;
+                            }
+                        }
+                        // A nested acquire cut off inside a held lock: the
+                        // outer hold must come out whole.
+                        1 => {
+                            let outer = locker.lock(&key).await.unwrap();
+                            let t = cut(&mut rng, acquire);
+                            match within(t, locker.lock(&key)).await {
+                                Some(inner) => inner.unwrap().release().await.unwrap(),
+                                None => cuts[1] += 1,
+                            }
+                            outer.release().await.unwrap();
+                        }
+                        // An extend cut off; the guard is then released.
+                        2 => {
+                            let guard = locker.lock(&key).await.unwrap();
+                            let t = cut(&mut rng, release);
+                            let extend = guard.extend(Duration::from_secs(40));
+                            if within(t, extend).await.is_none() {
+                                cuts[2] += 1;
+                            }
+                            guard.release().await.unwrap();
+                        }
+                        // A guard dropped while its watchdog may be mid-renewal.
+                        3 => {
+                            let guard = locker.lock(&key).await.unwrap();
+                            tokio::time::sleep(Duration::from_millis(rng.random_range(0..60)))
+                                .await;
+                            drop(guard);
+                            cuts[3] += 1;
+                        }
+                        // A release cut off anywhere (finished in the background).
+                        _ => {
+                            let guard = locker.lock(&key).await.unwrap();
+                            let t = cut(&mut rng, release);
+                            if within(t, guard.release()).await.is_none() {
+                                cuts[4] += 1;
+                            }
+                        }
+                    }
+                }
+                cuts
+            })
+        });
+        let mut cuts = [0usize; 5];
+        for worker in futures::future::join_all(workers).await {
+            for (total, n) in cuts.iter_mut().zip(worker.unwrap()) {
+                *total += n;
+            }
+        }
+        eprintln!(
+            "cut off: acquire {}, nested {}, extend {}, drop {}, release {}",
+            cuts[0], cuts[1], cuts[2], cuts[3], cuts[4]
+        );
+        // Background undo finishes in a few round trips; the 30 s ttl is
+        // far away, so anything left now is a leak.
+        wait_until_no_locks(nodes, Duration::from_secs(5)).await;
+        // Each kind of cut really happened, or the test proves little.
+        assert_eq!(cuts, [WORKERS * CUTS_PER_KIND; 5], "seed {seed}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cut_off_nested_acquire_never_eats_the_outer_hold() {
+    let nodes = start(5);
+    let locker = locker(&nodes, cancellation_options());
+    common::warm_up(&locker).await;
+    let seed: u64 = rand::random();
+    eprintln!("seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (acquire, _) = calibrate(&locker).await;
+    bounded(LIMIT, async {
+        let outer = locker.lock("kept-whole").await.unwrap();
+        for _ in 0..50 {
+            let t = cut(&mut rng, acquire);
+            let _ = within(t, locker.lock("kept-whole")).await;
+            // After the background undo, exactly the outer hold is left on
+            // every node: no count went up for good, none went down.
+            wait_until(Duration::from_secs(5), async || {
+                holds(&nodes, "kept-whole").await == vec![1; 5]
+            })
+            .await;
+        }
+        outer.release().await.unwrap();
+        wait_until_no_locks(&nodes, Duration::from_secs(2)).await;
+    })
+    .await;
+}
