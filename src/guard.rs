@@ -10,7 +10,37 @@ use crate::handoff::Handoff;
 use crate::lease::Lease;
 use crate::options::{LockOptions, Watchdog};
 use crate::owner::LiveHolds;
+use crate::telemetry::{Key, Telemetry};
 use crate::watchdog::{Renewal, WatchdogHandle};
+
+/// What a Locker shares with its clones, guards and watchdogs.
+pub(crate) struct Shared<B: Backend> {
+    pub(crate) backend: Arc<B>,
+    pub(crate) options: Arc<LockOptions>,
+    pub(crate) live: Arc<LiveHolds>,
+    pub(crate) telemetry: Arc<Telemetry>,
+}
+
+impl<B: Backend> Clone for Shared<B> {
+    fn clone(&self) -> Self {
+        Self {
+            backend: Arc::clone(&self.backend),
+            options: Arc::clone(&self.options),
+            live: Arc::clone(&self.live),
+            telemetry: Arc::clone(&self.telemetry),
+        }
+    }
+}
+
+impl<B: Backend> Shared<B> {
+    /// The record key for `name` under these options.
+    pub(crate) fn key<'a>(&'a self, name: &'a str) -> Key<'a> {
+        Key {
+            name,
+            options: &self.options,
+        }
+    }
+}
 
 /// A hold that is released in the background if it is dropped while armed.
 ///
@@ -18,30 +48,25 @@ use crate::watchdog::{Renewal, WatchdogHandle};
 /// cancelled acquire (its future dropped at any await point) still undoes
 /// whatever the nodes granted; the guard keeps it armed until `release`.
 pub(crate) struct ReleaseOnDrop<B: Backend> {
-    backend: Arc<B>,
-    options: Arc<LockOptions>,
-    live: Arc<LiveHolds>,
+    shared: Shared<B>,
     hold: Option<Hold>,
+    /// Since when the hold is granted and live; `None` while acquiring.
+    held_since: Option<Instant>,
 }
 
 impl<B: Backend> ReleaseOnDrop<B> {
-    pub(crate) fn arm(
-        backend: Arc<B>,
-        options: Arc<LockOptions>,
-        live: Arc<LiveHolds>,
-        hold: Hold,
-    ) -> Self {
+    pub(crate) fn arm(shared: &Shared<B>, hold: Hold) -> Self {
         Self {
-            backend,
-            options,
-            live,
+            shared: shared.clone(),
             hold: Some(hold),
+            held_since: None,
         }
     }
 
     /// Records the hold as live, so acquires by its owner nest inside it.
-    pub(crate) fn register(&self, token: FencingToken) {
-        self.live.insert(self.hold(), token);
+    pub(crate) fn register(&mut self, token: FencingToken) {
+        self.shared.live.insert(self.hold(), token);
+        self.held_since = Some(Instant::now());
     }
 
     pub(crate) fn hold(&self) -> &Hold {
@@ -51,6 +76,11 @@ impl<B: Backend> ReleaseOnDrop<B> {
     pub(crate) fn disarm(&mut self) -> Hold {
         self.hold.take().expect("disarmed once")
     }
+
+    fn held_for(&self) -> Duration {
+        self.held_since
+            .map_or(Duration::ZERO, |since| since.elapsed())
+    }
 }
 
 impl<B: Backend> Drop for ReleaseOnDrop<B> {
@@ -58,16 +88,22 @@ impl<B: Backend> Drop for ReleaseOnDrop<B> {
         let Some(hold) = self.hold.take() else {
             return;
         };
-        self.live.remove(&hold);
+        self.shared.live.remove(&hold);
+        let held_for = self.held_since.map(|since| since.elapsed());
         // Never block in drop: hand the release to the runtime. Without a
         // runtime (dropped after shutdown) the lock simply expires by its ttl.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let backend = Arc::clone(&self.backend);
-            let options = Arc::clone(&self.options);
+            let shared = self.shared.clone();
             runtime.spawn(async move {
                 // No caller is left to tell; an error here means the hold is
-                // gone already or will expire.
-                let _ = backend.release(&hold, &options).await;
+                // gone already or will expire. It is still counted.
+                let result = shared.backend.release(&hold, &shared.options).await;
+                if let Some(held_for) = held_for {
+                    let key = shared.key(hold.key());
+                    shared
+                        .telemetry
+                        .release(key, result.as_ref().map(|_| ()), held_for);
+                }
             });
         }
     }
@@ -106,10 +142,9 @@ impl<B: Backend> LockGuard<B> {
     /// for one.
     pub(crate) fn new(hold: ReleaseOnDrop<B>, token: FencingToken, valid_until: Instant) -> Self {
         let lease = Arc::new(Lease::new(valid_until));
-        let watchdog = hold.options.watchdog_interval().map(|interval| {
+        let watchdog = hold.shared.options.watchdog_interval().map(|interval| {
             Renewal {
-                backend: Arc::clone(&hold.backend),
-                options: Arc::clone(&hold.options),
+                shared: hold.shared.clone(),
                 hold: hold.hold().clone(),
                 lease: Arc::clone(&lease),
                 interval,
@@ -185,17 +220,27 @@ impl<B: Backend> LockGuard<B> {
     /// between), and with [`Error::InvalidOptions`] for a ttl the options
     /// would reject.
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
+        let result = self.try_extend(ttl).await;
+        let key = self.hold.shared.key(self.key());
+        self.hold
+            .shared
+            .telemetry
+            .extend(key, result.as_ref().map(|_| ()));
+        result
+    }
+
+    async fn try_extend(&self, ttl: Duration) -> Result<()> {
+        let shared = &self.hold.shared;
         // Checked as a lock ttl; the watchdog keeps its own, configured one.
-        let options = self.hold.options.as_ref().clone().ttl(ttl);
+        let options = shared.options.as_ref().clone().ttl(ttl);
         options.watchdog(Watchdog::Off).validate()?;
         if !self.lease.is_held() {
-            self.lease.mark_lost(self.hold.backend.name());
+            self.mark_lost();
             return Err(self.lost_error());
         }
-        match self
-            .hold
+        match shared
             .backend
-            .extend(self.hold.hold(), ttl, &self.hold.options)
+            .extend(self.hold.hold(), ttl, &shared.options)
             .await
         {
             Ok(until) => {
@@ -203,7 +248,7 @@ impl<B: Backend> LockGuard<B> {
                 Ok(())
             }
             Err(e @ Error::NotHeld { .. }) => {
-                self.lease.mark_lost(self.hold.backend.name());
+                self.mark_lost();
                 Err(e)
             }
             Err(e) => Err(e),
@@ -223,29 +268,35 @@ impl<B: Backend> LockGuard<B> {
         // gone (the extend script never recreates a hold).
         self.watchdog.take();
         let held_until_now = self.lease.is_held();
+        let shared = self.hold.shared.clone();
         // From now on nothing may nest inside this hold.
-        self.hold.live.remove(self.hold.hold());
+        shared.live.remove(self.hold.hold());
         // The hold stays armed until the nodes answered, so a release whose
         // future is dropped half-way is finished in the background.
-        let result = self
-            .hold
+        let result = shared
             .backend
-            .release(self.hold.hold(), &self.hold.options)
+            .release(self.hold.hold(), &shared.options)
             .await;
         // Nodes that still had the hold do not prove it was certainly held
         // all along once the validity lapsed: the holder must hear of it.
         let result = match result {
             Ok(()) if !held_until_now => {
-                self.lease.mark_lost(self.hold.backend.name());
+                self.mark_lost();
                 Err(self.lost_error())
             }
             other => other,
         };
         if !matches!(result, Err(Error::QuorumUnavailable { .. })) {
-            self.hold.disarm();
+            let held_for = self.hold.held_for();
+            let hold = self.hold.disarm();
+            let key = shared.key(hold.key());
+            shared
+                .telemetry
+                .release(key, result.as_ref().map(|_| ()), held_for);
         }
         // Still armed after an unknown outcome on too many nodes: dropping
-        // `self` tries once more in the background; the ttl is the last resort.
+        // `self` tries once more in the background (and counts it there);
+        // the ttl is the last resort.
         result
     }
 
@@ -254,13 +305,26 @@ impl<B: Backend> LockGuard<B> {
     /// until the adopter does, so it must be adopted within its ttl.
     pub fn hand_off(mut self) -> Handoff {
         self.watchdog.take();
-        self.hold.live.remove(self.hold.hold());
+        let shared = self.hold.shared.clone();
+        shared.live.remove(self.hold.hold());
+        let held_for = self.hold.held_for();
         let hold = self.hold.disarm();
+        // This guard ends here; the adopter counts its own.
+        shared
+            .telemetry
+            .release(shared.key(hold.key()), Ok(()), held_for);
         Handoff {
             key: hold.key().to_owned(),
             owner: hold.owner().to_owned(),
             hold_id: hold.id().to_owned(),
             token: self.token,
+        }
+    }
+
+    fn mark_lost(&self) {
+        if self.lease.mark_lost() {
+            let shared = &self.hold.shared;
+            shared.telemetry.lost(shared.key(self.key()));
         }
     }
 

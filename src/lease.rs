@@ -5,8 +5,6 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::metrics::LOCK_LOST;
-
 /// The state of one held lock as this process knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct State {
@@ -56,14 +54,10 @@ impl Lease {
         });
     }
 
-    /// Marks the lease lost and counts it (once) under `backend`.
-    pub(crate) fn mark_lost(&self, backend: &'static str) {
-        if self
-            .state
+    /// Marks the lease lost; true when this call was the one that did.
+    pub(crate) fn mark_lost(&self) -> bool {
+        self.state
             .send_if_modified(|state| !std::mem::replace(&mut state.lost, true))
-        {
-            metrics::counter!(LOCK_LOST, "backend" => backend).increment(1);
-        }
     }
 
     /// Completes when the lease is lost: marked so, or its validity ran out
@@ -98,8 +92,8 @@ mod tests {
         let waiter = lease.lost();
         tokio::pin!(waiter);
         assert!(futures::poll!(waiter.as_mut()).is_pending());
-        lease.mark_lost("test");
-        lease.mark_lost("test");
+        assert!(lease.mark_lost());
+        assert!(!lease.mark_lost(), "marked once");
         waiter.await;
         assert!(!lease.is_held());
 
@@ -117,7 +111,7 @@ mod tests {
         let lease = Lease::new(now + Duration::from_secs(10));
         lease.renewed(now + Duration::from_secs(5));
         assert_eq!(lease.valid_until(), now + Duration::from_secs(10));
-        lease.mark_lost("test");
+        lease.mark_lost();
         lease.renewed(now + Duration::from_secs(20));
         assert_eq!(lease.valid_until(), now + Duration::from_secs(10));
         assert!(!lease.is_held());

@@ -13,6 +13,7 @@ mod locker;
 pub mod metrics;
 mod options;
 mod owner;
+mod telemetry;
 mod watchdog;
 
 #[cfg(feature = "redis")]
@@ -29,6 +30,7 @@ pub use handoff::Handoff;
 pub use locker::Locker;
 pub use options::{LockOptions, MAX_KEY_LEN, MAX_PREFIX_LEN, MAX_TTL, RetryPolicy, Watchdog};
 pub use owner::Owner;
+pub use telemetry::Statistics;
 
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisNode, Redlock};

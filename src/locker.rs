@@ -1,14 +1,15 @@
 //! The user-facing entry point: take locks on a backend.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Hold};
 use crate::error::{Error, Result};
-use crate::guard::{LockGuard, ReleaseOnDrop};
+use crate::guard::{LockGuard, ReleaseOnDrop, Shared};
 use crate::handoff::Handoff;
 use crate::options::{LockOptions, validate_key};
-use crate::owner::{LiveHolds, Owner, current_owner, new_instance_id, next_hold_id};
+use crate::owner::{Owner, current_owner, new_instance_id, next_hold_id};
+use crate::telemetry::{Statistics, Telemetry};
 
 /// Takes locks on a backend. Cheap to clone: clones share the backend, the
 /// options and the instance identity.
@@ -24,9 +25,7 @@ use crate::owner::{LiveHolds, Owner, current_owner, new_instance_id, next_hold_i
 /// that took it; for locks that travel, use [`with_owner`](Locker::with_owner).
 /// See `docs/reentrancy-and-watchdog.md`.
 pub struct Locker<B: Backend> {
-    backend: Arc<B>,
-    options: Arc<LockOptions>,
-    live: Arc<LiveHolds>,
+    shared: Shared<B>,
     instance: u128,
     owner: Option<Owner>,
 }
@@ -34,9 +33,7 @@ pub struct Locker<B: Backend> {
 impl<B: Backend> Clone for Locker<B> {
     fn clone(&self) -> Self {
         Self {
-            backend: Arc::clone(&self.backend),
-            options: Arc::clone(&self.options),
-            live: Arc::clone(&self.live),
+            shared: self.shared.clone(),
             instance: self.instance,
             owner: self.owner.clone(),
         }
@@ -46,8 +43,8 @@ impl<B: Backend> Clone for Locker<B> {
 impl<B: Backend> std::fmt::Debug for Locker<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Locker")
-            .field("backend", &self.backend.name())
-            .field("options", &self.options)
+            .field("backend", &self.shared.backend.name())
+            .field("options", &self.shared.options)
             .field("owner", &self.owner)
             .finish_non_exhaustive()
     }
@@ -71,9 +68,12 @@ impl<B: Backend> Locker<B> {
     pub fn new(backend: B, options: LockOptions) -> Result<Self> {
         backend.check_options(&options)?;
         Ok(Self {
-            backend: Arc::new(backend),
-            options: Arc::new(options),
-            live: Arc::default(),
+            shared: Shared {
+                telemetry: Arc::new(Telemetry::new(backend.name())),
+                backend: Arc::new(backend),
+                options: Arc::new(options),
+                live: Arc::default(),
+            },
             instance: new_instance_id(),
             owner: None,
         })
@@ -82,11 +82,10 @@ impl<B: Backend> Locker<B> {
     /// The same Locker (backend and owner identity) with other options, for
     /// locks that need, say, another ttl.
     pub fn with_options(&self, options: LockOptions) -> Result<Self> {
-        self.backend.check_options(&options)?;
-        Ok(Self {
-            options: Arc::new(options),
-            ..self.clone()
-        })
+        self.shared.backend.check_options(&options)?;
+        let mut locker = self.clone();
+        locker.shared.options = Arc::new(options);
+        Ok(locker)
     }
 
     /// The same Locker taking every lock as `owner`, whichever task calls
@@ -106,12 +105,19 @@ impl<B: Backend> Locker<B> {
 
     /// The options in force.
     pub fn options(&self) -> &LockOptions {
-        &self.options
+        &self.shared.options
     }
 
     /// The backend.
     pub fn backend(&self) -> &B {
-        &self.backend
+        &self.shared.backend
+    }
+
+    /// What this Locker, its clones and the Lockers derived from it
+    /// (`with_options`, `with_owner`) did so far: plain counts, available
+    /// with or without a metrics recorder.
+    pub fn statistics(&self) -> Statistics {
+        self.shared.telemetry.snapshot()
     }
 
     /// One attempt: the lock now, or [`Error::NotObtained`] when another
@@ -120,22 +126,26 @@ impl<B: Backend> Locker<B> {
     /// Cancellation safe: dropping the returned future at any point leaves no
     /// lock behind (whatever was granted is released in the background).
     pub async fn try_lock(&self, key: &str) -> Result<LockGuard<B>> {
+        let started = Instant::now();
+        let result = self.attempt(key).await;
+        self.record_acquire(key, &result, started);
+        result
+    }
+
+    /// One attempt, not recorded (the public calls record their outcome once).
+    async fn attempt(&self, key: &str) -> Result<LockGuard<B>> {
         validate_key(key)?;
+        let shared = &self.shared;
         let owner = current_owner(self.instance, self.owner.as_ref());
         let mut hold = Hold::new(key, owner, next_hold_id());
-        if let Some(parent) = self.live.parent(hold.owner(), key) {
+        if let Some(parent) = shared.live.parent(hold.owner(), key) {
             hold = hold.nested_in(parent);
         }
-        let mut armed = ReleaseOnDrop::arm(
-            Arc::clone(&self.backend),
-            Arc::clone(&self.options),
-            Arc::clone(&self.live),
-            hold,
-        );
-        let ttl = self.options.get_ttl();
-        match self
+        let mut armed = ReleaseOnDrop::arm(shared, hold);
+        let ttl = shared.options.get_ttl();
+        match shared
             .backend
-            .try_acquire(armed.hold(), ttl, &self.options)
+            .try_acquire(armed.hold(), ttl, &shared.options)
             .await
         {
             Ok(grant) => {
@@ -150,6 +160,14 @@ impl<B: Backend> Locker<B> {
         }
     }
 
+    fn record_acquire(&self, key: &str, result: &Result<LockGuard<B>>, started: Instant) {
+        let outcome = result.as_ref().map(|_| ());
+        let took = started.elapsed();
+        self.shared
+            .telemetry
+            .acquire(self.shared.key(key), outcome, took);
+    }
+
     /// Takes over a lock another guard [handed off](LockGuard::hand_off),
     /// here or in another process: renews it for a ttl on a quorum and
     /// returns a guard (with a watchdog, as the options say) that keeps the
@@ -160,18 +178,15 @@ impl<B: Backend> Locker<B> {
     /// it was adopted). Cancelling the call leaves the lock as it was.
     pub async fn adopt(&self, handoff: Handoff) -> Result<LockGuard<B>> {
         validate_key(&handoff.key)?;
+        let shared = &self.shared;
         let hold = Hold::new(&handoff.key, &handoff.owner, &handoff.hold_id);
-        let valid_until = self
+        let valid_until = shared
             .backend
-            .extend(&hold, self.options.get_ttl(), &self.options)
+            .extend(&hold, shared.options.get_ttl(), &shared.options)
             .await?;
-        let armed = ReleaseOnDrop::arm(
-            Arc::clone(&self.backend),
-            Arc::clone(&self.options),
-            Arc::clone(&self.live),
-            hold,
-        );
+        let mut armed = ReleaseOnDrop::arm(shared, hold);
         armed.register(handoff.token);
+        shared.telemetry.adopted();
         Ok(LockGuard::new(armed, handoff.token, valid_until))
     }
 
@@ -180,12 +195,35 @@ impl<B: Backend> Locker<B> {
     /// `max_attempts` in the policy this waits as long as it takes; see
     /// [`lock_timeout`](Locker::lock_timeout) for a bounded wait.
     pub async fn lock(&self, key: &str) -> Result<LockGuard<B>> {
-        // Bad keys fail the first try_lock with InvalidKey, which is final.
-        let retry = self.options.get_retry();
+        let started = Instant::now();
+        let result = self.wait_for(key).await;
+        self.record_wait(key, &result, started);
+        result
+    }
+
+    /// Waits at most `wait` for the lock, then fails with [`Error::Timeout`].
+    /// An attempt still in flight at the deadline is cancelled and undone.
+    pub async fn lock_timeout(&self, key: &str, wait: Duration) -> Result<LockGuard<B>> {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(wait, self.wait_for(key)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                key: key.to_owned(),
+                waited: wait,
+            }),
+        };
+        self.record_wait(key, &result, started);
+        result
+    }
+
+    /// The retry loop of `lock` and `lock_timeout`, not recorded.
+    async fn wait_for(&self, key: &str) -> Result<LockGuard<B>> {
+        // Bad keys fail the first attempt with InvalidKey, which is final.
+        let retry = self.shared.options.get_retry();
         let mut attempts = 0u32;
         loop {
             attempts = attempts.saturating_add(1);
-            match self.try_lock(key).await {
+            match self.attempt(key).await {
                 Ok(guard) => return Ok(guard),
                 Err(e)
                     if e.is_retryable()
@@ -198,16 +236,10 @@ impl<B: Backend> Locker<B> {
         }
     }
 
-    /// Waits at most `wait` for the lock, then fails with [`Error::Timeout`].
-    /// An attempt still in flight at the deadline is cancelled and undone.
-    pub async fn lock_timeout(&self, key: &str, wait: Duration) -> Result<LockGuard<B>> {
-        match tokio::time::timeout(wait, self.lock(key)).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
-                key: key.to_owned(),
-                waited: wait,
-            }),
-        }
+    fn record_wait(&self, key: &str, result: &Result<LockGuard<B>>, started: Instant) {
+        self.record_acquire(key, result, started);
+        let key = self.shared.key(key);
+        self.shared.telemetry.waited(key, started.elapsed());
     }
 
     /// Runs `work` under the lock and releases it on every exit path: normal

@@ -1,17 +1,78 @@
 //! Metric names, recorded through the `metrics` facade: install any
-//! recorder (for example a Prometheus exporter) to collect them. Every
-//! metric carries a `backend` label.
+//! recorder (for example `metrics-exporter-prometheus`) to collect them, and
+//! call [`describe`] once to give them help texts and units. Every metric
+//! carries a `backend` label; a `key` label with the resource name only when
+//! [`LockOptions::metrics_per_key`](crate::LockOptions::metrics_per_key) is
+//! on. `docs/metrics.md` lists them all.
+//!
+//! The same counts are available without any recorder, per Locker, from
+//! [`Locker::statistics`](crate::Locker::statistics).
 
-/// Counter: nodes found, during an acquire, with a fencing counter that
-/// started over while other nodes were ahead, a sign that a node lost its
-/// data (restart without persistence). See `docs/algorithm.md`.
-pub const FENCE_COUNTER_RESET: &str = "fencelock_fence_counter_reset_total";
+/// Counter: acquire calls (`try_lock`, `lock`, `lock_timeout`, the lock
+/// taken by `with_lock`), one per call however many attempts it made, by
+/// `result`: `acquired`, `contended`, `timeout`, `quorum_unavailable`,
+/// `error`.
+pub const ACQUIRE: &str = "fencelock_acquire_total";
+
+/// Counter: guards ended, by `release()` or by drop, by `result`:
+/// `released` (held throughout), `not_held`, `lost`, `quorum_unavailable`,
+/// `error`.
+pub const RELEASE: &str = "fencelock_release_total";
+
+/// Counter: explicit `extend()` calls, by `result`: `extended`,
+/// `not_held`, `lost`, `quorum_unavailable`, `error`.
+pub const EXTEND: &str = "fencelock_extend_total";
 
 /// Counter: watchdog renewals, by `result`: `renewed` (a quorum confirmed
 /// within the validity), `failed` (too few nodes answered in time; retried
 /// while validity remains), `not_held` (the hold was gone), `error`.
 pub const WATCHDOG_RENEW: &str = "fencelock_watchdog_renew_total";
 
-/// Counter: held locks marked lost, because the watchdog could not renew
-/// them in time, found them gone, or reached the `max_hold` cap.
+/// Counter: held locks marked lost: the watchdog could not renew them in
+/// time, found them gone, or reached the `max_hold` cap; or an `extend` or
+/// `release` found the validity already run out.
 pub const LOCK_LOST: &str = "fencelock_lock_lost_total";
+
+/// Histogram, seconds: how long acquire calls that got the lock took, from
+/// the call to the grant, waiting included.
+pub const ACQUIRE_SECONDS: &str = "fencelock_acquire_seconds";
+
+/// Histogram, seconds: how long waiting acquires (`lock`, `lock_timeout`)
+/// waited before their outcome, whatever it was.
+pub const WAIT_SECONDS: &str = "fencelock_wait_seconds";
+
+/// Histogram, seconds: how long guards were held, from the grant to the
+/// release or drop.
+pub const HOLD_SECONDS: &str = "fencelock_hold_seconds";
+
+/// Counter: nodes found, during an acquire, with a fencing counter that
+/// started over while other nodes were ahead, a sign that a node lost its
+/// data (restart without persistence). See `docs/algorithm.md`.
+pub const FENCE_COUNTER_RESET: &str = "fencelock_fence_counter_reset_total";
+
+/// Registers help texts and units for every metric with the installed
+/// recorder (exporters show them, e.g. as Prometheus `# HELP` lines). Call
+/// it once, after installing the recorder.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_histogram};
+    describe_counter!(ACQUIRE, "Acquire calls by result.");
+    describe_counter!(RELEASE, "Guards ended (release or drop) by result.");
+    describe_counter!(EXTEND, "Explicit extend calls by result.");
+    describe_counter!(WATCHDOG_RENEW, "Watchdog renewals by result.");
+    describe_counter!(LOCK_LOST, "Held locks marked lost.");
+    describe_counter!(
+        FENCE_COUNTER_RESET,
+        "Nodes whose fencing counter started over while others were ahead."
+    );
+    describe_histogram!(
+        ACQUIRE_SECONDS,
+        Unit::Seconds,
+        "Time from an acquire call to its grant."
+    );
+    describe_histogram!(
+        WAIT_SECONDS,
+        Unit::Seconds,
+        "Time waiting acquires waited before their outcome."
+    );
+    describe_histogram!(HOLD_SECONDS, Unit::Seconds, "Time guards were held.");
+}

@@ -36,6 +36,7 @@ pub struct LockOptions {
     max_reentrancy: u32,
     watchdog: Watchdog,
     max_hold: Option<Duration>,
+    metrics_per_key: bool,
 }
 
 /// Whether and how often a held lock is renewed in the background.
@@ -69,6 +70,7 @@ impl Default for LockOptions {
             max_reentrancy: 32,
             watchdog: Watchdog::Auto,
             max_hold: None,
+            metrics_per_key: false,
         }
     }
 }
@@ -140,6 +142,14 @@ impl LockOptions {
         self
     }
 
+    /// Whether metrics carry a `key` label with the resource name. Off by
+    /// default: one series per resource can overwhelm a metrics backend.
+    /// Turn it on only for a small, fixed set of resources.
+    pub fn metrics_per_key(mut self, on: bool) -> Self {
+        self.metrics_per_key = on;
+        self
+    }
+
     /// The time to live.
     pub fn get_ttl(&self) -> Duration {
         self.ttl
@@ -192,6 +202,11 @@ impl LockOptions {
     /// The cap on the watchdog's total hold time, if any.
     pub fn get_max_hold(&self) -> Option<Duration> {
         self.max_hold
+    }
+
+    /// Whether metrics carry a `key` label.
+    pub fn get_metrics_per_key(&self) -> bool {
+        self.metrics_per_key
     }
 
     /// The quorum for `nodes` nodes: the explicit one, else a majority.

@@ -9,9 +9,8 @@ use tokio::time::{sleep_until, timeout_at};
 
 use crate::backend::{Backend, Hold};
 use crate::error::Error;
+use crate::guard::Shared;
 use crate::lease::Lease;
-use crate::metrics::WATCHDOG_RENEW;
-use crate::options::LockOptions;
 
 /// The running watchdog of one guard. Dropping it stops the task at once;
 /// a renewal already on the wire cannot bring a released hold back, because
@@ -29,8 +28,7 @@ impl Drop for WatchdogHandle {
 
 /// What one watchdog needs to renew one hold.
 pub(crate) struct Renewal<B: Backend> {
-    pub(crate) backend: Arc<B>,
-    pub(crate) options: Arc<LockOptions>,
+    pub(crate) shared: Shared<B>,
     pub(crate) hold: Hold,
     pub(crate) lease: Arc<Lease>,
     pub(crate) interval: Duration,
@@ -46,9 +44,13 @@ impl<B: Backend> Renewal<B> {
     }
 
     async fn run(self) {
-        let ttl = self.options.get_ttl();
-        let node_timeout = self.options.get_node_timeout();
-        let cap = self.options.get_max_hold().map(|m| self.acquired_at + m);
+        let ttl = self.shared.options.get_ttl();
+        let node_timeout = self.shared.options.get_node_timeout();
+        let cap = self
+            .shared
+            .options
+            .get_max_hold()
+            .map(|m| self.acquired_at + m);
         // After a failed renewal, try again soon, but not in a tight loop.
         let pause = (self.interval / 4).clamp(Duration::from_millis(1), node_timeout);
         // What must remain of the validity for one more try: the pause, the
@@ -77,7 +79,10 @@ impl<B: Backend> Renewal<B> {
             }
             // A renewal counts only if a quorum confirms it while the lock
             // is still certainly ours.
-            let renewal = self.backend.extend(&self.hold, want, &self.options);
+            let renewal = self
+                .shared
+                .backend
+                .extend(&self.hold, want, &self.shared.options);
             match timeout_at(valid_until.into(), renewal).await {
                 Ok(Ok(until)) => {
                     self.count("renewed");
@@ -105,11 +110,13 @@ impl<B: Backend> Renewal<B> {
     }
 
     fn count(&self, result: &'static str) {
-        metrics::counter!(WATCHDOG_RENEW, "backend" => self.backend.name(), "result" => result)
-            .increment(1);
+        let key = self.shared.key(self.hold.key());
+        self.shared.telemetry.renewal(key, result);
     }
 
     fn lost(&self) {
-        self.lease.mark_lost(self.backend.name());
+        if self.lease.mark_lost() {
+            self.shared.telemetry.lost(self.shared.key(self.hold.key()));
+        }
     }
 }
