@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::fencing::FencingToken;
 use crate::handoff::Handoff;
 use crate::lease::Lease;
-use crate::options::{LockOptions, Watchdog};
+use crate::options::LockOptions;
 use crate::owner::LiveHolds;
 use crate::telemetry::{Key, Telemetry};
 use crate::watchdog::{Renewal, WatchdogHandle};
@@ -190,10 +190,12 @@ impl<B: Backend> LockGuard<B> {
     }
 
     /// Completes when the lock can no longer be counted on: the watchdog
-    /// could not renew it on a quorum before its validity ran out (it then
-    /// gives up a node timeout early, so there is still a moment to stop),
-    /// found it gone, or reached the `max_hold` cap; or, without a watchdog,
-    /// the validity simply ran out. Never completes while the lock is held.
+    /// could not renew it on a quorum in time (it then gives up about a node
+    /// timeout early, so there is normally still a moment to stop), found it
+    /// gone, or reached the `max_hold` cap; or the validity ran out (without
+    /// a watchdog, or with one starved of CPU). The validity is a
+    /// conservative bound, so the nodes may still have the lock when this
+    /// completes; it never stays pending once the lock is gone.
     ///
     /// Race it against the work the lock protects and stop that work when
     /// it completes; the fencing token covers the moment in between.
@@ -231,27 +233,36 @@ impl<B: Backend> LockGuard<B> {
 
     async fn try_extend(&self, ttl: Duration) -> Result<()> {
         let shared = &self.hold.shared;
-        // Checked as a lock ttl; the watchdog keeps its own, configured one.
-        let options = shared.options.as_ref().clone().ttl(ttl);
-        options.watchdog(Watchdog::Off).validate()?;
+        shared.options.validate_ttl(ttl)?;
         if !self.lease.is_held() {
             self.mark_lost();
             return Err(self.lost_error());
         }
-        match shared
+        // Like a watchdog renewal, an extend counts only if it is confirmed
+        // while the lock is still certainly held.
+        let deadline = self.lease.valid_until();
+        let extend = shared
             .backend
-            .extend(self.hold.hold(), ttl, &shared.options)
-            .await
-        {
-            Ok(until) => {
-                self.lease.renewed(until);
-                Ok(())
-            }
-            Err(e @ Error::NotHeld { .. }) => {
+            .extend(self.hold.hold(), ttl, &shared.options);
+        match tokio::time::timeout_at(deadline.into(), extend).await {
+            Ok(Ok(until)) => match self.lease.renewed(until) {
+                Ok(()) => Ok(()),
+                Err(newly_lost) => {
+                    if newly_lost {
+                        shared.telemetry.lost(shared.key(self.key()));
+                    }
+                    Err(self.lost_error())
+                }
+            },
+            Ok(Err(e @ Error::NotHeld { .. })) => {
                 self.mark_lost();
                 Err(e)
             }
-            Err(e) => Err(e),
+            Ok(Err(e)) => Err(e),
+            Err(_elapsed) => {
+                self.mark_lost();
+                Err(self.lost_error())
+            }
         }
     }
 

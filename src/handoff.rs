@@ -13,12 +13,11 @@ const TAG: &str = "fencelock-handoff/1";
 /// [`adopt`](crate::Locker::adopt), possibly in another process: the
 /// resource, the owner, the hold on the nodes, and its fencing token.
 ///
-/// It is consumed by `adopt`, so one value makes one guard (a copy of the
-/// text form would make a second guard for the same hold: don't). Its text
-/// form is one line; whoever has it can release and extend the
+/// Adopt it once successfully: a second guard for the same hold would
+/// release the first one's lock. Its text form is one line; whoever has it can release and extend the
 /// lock, so pass it like a secret (`Debug` hides the owner). Until it is
 /// adopted nothing renews the lock: the adopter must take it within the ttl.
-#[derive(PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Handoff {
     pub(crate) key: String,
     pub(crate) owner: String,

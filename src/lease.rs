@@ -42,16 +42,30 @@ impl Lease {
         !state.lost && Instant::now() < state.valid_until
     }
 
-    /// Records a confirmed renewal. Both the old and the new deadline are
-    /// sound bounds, so the later one wins; a lost lease stays lost.
-    pub(crate) fn renewed(&self, until: Instant) {
+    /// Records a renewal confirmed at `until`. Both the old and the new
+    /// deadline are sound bounds, so the later one wins. A renewal that
+    /// completes after the validity ran out comes too late: the lock was not
+    /// certainly held in between, so the lease is marked lost instead (and
+    /// stays lost). Returns `Err(newly_lost)` when the renewal was refused.
+    pub(crate) fn renewed(&self, until: Instant) -> Result<(), bool> {
+        let now = Instant::now();
+        let mut outcome = Ok(());
         self.state.send_if_modified(|state| {
-            let later = !state.lost && until > state.valid_until;
-            if later {
+            if state.lost {
+                outcome = Err(false);
+                false
+            } else if now >= state.valid_until {
+                state.lost = true;
+                outcome = Err(true);
+                true
+            } else if until > state.valid_until {
                 state.valid_until = until;
+                true
+            } else {
+                false
             }
-            later
         });
+        outcome
     }
 
     /// Marks the lease lost; true when this call was the one that did.
@@ -98,7 +112,9 @@ mod tests {
         assert!(!lease.is_held());
 
         let lease = Lease::new(Instant::now() + Duration::from_millis(30));
-        lease.renewed(Instant::now() + Duration::from_millis(60));
+        lease
+            .renewed(Instant::now() + Duration::from_millis(60))
+            .unwrap();
         let started = Instant::now();
         lease.lost().await;
         assert!(started.elapsed() >= Duration::from_millis(50));
@@ -109,11 +125,23 @@ mod tests {
     fn renewals_never_shorten_and_never_revive() {
         let now = Instant::now();
         let lease = Lease::new(now + Duration::from_secs(10));
-        lease.renewed(now + Duration::from_secs(5));
+        lease.renewed(now + Duration::from_secs(5)).unwrap();
         assert_eq!(lease.valid_until(), now + Duration::from_secs(10));
         lease.mark_lost();
-        lease.renewed(now + Duration::from_secs(20));
+        assert_eq!(lease.renewed(now + Duration::from_secs(20)), Err(false));
         assert_eq!(lease.valid_until(), now + Duration::from_secs(10));
         assert!(!lease.is_held());
+
+        // A renewal confirmed after the validity ended is refused, and loses.
+        let lapsed = Lease::new(Instant::now());
+        assert_eq!(
+            lapsed.renewed(Instant::now() + Duration::from_secs(5)),
+            Err(true)
+        );
+        assert!(!lapsed.is_held());
+        assert_eq!(
+            lapsed.renewed(Instant::now() + Duration::from_secs(5)),
+            Err(false)
+        );
     }
 }

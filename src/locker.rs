@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, Hold};
+use crate::backend::{Backend, Hold, Parent};
 use crate::error::{Error, Result};
 use crate::guard::{LockGuard, ReleaseOnDrop, Shared};
 use crate::handoff::Handoff;
@@ -135,10 +135,31 @@ impl<B: Backend> Locker<B> {
     /// One attempt, not recorded (the public calls record their outcome once).
     async fn attempt(&self, key: &str) -> Result<LockGuard<B>> {
         validate_key(key)?;
-        let shared = &self.shared;
         let owner = current_owner(self.instance, self.owner.as_ref());
+        let parent = self.shared.live.parent(&owner, key);
+        match self.acquire_once(key, &owner, parent.clone()).await {
+            // The outer hold was released (by another task of the same
+            // explicit owner) between looking it up and the nodes answering:
+            // the lock may be free, so this is a first acquire after all.
+            Err(Error::NotHeld { .. })
+                if parent.is_some() && self.shared.live.parent(&owner, key) != parent =>
+            {
+                let parent = self.shared.live.parent(&owner, key);
+                self.acquire_once(key, &owner, parent).await
+            }
+            other => other,
+        }
+    }
+
+    async fn acquire_once(
+        &self,
+        key: &str,
+        owner: &str,
+        parent: Option<Parent>,
+    ) -> Result<LockGuard<B>> {
+        let shared = &self.shared;
         let mut hold = Hold::new(key, owner, next_hold_id());
-        if let Some(parent) = shared.live.parent(hold.owner(), key) {
+        if let Some(parent) = parent {
             hold = hold.nested_in(parent);
         }
         let mut armed = ReleaseOnDrop::arm(shared, hold);
@@ -171,12 +192,17 @@ impl<B: Backend> Locker<B> {
     /// Takes over a lock another guard [handed off](LockGuard::hand_off),
     /// here or in another process: renews it for a ttl on a quorum and
     /// returns a guard (with a watchdog, as the options say) that keeps the
-    /// hold's owner and fencing token. Acquires nest inside it when this
-    /// Locker acts as the same owner (see [`with_owner`](Locker::with_owner)).
+    /// hold's owner and fencing token. Acquires through this Locker (and its
+    /// clones) nest inside it when it acts as the same owner (see
+    /// [`with_owner`](Locker::with_owner)); a handoff of a default, task-bound
+    /// owner can be adopted but not nested in.
     ///
     /// Fails with [`Error::NotHeld`] when the lock is gone (it expired before
-    /// it was adopted). Cancelling the call leaves the lock as it was.
-    pub async fn adopt(&self, handoff: Handoff) -> Result<LockGuard<B>> {
+    /// it was adopted). After a failure or a cancellation the lock is as it
+    /// was, or renewed by one ttl if the renewal reached the nodes: adopt the
+    /// same handoff again to take it. Adopt each handoff once successfully:
+    /// two guards for one hold would release each other's lock.
+    pub async fn adopt(&self, handoff: &Handoff) -> Result<LockGuard<B>> {
         validate_key(&handoff.key)?;
         let shared = &self.shared;
         let hold = Hold::new(&handoff.key, &handoff.owner, &handoff.hold_id);

@@ -217,42 +217,13 @@ impl LockOptions {
     /// Checks the options on their own (without knowing the nodes).
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidOptions(msg));
-        if self.ttl.is_zero() {
-            return bad("ttl must be greater than zero".into());
-        }
-        if self.ttl < Duration::from_millis(1) {
+        if self.node_timeout < Duration::from_millis(1) {
             return bad(format!(
-                "ttl {:?} is below Redis's 1 ms resolution",
-                self.ttl
+                "node_timeout {:?} is below 1 ms; no node answers that fast",
+                self.node_timeout
             ));
         }
-        if self.ttl > MAX_TTL {
-            return bad(format!(
-                "ttl {:?} exceeds the maximum of {MAX_TTL:?}",
-                self.ttl
-            ));
-        }
-        if !(0.0..0.5).contains(&self.drift_factor) {
-            return bad(format!(
-                "drift_factor {} must lie in [0, 0.5)",
-                self.drift_factor
-            ));
-        }
-        if self.node_timeout.is_zero() {
-            return bad("node_timeout must be greater than zero".into());
-        }
-        if self.node_timeout >= self.ttl {
-            return bad(format!(
-                "node_timeout {:?} must be below the ttl {:?}, or no acquire could keep any validity",
-                self.node_timeout, self.ttl
-            ));
-        }
-        if drift(self.ttl, self.drift_factor) >= self.ttl {
-            return bad(format!(
-                "ttl {:?} is too short to cover the clock drift allowance",
-                self.ttl
-            ));
-        }
+        self.validate_ttl(self.ttl)?;
         if self.key_prefix.len() > MAX_PREFIX_LEN {
             return bad(format!(
                 "key_prefix is {} bytes; at most {MAX_PREFIX_LEN} are allowed",
@@ -266,17 +237,25 @@ impl LockOptions {
             return bad("max_reentrancy must be at least 1".into());
         }
         if let Some(interval) = self.watchdog_interval() {
-            // A renewal started at the interval must be able to finish (one
-            // node_timeout) before the validity it extends runs out.
+            // The watchdog (src/watchdog.rs) needs room, within one validity,
+            // for the renewal interval, a failed try (one node_timeout), the
+            // pause before the next, that try, and a node_timeout of warning
+            // before it gives up: otherwise one slow answer would lose the
+            // lock.
             let validity = self.ttl - drift(self.ttl, self.drift_factor);
-            if interval.is_zero() {
-                return bad("watchdog interval must be greater than zero".into());
+            if interval < Duration::from_millis(1) {
+                return bad(format!("watchdog interval {interval:?} is below 1 ms"));
             }
-            if interval + self.node_timeout >= validity {
+            let pause = (interval / 4)
+                .min(self.node_timeout)
+                .max(Duration::from_millis(1));
+            let needed = interval + pause + 3 * self.node_timeout;
+            if needed >= validity {
                 return bad(format!(
-                    "watchdog interval {interval:?} plus node_timeout {:?} must stay below the \
-                     validity {validity:?} of a ttl {:?}, or renewals would come too late \
-                     (shorten the interval or the node_timeout, or turn the watchdog off)",
+                    "watchdog interval {interval:?} with node_timeout {:?} leaves no room to retry a \
+                     failed renewal within the validity {validity:?} of a ttl {:?} \
+                     (interval + interval/4 + 3 x node_timeout must stay below it): \
+                     shorten the interval or the node_timeout, lengthen the ttl, or turn the watchdog off",
                     self.node_timeout, self.ttl
                 ));
             }
@@ -290,6 +269,41 @@ impl LockOptions {
             ));
         }
         self.retry.validate()
+    }
+
+    /// Checks `ttl` as a lock ttl under these options: the bounds Redis
+    /// accepts, and room for the node timeout and the clock-drift allowance.
+    /// (Used for [`LockGuard::extend`](crate::LockGuard::extend), whose ttl
+    /// is not the configured one.)
+    pub fn validate_ttl(&self, ttl: Duration) -> Result<()> {
+        let bad = |msg: String| Err(Error::InvalidOptions(msg));
+        if ttl.is_zero() {
+            return bad("ttl must be greater than zero".into());
+        }
+        if ttl < Duration::from_millis(1) {
+            return bad(format!("ttl {ttl:?} is below Redis's 1 ms resolution"));
+        }
+        if ttl > MAX_TTL {
+            return bad(format!("ttl {ttl:?} exceeds the maximum of {MAX_TTL:?}"));
+        }
+        if !(0.0..0.5).contains(&self.drift_factor) {
+            return bad(format!(
+                "drift_factor {} must lie in [0, 0.5)",
+                self.drift_factor
+            ));
+        }
+        if self.node_timeout >= ttl {
+            return bad(format!(
+                "node_timeout {:?} must be below the ttl {ttl:?}, or no acquire could keep any validity",
+                self.node_timeout
+            ));
+        }
+        if drift(ttl, self.drift_factor) >= ttl {
+            return bad(format!(
+                "ttl {ttl:?} is too short to cover the clock drift allowance"
+            ));
+        }
+        Ok(())
     }
 
     /// Checks the options against a backend of `nodes` nodes.
@@ -461,10 +475,34 @@ mod tests {
         assert!(invalid(LockOptions::default().max_hold(Duration::ZERO), 1).contains("max_hold"));
         let cap_below_ttl = LockOptions::default().max_hold(Duration::from_secs(10));
         assert!(invalid(cap_below_ttl, 1).contains("max_hold"));
+        // One failed renewal must not lose the lock: ttl 1 s with a 300 ms
+        // node_timeout leaves no room to retry.
+        let no_retry = LockOptions::default()
+            .ttl(Duration::from_secs(1))
+            .node_timeout(Duration::from_millis(300));
+        assert!(invalid(no_retry, 1).contains("retry"));
+        let sub_ms = LockOptions::default().node_timeout(Duration::from_micros(500));
+        assert!(invalid(sub_ms, 1).contains("node_timeout"));
         let spin = RetryPolicy::default()
             .delay(Duration::ZERO)
             .jitter(Duration::ZERO);
         assert!(invalid(LockOptions::default().retry(spin), 1).contains("spin"));
+    }
+
+    #[test]
+    fn an_extend_ttl_is_checked_as_a_ttl_only() {
+        let capped = LockOptions::default().max_hold(Duration::from_secs(60));
+        capped.validate_ttl(Duration::from_secs(120)).unwrap();
+        assert!(capped.validate_ttl(Duration::ZERO).is_err());
+        assert!(
+            capped.validate_ttl(Duration::from_millis(100)).is_err(),
+            "below node_timeout"
+        );
+        assert!(
+            capped
+                .validate_ttl(MAX_TTL + Duration::from_secs(1))
+                .is_err()
+        );
     }
 
     #[test]

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::backend::{Hold, Parent};
 use crate::error::Error;
@@ -80,11 +79,12 @@ pub(crate) fn current_owner(instance: u128, explicit: Option<&Owner>) -> String 
     }
 }
 
-/// A fresh hold id, unique within this process (and so among one owner's
-/// holds, since owners carry the instance id).
+/// A fresh hold id: 128 random bits. A counter would do within one process,
+/// but processes that share an explicit [`Owner`] (hand-over, `adopt`) would
+/// then hand out the same ids, and two holds on one hash field would release
+/// each other.
 pub(crate) fn next_hold_id() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!("{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// A new unguessable instance id.
@@ -149,6 +149,11 @@ mod tests {
     fn instances_and_holds_are_unique() {
         assert_ne!(new_instance_id(), new_instance_id());
         assert_ne!(next_hold_id(), next_hold_id());
+        let id = next_hold_id();
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
     }
 
     #[tokio::test]

@@ -52,7 +52,10 @@ impl<B: Backend> Renewal<B> {
             .get_max_hold()
             .map(|m| self.acquired_at + m);
         // After a failed renewal, try again soon, but not in a tight loop.
-        let pause = (self.interval / 4).clamp(Duration::from_millis(1), node_timeout);
+        // (Validation keeps node_timeout at 1 ms or more; max() last anyway.)
+        let pause = (self.interval / 4)
+            .min(node_timeout)
+            .max(Duration::from_millis(1));
         // What must remain of the validity for one more try: the pause, the
         // try itself (up to a node_timeout), and a node_timeout of warning,
         // so a holder told of a loss still has time to stop its work.
@@ -64,13 +67,21 @@ impl<B: Backend> Renewal<B> {
         let mut next = schedule(self.acquired_at, self.lease.valid_until());
         loop {
             sleep_until(next.into()).await;
+            if !self.lease.is_held() {
+                // Lost or lapsed meanwhile (a manual extend found it gone,
+                // or this task was starved): nothing left to keep.
+                return self.lost();
+            }
             let now = Instant::now();
             let valid_until = self.lease.valid_until();
             // The ttl to ask for; with a cap, the lock must end by the cap.
             let want = cap.map_or(ttl, |end| ttl.min(end.saturating_duration_since(now)));
             if want < Duration::from_millis(1) {
-                // The cap is reached: let the lock run out, then say so.
-                sleep_until(valid_until.into()).await;
+                // The cap is reached: let the lock run out (a manual extend
+                // may still push it out), then say so.
+                while Instant::now() < self.lease.valid_until() {
+                    sleep_until(self.lease.valid_until().into()).await;
+                }
                 return self.lost();
             }
             if valid_until.saturating_duration_since(now) <= node_timeout {
@@ -85,8 +96,12 @@ impl<B: Backend> Renewal<B> {
                 .extend(&self.hold, want, &self.shared.options);
             match timeout_at(valid_until.into(), renewal).await {
                 Ok(Ok(until)) => {
+                    if self.lease.renewed(until).is_err() {
+                        // Confirmed only after the validity ended: too late.
+                        self.count("failed");
+                        return self.lost();
+                    }
                     self.count("renewed");
-                    self.lease.renewed(until);
                     next = schedule(now, self.lease.valid_until());
                 }
                 Ok(Err(e)) if !e.is_retryable() => {
@@ -100,6 +115,8 @@ impl<B: Backend> Renewal<B> {
                 Ok(Err(_)) | Err(_) => {
                     self.count("failed");
                     let now = Instant::now();
+                    // A manual extend may have moved the deadline meanwhile.
+                    let valid_until = self.lease.valid_until();
                     if valid_until.saturating_duration_since(now) <= reserve {
                         return self.lost();
                     }

@@ -193,3 +193,24 @@ pub async fn wait_until(limit: Duration, mut condition: impl AsyncFnMut() -> boo
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The value of a counter with one label set to `value` (0 when absent).
+pub fn counter_with(recorder: &DebuggingRecorder, name: &str, label: &str, value: &str) -> u64 {
+    recorder
+        .snapshotter()
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| {
+            key.key().name() == name
+                && key
+                    .key()
+                    .labels()
+                    .any(|l| l.key() == label && l.value() == value)
+        })
+        .map(|(.., value)| match value {
+            DebugValue::Counter(n) => n,
+            other => panic!("{name} is not a counter: {other:?}"),
+        })
+        .sum()
+}
