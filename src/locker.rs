@@ -136,18 +136,21 @@ impl<B: Backend> Locker<B> {
     async fn attempt(&self, key: &str) -> Result<LockGuard<B>> {
         validate_key(key)?;
         let owner = current_owner(self.instance, self.owner.as_ref());
-        let parent = self.shared.live.parent(&owner, key);
-        match self.acquire_once(key, &owner, parent.clone()).await {
-            // The outer hold was released (by another task of the same
-            // explicit owner) between looking it up and the nodes answering:
-            // the lock may be free, so this is a first acquire after all.
-            Err(Error::NotHeld { .. })
-                if parent.is_some() && self.shared.live.parent(&owner, key) != parent =>
-            {
-                let parent = self.shared.live.parent(&owner, key);
-                self.acquire_once(key, &owner, parent).await
+        let mut parent = self.shared.live.parent(&owner, key);
+        loop {
+            match self.acquire_once(key, &owner, parent.clone()).await {
+                // The outer hold was released (by another task of the same
+                // explicit owner) between looking it up and the nodes
+                // answering. Go again with whatever is live now, a first
+                // acquire if nothing: each round follows progress by the
+                // other task, so this cannot spin on its own.
+                Err(Error::NotHeld { .. })
+                    if parent.is_some() && self.shared.live.parent(&owner, key) != parent =>
+                {
+                    parent = self.shared.live.parent(&owner, key);
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 

@@ -12,8 +12,10 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 const LIMIT: Duration = Duration::from_secs(120);
-/// Cut-off operations per kind per worker: 4 workers x 5 kinds x 10 = 200.
-const CUTS_PER_KIND: usize = 10;
+/// Cut-off operations per kind per worker: 4 workers x 7 kinds x 8 = 224.
+const CUTS_PER_KIND: usize = 8;
+/// Acquire, nested acquire, extend, drop, release, with_lock_until_lost, adopt.
+const KINDS: usize = 7;
 const WORKERS: usize = 4;
 /// Rounds a worker may take to collect its cuts; far above the ~100 needed
 /// even when half the operations finish before their cut-off point.
@@ -81,6 +83,19 @@ fn cut(rng: &mut StdRng, typical: usize) -> usize {
     rng.random_range(0..=typical)
 }
 
+/// Takes the lock a round starts from. Earlier rounds' background undo needs
+/// a few round trips; a lock still there after seconds was left behind, and
+/// waiting for its 30 s ttl would hide that, so this fails instead.
+async fn take(
+    locker: &fencelock::Locker<fencelock::Redlock>,
+    key: &str,
+) -> fencelock::LockGuard<fencelock::Redlock> {
+    locker
+        .lock_timeout(key, Duration::from_secs(5))
+        .await
+        .expect("a lock left behind by an earlier cut-off operation")
+}
+
 /// The holds on `key` on every node (hash fields other than ':owner' and
 /// ':token').
 async fn holds(nodes: &fencelock::testing::RedisNodes, key: &str) -> Vec<usize> {
@@ -111,10 +126,11 @@ async fn two_hundred_cut_off_operations_leave_nothing_behind() {
             let mut rng = StdRng::seed_from_u64(seed ^ w as u64);
             tokio::spawn(async move {
                 let key = format!("cut-{w}");
-                let mut cuts = [0usize; 5];
+                let mut cuts = [0usize; KINDS];
                 for _ in 0..MAX_ROUNDS {
                     // A kind that still lacks cuts, at random.
-                    let wanted: Vec<usize> = (0..5).filter(|&k| cuts[k] < CUTS_PER_KIND).collect();
+                    let wanted: Vec<usize> =
+                        (0..KINDS).filter(|&k| cuts[k] < CUTS_PER_KIND).collect();
                     if wanted.is_empty() {
                         break;
                     }
@@ -129,7 +145,7 @@ async fn two_hundred_cut_off_operations_leave_nothing_behind() {
                         // A nested acquire cut off inside a held lock: the
                         // outer hold must come out whole.
                         1 => {
-                            let outer = locker.lock(&key).await.unwrap();
+                            let outer = take(&locker, &key).await;
                             let t = cut(&mut rng, acquire);
                             match within(t, locker.lock(&key)).await {
                                 Some(inner) => inner.unwrap().release().await.unwrap(),
@@ -139,7 +155,7 @@ async fn two_hundred_cut_off_operations_leave_nothing_behind() {
                         }
                         // An extend cut off; the guard is then released.
                         2 => {
-                            let guard = locker.lock(&key).await.unwrap();
+                            let guard = take(&locker, &key).await;
                             let t = cut(&mut rng, release);
                             let extend = guard.extend(Duration::from_secs(40));
                             if within(t, extend).await.is_none() {
@@ -149,15 +165,41 @@ async fn two_hundred_cut_off_operations_leave_nothing_behind() {
                         }
                         // A guard dropped while its watchdog may be mid-renewal.
                         3 => {
-                            let guard = locker.lock(&key).await.unwrap();
+                            let guard = take(&locker, &key).await;
                             tokio::time::sleep(Duration::from_millis(rng.random_range(0..60)))
                                 .await;
                             drop(guard);
                             cuts[3] += 1;
                         }
+                        // Scoped work cut off together with its lock.
+                        5 => {
+                            let t = cut(&mut rng, acquire + release);
+                            let scoped = locker.with_lock_until_lost(&key, async |g| g.token());
+                            if within(t, scoped).await.is_none() {
+                                cuts[5] += 1;
+                            }
+                        }
+                        // An adopt cut off: the same handoff is adopted again.
+                        6 => {
+                            let handoff = take(&locker, &key).await.hand_off();
+                            let t = cut(&mut rng, release);
+                            match within(t, locker.adopt(&handoff)).await {
+                                Some(guard) => drop(guard.unwrap()),
+                                None => {
+                                    cuts[6] += 1;
+                                    locker
+                                        .adopt(&handoff)
+                                        .await
+                                        .unwrap()
+                                        .release()
+                                        .await
+                                        .unwrap();
+                                }
+                            }
+                        }
                         // A release cut off anywhere (finished in the background).
                         _ => {
-                            let guard = locker.lock(&key).await.unwrap();
+                            let guard = take(&locker, &key).await;
                             let t = cut(&mut rng, release);
                             if within(t, guard.release()).await.is_none() {
                                 cuts[4] += 1;
@@ -168,21 +210,21 @@ async fn two_hundred_cut_off_operations_leave_nothing_behind() {
                 cuts
             })
         });
-        let mut cuts = [0usize; 5];
+        let mut cuts = [0usize; KINDS];
         for worker in futures::future::join_all(workers).await {
             for (total, n) in cuts.iter_mut().zip(worker.unwrap()) {
                 *total += n;
             }
         }
         eprintln!(
-            "cut off: acquire {}, nested {}, extend {}, drop {}, release {}",
-            cuts[0], cuts[1], cuts[2], cuts[3], cuts[4]
+            "cut off: acquire {}, nested {}, extend {}, drop {}, release {}, scoped {}, adopt {}",
+            cuts[0], cuts[1], cuts[2], cuts[3], cuts[4], cuts[5], cuts[6]
         );
         // Background undo finishes in a few round trips; the 30 s ttl is
         // far away, so anything left now is a leak.
         wait_until_no_locks(nodes, Duration::from_secs(5)).await;
         // Each kind of cut really happened, or the test proves little.
-        assert_eq!(cuts, [WORKERS * CUTS_PER_KIND; 5], "seed {seed}");
+        assert_eq!(cuts, [WORKERS * CUTS_PER_KIND; KINDS], "seed {seed}");
     })
     .await;
 }

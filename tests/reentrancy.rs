@@ -280,10 +280,10 @@ async fn tasks_of_one_owner_racing_lock_and_release_never_fail() {
     let nodes = start(3);
     let shared = locker(&nodes, options()).with_owner(Owner::random());
     bounded(LIMIT, async {
-        let tasks = (0..2).map(|_| {
+        let tasks = (0..4).map(|_| {
             let shared = shared.clone();
             tokio::spawn(async move {
-                for _ in 0..500 {
+                for _ in 0..1000 {
                     let guard = shared.lock("raced").await?;
                     guard.release().await?;
                 }
