@@ -4,7 +4,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::counter;
 use common::{bounded, locker, options, start, wait_until_no_locks};
 use fencelock::metrics::FENCE_COUNTER_RESET;
 use fencelock::testing::{Persistence, RedisNodes, Restart};
@@ -208,6 +207,7 @@ async fn fencing_tokens_increase_while_minorities_die_and_return() {
 async fn a_minority_restarted_empty_is_detected_and_tokens_keep_growing() {
     let recorder = DebuggingRecorder::new();
     let _local = metrics::set_default_local_recorder(&recorder);
+    let recorded = common::Recorded::new(&recorder);
     let mut nodes = start(5); // no persistence: a restart comes back empty
     let locker = locker(&nodes, options());
     bounded(LIMIT, async {
@@ -217,13 +217,13 @@ async fn a_minority_restarted_empty_is_detected_and_tokens_keep_growing() {
             last = g.token();
             g.release().await.unwrap();
         }
-        assert_eq!(counter(&recorder, FENCE_COUNTER_RESET), 0);
+        assert_eq!(recorded.counter(FENCE_COUNTER_RESET), 0);
         nodes.node_mut(0).restart(Restart::WipeData).unwrap();
         nodes.node_mut(1).restart(Restart::WipeData).unwrap();
         let g = locker.try_lock("wiped").await.unwrap();
         assert!(g.token() > last, "{} after {last}", g.token());
         assert_eq!(
-            counter(&recorder, FENCE_COUNTER_RESET),
+            recorded.counter(FENCE_COUNTER_RESET),
             2,
             "both wiped nodes are reported"
         );

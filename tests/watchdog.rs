@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{bounded, counter, locker, options, pttl, script_calls, start, wait_until_no_locks};
+use common::{bounded, locker, options, pttl, script_calls, start, wait_until_no_locks};
 use fencelock::metrics::{LOCK_LOST, WATCHDOG_RENEW};
 use fencelock::{Error, LockOptions, Watchdog};
 use metrics_util::debugging::DebuggingRecorder;
@@ -27,6 +27,7 @@ fn one_second() -> LockOptions {
 async fn the_watchdog_keeps_a_one_second_lock_for_five_and_stops_on_release() {
     let recorder = DebuggingRecorder::new();
     let _local = metrics::set_default_local_recorder(&recorder);
+    let recorded = common::Recorded::new(&recorder);
     let nodes = start(5);
     let locker = locker(&nodes, one_second());
     bounded(LIMIT, async {
@@ -52,10 +53,10 @@ async fn the_watchdog_keeps_a_one_second_lock_for_five_and_stops_on_release() {
         }
         assert!(guard.expires_at() > original + Duration::from_secs(3));
         assert!(
-            counter(&recorder, WATCHDOG_RENEW) >= 12,
+            recorded.counter(WATCHDOG_RENEW) >= 12,
             "about 15 renewals in 5 s"
         );
-        assert_eq!(counter(&recorder, LOCK_LOST), 0);
+        assert_eq!(recorded.counter(LOCK_LOST), 0);
 
         guard.release().await.unwrap();
         wait_until_no_locks(&nodes, Duration::from_secs(1)).await;
@@ -64,7 +65,7 @@ async fn the_watchdog_keeps_a_one_second_lock_for_five_and_stops_on_release() {
         for node in nodes.iter() {
             calls.push(script_calls(&node.url()).await);
         }
-        let renewals = counter(&recorder, WATCHDOG_RENEW);
+        let renewals = recorded.counter(WATCHDOG_RENEW);
         // Absence of events has no signal: wait several renewal intervals.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         for (node, before) in nodes.iter().zip(calls) {
@@ -75,7 +76,7 @@ async fn the_watchdog_keeps_a_one_second_lock_for_five_and_stops_on_release() {
                 node.url()
             );
         }
-        assert_eq!(counter(&recorder, WATCHDOG_RENEW), renewals);
+        assert_eq!(recorded.counter(WATCHDOG_RENEW), renewals);
         wait_until_no_locks(&nodes, Duration::ZERO).await;
     })
     .await;
@@ -85,6 +86,7 @@ async fn the_watchdog_keeps_a_one_second_lock_for_five_and_stops_on_release() {
 async fn pausing_three_of_five_nodes_signals_loss_before_the_validity_ends() {
     let recorder = DebuggingRecorder::new();
     let _local = metrics::set_default_local_recorder(&recorder);
+    let recorded = common::Recorded::new(&recorder);
     let mut nodes = start(5);
     let locker = locker(&nodes, one_second());
     common::warm_up(&locker).await;
@@ -106,7 +108,7 @@ async fn pausing_three_of_five_nodes_signals_loss_before_the_validity_ends() {
         noticed - validity
     );
     assert!(!guard.is_held());
-    assert_eq!(counter(&recorder, LOCK_LOST), 1);
+    assert_eq!(recorded.counter(LOCK_LOST), 1);
     let extended = guard.extend(Duration::from_secs(1)).await;
     assert!(matches!(extended, Err(Error::Lost { .. })), "{extended:?}");
     for i in 0..3 {
@@ -125,6 +127,7 @@ async fn pausing_three_of_five_nodes_signals_loss_before_the_validity_ends() {
 async fn a_hold_removed_behind_the_watchdogs_back_is_lost_at_the_next_renewal() {
     let recorder = DebuggingRecorder::new();
     let _local = metrics::set_default_local_recorder(&recorder);
+    let recorded = common::Recorded::new(&recorder);
     let nodes = start(3);
     let options = one_second();
     let interval = options.watchdog_interval().unwrap();
@@ -147,12 +150,9 @@ async fn a_hold_removed_behind_the_watchdogs_back_is_lost_at_the_next_renewal() 
             after < interval + options.get_node_timeout() + Duration::from_millis(50),
             "lost {after:?} after the hold was removed"
         );
-        let renewals = common::counter_with(&recorder, WATCHDOG_RENEW, "result", "not_held");
+        let renewals = recorded.counter_with(WATCHDOG_RENEW, "result", "not_held");
         assert_eq!(renewals, 1);
-        assert_eq!(
-            common::counter_with(&recorder, WATCHDOG_RENEW, "result", "failed"),
-            0
-        );
+        assert_eq!(recorded.counter_with(WATCHDOG_RENEW, "result", "failed"), 0);
         let released = guard.release().await;
         assert!(
             matches!(released, Err(Error::NotHeld { .. })),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisNodes;
 use fencelock::{LockOptions, Locker, Redlock, RetryPolicy, Watchdog};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 /// Every test body runs under this bound, so a hang fails instead of stalling CI.
 pub async fn bounded<T>(limit: Duration, body: impl Future<Output = T>) -> T {
@@ -165,22 +165,6 @@ pub async fn script_calls(url: &str) -> u64 {
         .sum()
 }
 
-/// The value of a counter recorded by a debugging recorder (0 when absent),
-/// summed over its labels.
-pub fn counter(recorder: &DebuggingRecorder, name: &str) -> u64 {
-    recorder
-        .snapshotter()
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, ..)| key.key().name() == name)
-        .map(|(.., value)| match value {
-            DebugValue::Counter(n) => n,
-            other => panic!("{name} is not a counter: {other:?}"),
-        })
-        .sum()
-}
-
 /// Polls `condition` every 10 ms until it holds; panics after `limit`.
 /// For states reached by background work that gives no signal of its own.
 pub async fn wait_until(limit: Duration, mut condition: impl AsyncFnMut() -> bool) {
@@ -194,23 +178,77 @@ pub async fn wait_until(limit: Duration, mut condition: impl AsyncFnMut() -> boo
     }
 }
 
-/// The value of a counter with one label set to `value` (0 when absent).
-pub fn counter_with(recorder: &DebuggingRecorder, name: &str, label: &str, value: &str) -> u64 {
-    recorder
-        .snapshotter()
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, ..)| {
-            key.key().name() == name
-                && key
-                    .key()
-                    .labels()
-                    .any(|l| l.key() == label && l.value() == value)
+/// One drained value: metric name, labels, value.
+type Sample = (String, Vec<(String, String)>, DebugValue);
+
+/// What a debugging recorder saw, accumulated. Its snapshots drain counters
+/// and histograms, so every query here first adds the latest snapshot to the
+/// running totals: reading twice never loses counts.
+pub struct Recorded {
+    snapshotter: Snapshotter,
+    seen: std::sync::Mutex<Vec<Sample>>,
+}
+
+impl Recorded {
+    pub fn new(recorder: &DebuggingRecorder) -> Self {
+        Self {
+            snapshotter: recorder.snapshotter(),
+            seen: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn absorb(&self) -> std::sync::MutexGuard<'_, Vec<Sample>> {
+        let mut seen = self.seen.lock().unwrap();
+        for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
+            let labels = key
+                .key()
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            seen.push((key.key().name().to_owned(), labels, value));
+        }
+        seen
+    }
+
+    /// The total of a counter over all its labels.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counter_where(name, |_| true)
+    }
+
+    /// The total of a counter whose `label` is `value`.
+    pub fn counter_with(&self, name: &str, label: &str, value: &str) -> u64 {
+        self.counter_where(name, |labels| {
+            labels.iter().any(|(k, v)| k == label && v == value)
         })
-        .map(|(.., value)| match value {
-            DebugValue::Counter(n) => n,
-            other => panic!("{name} is not a counter: {other:?}"),
-        })
-        .sum()
+    }
+
+    fn counter_where(&self, name: &str, keep: impl Fn(&[(String, String)]) -> bool) -> u64 {
+        self.absorb()
+            .iter()
+            .filter(|(n, labels, _)| n == name && keep(labels))
+            .map(|(.., value)| match value {
+                DebugValue::Counter(n) => *n,
+                other => panic!("{name} is not a counter: {other:?}"),
+            })
+            .sum()
+    }
+
+    /// How many values a histogram recorded.
+    pub fn samples(&self, name: &str) -> usize {
+        self.absorb()
+            .iter()
+            .filter(|(n, ..)| n == name)
+            .map(|(.., value)| match value {
+                DebugValue::Histogram(v) => v.len(),
+                other => panic!("{name} is not a histogram: {other:?}"),
+            })
+            .sum()
+    }
+
+    /// Whether any metric carried a label named `label`.
+    pub fn has_label(&self, label: &str) -> bool {
+        self.absorb()
+            .iter()
+            .any(|(_, labels, _)| labels.iter().any(|(k, _)| k == label))
+    }
 }
