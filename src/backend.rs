@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::admin::{ForceReleased, ListCursor, ListPage, LockInfo};
 use crate::error::Result;
 use crate::fencing::FencingToken;
 use crate::options::LockOptions;
@@ -141,4 +142,31 @@ pub trait Backend: Send + Sync + 'static {
         hold: &Hold,
         options: &LockOptions,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// What each node stores for `key`, and the holder a quorum agrees on.
+    /// Read-only; a node that fails is reported in its
+    /// [`NodeView`](crate::NodeView).
+    fn inspect(
+        &self,
+        key: &str,
+        options: &LockOptions,
+    ) -> impl Future<Output = Result<LockInfo>> + Send;
+
+    /// One page of the resources whose name starts with `prefix` and that
+    /// have a lock on some node, from `cursor` (`None`: the first page).
+    /// Never a blocking full scan.
+    fn list(
+        &self,
+        prefix: &str,
+        cursor: Option<&ListCursor>,
+        options: &LockOptions,
+    ) -> impl Future<Output = Result<ListPage>> + Send;
+
+    /// Removes the lock on `key` on every node, whatever its holds; the
+    /// fencing counter stays, so tokens keep increasing.
+    fn force_release(
+        &self,
+        key: &str,
+        options: &LockOptions,
+    ) -> impl Future<Output = Result<ForceReleased>> + Send;
 }

@@ -248,6 +248,7 @@ impl<B: Backend> LockGuard<B> {
             Ok(Ok(until)) => match self.lease.renewed(until) {
                 Ok(()) => Ok(()),
                 Err(newly_lost) => {
+                    shared.live.remove(self.hold.hold());
                     if newly_lost {
                         shared.telemetry.lost(shared.key(self.key()));
                     }
@@ -333,6 +334,9 @@ impl<B: Backend> LockGuard<B> {
     }
 
     fn mark_lost(&self) {
+        // Nothing may nest inside a lost hold: the owner's next acquire
+        // must count afresh.
+        self.hold.shared.live.remove(self.hold.hold());
         if self.lease.mark_lost() {
             let shared = &self.hold.shared;
             shared.telemetry.lost(shared.key(self.key()));

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod admin;
 mod backend;
 mod error;
 mod fencing;
@@ -22,6 +23,7 @@ mod redis;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use admin::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, NodeView};
 pub use backend::{Backend, Grant, Hold, Parent};
 pub use error::{Error, NodeFailure, NodeFault, Result};
 pub use fencing::FencingToken;

@@ -132,6 +132,9 @@ impl<B: Backend> Renewal<B> {
     }
 
     fn lost(&self) {
+        // Nothing may nest inside a lost hold: the owner's next acquire
+        // must count afresh.
+        self.shared.live.remove(&self.hold);
         if self.lease.mark_lost() {
             self.shared.telemetry.lost(self.shared.key(self.hold.key()));
         }

@@ -5,6 +5,7 @@
 //! timeout, so one dead or stopped node costs at most that timeout. See
 //! `docs/algorithm.md` for the steps and the argument behind them.
 
+mod admin;
 mod node;
 mod quorum;
 mod scripts;
@@ -15,6 +16,7 @@ use futures::future::join_all;
 
 pub use node::RedisNode;
 
+use crate::admin::{ForceReleased, ListCursor, ListPage, LockInfo};
 use crate::backend::{Backend, Grant, Hold};
 use crate::error::{Error, NodeFailure, NodeFault, Result};
 use crate::fencing::FencingToken;
@@ -316,6 +318,23 @@ impl Backend for Redlock {
             });
         }
         Ok(valid_until)
+    }
+
+    async fn inspect(&self, key: &str, options: &LockOptions) -> Result<LockInfo> {
+        self.inspect_lock(key, options).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        cursor: Option<&ListCursor>,
+        options: &LockOptions,
+    ) -> Result<ListPage> {
+        self.list_page(prefix, cursor, options).await
+    }
+
+    async fn force_release(&self, key: &str, options: &LockOptions) -> Result<ForceReleased> {
+        self.force_release_lock(key, options).await
     }
 
     async fn release(&self, hold: &Hold, options: &LockOptions) -> Result<()> {

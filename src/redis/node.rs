@@ -11,8 +11,10 @@ use redis::{
     RedisError,
 };
 
+use crate::admin::LockRecord;
 use crate::backend::Hold;
 use crate::error::{Error, NodeFailure, NodeFault, Result};
+use crate::fencing::FencingToken;
 use crate::redis::scripts::{self, Keys};
 
 /// One independent Redis server that Redlock counts as one vote.
@@ -126,7 +128,7 @@ impl RedisNode {
             .arg(ttl_ms)
             .arg(max_holds)
             .arg(hold.parent().map_or("", |p| p.id.as_str()));
-        let reply: Vec<i64> = self.run(call, timeout).await?;
+        let reply: Vec<i64> = self.script(&call, timeout).await?;
         AcquireReply::parse(&reply)
     }
 
@@ -142,7 +144,7 @@ impl RedisNode {
             .arg(hold.owner())
             .arg(hold.id())
             .arg(ttl_ms);
-        let reply: i64 = self.run(call, timeout).await?;
+        let reply: i64 = self.script(&call, timeout).await?;
         match reply {
             0 => Ok(false),
             1 => Ok(true),
@@ -159,7 +161,7 @@ impl RedisNode {
     ) -> Result<bool, NodeFault> {
         let mut call = scripts::RELEASE.prepare_invoke();
         call.key(&keys.lock).arg(hold.owner()).arg(hold.id());
-        let reply: i64 = self.run(call, timeout).await?;
+        let reply: i64 = self.script(&call, timeout).await?;
         match reply {
             0 => Ok(false),
             1 | 2 => Ok(true),
@@ -178,7 +180,7 @@ impl RedisNode {
     ) -> Result<Raised, NodeFault> {
         let mut call = scripts::RAISE_FENCE.prepare_invoke();
         call.key(&keys.lock).key(&keys.fence).arg(owner).arg(token);
-        let reply: Vec<i64> = self.run(call, timeout).await?;
+        let reply: Vec<i64> = self.script(&call, timeout).await?;
         match reply[..] {
             [counter, held @ (0 | 1)] if counter >= 0 => Ok(Raised {
                 counter: counter as u64,
@@ -188,20 +190,91 @@ impl RedisNode {
         }
     }
 
-    /// Runs a script within `timeout`. Every script is idempotent, so a call
-    /// whose kept connection turns out to be broken is tried once more on a
-    /// fresh connection within the same time budget: a node restart then
-    /// costs one reconnect, not a lost vote.
-    async fn run<T: FromRedisValue>(
+    /// The lock stored here under `keys`, if any.
+    pub(crate) async fn inspect(
         &self,
-        call: redis::ScriptInvocation<'_>,
+        keys: &Keys,
+        timeout: Duration,
+    ) -> Result<Option<LockRecord>, NodeFault> {
+        let mut call = scripts::INSPECT.prepare_invoke();
+        call.key(&keys.lock);
+        let reply: Vec<redis::Value> = self.script(&call, timeout).await?;
+        if reply.is_empty() {
+            return Ok(None);
+        }
+        let bad = || NodeFault::Protocol(format!("inspect returned {reply:?}"));
+        let (owner, token, holds, pttl): (String, u64, u32, i64) =
+            redis::from_redis_value(redis::Value::Array(reply.clone())).map_err(|_| bad())?;
+        Ok(Some(LockRecord {
+            owner,
+            token: FencingToken::new(token),
+            holds,
+            ttl: u64::try_from(pttl).ok().map(Duration::from_millis),
+        }))
+    }
+
+    /// Removes the lock under `keys` whatever its holds; whether one was here.
+    pub(crate) async fn force_release(
+        &self,
+        keys: &Keys,
+        timeout: Duration,
+    ) -> Result<bool, NodeFault> {
+        let mut call = scripts::FORCE_RELEASE.prepare_invoke();
+        call.key(&keys.lock);
+        let reply: i64 = self.script(&call, timeout).await?;
+        Ok(reply == 1)
+    }
+
+    /// One SCAN step from `cursor` over keys matching `pattern`: the next
+    /// cursor (0 at the end) and the keys found.
+    pub(crate) async fn scan(
+        &self,
+        cursor: u64,
+        pattern: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<(u64, Vec<String>), NodeFault> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        // SCAN is read-only, so the retry on a broken connection is safe.
+        let cmd = &cmd;
+        self.run(timeout, |mut conn| {
+            Box::pin(async move { cmd.query_async(&mut conn).await })
+        })
+        .await
+    }
+
+    /// Runs a script within `timeout` (see [`run`](Self::run)); every script
+    /// here is idempotent.
+    async fn script<T: FromRedisValue + Send>(
+        &self,
+        call: &redis::ScriptInvocation<'_>,
         timeout: Duration,
     ) -> Result<T, NodeFault> {
+        self.run(timeout, |mut conn| {
+            Box::pin(async move { call.invoke_async(&mut conn).await })
+        })
+        .await
+    }
+
+    /// Runs `op` within `timeout`. Every request sent here is idempotent, so
+    /// one whose kept connection turns out to be broken is tried once more on
+    /// a fresh connection within the same time budget: a node restart then
+    /// costs one reconnect, not a lost vote.
+    async fn run<'a, T, F>(&self, timeout: Duration, mut op: F) -> Result<T, NodeFault>
+    where
+        F: FnMut(MultiplexedConnection) -> futures::future::BoxFuture<'a, redis::RedisResult<T>>,
+    {
         let attempt = async {
             let mut retried = false;
             loop {
-                let mut conn = self.connection().await?;
-                match call.invoke_async::<T>(&mut conn).await {
+                // A clone of the multiplexed connection: same socket.
+                let conn = self.connection().await?;
+                match op(conn).await {
                     Ok(value) => return Ok(value),
                     Err(e) if is_broken_connection(&e) => {
                         self.forget_connection();

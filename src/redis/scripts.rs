@@ -24,6 +24,14 @@ pub(crate) static RELEASE: LazyLock<Script> =
 pub(crate) static RAISE_FENCE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/raise_fence.lua")));
 
+/// Reads a lock (introspection).
+pub(crate) static INSPECT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/inspect.lua")));
+
+/// Removes a lock with all its holds (admin).
+pub(crate) static FORCE_RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/force_release.lua")));
+
 /// The two keys of a resource: `<prefix>{<resource>}` (the lock hash) and
 /// `<prefix>{<resource>}:fence` (the counter, which never expires). The hash
 /// tag keeps both in one slot.
@@ -41,6 +49,33 @@ impl Keys {
     }
 }
 
+/// The SCAN pattern for the lock keys of resources starting with
+/// `resource_prefix`: glob characters in either prefix are escaped, so a
+/// name is matched literally.
+pub(crate) fn scan_pattern(key_prefix: &str, resource_prefix: &str) -> String {
+    let mut pattern = String::new();
+    for c in key_prefix
+        .chars()
+        .chain(['{'])
+        .chain(resource_prefix.chars())
+    {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('*');
+    pattern
+}
+
+/// The resource name of a lock key found by SCAN; `None` for fence counters
+/// and anything else under the prefix.
+pub(crate) fn resource_of<'k>(key_prefix: &str, key: &'k str) -> Option<&'k str> {
+    key.strip_prefix(key_prefix)?
+        .strip_prefix('{')?
+        .strip_suffix('}')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +85,15 @@ mod tests {
         let keys = Keys::new("fencelock:", "billing");
         assert_eq!(keys.lock, "fencelock:{billing}");
         assert_eq!(keys.fence, "fencelock:{billing}:fence");
+    }
+
+    #[test]
+    fn scan_patterns_match_names_literally() {
+        assert_eq!(scan_pattern("fencelock:", "job"), "fencelock:{job*");
+        assert_eq!(scan_pattern("a*", "b?[c]"), "a\\*{b\\?\\[c\\]*");
+        let keys = Keys::new("fencelock:", "x}y");
+        assert_eq!(resource_of("fencelock:", &keys.lock), Some("x}y"));
+        assert_eq!(resource_of("fencelock:", &keys.fence), None);
+        assert_eq!(resource_of("fencelock:", "other:{x}"), None);
     }
 }

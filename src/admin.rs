@@ -1,0 +1,110 @@
+//! What introspection and admin calls report: a lock as each node stores it,
+//! the quorum's view, pages of a listing, and the outcome of a forced
+//! release.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{NodeFailure, NodeFault};
+use crate::fencing::FencingToken;
+
+/// A lock as one node stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockRecord {
+    /// The owner id (instance id and task, or an explicit [`Owner`](crate::Owner)).
+    pub owner: String,
+    /// The fencing token of the holder.
+    pub token: FencingToken,
+    /// How many holds the owner has on it (1 + nesting depth).
+    pub holds: u32,
+    /// Time to live left on this node; `None` if it has no expiry.
+    pub ttl: Option<Duration>,
+}
+
+/// One node's answer about a lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeView {
+    /// The node's address.
+    pub node: String,
+    /// What it stores (`None`: no lock), or why it did not answer.
+    pub lock: Result<Option<LockRecord>, NodeFault>,
+}
+
+/// Who holds a lock according to a quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Holder {
+    /// The owner id.
+    pub owner: String,
+    /// The fencing token.
+    pub token: FencingToken,
+}
+
+/// A lock across all nodes, from [`Locker::inspect`](crate::Locker::inspect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockInfo {
+    /// The resource name.
+    pub key: String,
+    /// Each node's answer, in node order.
+    pub nodes: Vec<NodeView>,
+    /// How many nodes make a quorum.
+    pub quorum: usize,
+    /// The owner and token a quorum of nodes agree on, if any.
+    pub agreed: Option<Holder>,
+}
+
+impl LockInfo {
+    /// How many nodes answered that they store a lock (of any owner).
+    pub fn locked_nodes(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| matches!(n.lock, Ok(Some(_))))
+            .count()
+    }
+
+    /// How many nodes answered that they store none.
+    pub fn free_nodes(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| matches!(n.lock, Ok(None)))
+            .count()
+    }
+}
+
+/// Where a listing goes on from: opaque, pass it back to
+/// [`Locker::list`](crate::Locker::list) for the next page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor(pub(crate) String);
+
+impl fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListPage {
+    /// Resource names with a lock on at least one node, sorted, without
+    /// duplicates within the page (a name can come again on a later page:
+    /// each node is scanned on its own).
+    pub resources: Vec<String>,
+    /// The next page, or `None` when every node was scanned to the end.
+    pub next: Option<ListCursor>,
+    /// Nodes that failed during this page; they are skipped from then on.
+    pub failures: Vec<NodeFailure>,
+}
+
+/// The outcome of [`Locker::force_release`](crate::Locker::force_release).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ForceReleased {
+    /// On how many nodes a lock was removed.
+    pub removed: usize,
+    /// Nodes that did not answer: the lock may still be there, until its ttl.
+    pub failures: Vec<NodeFailure>,
+}
