@@ -105,6 +105,13 @@ impl<B: Backend> Drop for ReleaseOnDrop<B> {
                         .release(key, result.as_ref().map(|_| ()), held_for);
                 }
             });
+        } else if let Some(held_for) = held_for {
+            // No runtime: the lock expires by its ttl. The guard still ended.
+            let error = Error::Lost {
+                key: hold.key().to_owned(),
+            };
+            let key = self.shared.key(hold.key());
+            self.shared.telemetry.release(key, Err(&error), held_for);
         }
     }
 }
@@ -298,13 +305,19 @@ impl<B: Backend> LockGuard<B> {
             }
             other => other,
         };
-        if !matches!(result, Err(Error::QuorumUnavailable { .. })) {
-            let held_for = self.hold.held_for();
-            let hold = self.hold.disarm();
-            let key = shared.key(hold.key());
-            shared
-                .telemetry
-                .release(key, result.as_ref().map(|_| ()), held_for);
+        // Counted once, with what the caller sees.
+        let held_for = self.hold.held_for();
+        shared.telemetry.release(
+            shared.key(self.key()),
+            result.as_ref().map(|_| ()),
+            held_for,
+        );
+        if matches!(result, Err(Error::QuorumUnavailable { .. })) {
+            // The retry on drop is not counted again: its answer would
+            // mostly say NotHeld for a release that in fact went through.
+            self.hold.held_since = None;
+        } else {
+            self.hold.disarm();
         }
         // Still armed after an unknown outcome on too many nodes: dropping
         // `self` tries once more in the background (and counts it there);

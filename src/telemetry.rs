@@ -206,8 +206,11 @@ impl Telemetry {
 
     /// The counters now.
     pub(crate) fn snapshot(&self) -> Statistics {
-        let acquired = self.acquired.load(Relaxed);
+        // Ends first: a guard that starts and ends between the two loads is
+        // then counted in neither, never in the ends alone.
         let ended = self.dropped_or_released.load(Relaxed);
+        let adopted = self.adopted.load(Relaxed);
+        let acquired = self.acquired.load(Relaxed);
         Statistics {
             acquired,
             contended: self.contended.load(Relaxed),
@@ -221,7 +224,7 @@ impl Telemetry {
             renewals: self.renewals.load(Relaxed),
             renewal_failures: self.renewal_failures.load(Relaxed),
             lost: self.lost.load(Relaxed),
-            held: (acquired + self.adopted.load(Relaxed)).saturating_sub(ended),
+            held: (acquired + adopted).saturating_sub(ended),
         }
     }
 }

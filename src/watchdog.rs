@@ -96,10 +96,15 @@ impl<B: Backend> Renewal<B> {
                 .extend(&self.hold, want, &self.shared.options);
             match timeout_at(valid_until.into(), renewal).await {
                 Ok(Ok(until)) => {
-                    if self.lease.renewed(until).is_err() {
+                    if let Err(newly_lost) = self.lease.renewed(until) {
                         // Confirmed only after the validity ended: too late.
+                        // `renewed` marked the lease lost itself.
                         self.count("failed");
-                        return self.lost();
+                        self.shared.live.remove(&self.hold);
+                        if newly_lost {
+                            self.shared.telemetry.lost(self.shared.key(self.hold.key()));
+                        }
+                        return;
                     }
                     self.count("renewed");
                     next = schedule(now, self.lease.valid_until());

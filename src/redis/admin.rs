@@ -60,11 +60,12 @@ impl Redlock {
         cursor: Option<&ListCursor>,
         options: &LockOptions,
     ) -> Result<ListPage> {
+        let key_prefix = options.get_key_prefix();
+        let listing = self.listing_id(key_prefix, prefix);
         let mut cursors = match cursor {
             None => vec![Some(0u64); self.nodes.len()],
-            Some(cursor) => self.parse_cursor(cursor)?,
+            Some(cursor) => self.parse_cursor(cursor, &listing)?,
         };
-        let key_prefix = options.get_key_prefix();
         let pattern = scan_pattern(key_prefix, prefix);
         let timeout = options.get_node_timeout();
         let steps = join_all(self.nodes.iter().zip(&cursors).map(|(node, cursor)| {
@@ -87,7 +88,12 @@ impl Redlock {
                     answered += 1;
                     resources.extend(
                         keys.iter()
+                            // Not ours if not UTF-8: every name we write is.
+                            .filter_map(|k| std::str::from_utf8(k).ok())
                             .filter_map(|k| resource_of(key_prefix, k))
+                            // The pattern's '{' + prefix + '*' also matches
+                            // shorter names when the prefix holds a '}'.
+                            .filter(|name| name.starts_with(prefix))
                             .map(str::to_owned),
                     );
                     *cursor = (next != 0).then_some(next);
@@ -98,7 +104,9 @@ impl Redlock {
                 }
             }
         }
-        if answered == 0 && !failures.is_empty() {
+        // Only a first page with no answer at all is an error; later, a
+        // failing node is skipped and the listing goes on without it.
+        if cursor.is_none() && answered == 0 && !failures.is_empty() {
             return Err(Error::QuorumUnavailable {
                 reached: 0,
                 needed: options.quorum_for(self.nodes.len()),
@@ -110,7 +118,7 @@ impl Redlock {
                 .iter()
                 .map(|c| c.map_or_else(|| DONE.to_owned(), |c| c.to_string()))
                 .collect();
-            ListCursor(parts.join(","))
+            ListCursor(format!("{listing}:{}", parts.join(",")))
         });
         Ok(ListPage {
             resources: resources.into_iter().collect(),
@@ -119,21 +127,36 @@ impl Redlock {
         })
     }
 
-    fn parse_cursor(&self, cursor: &ListCursor) -> Result<Vec<Option<u64>>> {
+    /// Names one listing (key prefix, name prefix, nodes), so a cursor is
+    /// only ever resumed by the listing that made it.
+    fn listing_id(&self, key_prefix: &str, prefix: &str) -> String {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut hasher = DefaultHasher::new();
+        (key_prefix, prefix).hash(&mut hasher);
+        for node in &self.nodes {
+            node.name().hash(&mut hasher);
+        }
+        format!("{:016x}", hasher.finish())
+    }
+
+    fn parse_cursor(&self, cursor: &ListCursor, listing: &str) -> Result<Vec<Option<u64>>> {
         let parsed: Option<Vec<Option<u64>>> = cursor
             .0
-            .split(',')
-            .map(|part| match part {
-                DONE => Some(None),
-                n => n.parse().ok().map(Some),
-            })
-            .collect();
+            .strip_prefix(listing)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .and_then(|rest| {
+                rest.split(',')
+                    .map(|part| match part {
+                        DONE => Some(None),
+                        n => n.parse().ok().map(Some),
+                    })
+                    .collect()
+            });
         match parsed {
             Some(c) if c.len() == self.nodes.len() => Ok(c),
             _ => Err(Error::InvalidOptions(format!(
-                "list cursor {:?} does not come from a listing of these {} nodes",
-                cursor.0,
-                self.nodes.len()
+                "list cursor {:?} does not come from this listing (same prefix, same nodes)",
+                cursor.0
             ))),
         }
     }

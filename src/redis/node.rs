@@ -225,21 +225,25 @@ impl RedisNode {
         Ok(reply == 1)
     }
 
-    /// One SCAN step from `cursor` over keys matching `pattern`: the next
-    /// cursor (0 at the end) and the keys found.
+    /// One SCAN step from `cursor` over hashes whose name matches
+    /// `pattern`: the next cursor (0 at the end) and the names found, raw
+    /// (a foreign key need not be UTF-8).
     pub(crate) async fn scan(
         &self,
         cursor: u64,
         pattern: &str,
         count: usize,
         timeout: Duration,
-    ) -> Result<(u64, Vec<String>), NodeFault> {
+    ) -> Result<(u64, Vec<Vec<u8>>), NodeFault> {
         let mut cmd = redis::cmd("SCAN");
+        // TYPE hash: fence counters (strings) are filtered out on the server.
         cmd.arg(cursor)
             .arg("MATCH")
             .arg(pattern)
             .arg("COUNT")
-            .arg(count);
+            .arg(count)
+            .arg("TYPE")
+            .arg("hash");
         // SCAN is read-only, so the retry on a broken connection is safe.
         let cmd = &cmd;
         self.run(timeout, |mut conn| {
