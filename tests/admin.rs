@@ -35,6 +35,7 @@ async fn inspect_list_and_force_release_on_five_nodes() {
             .ttl(Duration::from_secs(1))
             .node_timeout(Duration::from_millis(100)),
     );
+    common::warm_up(&locker).await;
     bounded(LIMIT, async {
         let outer = locker.lock("report:daily").await.unwrap();
         let inner = locker.lock("report:daily").await.unwrap();

@@ -19,7 +19,7 @@ const KINDS: usize = 7;
 const WORKERS: usize = 4;
 /// Rounds a worker may take to collect its cuts; far above the ~100 needed
 /// even when half the operations finish before their cut-off point.
-const MAX_ROUNDS: usize = 2_000;
+const MAX_ROUNDS: usize = 5_000;
 
 /// A long ttl, so a leaked hold would outlive the test and be seen, and a
 /// watchdog renewing every 20 ms, so drops often land mid-renewal.
@@ -79,8 +79,12 @@ async fn calibrate(locker: &fencelock::Locker<fencelock::Redlock>) -> (usize, us
 
 /// A cut-off point from "before the first request" to "after the whole
 /// operation", for an operation that typically takes `typical` rounds.
+/// Log-uniform: round counts vary a lot between runs on a busy machine, and
+/// early cuts (where most of an operation's awaits are) must stay common
+/// even when the calibration came out high.
 fn cut(rng: &mut StdRng, typical: usize) -> usize {
-    rng.random_range(0..=typical)
+    let span = (typical as f64 + 1.0).ln();
+    (rng.random_range(0.0..=span).exp() - 1.0).round() as usize
 }
 
 /// Takes the lock a round starts from. Earlier rounds' background undo needs

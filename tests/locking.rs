@@ -356,3 +356,37 @@ async fn extending_one_hold_never_shortens_the_lock() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_requests_share_one_connection_per_node() {
+    // Every request to a node must travel on one connection, in order: a
+    // release on a second connection could overtake the acquire it undoes.
+    let nodes = start(1);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        let calls = (0..32).map(|i| {
+            let locker = locker.clone();
+            tokio::spawn(async move {
+                locker
+                    .try_lock(&format!("cold-{i}"))
+                    .await
+                    .unwrap()
+                    .release()
+                    .await
+                    .unwrap()
+            })
+        });
+        for call in futures::future::join_all(calls).await {
+            call.unwrap();
+        }
+        let mut probe = common::conn(&nodes.node(0).url()).await;
+        let clients: String = fencelock::deadpool_redis::redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut probe)
+            .await
+            .unwrap();
+        // Ours, plus this probe.
+        assert_eq!(clients.lines().count(), 2, "{clients}");
+    })
+    .await;
+}

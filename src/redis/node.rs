@@ -1,7 +1,10 @@
 //! One Redis server: its connection pool, the per-call timeout, and the
 //! scripts that run on it.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool, PoolError, Runtime};
@@ -23,10 +26,13 @@ use crate::redis::scripts::{self, Keys};
 /// kept for reuse, so the hot path pays no connection set-up and no pool
 /// health-check round trip; the pool hands out a checked or new connection
 /// when the kept one breaks.
+///
+/// Cloning is cheap and shares the pool and the kept connection.
+#[derive(Clone)]
 pub struct RedisNode {
     name: String,
     pool: Pool,
-    kept: Mutex<Option<MultiplexedConnection>>,
+    kept: Arc<Mutex<Slot>>,
 }
 
 impl std::fmt::Debug for RedisNode {
@@ -95,7 +101,7 @@ impl RedisNode {
         Self {
             name: name.into(),
             pool,
-            kept: Mutex::new(None),
+            kept: Arc::default(),
         }
     }
 
@@ -297,26 +303,88 @@ impl RedisNode {
         }
     }
 
+    /// The node's one connection: the kept one, or the one being set up.
+    ///
+    /// Set-up is single-flight and runs in a task of its own. Single-flight,
+    /// because every request to this node must travel on one connection, in
+    /// the order it was issued: a release on a second connection could
+    /// overtake the acquire it undoes and leave a stray hold (two concurrent
+    /// first calls used to open two). Its own task, because a caller that
+    /// stops waiting (a cancelled or timed-out acquire) must not cancel the
+    /// set-up that the next request needs.
     async fn connection(&self) -> Result<MultiplexedConnection, NodeFault> {
-        if let Some(conn) = self.kept_slot().as_ref() {
-            return Ok(conn.clone());
-        }
-        let pooled = self.pool.get().await.map_err(|e| pool_fault(&e))?;
-        let conn: MultiplexedConnection = (*pooled).clone();
-        *self.kept_slot() = Some(conn.clone());
-        Ok(conn)
+        let setup = {
+            let mut slot = lock_slot(&self.kept);
+            match &*slot {
+                Slot::Ready(conn) => return Ok(conn.clone()),
+                Slot::Connecting(setup) => setup.clone(),
+                Slot::Empty => {
+                    let setup = self.start_setup();
+                    *slot = Slot::Connecting(setup.clone());
+                    setup
+                }
+            }
+        };
+        setup.await
+    }
+
+    fn start_setup(&self) -> Setup {
+        let (pool, kept) = (self.pool.clone(), Arc::clone(&self.kept));
+        let task = tokio::spawn(async move {
+            let result = async {
+                let pooled = pool.get().await.map_err(|e| pool_fault(&e))?;
+                let mut conn: MultiplexedConnection = (*pooled).clone();
+                // Load every script before first use, so EVALSHA does not
+                // need the NOSCRIPT fallback: a request whose caller stopped
+                // waiting (cancelled) is then still applied as one message,
+                // not left half-way between EVALSHA and EVAL.
+                let mut load = redis::pipe();
+                for source in scripts::SOURCES {
+                    load.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
+                }
+                load.query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| classify(&e))?;
+                Ok(conn)
+            }
+            .await;
+            *lock_slot(&kept) = match &result {
+                Ok(conn) => Slot::Ready(conn.clone()),
+                // The next request tries again.
+                Err(_) => Slot::Empty,
+            };
+            result
+        });
+        let joined = async move {
+            task.await.unwrap_or_else(|e| {
+                Err(NodeFault::Connection(format!(
+                    "connection set-up failed: {e}"
+                )))
+            })
+        };
+        joined.boxed().shared()
     }
 
     fn forget_connection(&self) {
-        *self.kept_slot() = None;
+        *lock_slot(&self.kept) = Slot::Empty;
     }
+}
 
-    fn kept_slot(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
-        // The slot holds a plain value; a panic elsewhere cannot leave it half-written.
-        self.kept
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+/// A connection set-up that every waiting request shares.
+type Setup = Shared<BoxFuture<'static, Result<MultiplexedConnection, NodeFault>>>;
+
+/// The state of a node's one connection.
+#[derive(Default)]
+enum Slot {
+    #[default]
+    Empty,
+    Connecting(Setup),
+    Ready(MultiplexedConnection),
+}
+
+fn lock_slot(kept: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
+    // The slot holds a plain value; a panic elsewhere cannot leave it half-written.
+    kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A node's answer to a fence raise.

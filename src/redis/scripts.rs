@@ -9,28 +9,39 @@ use std::sync::LazyLock;
 use redis::Script;
 
 /// Takes a hold (first or nested) and, for a first hold, bumps the fence.
-pub(crate) static ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/acquire.lua")));
+const ACQUIRE_SOURCE: &str = include_str!("lua/acquire.lua");
+pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_SOURCE));
 
 /// Resets the expiry of a lock through one of its holds.
-pub(crate) static EXTEND: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/extend.lua")));
+const EXTEND_SOURCE: &str = include_str!("lua/extend.lua");
+pub(crate) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_SOURCE));
 
 /// Removes one hold, and the lock with its last hold.
-pub(crate) static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
+const RELEASE_SOURCE: &str = include_str!("lua/release.lua");
+pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_SOURCE));
 
 /// Raises a lagging fencing counter (the fencing rule's second step).
-pub(crate) static RAISE_FENCE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/raise_fence.lua")));
+const RAISE_FENCE_SOURCE: &str = include_str!("lua/raise_fence.lua");
+pub(crate) static RAISE_FENCE: LazyLock<Script> = LazyLock::new(|| Script::new(RAISE_FENCE_SOURCE));
 
 /// Reads a lock (introspection).
-pub(crate) static INSPECT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/inspect.lua")));
+const INSPECT_SOURCE: &str = include_str!("lua/inspect.lua");
+pub(crate) static INSPECT: LazyLock<Script> = LazyLock::new(|| Script::new(INSPECT_SOURCE));
 
 /// Removes a lock with all its holds (admin).
+const FORCE_RELEASE_SOURCE: &str = include_str!("lua/force_release.lua");
 pub(crate) static FORCE_RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/force_release.lua")));
+    LazyLock::new(|| Script::new(FORCE_RELEASE_SOURCE));
+
+/// Every script's source, for loading them on a new connection.
+pub(crate) const SOURCES: [&str; 6] = [
+    ACQUIRE_SOURCE,
+    EXTEND_SOURCE,
+    RELEASE_SOURCE,
+    RAISE_FENCE_SOURCE,
+    INSPECT_SOURCE,
+    FORCE_RELEASE_SOURCE,
+];
 
 /// The two keys of a resource: `<prefix>{<resource>}` (the lock hash) and
 /// `<prefix>{<resource>}:fence` (the counter, which never expires). The hash

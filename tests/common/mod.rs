@@ -38,8 +38,9 @@ pub fn short_ttl_options() -> LockOptions {
         .watchdog(Watchdog::Off)
 }
 
-/// Takes and gives back one lock, so every node has a live connection, as in
-/// a running service, before a test injects faults.
+/// Gives every node a live connection, as in a running service, before a
+/// test injects faults: a lock taken and given back, then an `inspect`,
+/// which asks every node and waits for each.
 pub async fn warm_up(locker: &Locker<Redlock>) {
     locker
         .try_lock("warm")
@@ -48,6 +49,9 @@ pub async fn warm_up(locker: &Locker<Redlock>) {
         .release()
         .await
         .unwrap();
+    for view in locker.inspect("warm").await.unwrap().nodes {
+        view.lock.unwrap();
+    }
 }
 
 /// The remaining time to live of `key` on one node, in milliseconds.
