@@ -122,5 +122,97 @@ fn uncontended(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, uncontended);
+/// Percentiles of one variant: `ROUNDS` runs of `SAMPLES` timed rounds each;
+/// the medians over runs of each run's p50 and p99.
+const ROUNDS: usize = 5;
+const SAMPLES: usize = 2_000;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[rank]
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+/// p50 and p99 of `round`, as medians over repeated runs.
+async fn tail_latency<F, Fut>(mut round: F) -> (Duration, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let mut times = Vec::with_capacity(SAMPLES);
+        for _ in 0..SAMPLES {
+            let started = std::time::Instant::now();
+            round().await;
+            times.push(started.elapsed());
+        }
+        times.sort();
+        p50s.push(percentile(&times, 0.50));
+        p99s.push(percentile(&times, 0.99));
+    }
+    (median(p50s), median(p99s))
+}
+
+/// Prints p50 / p99 of every variant beside the floors, with the ratios the
+/// issue's targets are stated in (criterion reports means only).
+fn tails(_: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let nodes = RedisNodes::start(5).expect("start redis-server nodes (run scripts/setup)");
+    let script = redis::Script::new(COMPARE_AND_DELETE);
+    println!("\nuncontended acquire+release, medians of {ROUNDS} runs x {SAMPLES} rounds");
+    println!("N  variant        p50        p99   p50/quorum  p99/all");
+    for n in [1usize, 3, 5] {
+        let urls: Vec<String> = nodes.urls().into_iter().take(n).collect();
+        let quorum = n / 2 + 1;
+        let locker =
+            Locker::new(Redlock::from_urls(&urls).unwrap(), LockOptions::default()).unwrap();
+        let (lib, all, quo) = runtime.block_on(async {
+            let conns = connect(&urls).await;
+            raw_round(&conns, &script, n).await;
+            locker
+                .try_lock("bench")
+                .await
+                .unwrap()
+                .release()
+                .await
+                .unwrap();
+            let lib = tail_latency(|| async {
+                locker
+                    .try_lock("bench")
+                    .await
+                    .unwrap()
+                    .release()
+                    .await
+                    .unwrap();
+            })
+            .await;
+            let all = tail_latency(|| raw_round(&conns, &script, n)).await;
+            let quo = tail_latency(|| raw_round(&conns, &script, quorum)).await;
+            (lib, all, quo)
+        });
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+        for (name, (p50, p99)) in [
+            ("fencelock", lib),
+            ("floor_all", all),
+            ("floor_quorum", quo),
+        ] {
+            println!(
+                "{n}  {name:<12} {p50:>9.1?} {p99:>9.1?}   {:>9.2}x {:>8.2}x",
+                ratio(p50, quo.0),
+                ratio(p99, all.1)
+            );
+        }
+    }
+}
+
+criterion_group!(benches, uncontended, tails);
 criterion_main!(benches);
