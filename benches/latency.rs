@@ -19,59 +19,9 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisNodes;
 use fencelock::{LockOptions, Locker, Redlock};
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
-use redis::aio::MultiplexedConnection;
 
-const COMPARE_AND_DELETE: &str =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
-
-/// One plain connection per node.
-async fn connect(urls: &[String]) -> Vec<MultiplexedConnection> {
-    let mut conns = Vec::new();
-    for url in urls {
-        let client = redis::Client::open(url.as_str()).unwrap();
-        conns.push(client.get_multiplexed_async_connection().await.unwrap());
-    }
-    conns
-}
-
-/// One raw acquire + release round, waiting for `wait_for` replies per step.
-async fn raw_round(conns: &[MultiplexedConnection], script: &redis::Script, wait_for: usize) {
-    let value = "raw-owner";
-    let mut acquires: FuturesUnordered<_> = conns
-        .iter()
-        .map(|c| {
-            let mut c = c.clone();
-            async move {
-                redis::cmd("SET")
-                    .arg("raw:{bench}")
-                    .arg(value)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(30_000)
-                    .query_async::<Option<String>>(&mut c)
-                    .await
-            }
-        })
-        .collect();
-    for _ in 0..wait_for {
-        acquires.next().await.unwrap().unwrap();
-    }
-    drop(acquires);
-    let mut releases: FuturesUnordered<_> = conns
-        .iter()
-        .map(|c| {
-            let mut c = c.clone();
-            let mut call = script.prepare_invoke();
-            call.key("raw:{bench}").arg(value);
-            async move { call.invoke_async::<i64>(&mut c).await }
-        })
-        .collect();
-    for _ in 0..wait_for {
-        releases.next().await.unwrap().unwrap();
-    }
-}
+mod floors;
+use floors::{COMPARE_AND_DELETE, connect, raw_round};
 
 fn uncontended(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -91,7 +41,7 @@ fn uncontended(c: &mut Criterion) {
             Locker::new(Redlock::from_urls(&urls).unwrap(), LockOptions::default()).unwrap();
         // Warm both paths: connections made, scripts loaded.
         runtime.block_on(async {
-            raw_round(&conns, &script, n).await;
+            raw_round(&conns, &script, "raw:{bench}", n).await;
             locker
                 .try_lock("bench")
                 .await
@@ -112,11 +62,12 @@ fn uncontended(c: &mut Criterion) {
             });
         });
         group.bench_with_input(BenchmarkId::new("floor_all", n), &n, |b, _| {
-            b.to_async(&runtime).iter(|| raw_round(&conns, &script, n));
+            b.to_async(&runtime)
+                .iter(|| raw_round(&conns, &script, "raw:{bench}", n));
         });
         group.bench_with_input(BenchmarkId::new("floor_quorum", n), &n, |b, _| {
             b.to_async(&runtime)
-                .iter(|| raw_round(&conns, &script, quorum));
+                .iter(|| raw_round(&conns, &script, "raw:{bench}", quorum));
         });
     }
     group.finish();
@@ -177,7 +128,7 @@ fn tails(_: &mut Criterion) {
             Locker::new(Redlock::from_urls(&urls).unwrap(), LockOptions::default()).unwrap();
         let (lib, all, quo) = runtime.block_on(async {
             let conns = connect(&urls).await;
-            raw_round(&conns, &script, n).await;
+            raw_round(&conns, &script, "raw:{bench}", n).await;
             locker
                 .try_lock("bench")
                 .await
@@ -195,8 +146,8 @@ fn tails(_: &mut Criterion) {
                     .unwrap();
             })
             .await;
-            let all = tail_latency(|| raw_round(&conns, &script, n)).await;
-            let quo = tail_latency(|| raw_round(&conns, &script, quorum)).await;
+            let all = tail_latency(|| raw_round(&conns, &script, "raw:{bench}", n)).await;
+            let quo = tail_latency(|| raw_round(&conns, &script, "raw:{bench}", quorum)).await;
             (lib, all, quo)
         });
         let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();

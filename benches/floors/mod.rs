@@ -1,0 +1,64 @@
+//! The raw floors the benches compare against: the same Redis commands a
+//! lock needs, through the plain redis crate, with no library logic.
+
+use fencelock::deadpool_redis::redis;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use redis::aio::MultiplexedConnection;
+
+/// Deletes the key only if it still holds our value.
+pub const COMPARE_AND_DELETE: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/// One plain connection per node.
+pub async fn connect(urls: &[String]) -> Vec<MultiplexedConnection> {
+    let mut conns = Vec::new();
+    for url in urls {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        conns.push(client.get_multiplexed_async_connection().await.unwrap());
+    }
+    conns
+}
+
+/// One raw acquire + release round on `key`, waiting for `wait_for`
+/// replies per step: `SET key value NX PX`, then compare-and-delete.
+pub async fn raw_round(
+    conns: &[MultiplexedConnection],
+    script: &redis::Script,
+    key: &str,
+    wait_for: usize,
+) {
+    let value = "raw-owner";
+    let mut acquires: FuturesUnordered<_> = conns
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(30_000)
+                    .query_async::<Option<String>>(&mut c)
+                    .await
+            }
+        })
+        .collect();
+    for _ in 0..wait_for {
+        acquires.next().await.unwrap().unwrap();
+    }
+    drop(acquires);
+    let mut releases: FuturesUnordered<_> = conns
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            let mut call = script.prepare_invoke();
+            call.key(key).arg(value);
+            async move { call.invoke_async::<i64>(&mut c).await }
+        })
+        .collect();
+    for _ in 0..wait_for {
+        releases.next().await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,103 @@
+//! Throughput: 64 tasks, each looping acquire + release on its own key, on
+//! five local redis-server nodes started by the bench, beside the raw floors
+//! of the same run (see benches/floors). Medians of repeated runs.
+//!
+//! `cargo bench --bench throughput --features testing` (see docs/performance.md).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use fencelock::deadpool_redis::redis;
+use fencelock::testing::RedisNodes;
+use fencelock::{LockOptions, Locker, Redlock};
+
+mod floors;
+use floors::{COMPARE_AND_DELETE, connect, raw_round};
+
+const TASKS: usize = 64;
+const NODES: usize = 5;
+const RUN: Duration = Duration::from_secs(3);
+const RUNS: usize = 5;
+
+/// Rounds per second of `TASKS` tasks looping `round(task)` for `RUN`.
+async fn rate<F, Fut>(round: F) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let round = Arc::new(round);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (round, stop, done) = (Arc::clone(&round), Arc::clone(&stop), Arc::clone(&done));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    round(t).await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    tokio::time::sleep(RUN).await;
+    stop.store(true, Ordering::Relaxed);
+    let counted = done.load(Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    counted as f64 / elapsed.as_secs_f64()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let nodes = RedisNodes::start(NODES).expect("start redis-server nodes (run scripts/setup)");
+    let urls = nodes.urls();
+    let quorum = NODES / 2 + 1;
+    runtime.block_on(async {
+        let conns = Arc::new(connect(&urls).await);
+        let script = Arc::new(redis::Script::new(COMPARE_AND_DELETE));
+        let locker = Locker::new(Redlock::from_urls(&urls).unwrap(), LockOptions::default())
+            .unwrap();
+        let keys: Arc<Vec<String>> = Arc::new((0..TASKS).map(|t| format!("tp-{t}")).collect());
+        let raw_keys: Arc<Vec<String>> =
+            Arc::new((0..TASKS).map(|t| format!("raw:{{tp-{t}}}")).collect());
+        let (mut lib, mut all, mut quo) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            let (l, k) = (locker.clone(), Arc::clone(&keys));
+            lib.push(
+                rate(move |t| {
+                    let (l, k) = (l.clone(), Arc::clone(&k));
+                    async move { l.try_lock(&k[t]).await.unwrap().release().await.unwrap() }
+                })
+                .await,
+            );
+            for (wait_for, out) in [(NODES, &mut all), (quorum, &mut quo)] {
+                let (c, s, k) = (Arc::clone(&conns), Arc::clone(&script), Arc::clone(&raw_keys));
+                out.push(
+                    rate(move |t| {
+                        let (c, s, k) = (Arc::clone(&c), Arc::clone(&s), Arc::clone(&k));
+                        async move { raw_round(&c, &s, &k[t], wait_for).await }
+                    })
+                    .await,
+                );
+            }
+        }
+        let (lib, all, quo) = (median(lib), median(all), median(quo));
+        println!("throughput, {TASKS} tasks on distinct keys, N = {NODES}, medians of {RUNS} runs of {RUN:?}");
+        println!("fencelock     {lib:>9.0} acquire+release/s   {:.2}x all, {:.2}x quorum", lib / all, lib / quo);
+        println!("floor_all     {all:>9.0} rounds/s");
+        println!("floor_quorum  {quo:>9.0} rounds/s");
+    });
+}
