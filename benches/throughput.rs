@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisNodes;
-use fencelock::{LockOptions, Locker, Redlock};
+use fencelock::{LockOptions, Locker, Redlock, Watchdog};
 
 mod floors;
 use floors::{COMPARE_AND_DELETE, connect, raw_round};
@@ -73,16 +73,24 @@ fn main() {
         let keys: Arc<Vec<String>> = Arc::new((0..TASKS).map(|t| format!("tp-{t}")).collect());
         let raw_keys: Arc<Vec<String>> =
             Arc::new((0..TASKS).map(|t| format!("raw:{{tp-{t}}}")).collect());
+        // The same without the watchdog task each guard spawns, to show its
+        // share of the cost.
+        let bare = locker
+            .with_options(LockOptions::default().watchdog(Watchdog::Off))
+            .unwrap();
         let (mut lib, mut all, mut quo) = (Vec::new(), Vec::new(), Vec::new());
+        let mut unwatched = Vec::new();
         for _ in 0..RUNS {
-            let (l, k) = (locker.clone(), Arc::clone(&keys));
-            lib.push(
-                rate(move |t| {
-                    let (l, k) = (l.clone(), Arc::clone(&k));
-                    async move { l.try_lock(&k[t]).await.unwrap().release().await.unwrap() }
-                })
-                .await,
-            );
+            for (locker, out) in [(&locker, &mut lib), (&bare, &mut unwatched)] {
+                let (l, k) = (locker.clone(), Arc::clone(&keys));
+                out.push(
+                    rate(move |t| {
+                        let (l, k) = (l.clone(), Arc::clone(&k));
+                        async move { l.try_lock(&k[t]).await.unwrap().release().await.unwrap() }
+                    })
+                    .await,
+                );
+            }
             for (wait_for, out) in [(NODES, &mut all), (quorum, &mut quo)] {
                 let (c, s, k) = (Arc::clone(&conns), Arc::clone(&script), Arc::clone(&raw_keys));
                 out.push(
@@ -95,8 +103,13 @@ fn main() {
             }
         }
         let (lib, all, quo) = (median(lib), median(all), median(quo));
+        let unwatched = median(unwatched);
         println!("throughput, {TASKS} tasks on distinct keys, N = {NODES}, medians of {RUNS} runs of {RUN:?}");
         println!("fencelock     {lib:>9.0} acquire+release/s   {:.2}x all, {:.2}x quorum", lib / all, lib / quo);
+        println!(
+            "  no watchdog {unwatched:>9.0} acquire+release/s   {:.2}x all",
+            unwatched / all
+        );
         println!("floor_all     {all:>9.0} rounds/s");
         println!("floor_quorum  {quo:>9.0} rounds/s");
     });
