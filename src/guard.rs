@@ -33,6 +33,17 @@ impl<B: Backend> Clone for Shared<B> {
 }
 
 impl<B: Backend> Shared<B> {
+    /// Settles a hold whose lease was just found lost (`newly_lost` when
+    /// this caller was the one that marked it): nothing may nest inside it
+    /// any more, so the owner's next acquire counts afresh, and the loss is
+    /// counted once.
+    pub(crate) fn forget_lost(&self, hold: &Hold, newly_lost: bool) {
+        self.live.remove(hold);
+        if newly_lost {
+            self.telemetry.lost(self.key(hold.key()));
+        }
+    }
+
     /// The record key for `name` under these options.
     pub(crate) fn key<'a>(&'a self, name: &'a str) -> Key<'a> {
         Key {
@@ -255,10 +266,7 @@ impl<B: Backend> LockGuard<B> {
             Ok(Ok(until)) => match self.lease.renewed(until) {
                 Ok(()) => Ok(()),
                 Err(newly_lost) => {
-                    shared.live.remove(self.hold.hold());
-                    if newly_lost {
-                        shared.telemetry.lost(shared.key(self.key()));
-                    }
+                    shared.forget_lost(self.hold.hold(), newly_lost);
                     Err(self.lost_error())
                 }
             },
@@ -347,13 +355,8 @@ impl<B: Backend> LockGuard<B> {
     }
 
     fn mark_lost(&self) {
-        // Nothing may nest inside a lost hold: the owner's next acquire
-        // must count afresh.
-        self.hold.shared.live.remove(self.hold.hold());
-        if self.lease.mark_lost() {
-            let shared = &self.hold.shared;
-            shared.telemetry.lost(shared.key(self.key()));
-        }
+        let newly_lost = self.lease.mark_lost();
+        self.hold.shared.forget_lost(self.hold.hold(), newly_lost);
     }
 
     fn lost_error(&self) -> Error {

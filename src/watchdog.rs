@@ -100,11 +100,7 @@ impl<B: Backend> Renewal<B> {
                         // Confirmed only after the validity ended: too late.
                         // `renewed` marked the lease lost itself.
                         self.count("failed");
-                        self.shared.live.remove(&self.hold);
-                        if newly_lost {
-                            self.shared.telemetry.lost(self.shared.key(self.hold.key()));
-                        }
-                        return;
+                        return self.shared.forget_lost(&self.hold, newly_lost);
                     }
                     self.count("renewed");
                     next = schedule(now, self.lease.valid_until());
@@ -137,11 +133,7 @@ impl<B: Backend> Renewal<B> {
     }
 
     fn lost(&self) {
-        // Nothing may nest inside a lost hold: the owner's next acquire
-        // must count afresh.
-        self.shared.live.remove(&self.hold);
-        if self.lease.mark_lost() {
-            self.shared.telemetry.lost(self.shared.key(self.hold.key()));
-        }
+        let newly_lost = self.lease.mark_lost();
+        self.shared.forget_lost(&self.hold, newly_lost);
     }
 }
