@@ -1,6 +1,7 @@
 //! One Redis server: its connection pool, the per-call timeout, and the
 //! scripts that run on it.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
@@ -252,21 +253,21 @@ impl RedisNode {
             .arg("hash");
         // SCAN is read-only, so the retry on a broken connection is safe.
         let cmd = &cmd;
-        self.run(timeout, |mut conn| {
-            Box::pin(async move { cmd.query_async(&mut conn).await })
+        self.run(timeout, |mut conn| async move {
+            cmd.query_async(&mut conn).await
         })
         .await
     }
 
     /// Runs a script within `timeout` (see [`run`](Self::run)); every script
     /// here is idempotent.
-    async fn script<T: FromRedisValue + Send>(
+    async fn script<T: FromRedisValue>(
         &self,
         call: &redis::ScriptInvocation<'_>,
         timeout: Duration,
     ) -> Result<T, NodeFault> {
-        self.run(timeout, |mut conn| {
-            Box::pin(async move { call.invoke_async(&mut conn).await })
+        self.run(timeout, |mut conn| async move {
+            call.invoke_async(&mut conn).await
         })
         .await
     }
@@ -275,9 +276,10 @@ impl RedisNode {
     /// one whose kept connection turns out to be broken is tried once more on
     /// a fresh connection within the same time budget: a node restart then
     /// costs one reconnect, not a lost vote.
-    async fn run<'a, T, F>(&self, timeout: Duration, mut op: F) -> Result<T, NodeFault>
+    async fn run<T, F, Fut>(&self, timeout: Duration, mut op: F) -> Result<T, NodeFault>
     where
-        F: FnMut(MultiplexedConnection) -> futures::future::BoxFuture<'a, redis::RedisResult<T>>,
+        F: FnMut(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
     {
         let attempt = async {
             let mut retried = false;
