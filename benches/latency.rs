@@ -21,53 +21,76 @@ use fencelock::testing::RedisNodes;
 use fencelock::{LockOptions, Locker, Redlock};
 
 mod floors;
-use floors::{COMPARE_AND_DELETE, connect, raw_round};
+use floors::{COMPARE_AND_DELETE, connect, library_round, raw_round};
+use redis::aio::MultiplexedConnection;
+
+/// The five nodes, the runtime, and the compare-and-delete script, shared by
+/// both parts of the bench.
+struct Bench {
+    runtime: tokio::runtime::Runtime,
+    nodes: RedisNodes,
+    script: redis::Script,
+}
+
+/// What one node count needs: the Locker and the raw connections, both
+/// warmed (connections made, scripts loaded) so no first-call cost is timed.
+struct Size {
+    n: usize,
+    quorum: usize,
+    locker: Locker<Redlock>,
+    conns: Vec<MultiplexedConnection>,
+}
+
+impl Bench {
+    fn start() -> Self {
+        Self {
+            runtime: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+            nodes: RedisNodes::start(5).expect("start redis-server nodes (run scripts/setup)"),
+            script: redis::Script::new(COMPARE_AND_DELETE),
+        }
+    }
+
+    fn size(&self, n: usize) -> Size {
+        let urls: Vec<String> = self.nodes.urls().into_iter().take(n).collect();
+        let locker =
+            Locker::new(Redlock::from_urls(&urls).unwrap(), LockOptions::default()).unwrap();
+        let conns = self.runtime.block_on(async {
+            let conns = connect(&urls).await;
+            raw_round(&conns, &self.script, "raw:{bench}", n).await;
+            library_round(&locker, "bench").await;
+            conns
+        });
+        Size {
+            n,
+            quorum: n / 2 + 1,
+            locker,
+            conns,
+        }
+    }
+}
 
 fn uncontended(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let nodes = RedisNodes::start(5).expect("start redis-server nodes (run scripts/setup)");
-    let script = redis::Script::new(COMPARE_AND_DELETE);
+    let bench = Bench::start();
+    let (runtime, script) = (&bench.runtime, &bench.script);
     let mut group = c.benchmark_group("uncontended_acquire_release");
     group.measurement_time(Duration::from_secs(5));
     for n in [1usize, 3, 5] {
-        let urls: Vec<String> = nodes.urls().into_iter().take(n).collect();
-        let quorum = n / 2 + 1;
-        let conns = runtime.block_on(connect(&urls));
-        let locker =
-            Locker::new(Redlock::from_urls(&urls).unwrap(), LockOptions::default()).unwrap();
-        // Warm both paths: connections made, scripts loaded.
-        runtime.block_on(async {
-            raw_round(&conns, &script, "raw:{bench}", n).await;
-            locker
-                .try_lock("bench")
-                .await
-                .unwrap()
-                .release()
-                .await
-                .unwrap();
-        });
+        let size = bench.size(n);
         group.bench_with_input(BenchmarkId::new("fencelock", n), &n, |b, _| {
-            b.to_async(&runtime).iter(|| async {
-                locker
-                    .try_lock("bench")
-                    .await
-                    .unwrap()
-                    .release()
-                    .await
-                    .unwrap();
-            });
+            b.to_async(runtime)
+                .iter(|| library_round(&size.locker, "bench"));
         });
         group.bench_with_input(BenchmarkId::new("floor_all", n), &n, |b, _| {
-            b.to_async(&runtime)
-                .iter(|| raw_round(&conns, &script, "raw:{bench}", n));
+            b.to_async(runtime)
+                .iter(|| raw_round(&size.conns, script, "raw:{bench}", size.n));
         });
         group.bench_with_input(BenchmarkId::new("floor_quorum", n), &n, |b, _| {
-            b.to_async(&runtime)
-                .iter(|| raw_round(&conns, &script, "raw:{bench}", quorum));
+            b.to_async(runtime)
+                .iter(|| raw_round(&size.conns, script, "raw:{bench}", size.quorum));
         });
     }
     group.finish();
@@ -112,42 +135,17 @@ where
 /// Prints p50 / p99 of every variant beside the floors, with the ratios the
 /// issue's targets are stated in (criterion reports means only).
 fn tails(_: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let nodes = RedisNodes::start(5).expect("start redis-server nodes (run scripts/setup)");
-    let script = redis::Script::new(COMPARE_AND_DELETE);
+    let bench = Bench::start();
+    let script = &bench.script;
     println!("\nuncontended acquire+release, medians of {ROUNDS} runs x {SAMPLES} rounds");
     println!("N  variant        p50        p99   p50/quorum  p99/all");
     for n in [1usize, 3, 5] {
-        let urls: Vec<String> = nodes.urls().into_iter().take(n).collect();
-        let quorum = n / 2 + 1;
-        let locker =
-            Locker::new(Redlock::from_urls(&urls).unwrap(), LockOptions::default()).unwrap();
-        let (lib, all, quo) = runtime.block_on(async {
-            let conns = connect(&urls).await;
-            raw_round(&conns, &script, "raw:{bench}", n).await;
-            locker
-                .try_lock("bench")
-                .await
-                .unwrap()
-                .release()
-                .await
-                .unwrap();
-            let lib = tail_latency(|| async {
-                locker
-                    .try_lock("bench")
-                    .await
-                    .unwrap()
-                    .release()
-                    .await
-                    .unwrap();
-            })
-            .await;
-            let all = tail_latency(|| raw_round(&conns, &script, "raw:{bench}", n)).await;
-            let quo = tail_latency(|| raw_round(&conns, &script, "raw:{bench}", quorum)).await;
+        let size = bench.size(n);
+        let (lib, all, quo) = bench.runtime.block_on(async {
+            let lib = tail_latency(|| library_round(&size.locker, "bench")).await;
+            let all = tail_latency(|| raw_round(&size.conns, script, "raw:{bench}", n)).await;
+            let quo =
+                tail_latency(|| raw_round(&size.conns, script, "raw:{bench}", size.quorum)).await;
             (lib, all, quo)
         });
         let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();

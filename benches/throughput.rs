@@ -13,7 +13,7 @@ use fencelock::testing::RedisNodes;
 use fencelock::{LockOptions, Locker, Redlock, Watchdog};
 
 mod floors;
-use floors::{COMPARE_AND_DELETE, connect, raw_round};
+use floors::{COMPARE_AND_DELETE, connect, library_round, raw_round};
 
 const TASKS: usize = 64;
 const NODES: usize = 5;
@@ -86,7 +86,7 @@ fn main() {
                 out.push(
                     rate(move |t| {
                         let (l, k) = (l.clone(), Arc::clone(&k));
-                        async move { l.try_lock(&k[t]).await.unwrap().release().await.unwrap() }
+async move { library_round(&l, &k[t]).await }
                     })
                     .await,
                 );

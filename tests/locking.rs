@@ -234,13 +234,7 @@ async fn cancelled_acquires_leave_no_lock() {
         }
         wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
         // And the lock is usable afterwards.
-        locker
-            .try_lock("cancelled")
-            .await
-            .unwrap()
-            .release()
-            .await
-            .unwrap();
+        common::lock_once(&locker, "cancelled").await;
     })
     .await;
 }
@@ -366,15 +360,7 @@ async fn concurrent_first_requests_share_one_connection_per_node() {
     bounded(LIMIT, async {
         let calls = (0..32).map(|i| {
             let locker = locker.clone();
-            tokio::spawn(async move {
-                locker
-                    .try_lock(&format!("cold-{i}"))
-                    .await
-                    .unwrap()
-                    .release()
-                    .await
-                    .unwrap()
-            })
+            tokio::spawn(async move { common::lock_once(&locker, &format!("cold-{i}")).await })
         });
         for call in futures::future::join_all(calls).await {
             call.unwrap();

@@ -81,24 +81,12 @@ async fn the_key_label_is_opt_in_and_statistics_need_no_recorder() {
     // No recorder installed here at all: the statistics still count.
     let plain = locker(&nodes, options());
     bounded(LIMIT, async {
-        plain
-            .try_lock("bare")
-            .await
-            .unwrap()
-            .release()
-            .await
-            .unwrap();
+        common::lock_once(&plain, "bare").await;
         let stats = plain.statistics();
         assert_eq!((stats.acquired, stats.released, stats.held), (1, 1, 0));
         // Clones and derived Lockers share the counts.
         let derived = plain.with_owner(fencelock::Owner::random());
-        derived
-            .try_lock("bare")
-            .await
-            .unwrap()
-            .release()
-            .await
-            .unwrap();
+        common::lock_once(&derived, "bare").await;
         assert_eq!(plain.statistics().acquired, 2);
     })
     .await;
@@ -108,13 +96,7 @@ async fn the_key_label_is_opt_in_and_statistics_need_no_recorder() {
     let recorded = common::Recorded::new(&recorder);
     let per_key = locker(&nodes, options().metrics_per_key(true));
     bounded(LIMIT, async {
-        per_key
-            .try_lock("labelled")
-            .await
-            .unwrap()
-            .release()
-            .await
-            .unwrap();
+        common::lock_once(&per_key, "labelled").await;
         assert_eq!(recorded.counter_with(ACQUIRE, "key", "labelled"), 1);
         assert!(recorded.has_label("key"));
     })

@@ -1,10 +1,17 @@
-//! The raw floors the benches compare against: the same Redis commands a
-//! lock needs, through the plain redis crate, with no library logic.
+//! The rounds the benches time: the library's acquire + release, and the
+//! raw floors it is compared against, the same Redis commands a lock needs
+//! through the plain redis crate with no library logic.
 
 use fencelock::deadpool_redis::redis;
+use fencelock::{Locker, Redlock};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use redis::aio::MultiplexedConnection;
+
+/// One uncontended acquire + release through the library.
+pub async fn library_round(locker: &Locker<Redlock>, key: &str) {
+    locker.try_lock(key).await.unwrap().release().await.unwrap();
+}
 
 /// Deletes the key only if it still holds our value.
 pub const COMPARE_AND_DELETE: &str =

@@ -42,16 +42,15 @@ pub fn short_ttl_options() -> LockOptions {
 /// test injects faults: a lock taken and given back, then an `inspect`,
 /// which asks every node and waits for each.
 pub async fn warm_up(locker: &Locker<Redlock>) {
-    locker
-        .try_lock("warm")
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    lock_once(locker, "warm").await;
     for view in locker.inspect("warm").await.unwrap().nodes {
         view.lock.unwrap();
     }
+}
+
+/// Takes `key` and gives it back at once; panics if either fails.
+pub async fn lock_once(locker: &Locker<Redlock>, key: &str) {
+    locker.try_lock(key).await.unwrap().release().await.unwrap();
 }
 
 /// The remaining time to live of `key` on one node, in milliseconds.
