@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::admin::{ForceReleased, ListCursor, ListPage, LockInfo};
 use crate::error::Result;
 use crate::fencing::FencingToken;
+use crate::notify::ReleaseWatch;
 use crate::options::LockOptions;
 
 /// One hold on a lock: which resource, which owner, and the id of this
@@ -169,4 +170,14 @@ pub trait Backend: Send + Sync + 'static {
         key: &str,
         options: &LockOptions,
     ) -> impl Future<Output = Result<ForceReleased>> + Send;
+
+    /// Release notifications for `key`: a watch that fires when the lock
+    /// may have been freed, so a waiter tries again at once instead of
+    /// after its retry delay. `None` (the default) when this backend cannot
+    /// tell; waiters then poll. The subscription ends when the last clone
+    /// of the watch is dropped.
+    fn watch_releases(&self, key: &str, options: &LockOptions) -> Option<ReleaseWatch> {
+        let _ = (key, options);
+        None
+    }
 }

@@ -10,6 +10,7 @@ use crate::handoff::Handoff;
 use crate::lease::Lease;
 use crate::options::LockOptions;
 use crate::owner::LiveHolds;
+use crate::queue::WaitLines;
 use crate::telemetry::{Key, Telemetry};
 use crate::watchdog::{Renewal, WatchdogHandle};
 
@@ -19,6 +20,7 @@ pub(crate) struct Shared<B: Backend> {
     pub(crate) options: Arc<LockOptions>,
     pub(crate) live: Arc<LiveHolds>,
     pub(crate) telemetry: Arc<Telemetry>,
+    pub(crate) lines: Arc<WaitLines>,
 }
 
 impl<B: Backend> Clone for Shared<B> {
@@ -28,6 +30,7 @@ impl<B: Backend> Clone for Shared<B> {
             options: Arc::clone(&self.options),
             live: Arc::clone(&self.live),
             telemetry: Arc::clone(&self.telemetry),
+            lines: Arc::clone(&self.lines),
         }
     }
 }

@@ -12,8 +12,10 @@ mod handoff;
 mod lease;
 mod locker;
 pub mod metrics;
+mod notify;
 mod options;
 mod owner;
+mod queue;
 mod telemetry;
 mod watchdog;
 
@@ -30,6 +32,7 @@ pub use fencing::FencingToken;
 pub use guard::LockGuard;
 pub use handoff::Handoff;
 pub use locker::Locker;
+pub use notify::{ReleaseWatch, Signal};
 pub use options::{LockOptions, MAX_KEY_LEN, MAX_PREFIX_LEN, MAX_TTL, RetryPolicy, Watchdog};
 pub use owner::Owner;
 pub use telemetry::Statistics;

@@ -8,6 +8,7 @@ use crate::backend::{Backend, Hold, Parent};
 use crate::error::{Error, Result};
 use crate::guard::{LockGuard, ReleaseOnDrop, Shared};
 use crate::handoff::Handoff;
+use crate::notify::ReleaseWatch;
 use crate::options::{LockOptions, validate_key};
 use crate::owner::{Owner, current_owner, new_instance_id, next_hold_id};
 use crate::telemetry::{Statistics, Telemetry};
@@ -74,6 +75,7 @@ impl<B: Backend> Locker<B> {
                 backend: Arc::new(backend),
                 options: Arc::new(options),
                 live: Arc::default(),
+                lines: Arc::default(),
             },
             instance: new_instance_id(),
             owner: None,
@@ -137,18 +139,23 @@ impl<B: Backend> Locker<B> {
     async fn attempt(&self, key: &str) -> Result<LockGuard<B>> {
         validate_key(key)?;
         let owner = current_owner(self.instance, self.owner.as_ref());
-        let mut parent = self.shared.live.parent(&owner, key);
+        self.attempt_as(key, &owner).await
+    }
+
+    /// One attempt by `owner` on a valid key.
+    async fn attempt_as(&self, key: &str, owner: &str) -> Result<LockGuard<B>> {
+        let mut parent = self.shared.live.parent(owner, key);
         loop {
-            match self.acquire_once(key, &owner, parent.clone()).await {
+            match self.acquire_once(key, owner, parent.clone()).await {
                 // The outer hold was released (by another task of the same
                 // explicit owner) between looking it up and the nodes
                 // answering. Go again with whatever is live now, a first
                 // acquire if nothing: each round follows progress by the
                 // other task, so this cannot spin on its own.
                 Err(Error::NotHeld { .. })
-                    if parent.is_some() && self.shared.live.parent(&owner, key) != parent =>
+                    if parent.is_some() && self.shared.live.parent(owner, key) != parent =>
                 {
-                    parent = self.shared.live.parent(&owner, key);
+                    parent = self.shared.live.parent(owner, key);
                 }
                 other => return other,
             }
@@ -330,19 +337,58 @@ impl<B: Backend> Locker<B> {
     }
 
     /// The retry loop of `lock` and `lock_timeout`, not recorded.
+    ///
+    /// With release notifications, waiters of this Locker line up per key
+    /// and only the head of the line tries; between tries it waits for a
+    /// notification or the retry delay, whichever comes first. A nested
+    /// acquire never lines up: its owner holds the lock already.
     async fn wait_for(&self, key: &str) -> Result<LockGuard<B>> {
-        // Bad keys fail the first attempt with InvalidKey, which is final.
-        let retry = self.shared.options.get_retry();
+        validate_key(key)?;
+        let options = &self.shared.options;
+        let retry = options.get_retry();
+        let owner = current_owner(self.instance, self.owner.as_ref());
+        let ticket = (options.get_wake_on_release()
+            && self.shared.live.parent(&owner, key).is_none())
+        .then(|| self.shared.lines.join(options.get_key_prefix(), key));
+        let _turn = match &ticket {
+            Some(ticket) => Some(ticket.turn().await),
+            None => None,
+        };
+        let mut watch: Option<ReleaseWatch> = None;
         let mut attempts = 0u32;
         loop {
             attempts = attempts.saturating_add(1);
-            match self.attempt(key).await {
+            if let Some(watch) = &mut watch {
+                watch.mark_seen();
+            }
+            match self.attempt_as(key, &owner).await {
                 Ok(guard) => return Ok(guard),
                 Err(e)
                     if e.is_retryable()
                         && retry.get_max_attempts().is_none_or(|max| attempts < max) =>
                 {
-                    tokio::time::sleep(retry.next_delay()).await;
+                    if watch.is_none()
+                        && let Some(ticket) = &ticket
+                        && let Some(mut subscribed) =
+                            ticket.watch(|| self.shared.backend.watch_releases(key, options))
+                    {
+                        // A release between the failed attempt and the
+                        // subscription would go unheard: once some server
+                        // listens (or a node timeout passed), try again.
+                        subscribed.listening(options.get_node_timeout()).await;
+                        watch = Some(subscribed);
+                        continue;
+                    }
+                    let delay = tokio::time::sleep(retry.next_delay());
+                    match &mut watch {
+                        Some(watch) => {
+                            tokio::select! {
+                                () = watch.released() => {}
+                                () = delay => {}
+                            }
+                        }
+                        None => delay.await,
+                    }
                 }
                 Err(e) => return Err(e),
             }

@@ -37,6 +37,7 @@ pub struct LockOptions {
     watchdog: Watchdog,
     max_hold: Option<Duration>,
     metrics_per_key: bool,
+    wake_on_release: bool,
 }
 
 /// Whether and how often a held lock is renewed in the background.
@@ -71,6 +72,7 @@ impl Default for LockOptions {
             watchdog: Watchdog::Auto,
             max_hold: None,
             metrics_per_key: false,
+            wake_on_release: true,
         }
     }
 }
@@ -148,6 +150,22 @@ impl LockOptions {
     pub fn metrics_per_key(mut self, on: bool) -> Self {
         self.metrics_per_key = on;
         self
+    }
+
+    /// Whether `lock` and `lock_timeout` wait for release notifications.
+    /// Default: on. Waiters of one process then line up in arrival order
+    /// and only the first in line asks the servers; it tries again the
+    /// moment the lock is freed (the retry delay remains the fallback for
+    /// expiries and lost messages). Off: every waiter polls on its own after
+    /// each retry delay, as classic Redlock clients do.
+    pub fn wake_on_release(mut self, on: bool) -> Self {
+        self.wake_on_release = on;
+        self
+    }
+
+    /// Whether waiters wait for release notifications.
+    pub fn get_wake_on_release(&self) -> bool {
+        self.wake_on_release
     }
 
     /// The time to live.

@@ -9,6 +9,7 @@ mod admin;
 mod node;
 mod quorum;
 mod scripts;
+mod subscriber;
 
 use std::time::{Duration, Instant};
 
@@ -21,10 +22,12 @@ use crate::backend::{Backend, Grant, Hold};
 use crate::error::{Error, NodeFailure, NodeFault, Result};
 use crate::fencing::FencingToken;
 use crate::metrics::FENCE_COUNTER_RESET;
+use crate::notify::ReleaseWatch;
 use crate::options::LockOptions;
 use node::AcquireReply;
 use quorum::{Verdict, fence_candidate, fence_confirmed, valid_until, verdict};
 use scripts::Keys;
+use subscriber::Subscriptions;
 
 /// The Redlock backend: a quorum coordinator over independent Redis nodes.
 ///
@@ -46,6 +49,7 @@ use scripts::Keys;
 #[derive(Debug)]
 pub struct Redlock {
     nodes: Vec<RedisNode>,
+    subscriptions: Subscriptions,
 }
 
 impl Redlock {
@@ -63,7 +67,16 @@ impl Redlock {
                 )));
             }
         }
-        Ok(Self { nodes })
+        let subscriptions = Subscriptions::new(
+            nodes
+                .iter()
+                .filter_map(|n| Some((n.name().to_owned(), n.notifications()?.clone())))
+                .collect(),
+        );
+        Ok(Self {
+            nodes,
+            subscriptions,
+        })
     }
 
     /// A coordinator over nodes given by URL (see [`RedisNode::from_url`]).
@@ -335,6 +348,11 @@ impl Backend for Redlock {
 
     async fn force_release(&self, key: &str, options: &LockOptions) -> Result<ForceReleased> {
         self.force_release_lock(key, options).await
+    }
+
+    fn watch_releases(&self, key: &str, options: &LockOptions) -> Option<ReleaseWatch> {
+        let lock = Keys::lock_key(options.get_key_prefix(), key);
+        self.subscriptions.watch(subscriber::channel_of(&lock))
     }
 
     async fn release(&self, hold: &Hold, options: &LockOptions) -> Result<()> {

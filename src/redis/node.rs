@@ -28,12 +28,17 @@ use crate::redis::scripts::{self, Keys};
 /// health-check round trip; the pool hands out a checked or new connection
 /// when the kept one breaks.
 ///
+/// Waiters hear of releases over one more connection per node, a pub/sub
+/// subscriber (see [`with_notifications`](Self::with_notifications)).
+///
 /// Cloning is cheap and shares the pool and the kept connection.
 #[derive(Clone)]
 pub struct RedisNode {
     name: String,
     pool: Pool,
     kept: Arc<Mutex<Slot>>,
+    /// Opens the pub/sub connection for release notifications.
+    notifications: Option<redis::Client>,
 }
 
 impl std::fmt::Debug for RedisNode {
@@ -66,6 +71,8 @@ impl RedisNode {
             .into_connection_info()
             .map_err(|e| Error::InvalidOptions(format!("bad node URL {}: {e}", redact(url))))?;
         let name = info.addr().to_string();
+        let client = redis::Client::open(info.clone())
+            .map_err(|e| Error::InvalidOptions(format!("bad node URL {}: {e}", redact(url))))?;
         let config = AsyncConnectionConfig::new().set_response_timeout(None);
         let manager = Manager::new_with_config(info, config)
             .map_err(|e| Error::InvalidOptions(format!("bad node URL {}: {e}", redact(url))))?;
@@ -74,36 +81,57 @@ impl RedisNode {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| Error::InvalidOptions(format!("node {name}: {e}")))?;
-        Ok(Self::from_pool(name, pool))
+        Ok(Self::from_pool(name, pool).with_notifications(client))
     }
 
     /// A node from a deadpool-redis configuration.
     pub fn from_config(config: &deadpool_redis::Config) -> Result<Self> {
-        let name = match (&config.url, &config.connection) {
+        let info: ConnectionInfo = match (&config.url, &config.connection) {
             (Some(url), _) => url
                 .as_str()
                 .into_connection_info()
-                .map(|info: ConnectionInfo| info.addr().to_string())
                 .map_err(|e| Error::InvalidOptions(format!("bad node URL {}: {e}", redact(url))))?,
-            (None, Some(connection)) => {
-                redis::ConnectionAddr::from(connection.addr.clone()).to_string()
-            }
-            (None, None) => "redis://127.0.0.1:6379".to_owned(),
+            (None, Some(connection)) => connection.clone().into(),
+            (None, None) => "redis://127.0.0.1:6379"
+                .into_connection_info()
+                .map_err(|e| Error::InvalidOptions(e.to_string()))?,
         };
+        let name = info.addr().to_string();
+        let client = redis::Client::open(info)
+            .map_err(|e| Error::InvalidOptions(format!("node {name}: {e}")))?;
         let pool = config
             .create_pool(Some(Runtime::Tokio1))
             .map_err(|e| Error::InvalidOptions(format!("node {name}: {e}")))?;
-        Ok(Self::from_pool(name, pool))
+        Ok(Self::from_pool(name, pool).with_notifications(client))
     }
 
     /// A node from an existing pool; `name` identifies it in errors and
     /// metrics (give an address, never a password).
+    ///
+    /// The pool does not reveal how to reach the server, so waiters on such
+    /// a node poll unless [`with_notifications`](Self::with_notifications)
+    /// adds a client for pub/sub.
     pub fn from_pool(name: impl Into<String>, pool: Pool) -> Self {
         Self {
             name: name.into(),
             pool,
             kept: Arc::default(),
+            notifications: None,
         }
+    }
+
+    /// The same node, with `client` (for the same server) opening the one
+    /// pub/sub connection on which this process hears of releases, so
+    /// waiters try again as soon as a lock is freed instead of after their
+    /// retry delay. Nodes made from a URL or a config have one already.
+    pub fn with_notifications(mut self, client: redis::Client) -> Self {
+        self.notifications = Some(client);
+        self
+    }
+
+    /// The client for release notifications, if any.
+    pub(crate) fn notifications(&self) -> Option<&redis::Client> {
+        self.notifications.as_ref()
     }
 
     /// The node's address, as used in errors.

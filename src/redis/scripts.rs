@@ -53,8 +53,13 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
+    /// The lock hash's name alone.
+    pub(crate) fn lock_key(prefix: &str, resource: &str) -> String {
+        format!("{prefix}{{{resource}}}")
+    }
+
     pub(crate) fn new(prefix: &str, resource: &str) -> Self {
-        let lock = format!("{prefix}{{{resource}}}");
+        let lock = Self::lock_key(prefix, resource);
         let fence = format!("{lock}:fence");
         Self { lock, fence }
     }

@@ -1,0 +1,118 @@
+//! Release notifications: how a waiter learns, without polling, that the
+//! lock it waits for may have been freed.
+//!
+//! A backend that can push such news (Redis pub/sub, an etcd watch) hands
+//! out a [`ReleaseWatch`] per key; the Locker's waiters try again as soon as
+//! it fires, and fall back to the retry delay for news that never comes
+//! (an expiry, a lost message).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// The state a backend publishes to the waiters of one key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Signal {
+    /// How many times the lock may have been freed so far: releases heard,
+    /// plus reconnects of a listener that may have missed one. Waiters only
+    /// look at whether it moved.
+    pub releases: u64,
+    /// On how many servers the subscription is confirmed at the moment.
+    pub listening: u32,
+}
+
+/// One waiter's view of the release notifications for one key.
+///
+/// Clones share the subscription, which ends when the last clone is dropped.
+#[derive(Clone)]
+pub struct ReleaseWatch {
+    signal: watch::Receiver<Signal>,
+    seen: u64,
+    _subscription: Arc<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for ReleaseWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReleaseWatch")
+            .field("signal", &*self.signal.borrow())
+            .field("seen", &self.seen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReleaseWatch {
+    /// A watch fed by `signal`. `subscription` is kept alive as long as any
+    /// clone of the watch: its `Drop` is where a backend ends the
+    /// subscription.
+    pub fn new(signal: watch::Receiver<Signal>, subscription: impl Send + Sync + 'static) -> Self {
+        let seen = signal.borrow().releases;
+        Self {
+            signal,
+            seen,
+            _subscription: Arc::new(subscription),
+        }
+    }
+
+    /// Waits at most `within` until some server confirmed the subscription;
+    /// whether one did. Until then a release can go unheard.
+    pub(crate) async fn listening(&mut self, within: Duration) -> bool {
+        let confirmed = self.signal.wait_for(|s| s.listening > 0);
+        matches!(tokio::time::timeout(within, confirmed).await, Ok(Ok(_)))
+    }
+
+    /// Forgets the news so far: [`released`](Self::released) then waits for
+    /// news that comes after this call. Call it before each attempt, so a
+    /// release between the attempt and the wait is not missed.
+    pub(crate) fn mark_seen(&mut self) {
+        self.seen = self.signal.borrow_and_update().releases;
+    }
+
+    /// Completes at the next release news after [`mark_seen`](Self::mark_seen).
+    /// Never completes once the backend stopped listening.
+    pub(crate) async fn released(&mut self) {
+        loop {
+            if self.signal.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            let releases = self.signal.borrow_and_update().releases;
+            if releases != self.seen {
+                self.seen = releases;
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn news_before_the_wait_is_kept_and_news_before_mark_seen_is_not() {
+        let (tx, rx) = watch::channel(Signal::default());
+        let mut watch = ReleaseWatch::new(rx, ());
+        tx.send_modify(|s| s.releases += 1);
+        // Sent after the watch was made: heard.
+        tokio::time::timeout(Duration::from_secs(5), watch.released())
+            .await
+            .expect("news kept");
+        tx.send_modify(|s| s.releases += 1);
+        watch.mark_seen();
+        // Only a listener change: not news.
+        tx.send_modify(|s| s.listening += 1);
+        let quiet = tokio::time::timeout(Duration::from_millis(20), watch.released()).await;
+        assert!(quiet.is_err(), "news before mark_seen must not wake");
+        assert!(watch.listening(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn a_watch_whose_backend_is_gone_never_fires() {
+        let (tx, rx) = watch::channel(Signal::default());
+        let mut watch = ReleaseWatch::new(rx, ());
+        drop(tx);
+        let quiet = tokio::time::timeout(Duration::from_millis(20), watch.released()).await;
+        assert!(quiet.is_err());
+        assert!(!watch.listening(Duration::from_millis(5)).await);
+    }
+}

@@ -1,0 +1,328 @@
+//! Release notifications over Redis pub/sub.
+//!
+//! The release and force-release scripts publish on `<lock key>:released`
+//! when they free a lock. Each node gets one subscriber connection per
+//! [`Redlock`](crate::Redlock), owned by a background task, that carries
+//! every channel this process waits on: waiters register interest in a
+//! shared table, the task subscribes and unsubscribes to match it, and a
+//! message bumps the channel's [`Signal`]. The last waiter of a channel to
+//! leave ends its subscription, so waiters that give up leave nothing behind.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use redis::aio::{PubSubSink, PubSubStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::notify::{ReleaseWatch, Signal};
+
+/// Bounds connecting and each (un)subscribe round trip of a listener.
+const LISTENER_TIMEOUT: Duration = Duration::from_secs(1);
+/// The first pause before reconnecting a listener; it doubles up to the max.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The channel on which a lock's release is announced (the scripts derive
+/// the same name from the lock key).
+pub(crate) fn channel_of(lock_key: &str) -> String {
+    format!("{lock_key}:released")
+}
+
+/// The subscriptions of one Redlock: a table of channels with waiters, and
+/// one listener task per node that has a client for pub/sub.
+pub(crate) struct Subscriptions {
+    table: Arc<Table>,
+    clients: Vec<(String, redis::Client)>,
+    /// Started on first use, inside the runtime; dropping them (with the
+    /// Redlock) ends the listener tasks.
+    nudges: OnceLock<Arc<[mpsc::UnboundedSender<()>]>>,
+}
+
+impl std::fmt::Debug for Subscriptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriptions")
+            .field("nodes", &self.clients.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    channels: Mutex<HashMap<String, Entry>>,
+}
+
+struct Entry {
+    /// Live subscriptions (each shared by the clones of one watch).
+    waiters: usize,
+    /// Tells a recreated entry from the one a listener confirmed.
+    id: u64,
+    signal: watch::Sender<Signal>,
+}
+
+impl Table {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // Plain data; a panic elsewhere cannot leave it half-written.
+        self.channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The wanted channels and the entry ids to confirm them for.
+    fn wanted(&self) -> HashMap<String, u64> {
+        self.lock()
+            .iter()
+            .map(|(channel, entry)| (channel.clone(), entry.id))
+            .collect()
+    }
+
+    fn update(&self, channel: &str, id: Option<u64>, change: impl FnOnce(&mut Signal)) {
+        if let Some(entry) = self.lock().get(channel)
+            && id.is_none_or(|id| id == entry.id)
+        {
+            entry.signal.send_modify(change);
+        }
+    }
+}
+
+impl Subscriptions {
+    /// Subscriptions over the nodes that have a client (name, client).
+    pub(crate) fn new(clients: Vec<(String, redis::Client)>) -> Self {
+        Self {
+            table: Arc::default(),
+            clients,
+            nudges: OnceLock::new(),
+        }
+    }
+
+    /// A watch on `channel`, or `None` when no node can notify.
+    pub(crate) fn watch(&self, channel: String) -> Option<ReleaseWatch> {
+        if self.clients.is_empty() {
+            return None;
+        }
+        let nudges = Arc::clone(self.nudges.get_or_init(|| self.start()));
+        let (rx, id, created) = {
+            let mut channels = self.table.lock();
+            let created = !channels.contains_key(&channel);
+            let entry = channels.entry(channel.clone()).or_insert_with(|| Entry {
+                waiters: 0,
+                id: rand::random(),
+                signal: watch::Sender::new(Signal::default()),
+            });
+            entry.waiters += 1;
+            (entry.signal.subscribe(), entry.id, created)
+        };
+        if created {
+            nudge(&nudges);
+        }
+        let interest = Interest {
+            table: Arc::clone(&self.table),
+            channel,
+            id,
+            nudges,
+        };
+        Some(ReleaseWatch::new(rx, interest))
+    }
+
+    fn start(&self) -> Arc<[mpsc::UnboundedSender<()>]> {
+        self.clients
+            .iter()
+            .map(|(name, client)| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let listener = Listener {
+                    node: name.clone(),
+                    client: client.clone(),
+                    table: Arc::clone(&self.table),
+                    nudges: rx,
+                    current: HashMap::new(),
+                    missed: HashSet::new(),
+                };
+                tokio::spawn(listener.run());
+                tx
+            })
+            .collect()
+    }
+}
+
+fn nudge(nudges: &[mpsc::UnboundedSender<()>]) {
+    for tx in nudges {
+        // A listener that ended has nothing left to update.
+        let _ = tx.send(());
+    }
+}
+
+/// One waiter's registration on a channel; dropping it may end the
+/// subscription.
+struct Interest {
+    table: Arc<Table>,
+    channel: String,
+    id: u64,
+    nudges: Arc<[mpsc::UnboundedSender<()>]>,
+}
+
+impl Drop for Interest {
+    fn drop(&mut self) {
+        let mut channels = self.table.lock();
+        let Some(entry) = channels.get_mut(&self.channel) else {
+            return;
+        };
+        if entry.id != self.id {
+            return;
+        }
+        entry.waiters -= 1;
+        if entry.waiters == 0 {
+            channels.remove(&self.channel);
+            drop(channels);
+            nudge(&self.nudges);
+        }
+    }
+}
+
+/// The task that keeps one node's subscriber connection in line with the
+/// table.
+struct Listener {
+    node: String,
+    client: redis::Client,
+    table: Arc<Table>,
+    nudges: mpsc::UnboundedReceiver<()>,
+    /// Channels subscribed on the current connection, with the entry id
+    /// they were confirmed for.
+    current: HashMap<String, u64>,
+    /// Channels that were subscribed when the connection broke: what was
+    /// published on them until they are subscribed again went unheard.
+    missed: HashSet<String>,
+}
+
+/// Why a listener's connection loop ended.
+enum Ended {
+    /// The Redlock is gone: stop.
+    Closed,
+    /// The connection failed: reconnect.
+    Broken,
+}
+
+impl Listener {
+    async fn run(mut self) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.connected().await {
+                Ended::Closed => return,
+                Ended::Broken => {}
+            }
+            for (channel, id) in self.current.drain() {
+                self.table.update(&channel, Some(id), |s| {
+                    s.listening = s.listening.saturating_sub(1);
+                });
+                self.missed.insert(channel);
+            }
+            if self.pause(backoff).await.is_err() {
+                return;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Sleeps `how_long` unless the Redlock goes away first (`Err`).
+    async fn pause(&mut self, how_long: Duration) -> Result<(), ()> {
+        let sleep = tokio::time::sleep(how_long);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return Ok(()),
+                nudge = self.nudges.recv() => if nudge.is_none() { return Err(()) },
+            }
+        }
+    }
+
+    async fn connected(&mut self) -> Ended {
+        let pubsub =
+            match tokio::time::timeout(LISTENER_TIMEOUT, self.client.get_async_pubsub()).await {
+                Ok(Ok(pubsub)) => pubsub,
+                _ => return Ended::Broken,
+            };
+        let (mut sink, mut stream): (PubSubSink, PubSubStream) = pubsub.split();
+        loop {
+            if self.reconcile(&mut sink).await.is_err() {
+                return Ended::Broken;
+            }
+            tokio::select! {
+                nudge = self.nudges.recv() => {
+                    if nudge.is_none() {
+                        return Ended::Closed;
+                    }
+                    // Many nudges, one reconcile.
+                    while self.nudges.try_recv().is_ok() {}
+                }
+                message = stream.next() => match message {
+                    Some(message) => {
+                        self.table.update(message.get_channel_name(), None, |s| s.releases += 1);
+                    }
+                    None => return Ended::Broken,
+                },
+            }
+        }
+    }
+
+    /// Subscribes to the channels the table wants and this connection lacks,
+    /// and unsubscribes from those nobody waits on any more.
+    async fn reconcile(&mut self, sink: &mut PubSubSink) -> Result<(), ()> {
+        let wanted = self.table.wanted();
+        self.missed.retain(|channel| wanted.contains_key(channel));
+        let mut subscribe = Vec::new();
+        for (channel, &id) in &wanted {
+            match self.current.get(channel) {
+                Some(&have) if have == id => {}
+                // Subscribed already, for an entry that was since recreated.
+                Some(_) => self.confirm(channel, id),
+                None => subscribe.push(channel.clone()),
+            }
+        }
+        let unsubscribe: Vec<String> = self
+            .current
+            .keys()
+            .filter(|c| !wanted.contains_key(*c))
+            .cloned()
+            .collect();
+        if !unsubscribe.is_empty() {
+            bounded(sink.unsubscribe(&unsubscribe)).await?;
+            for channel in &unsubscribe {
+                self.current.remove(channel);
+            }
+        }
+        if !subscribe.is_empty() {
+            bounded(sink.subscribe(&subscribe)).await?;
+            for channel in &subscribe {
+                self.confirm(channel, wanted[channel]);
+            }
+        }
+        Ok(())
+    }
+
+    fn confirm(&mut self, channel: &str, id: u64) {
+        self.current.insert(channel.to_owned(), id);
+        // Back after a break: whatever was published meanwhile went
+        // unheard, so wake the waiters to look for themselves.
+        let missed = u64::from(self.missed.remove(channel));
+        self.table.update(channel, Some(id), |s| {
+            s.listening += 1;
+            s.releases += missed;
+        });
+    }
+}
+
+async fn bounded(request: impl Future<Output = redis::RedisResult<()>>) -> Result<(), ()> {
+    match tokio::time::timeout(LISTENER_TIMEOUT, request).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("node", &self.node)
+            .field("channels", &self.current.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,275 @@
+//! Release notifications against real redis-server nodes: waiters wake on a
+//! release (or a forced one) long before their retry delay, even when the
+//! subscriber connection was cut; waiters of one process take turns in
+//! arrival order; and no subscription outlives its waiters.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{bounded, locker, options, start, wait_until};
+use fencelock::deadpool_redis::redis;
+use fencelock::testing::RedisNodes;
+use fencelock::{Error, LockOptions, Owner, RetryPolicy, Watchdog};
+
+const LIMIT: Duration = Duration::from_secs(120);
+/// The waiters' retry delay: any wake-up far below it came from a notification.
+const RETRY: Duration = Duration::from_secs(10);
+/// How soon after a release a notified waiter must hold the lock. Loose for
+/// a loaded CI machine, and still a tenth of the retry delay.
+const WAKE: Duration = Duration::from_secs(1);
+
+/// Waiters that would poll only every 10 s.
+fn slow_retry() -> LockOptions {
+    options().retry(RetryPolicy::default().delay(RETRY).jitter(Duration::ZERO))
+}
+
+/// The release channel of resource `key` under the default prefix.
+fn channel(key: &str) -> String {
+    format!("fencelock:{{{key}}}:released")
+}
+
+/// How many subscribers `channel` has on each node.
+async fn subscribers(nodes: &RedisNodes, channel: &str) -> Vec<u64> {
+    let mut counts = Vec::new();
+    for url in nodes.urls() {
+        let mut c = common::conn(&url).await;
+        let (_, n): (String, u64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        counts.push(n);
+    }
+    counts
+}
+
+/// Every channel with a subscriber, on any node.
+async fn open_channels(nodes: &RedisNodes) -> Vec<String> {
+    let mut all = Vec::new();
+    for url in nodes.urls() {
+        let mut c = common::conn(&url).await;
+        let channels: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        all.extend(channels);
+    }
+    all
+}
+
+/// Waits until every node has exactly one subscriber on `channel`: the
+/// waiter is listening.
+async fn until_listening(nodes: &RedisNodes, channel: &str) {
+    wait_until(Duration::from_secs(10), async || {
+        subscribers(nodes, channel).await.iter().all(|&n| n == 1)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_waiter_wakes_on_release_long_before_its_retry_delay() {
+    let nodes = start(5);
+    let holder = locker(&nodes, options());
+    // Another Locker: another process as far as the waiting line goes, so
+    // the news must come over pub/sub.
+    let waiter = locker(&nodes, slow_retry());
+    common::warm_up(&holder).await;
+    common::warm_up(&waiter).await;
+    bounded(LIMIT, async {
+        let guard = holder.lock("report").await.unwrap();
+        let first = guard.token();
+        let waiting = tokio::spawn(async move {
+            let guard = waiter.lock_timeout("report", 3 * RETRY).await.unwrap();
+            let at = Instant::now();
+            let token = guard.token();
+            guard.release().await.unwrap();
+            (token, at)
+        });
+        until_listening(&nodes, &channel("report")).await;
+        let released = Instant::now();
+        guard.release().await.unwrap();
+        let (token, acquired) = waiting.await.unwrap();
+        let woke = acquired - released;
+        println!("woke {woke:?} after the release (retry delay {RETRY:?})");
+        assert!(woke < WAKE, "woke {woke:?} after the release");
+        assert!(token > first);
+        common::wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_waiter_that_gives_up_leaves_no_subscription_behind() {
+    let nodes = start(5);
+    let holder = locker(&nodes, options());
+    let waiter = locker(&nodes, slow_retry());
+    bounded(LIMIT, async {
+        let guard = holder.lock("export").await.unwrap();
+        let waiting = tokio::spawn(async move {
+            waiter
+                .lock_timeout("export", Duration::from_secs(2))
+                .await
+                .map(|_| ())
+        });
+        until_listening(&nodes, &channel("export")).await;
+        assert!(matches!(waiting.await.unwrap(), Err(Error::Timeout { .. })));
+        // The unsubscribe goes out in the background right after.
+        wait_until(Duration::from_secs(5), async || {
+            open_channels(&nodes).await.is_empty()
+        })
+        .await;
+        guard.release().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cut_subscriber_connection_still_wakes_the_waiter() {
+    let nodes = start(3);
+    let holder = locker(&nodes, options());
+    let waiter = locker(&nodes, slow_retry());
+    common::warm_up(&holder).await;
+    bounded(LIMIT, async {
+        let guard = holder.lock("sync").await.unwrap();
+        let waiting = tokio::spawn(async move {
+            let guard = waiter.lock_timeout("sync", 3 * RETRY).await.unwrap();
+            let at = Instant::now();
+            guard.release().await.unwrap();
+            at
+        });
+        until_listening(&nodes, &channel("sync")).await;
+        // Cut every subscriber connection, then release at once: the
+        // release's messages reach nobody. The listeners reconnect and wake
+        // their waiters, who look for themselves.
+        for url in nodes.urls() {
+            let mut c = common::conn(&url).await;
+            let killed: u64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            assert_eq!(killed, 1, "one subscriber connection per node");
+        }
+        let released = Instant::now();
+        guard.release().await.unwrap();
+        let woke = waiting.await.unwrap() - released;
+        println!("woke {woke:?} after a release nobody heard");
+        assert!(woke < WAKE, "woke {woke:?} after the release");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_forced_release_wakes_the_waiter() {
+    let nodes = start(3);
+    let parked = options()
+        .ttl(Duration::from_secs(60))
+        .watchdog(Watchdog::Off);
+    let holder = locker(&nodes, parked);
+    let waiter = locker(&nodes, slow_retry());
+    let admin = locker(&nodes, options());
+    bounded(LIMIT, async {
+        let stuck = holder.lock("nightly").await.unwrap();
+        let waiting = tokio::spawn(async move {
+            let guard = waiter.lock_timeout("nightly", 3 * RETRY).await.unwrap();
+            let at = Instant::now();
+            guard.release().await.unwrap();
+            at
+        });
+        until_listening(&nodes, &channel("nightly")).await;
+        let forced = Instant::now();
+        let report = admin.force_release("nightly").await.unwrap();
+        assert_eq!(report.removed, 3);
+        let woke = waiting.await.unwrap() - forced;
+        assert!(woke < WAKE, "woke {woke:?} after the forced release");
+        assert!(matches!(stuck.release().await, Err(Error::NotHeld { .. })));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn waiters_of_one_process_take_turns_in_arrival_order() {
+    for n in [1, 5] {
+        let nodes = start(n);
+        let locker = locker(&nodes, slow_retry());
+        common::warm_up(&locker).await;
+        bounded(LIMIT, async {
+            let holder = locker.lock("queue").await.unwrap();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let mut waiters = Vec::new();
+            for i in 0..6 {
+                // Explicit owners: the futures start on this task.
+                let me = locker.with_owner(Owner::random());
+                let tx = tx.clone();
+                let mut waiter = Box::pin(async move {
+                    let guard = me.lock_timeout("queue", 3 * RETRY).await.unwrap();
+                    tx.send((i, guard.token())).unwrap();
+                    guard.release().await.unwrap();
+                });
+                // Polled once here: in the line before the next one joins.
+                assert!(futures::poll!(&mut waiter).is_pending());
+                waiters.push(tokio::spawn(waiter));
+            }
+            let started = Instant::now();
+            let mut last = holder.token();
+            holder.release().await.unwrap();
+            let mut order = Vec::new();
+            for _ in 0..6 {
+                let (i, token) = rx.recv().await.unwrap();
+                assert!(token > last, "tokens increase along the line");
+                last = token;
+                order.push(i);
+            }
+            let took = started.elapsed();
+            assert_eq!(order, (0..6).collect::<Vec<_>>(), "N = {n}");
+            // Six hand-overs, each on a notification: far below one retry delay.
+            assert!(took < RETRY / 2, "N = {n}: six hand-overs took {took:?}");
+            for w in waiters {
+                w.await.unwrap();
+            }
+            wait_until(Duration::from_secs(5), async || {
+                open_channels(&nodes).await.is_empty()
+            })
+            .await;
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn polling_waiters_subscribe_to_nothing() {
+    let nodes = start(3);
+    let holder = locker(&nodes, options());
+    let poller = locker(
+        &nodes,
+        options()
+            .wake_on_release(false)
+            .retry(RetryPolicy::default().delay(Duration::from_millis(20))),
+    );
+    common::warm_up(&poller).await;
+    bounded(LIMIT, async {
+        let guard = holder.lock("poll").await.unwrap();
+        let url = nodes.urls()[0].clone();
+        let before = common::script_calls(&url).await;
+        let waiting = tokio::spawn(async move {
+            poller
+                .lock_timeout("poll", Duration::from_secs(30))
+                .await
+                .map(|g| g.token())
+        });
+        // Three tries seen on a node: it polls.
+        wait_until(Duration::from_secs(10), async || {
+            common::script_calls(&url).await >= before + 3
+        })
+        .await;
+        assert!(open_channels(&nodes).await.is_empty());
+        guard.release().await.unwrap();
+        waiting.await.unwrap().unwrap();
+    })
+    .await;
+}
