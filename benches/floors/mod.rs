@@ -2,6 +2,8 @@
 //! raw floors it is compared against, the same Redis commands a lock needs
 //! through the plain redis crate with no library logic.
 
+#![allow(dead_code)] // each bench uses a different part
+
 use fencelock::deadpool_redis::redis;
 use fencelock::{Locker, Redlock};
 use futures::StreamExt;
