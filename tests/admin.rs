@@ -40,6 +40,8 @@ async fn inspect_list_and_force_release_on_five_nodes() {
         let outer = locker.lock("report:daily").await.unwrap();
         let inner = locker.lock("report:daily").await.unwrap();
         let other = locker.lock("billing").await.unwrap();
+        // Acquires return once a quorum granted; the last nodes follow.
+        locker.backend().settled().await;
 
         let info = locker.inspect("report:daily").await.unwrap();
         assert_eq!(info.nodes.len(), 5);
@@ -103,6 +105,7 @@ async fn with_one_node_down_the_quorum_view_holds_and_the_node_is_named() {
     let locker = locker(&nodes, parked());
     common::warm_up(&locker).await;
     let guard = bounded(LIMIT, locker.lock("survivor")).await.unwrap();
+    bounded(LIMIT, locker.backend().settled()).await;
     let down = nodes
         .node(0)
         .url()

@@ -222,13 +222,15 @@ async fn a_minority_restarted_empty_is_detected_and_tokens_keep_growing() {
         nodes.node_mut(1).restart(Restart::WipeData).unwrap();
         let g = locker.try_lock("wiped").await.unwrap();
         assert!(g.token() > last, "{} after {last}", g.token());
+        let raised = g.token();
+        // The acquire may return before the slowest nodes answer; their
+        // values are counted once in, and the release waits for that.
+        g.release().await.unwrap();
         assert_eq!(
             recorded.counter(FENCE_COUNTER_RESET),
             2,
             "both wiped nodes are reported"
         );
-        let raised = g.token();
-        g.release().await.unwrap();
         // Now the wiped pair plus one remembering node form the only quorum:
         // the pair returns small counts, the rule raises them to the max.
         nodes.node_mut(2).kill();

@@ -158,6 +158,7 @@ async fn release_after_expiry_is_not_held() {
         let taker = tokio::spawn(async move { other.try_lock("brief").await.unwrap() })
             .await
             .unwrap();
+        locker.backend().settled().await;
         // Past its validity a guard is lost: extending is refused outright
         // (it would be too late to count), and the new holder's lock stays.
         let extended = stale.extend(Duration::from_secs(5)).await;
@@ -341,6 +342,7 @@ async fn extending_one_hold_never_shortens_the_lock() {
         let outer = locker.try_lock("shared-lease").await.unwrap();
         let inner = locker.try_lock("shared-lease").await.unwrap();
         inner.extend(Duration::from_millis(300)).await.unwrap();
+        locker.backend().settled().await;
         for node in nodes.iter() {
             let pttl = common::pttl(&node.url(), "fencelock:{shared-lease}").await;
             assert!(pttl > 5_000, "the outer hold's lease was cut to {pttl} ms");

@@ -13,8 +13,14 @@ use fencelock::{Error, Handoff, Owner};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// The number of holds (nesting depth) on every node, from the hash fields.
-async fn depth_on_each_node(nodes: &fencelock::testing::RedisNodes, key: &str) -> Vec<usize> {
+/// The number of holds (nesting depth) on every node, from the hash fields,
+/// once the requests still out in the background have landed.
+async fn depth_on_each_node(
+    locker: &fencelock::Locker<fencelock::Redlock>,
+    nodes: &fencelock::testing::RedisNodes,
+    key: &str,
+) -> Vec<usize> {
+    locker.backend().settled().await;
     let mut depths = Vec::new();
     for node in nodes.iter() {
         let fields = hash(&node.url(), &format!("fencelock:{{{key}}}")).await;
@@ -33,7 +39,10 @@ async fn three_deep_in_one_task_and_another_task_gets_it_only_after_the_outermos
         let inner = locker.lock("deep").await.unwrap();
         assert_eq!(outer.token(), middle.token());
         assert_eq!(outer.token(), inner.token());
-        assert_eq!(depth_on_each_node(&nodes, "deep").await, vec![3; 5]);
+        assert_eq!(
+            depth_on_each_node(&locker, &nodes, "deep").await,
+            vec![3; 5]
+        );
 
         let outer_released = Arc::new(AtomicBool::new(false));
         let waiter = {
@@ -48,7 +57,10 @@ async fn three_deep_in_one_task_and_another_task_gets_it_only_after_the_outermos
         };
 
         inner.release().await.unwrap();
-        assert_eq!(depth_on_each_node(&nodes, "deep").await, vec![2; 5]);
+        assert_eq!(
+            depth_on_each_node(&locker, &nodes, "deep").await,
+            vec![2; 5]
+        );
         let busy = try_from_another_task(&locker, "deep").await;
         assert!(matches!(busy, Err(Error::NotObtained { .. })), "{busy:?}");
         middle.release().await.unwrap();
@@ -94,7 +106,10 @@ async fn tasks_never_re_enter_each_other_and_a_spawned_task_is_another_owner() {
         let (once, waited) = child.await.unwrap();
         assert!(matches!(once, Err(Error::NotObtained { .. })), "{once:?}");
         assert!(matches!(waited, Err(Error::Timeout { .. })), "{waited:?}");
-        assert_eq!(depth_on_each_node(&nodes, "mine").await, vec![1; 3]);
+        assert_eq!(
+            depth_on_each_node(&locker, &nodes, "mine").await,
+            vec![1; 3]
+        );
 
         // Two tasks each holding their own key cannot enter the other's.
         let (taken_tx, taken_rx) = tokio::sync::oneshot::channel();
@@ -140,7 +155,10 @@ async fn tasks_sharing_an_explicit_owner_re_enter() {
         };
         let inner = helper.await.unwrap().unwrap();
         assert_eq!(inner.token(), outer.token());
-        assert_eq!(depth_on_each_node(&nodes, "team").await, vec![2; 3]);
+        assert_eq!(
+            depth_on_each_node(&shared, &nodes, "team").await,
+            vec![2; 3]
+        );
         // A default-owner Locker on the same nodes is still excluded.
         let stranger = locker(&nodes, options());
         let busy = stranger.try_lock("team").await;
@@ -166,6 +184,7 @@ async fn the_depth_limit_is_reentrancy_limit_and_changes_nothing() {
             locker.try_lock("limited").await.unwrap(),
             locker.try_lock("limited").await.unwrap(),
         ];
+        locker.backend().settled().await;
         let mut before = Vec::new();
         for node in nodes.iter() {
             before.push(hash(&node.url(), "fencelock:{limited}").await);
@@ -181,6 +200,7 @@ async fn the_depth_limit_is_reentrancy_limit_and_changes_nothing() {
             matches!(waited, Err(Error::ReentrancyLimit { .. })),
             "{waited:?}"
         );
+        locker.backend().settled().await;
         for (node, before) in nodes.iter().zip(&before) {
             assert_eq!(&hash(&node.url(), "fencelock:{limited}").await, before);
         }
@@ -199,6 +219,7 @@ async fn a_nested_acquire_that_misses_quorum_leaves_the_outer_hold_alone() {
     common::warm_up(&locker).await;
     bounded(LIMIT, async {
         let outer = locker.try_lock("steady").await.unwrap();
+        locker.backend().settled().await;
         let mut before = Vec::new();
         for node in nodes.iter() {
             before.push(hash(&node.url(), "fencelock:{steady}").await);

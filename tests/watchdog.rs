@@ -33,6 +33,8 @@ async fn the_watchdog_keeps_a_one_second_lock_for_five_and_stops_on_release() {
     bounded(LIMIT, async {
         let acquired = Instant::now();
         let guard = locker.lock("kept").await.unwrap();
+        // Acquires return once a quorum granted; the last nodes follow.
+        locker.backend().settled().await;
         let original = guard.expires_at();
         // Five seconds, checked every 100 ms: held locally and on every node,
         // and another owner is refused throughout.

@@ -133,7 +133,7 @@ impl Redlock {
         use std::hash::{DefaultHasher, Hash, Hasher};
         let mut hasher = DefaultHasher::new();
         (key_prefix, prefix).hash(&mut hasher);
-        for node in &self.nodes {
+        for node in self.nodes.iter() {
             node.name().hash(&mut hasher);
         }
         format!("{:016x}", hasher.finish())

@@ -6,24 +6,29 @@
 //! `docs/algorithm.md` for the steps and the argument behind them.
 
 mod admin;
+mod fanout;
 mod node;
 mod quorum;
 mod scripts;
 mod subscriber;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared, join_all};
 
 pub use node::RedisNode;
 
 use crate::admin::{ForceReleased, ListCursor, ListPage, LockInfo};
 use crate::backend::{Backend, Grant, Hold};
-use crate::error::{Error, NodeFailure, NodeFault, Result};
+use crate::error::{Error, NodeFailure, Result};
 use crate::fencing::FencingToken;
 use crate::metrics::FENCE_COUNTER_RESET;
 use crate::notify::ReleaseWatch;
 use crate::options::LockOptions;
+use fanout::{Background, FanOut};
 use node::AcquireReply;
 use quorum::{Verdict, fence_candidate, fence_confirmed, valid_until, verdict};
 use scripts::Keys;
@@ -48,8 +53,36 @@ use subscriber::Subscriptions;
 /// ```
 #[derive(Debug)]
 pub struct Redlock {
-    nodes: Vec<RedisNode>,
+    nodes: Arc<[RedisNode]>,
     subscriptions: Subscriptions,
+    /// Acquires that returned before every node answered, by hold id: the
+    /// release of such a hold waits for them, so it cannot reach a node
+    /// ahead of the acquire it undoes.
+    stragglers: Arc<Stragglers>,
+    background: Background,
+}
+
+/// Completes when the late replies of one acquire are all in.
+type LateReplies = Shared<BoxFuture<'static, ()>>;
+
+#[derive(Default)]
+struct Stragglers(Mutex<HashMap<String, LateReplies>>);
+
+impl Stragglers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LateReplies>> {
+        // Plain data; a panic elsewhere cannot leave it half-written.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl std::fmt::Debug for Stragglers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stragglers")
+            .field("acquires", &self.lock().len())
+            .finish()
+    }
 }
 
 impl Redlock {
@@ -74,8 +107,10 @@ impl Redlock {
                 .collect(),
         );
         Ok(Self {
-            nodes,
+            nodes: nodes.into(),
             subscriptions,
+            stragglers: Arc::default(),
+            background: Background::default(),
         })
     }
 
@@ -97,27 +132,59 @@ impl Redlock {
         &self.nodes
     }
 
-    /// Releases `hold` on every node (also those that failed or timed out:
-    /// any of them may have applied the acquire).
-    async fn release_everywhere(&self, keys: &Keys, hold: &Hold, timeout: Duration) -> Tally {
-        self.tally(join_all(self.nodes.iter().map(|n| n.release(keys, hold, timeout))).await)
+    /// Waits until the requests this coordinator left running in the
+    /// background have finished: the slowest nodes' replies to acquires and
+    /// releases that returned as soon as a quorum decided, and the undoing
+    /// of failed acquires. Every such request is bounded by the node
+    /// timeout. Await it before shutting the runtime down to be sure every
+    /// node got its release; tests await it before looking at all nodes.
+    pub async fn settled(&self) {
+        self.background.idle().await;
     }
 
-    /// Counts the nodes' yes / no answers (hold present or not) in node order.
-    fn tally(&self, replies: Vec<Result<bool, NodeFault>>) -> Tally {
-        let mut tally = Tally {
-            yes: 0,
-            no: 0,
-            failures: Vec::new(),
-        };
-        for (node, reply) in self.nodes.iter().zip(replies) {
-            match reply {
-                Ok(true) => tally.yes += 1,
-                Ok(false) => tally.no += 1,
-                Err(fault) => tally.failures.push(node.failure(fault)),
-            }
+    /// Releases `hold` on every node (also those that failed or timed out:
+    /// any of them may have applied the acquire) and waits for all.
+    async fn release_everywhere(&self, keys: &Keys, hold: &Hold, timeout: Duration) {
+        join_all(self.nodes.iter().map(|n| n.release(keys, hold, timeout))).await;
+    }
+
+    /// Undoes a failed acquire on every node: at once when every node has
+    /// answered, else once the late ones have (in the background, so the
+    /// caller is not held up by the slowest node).
+    async fn undo(&self, acquire: FanOut<AcquireReply>, job: Arc<Job>, timeout: Duration) {
+        if acquire.is_done() {
+            return self.release_everywhere(&job.keys, &job.hold, timeout).await;
         }
-        tally
+        let nodes = Arc::clone(&self.nodes);
+        acquire.finish_in_background(&self.background, move |_| async move {
+            join_all(
+                nodes
+                    .iter()
+                    .map(|n| n.release(&job.keys, &job.hold, timeout)),
+            )
+            .await;
+        });
+    }
+
+    /// Lets the acquire of a granted hold finish in the background, and
+    /// keeps its release waiting until it has. `then` runs on the late
+    /// replies first.
+    fn settle_late<F, Fut>(&self, acquire: FanOut<AcquireReply>, hold: &Hold, then: F)
+    where
+        F: FnOnce(Vec<fanout::Reply<AcquireReply>>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let (done, settled) = tokio::sync::oneshot::channel::<()>();
+        let id = hold.id().to_owned();
+        self.stragglers
+            .lock()
+            .insert(id.clone(), settled.map(|_| ()).boxed().shared());
+        let stragglers = Arc::clone(&self.stragglers);
+        acquire.finish_in_background(&self.background, move |late| async move {
+            then(late).await;
+            stragglers.lock().remove(&id);
+            let _ = done.send(());
+        });
     }
 
     /// The fencing rule for a first hold granted by `granted` (node, value):
@@ -136,7 +203,6 @@ impl Redlock {
     ) -> Result<FencingToken> {
         let values: Vec<u64> = granted.iter().map(|&(_, v)| v).collect();
         let (target, fast) = fence_candidate(&values, quorum);
-        self.report_fresh_counters(&values, target);
         if fast {
             return Ok(FencingToken::new(target));
         }
@@ -176,22 +242,60 @@ impl Redlock {
             })
         }
     }
+}
 
-    /// Counts nodes whose counter for a first hold started over at 1 while
-    /// the token is higher: they lost their data (restart without
-    /// persistence) or never saw the resource. The rule still hands out a
-    /// safe token while a quorum remembers; operators should know their
-    /// nodes forget.
-    fn report_fresh_counters(&self, granted: &[u64], target: u64) {
-        let fresh = granted.iter().filter(|&&v| v == 1).count();
-        if target > 1 && fresh > 0 {
-            metrics::counter!(FENCE_COUNTER_RESET, "backend" => self.name())
-                .increment(fresh as u64);
+/// Counts nodes whose counter for a first hold started over at 1 while the
+/// token is higher: they lost their data (restart without persistence) or
+/// never saw the resource. The rule still hands out a safe token while a
+/// quorum remembers; operators should know their nodes forget. Called once
+/// per acquire, with every node's value (late ones included).
+fn report_fresh_counters(granted: &[u64], target: u64) {
+    let fresh = granted.iter().filter(|&&v| v == 1).count();
+    if target > 1 && fresh > 0 {
+        metrics::counter!(FENCE_COUNTER_RESET, "backend" => "redis").increment(fresh as u64);
+    }
+}
+
+/// What one acquire round needs on every node; shared with the requests
+/// that outlive the caller.
+struct Job {
+    keys: Keys,
+    hold: Hold,
+}
+
+/// The nodes' answers to an acquire so far.
+#[derive(Default)]
+struct Votes {
+    /// (node, fence value) of the nodes that granted.
+    granted: Vec<(usize, u64)>,
+    held: usize,
+    too_deep: usize,
+    parent_missing: usize,
+    failures: Vec<NodeFailure>,
+}
+
+impl Votes {
+    fn add(&mut self, nodes: &[RedisNode], (i, reply): fanout::Reply<AcquireReply>) {
+        match reply {
+            Ok(AcquireReply::Granted { token }) => self.granted.push((i, token)),
+            Ok(AcquireReply::Held) => self.held += 1,
+            Ok(AcquireReply::TooDeep) => self.too_deep += 1,
+            Ok(AcquireReply::ParentMissing) => self.parent_missing += 1,
+            Err(fault) => self.failures.push(nodes[i].failure(fault)),
         }
+    }
+
+    fn refused(&self) -> usize {
+        self.held + self.too_deep + self.parent_missing
+    }
+
+    fn verdict(&self, nodes: usize, quorum: usize) -> Verdict {
+        verdict(self.granted.len(), self.refused(), nodes, quorum)
     }
 }
 
 /// The nodes' answers to a request about one hold: present (yes) or not (no).
+#[derive(Default)]
 struct Tally {
     yes: usize,
     no: usize,
@@ -199,6 +303,14 @@ struct Tally {
 }
 
 impl Tally {
+    fn add(&mut self, nodes: &[RedisNode], (i, reply): fanout::Reply<bool>) {
+        match reply {
+            Ok(true) => self.yes += 1,
+            Ok(false) => self.no += 1,
+            Err(fault) => self.failures.push(nodes[i].failure(fault)),
+        }
+    }
+
     /// Whether a quorum had the hold: `NotHeld` when so many did not that a
     /// quorum was impossible, `QuorumUnavailable` when too few answered.
     fn held(self, key: &str, nodes: usize, quorum: usize) -> Result<()> {
@@ -236,43 +348,40 @@ impl Backend for Redlock {
         ttl: Duration,
         options: &LockOptions,
     ) -> Result<Grant> {
-        let keys = Keys::new(options.get_key_prefix(), hold.key());
-        let quorum = options.quorum_for(self.nodes.len());
+        let n = self.nodes.len();
+        let quorum = options.quorum_for(n);
         let timeout = options.get_node_timeout();
         let started = Instant::now();
-
-        let replies = join_all(self.nodes.iter().map(|n| {
-            n.acquire(
-                &keys,
-                hold,
-                ttl_ms(ttl),
-                options.get_max_reentrancy(),
-                timeout,
-            )
-        }))
-        .await;
-
-        let mut granted: Vec<(usize, u64)> = Vec::new();
-        let (mut held, mut too_deep, mut parent_missing) = (0, 0, 0);
-        let mut failures = Vec::new();
-        for (i, (node, reply)) in self.nodes.iter().zip(replies).enumerate() {
-            match reply {
-                Ok(AcquireReply::Granted { token }) => granted.push((i, token)),
-                Ok(AcquireReply::Held) => held += 1,
-                Ok(AcquireReply::TooDeep) => too_deep += 1,
-                Ok(AcquireReply::ParentMissing) => parent_missing += 1,
-                Err(fault) => failures.push(node.failure(fault)),
+        let job = Arc::new(Job {
+            keys: Keys::new(options.get_key_prefix(), hold.key()),
+            hold: hold.clone(),
+        });
+        let (ttl_ms, max_holds) = (ttl_ms(ttl), options.get_max_reentrancy());
+        let mut acquire = FanOut::new(&self.nodes, |nodes, i| {
+            let job = Arc::clone(&job);
+            async move {
+                nodes[i]
+                    .acquire(&job.keys, &job.hold, ttl_ms, max_holds, timeout)
+                    .await
+            }
+        });
+        // Decide as soon as the replies so far settle it; the slowest nodes
+        // finish in the background.
+        let mut votes = Votes::default();
+        while let Some(reply) = acquire.next().await {
+            votes.add(&self.nodes, reply);
+            if votes.verdict(n, quorum) != Verdict::Undecided {
+                break;
             }
         }
-        let refused = held + too_deep + parent_missing;
 
-        let outcome = match verdict(granted.len(), refused, self.nodes.len(), quorum) {
+        let outcome = match votes.verdict(n, quorum) {
             Verdict::Quorum => {
                 let token = match hold.parent() {
                     // A nested hold shares its parent's token; no counting.
                     Some(parent) => Ok(parent.token),
                     None => {
-                        self.final_token(&keys, hold.owner(), &granted, quorum, timeout)
+                        self.final_token(&job.keys, hold.owner(), &votes.granted, quorum, timeout)
                             .await
                     }
                 };
@@ -283,29 +392,51 @@ impl Backend for Redlock {
                         elapsed: started.elapsed(),
                         ttl,
                     }),
-                    Ok(token) => return Ok(Grant { token, valid_until }),
+                    Ok(token) => {
+                        let first = hold.parent().is_none();
+                        let mut values: Vec<u64> = votes.granted.iter().map(|&(_, v)| v).collect();
+                        if acquire.is_done() {
+                            if first {
+                                report_fresh_counters(&values, token.get());
+                            }
+                        } else {
+                            // A late grant is part of this lock: released
+                            // with it (after it, see `stragglers`) and
+                            // renewed with it. A late refusal changes nothing.
+                            self.settle_late(acquire, hold, move |late| async move {
+                                if first {
+                                    values.extend(late.iter().filter_map(|(_, r)| match r {
+                                        Ok(AcquireReply::Granted { token }) => Some(*token),
+                                        _ => None,
+                                    }));
+                                    report_fresh_counters(&values, token.get());
+                                }
+                            });
+                        }
+                        return Ok(Grant { token, valid_until });
+                    }
                     Err(e) => Err(e),
                 }
             }
-            Verdict::Refused if too_deep > 0 => Err(Error::ReentrancyLimit {
+            Verdict::Refused if votes.too_deep > 0 => Err(Error::ReentrancyLimit {
                 key: hold.key().to_owned(),
                 limit: options.get_max_reentrancy(),
             }),
             // The outer hold this one nests in is gone from a quorum.
-            Verdict::Refused if parent_missing > 0 => Err(Error::NotHeld {
+            Verdict::Refused if votes.parent_missing > 0 => Err(Error::NotHeld {
                 key: hold.key().to_owned(),
             }),
             Verdict::Refused => Err(Error::NotObtained {
                 key: hold.key().to_owned(),
             }),
             Verdict::Undecided => Err(Error::QuorumUnavailable {
-                reached: granted.len() + refused,
+                reached: votes.granted.len() + votes.refused(),
                 needed: quorum,
-                failures,
+                failures: votes.failures,
             }),
         };
-        // Whatever we got is undone on every node before the caller may retry.
-        self.release_everywhere(&keys, hold, timeout).await;
+        // Whatever we got is undone on every node.
+        self.undo(acquire, job, timeout).await;
         outcome
     }
 
@@ -320,8 +451,11 @@ impl Backend for Redlock {
                 .map(|n| n.extend(&keys, hold, ttl_ms(ttl), timeout)),
         )
         .await;
-        self.tally(replies)
-            .held(hold.key(), self.nodes.len(), quorum)?;
+        let mut tally = Tally::default();
+        for reply in replies.into_iter().enumerate() {
+            tally.add(&self.nodes, reply);
+        }
+        tally.held(hold.key(), self.nodes.len(), quorum)?;
         let valid_until = valid_until(started, ttl, options.get_drift_factor());
         if Instant::now() >= valid_until {
             return Err(Error::ValidityExhausted {
@@ -356,10 +490,33 @@ impl Backend for Redlock {
     }
 
     async fn release(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
-        let keys = Keys::new(options.get_key_prefix(), hold.key());
-        let quorum = options.quorum_for(self.nodes.len());
-        self.release_everywhere(&keys, hold, options.get_node_timeout())
-            .await
-            .held(hold.key(), self.nodes.len(), quorum)
+        let late = self.stragglers.lock().get(hold.id()).cloned();
+        if let Some(late) = late {
+            late.await;
+        }
+        let n = self.nodes.len();
+        let quorum = options.quorum_for(n);
+        let timeout = options.get_node_timeout();
+        let job = Arc::new(Job {
+            keys: Keys::new(options.get_key_prefix(), hold.key()),
+            hold: hold.clone(),
+        });
+        let mut release = FanOut::new(&self.nodes, |nodes, i| {
+            let job = Arc::clone(&job);
+            async move { nodes[i].release(&job.keys, &job.hold, timeout).await }
+        });
+        // Answer once the replies settle it; every node still gets the
+        // release (the rest finish in the background).
+        let mut tally = Tally::default();
+        while let Some(reply) = release.next().await {
+            tally.add(&self.nodes, reply);
+            if verdict(tally.yes, tally.no, n, quorum) != Verdict::Undecided {
+                break;
+            }
+        }
+        if !release.is_done() {
+            release.finish_in_background(&self.background, |_| async {});
+        }
+        tally.held(hold.key(), n, quorum)
     }
 }
