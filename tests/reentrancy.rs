@@ -318,3 +318,28 @@ async fn tasks_of_one_owner_racing_lock_and_release_never_fail() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_acquire_lands_on_every_node_its_early_returned_parent_reaches() {
+    // An acquire returns once a quorum granted; a nested acquire right after
+    // must not overtake the parent's late requests on the slow nodes (on a
+    // fresh Locker, both wait for the same connection set-up).
+    let nodes = start(5);
+    bounded(LIMIT, async {
+        for round in 0..30 {
+            let locker = locker(&nodes, options());
+            let key = format!("fresh-{round}");
+            let outer = locker.lock(&key).await.unwrap();
+            let inner = locker.lock(&key).await.unwrap();
+            assert_eq!(
+                depth_on_each_node(&locker, &nodes, &key).await,
+                vec![2; 5],
+                "round {round}"
+            );
+            inner.release().await.unwrap();
+            outer.release().await.unwrap();
+        }
+        wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
+    })
+    .await;
+}

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -18,15 +19,21 @@ use crate::error::NodeFault;
 /// A node's index and its reply.
 pub(crate) type Reply<T> = (usize, Result<T, NodeFault>);
 
-/// The requests of one fan-out still out.
+/// The requests of one fan-out still out, and the deadline they share.
 pub(crate) struct FanOut<T> {
     pending: FuturesUnordered<BoxFuture<'static, Reply<T>>>,
+    /// One timer for the whole round instead of one per node: every node
+    /// gets the same `timeout` from the same start.
+    deadline: Instant,
+    timeout: Duration,
+    /// Indexes of the nodes that have answered.
+    answered: Vec<bool>,
 }
 
 impl<T: Send + 'static> FanOut<T> {
-    /// Sends `request(nodes, i)` for every node `i`. The requests own what
-    /// they use, so they can outlive the caller.
-    pub(crate) fn new<F, Fut>(nodes: &Arc<[RedisNode]>, request: F) -> Self
+    /// Sends `request(nodes, i)` for every node `i`, each allowed `timeout`.
+    /// The requests own what they use, so they can outlive the caller.
+    pub(crate) fn new<F, Fut>(nodes: &Arc<[RedisNode]>, timeout: Duration, request: F) -> Self
     where
         F: Fn(Arc<[RedisNode]>, usize) -> Fut,
         Fut: Future<Output = Result<T, NodeFault>> + Send + 'static,
@@ -37,17 +44,33 @@ impl<T: Send + 'static> FanOut<T> {
                 async move { (i, reply.await) }.boxed()
             })
             .collect();
-        Self { pending }
+        Self {
+            pending,
+            deadline: Instant::now() + timeout,
+            timeout,
+            answered: vec![false; nodes.len()],
+        }
     }
 
-    /// The next reply, `None` once every node answered (or timed out).
+    /// The next reply, `None` once every node answered or timed out. After
+    /// the deadline, every node still out answers `Timeout`.
     pub(crate) async fn next(&mut self) -> Option<Reply<T>> {
-        self.pending.next().await
+        let unanswered = self.answered.iter().position(|a| !a)?;
+        let reply = match tokio::time::timeout_at(self.deadline.into(), self.pending.next()).await {
+            Ok(Some(reply)) => reply,
+            // Out of time: the requests still out are dropped.
+            Ok(None) | Err(_) => {
+                self.pending.clear();
+                (unanswered, Err(NodeFault::Timeout(self.timeout)))
+            }
+        };
+        self.answered[reply.0] = true;
+        Some(reply)
     }
 
-    /// Whether every node answered.
+    /// Whether every node answered (or timed out).
     pub(crate) fn is_done(&self) -> bool {
-        self.pending.is_empty()
+        self.answered.iter().all(|&a| a)
     }
 
     /// Sees the requests still out through in a task of its own, then runs
@@ -65,7 +88,11 @@ impl<T: Send + 'static> FanOut<T> {
     {
         let running = background.start();
         tokio::spawn(async move {
-            let replies = self.pending.collect::<Vec<_>>().await;
+            let mut this = self;
+            let mut replies = Vec::new();
+            while let Some(reply) = this.next().await {
+                replies.push(reply);
+            }
             then(replies).await;
             drop(running);
         });

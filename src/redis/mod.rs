@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared, join_all};
+use redis::Cmd;
 
 pub use node::RedisNode;
 
@@ -142,28 +143,34 @@ impl Redlock {
         self.background.idle().await;
     }
 
-    /// Releases `hold` on every node (also those that failed or timed out:
-    /// any of them may have applied the acquire) and waits for all.
-    async fn release_everywhere(&self, keys: &Keys, hold: &Hold, timeout: Duration) {
-        join_all(self.nodes.iter().map(|n| n.release(keys, hold, timeout))).await;
+    /// Sends a prepared release to every node (also those that failed or
+    /// timed out: any of them may have applied the acquire) and waits for
+    /// all.
+    async fn release_everywhere(nodes: &[RedisNode], release: &Cmd, timeout: Duration) {
+        join_all(nodes.iter().map(|n| n.release(release, Some(timeout)))).await;
     }
 
-    /// Undoes a failed acquire on every node: at once when every node has
-    /// answered, else once the late ones have (in the background, so the
-    /// caller is not held up by the slowest node).
-    async fn undo(&self, acquire: FanOut<AcquireReply>, job: Arc<Job>, timeout: Duration) {
+    /// Undoes a failed acquire on every node with `release`: at once when
+    /// every node has answered, else once the late ones have (in the
+    /// background, so the caller is not held up by the slowest node).
+    async fn undo(&self, acquire: FanOut<AcquireReply>, release: Cmd, timeout: Duration) {
         if acquire.is_done() {
-            return self.release_everywhere(&job.keys, &job.hold, timeout).await;
+            return Self::release_everywhere(&self.nodes, &release, timeout).await;
         }
         let nodes = Arc::clone(&self.nodes);
         acquire.finish_in_background(&self.background, move |_| async move {
-            join_all(
-                nodes
-                    .iter()
-                    .map(|n| n.release(&job.keys, &job.hold, timeout)),
-            )
-            .await;
+            Self::release_everywhere(&nodes, &release, timeout).await;
         });
+    }
+
+    /// Waits until the acquire of hold `id` has every node's reply, if it
+    /// returned early: a request about the hold sent before that could reach
+    /// a node ahead of the acquire.
+    async fn after_late_replies(&self, id: &str) {
+        let late = self.stragglers.lock().get(id).cloned();
+        if let Some(late) = late {
+            late.await;
+        }
     }
 
     /// Lets the acquire of a granted hold finish in the background, and
@@ -256,13 +263,6 @@ fn report_fresh_counters(granted: &[u64], target: u64) {
     }
 }
 
-/// What one acquire round needs on every node; shared with the requests
-/// that outlive the caller.
-struct Job {
-    keys: Keys,
-    hold: Hold,
-}
-
 /// The nodes' answers to an acquire so far.
 #[derive(Default)]
 struct Votes {
@@ -352,18 +352,20 @@ impl Backend for Redlock {
         let quorum = options.quorum_for(n);
         let timeout = options.get_node_timeout();
         let started = Instant::now();
-        let job = Arc::new(Job {
-            keys: Keys::new(options.get_key_prefix(), hold.key()),
-            hold: hold.clone(),
-        });
-        let (ttl_ms, max_holds) = (ttl_ms(ttl), options.get_max_reentrancy());
-        let mut acquire = FanOut::new(&self.nodes, |nodes, i| {
-            let job = Arc::clone(&job);
-            async move {
-                nodes[i]
-                    .acquire(&job.keys, &job.hold, ttl_ms, max_holds, timeout)
-                    .await
-            }
+        if let Some(parent) = hold.parent() {
+            // A nested hold is granted only where its parent already is.
+            self.after_late_replies(&parent.id).await;
+        }
+        let keys = Keys::new(options.get_key_prefix(), hold.key());
+        let request = Arc::new(scripts::acquire(
+            &keys,
+            hold,
+            ttl_ms(ttl),
+            options.get_max_reentrancy(),
+        ));
+        let mut acquire = FanOut::new(&self.nodes, timeout, |nodes, i| {
+            let request = Arc::clone(&request);
+            async move { nodes[i].acquire(&request, None).await }
         });
         // Decide as soon as the replies so far settle it; the slowest nodes
         // finish in the background.
@@ -381,7 +383,7 @@ impl Backend for Redlock {
                     // A nested hold shares its parent's token; no counting.
                     Some(parent) => Ok(parent.token),
                     None => {
-                        self.final_token(&job.keys, hold.owner(), &votes.granted, quorum, timeout)
+                        self.final_token(&keys, hold.owner(), &votes.granted, quorum, timeout)
                             .await
                     }
                 };
@@ -436,7 +438,8 @@ impl Backend for Redlock {
             }),
         };
         // Whatever we got is undone on every node.
-        self.undo(acquire, job, timeout).await;
+        self.undo(acquire, scripts::release(&keys, hold), timeout)
+            .await;
         outcome
     }
 
@@ -445,12 +448,8 @@ impl Backend for Redlock {
         let quorum = options.quorum_for(self.nodes.len());
         let timeout = options.get_node_timeout();
         let started = Instant::now();
-        let replies = join_all(
-            self.nodes
-                .iter()
-                .map(|n| n.extend(&keys, hold, ttl_ms(ttl), timeout)),
-        )
-        .await;
+        let request = scripts::extend(&keys, hold, ttl_ms(ttl));
+        let replies = join_all(self.nodes.iter().map(|n| n.extend(&request, Some(timeout)))).await;
         let mut tally = Tally::default();
         for reply in replies.into_iter().enumerate() {
             tally.add(&self.nodes, reply);
@@ -490,20 +489,15 @@ impl Backend for Redlock {
     }
 
     async fn release(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
-        let late = self.stragglers.lock().get(hold.id()).cloned();
-        if let Some(late) = late {
-            late.await;
-        }
+        self.after_late_replies(hold.id()).await;
         let n = self.nodes.len();
         let quorum = options.quorum_for(n);
         let timeout = options.get_node_timeout();
-        let job = Arc::new(Job {
-            keys: Keys::new(options.get_key_prefix(), hold.key()),
-            hold: hold.clone(),
-        });
-        let mut release = FanOut::new(&self.nodes, |nodes, i| {
-            let job = Arc::clone(&job);
-            async move { nodes[i].release(&job.keys, &job.hold, timeout).await }
+        let keys = Keys::new(options.get_key_prefix(), hold.key());
+        let request = Arc::new(scripts::release(&keys, hold));
+        let mut release = FanOut::new(&self.nodes, timeout, |nodes, i| {
+            let request = Arc::clone(&request);
+            async move { nodes[i].release(&request, None).await }
         });
         // Answer once the replies settle it; every node still gets the
         // release (the rest finish in the background).

@@ -11,12 +11,11 @@ use std::time::Duration;
 use deadpool_redis::{Manager, Pool, PoolError, Runtime};
 use redis::aio::MultiplexedConnection;
 use redis::{
-    AsyncConnectionConfig, ConnectionInfo, ErrorKind, FromRedisValue, IntoConnectionInfo,
-    RedisError,
+    AsyncConnectionConfig, Cmd, ConnectionInfo, ErrorKind, FromRedisValue, IntoConnectionInfo,
+    RedisError, ServerErrorKind,
 };
 
 use crate::admin::LockRecord;
-use crate::backend::Hold;
 use crate::error::{Error, NodeFailure, NodeFault, Result};
 use crate::fencing::FencingToken;
 use crate::redis::scripts::{self, Keys};
@@ -147,57 +146,38 @@ impl RedisNode {
         }
     }
 
+    /// Runs a prepared acquire ([`scripts::acquire`]).
     pub(crate) async fn acquire(
         &self,
-        keys: &Keys,
-        hold: &Hold,
-        ttl_ms: u64,
-        max_holds: u32,
-        timeout: Duration,
+        cmd: &Cmd,
+        timeout: Option<Duration>,
     ) -> Result<AcquireReply, NodeFault> {
-        let mut call = scripts::ACQUIRE.prepare_invoke();
-        call.key(&keys.lock)
-            .key(&keys.fence)
-            .arg(hold.owner())
-            .arg(hold.id())
-            .arg(ttl_ms)
-            .arg(max_holds)
-            .arg(hold.parent().map_or("", |p| p.id.as_str()));
-        let reply: Vec<i64> = self.script(&call, timeout).await?;
+        let reply: Vec<i64> = self.query(cmd, timeout).await?;
         AcquireReply::parse(&reply)
     }
 
+    /// Runs a prepared extend ([`scripts::extend`]); whether the hold was
+    /// present (and is now lengthened).
     pub(crate) async fn extend(
         &self,
-        keys: &Keys,
-        hold: &Hold,
-        ttl_ms: u64,
-        timeout: Duration,
+        cmd: &Cmd,
+        timeout: Option<Duration>,
     ) -> Result<bool, NodeFault> {
-        let mut call = scripts::EXTEND.prepare_invoke();
-        call.key(&keys.lock)
-            .arg(hold.owner())
-            .arg(hold.id())
-            .arg(ttl_ms);
-        let reply: i64 = self.script(&call, timeout).await?;
-        match reply {
+        match self.query::<i64>(cmd, timeout).await? {
             0 => Ok(false),
             1 => Ok(true),
             other => Err(NodeFault::Protocol(format!("extend returned {other}"))),
         }
     }
 
-    /// Returns whether the hold was present (and is now gone).
+    /// Runs a prepared release ([`scripts::release`]); whether the hold was
+    /// present (and is now gone).
     pub(crate) async fn release(
         &self,
-        keys: &Keys,
-        hold: &Hold,
-        timeout: Duration,
+        cmd: &Cmd,
+        timeout: Option<Duration>,
     ) -> Result<bool, NodeFault> {
-        let mut call = scripts::RELEASE.prepare_invoke();
-        call.key(&keys.lock).arg(hold.owner()).arg(hold.id());
-        let reply: i64 = self.script(&call, timeout).await?;
-        match reply {
+        match self.query::<i64>(cmd, timeout).await? {
             0 => Ok(false),
             1 | 2 => Ok(true),
             other => Err(NodeFault::Protocol(format!("release returned {other}"))),
@@ -215,7 +195,7 @@ impl RedisNode {
     ) -> Result<Raised, NodeFault> {
         let mut call = scripts::RAISE_FENCE.prepare_invoke();
         call.key(&keys.lock).key(&keys.fence).arg(owner).arg(token);
-        let reply: Vec<i64> = self.script(&call, timeout).await?;
+        let reply: Vec<i64> = self.script(&call, Some(timeout)).await?;
         match reply[..] {
             [counter, held @ (0 | 1)] if counter >= 0 => Ok(Raised {
                 counter: counter as u64,
@@ -233,7 +213,7 @@ impl RedisNode {
     ) -> Result<Option<LockRecord>, NodeFault> {
         let mut call = scripts::INSPECT.prepare_invoke();
         call.key(&keys.lock);
-        let reply: Vec<redis::Value> = self.script(&call, timeout).await?;
+        let reply: Vec<redis::Value> = self.script(&call, Some(timeout)).await?;
         if reply.is_empty() {
             return Ok(None);
         }
@@ -256,7 +236,7 @@ impl RedisNode {
     ) -> Result<bool, NodeFault> {
         let mut call = scripts::FORCE_RELEASE.prepare_invoke();
         call.key(&keys.lock);
-        let reply: i64 = self.script(&call, timeout).await?;
+        let reply: i64 = self.script(&call, Some(timeout)).await?;
         Ok(reply == 1)
     }
 
@@ -281,18 +261,15 @@ impl RedisNode {
             .arg("hash");
         // SCAN is read-only, so the retry on a broken connection is safe.
         let cmd = &cmd;
-        self.run(timeout, |mut conn| async move {
-            cmd.query_async(&mut conn).await
-        })
-        .await
+        self.query(cmd, Some(timeout)).await
     }
 
-    /// Runs a script within `timeout` (see [`run`](Self::run)); every script
-    /// here is idempotent.
+    /// Runs a script (see [`run`](Self::run)); every script here is
+    /// idempotent.
     async fn script<T: FromRedisValue>(
         &self,
         call: &redis::ScriptInvocation<'_>,
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> Result<T, NodeFault> {
         self.run(timeout, |mut conn| async move {
             call.invoke_async(&mut conn).await
@@ -300,32 +277,58 @@ impl RedisNode {
         .await
     }
 
-    /// Runs `op` within `timeout`. Every request sent here is idempotent, so
-    /// one whose kept connection turns out to be broken is tried once more on
-    /// a fresh connection within the same time budget: a node restart then
-    /// costs one reconnect, not a lost vote.
-    async fn run<T, F, Fut>(&self, timeout: Duration, mut op: F) -> Result<T, NodeFault>
+    /// Sends a prepared command (see [`run`](Self::run)).
+    async fn query<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        timeout: Option<Duration>,
+    ) -> Result<T, NodeFault> {
+        self.run(timeout, |mut conn| async move {
+            cmd.query_async(&mut conn).await
+        })
+        .await
+    }
+
+    /// Runs `op` within `timeout` (`None`: the caller bounds it, as a
+    /// fan-out does for all its nodes at once). Every request sent here is
+    /// idempotent, so one whose kept connection turns out to be broken is
+    /// tried once more on a fresh connection within the same time budget: a
+    /// node restart then costs one reconnect, not a lost vote. A server that
+    /// lost its scripts (`SCRIPT FLUSH`) gets them again, once.
+    async fn run<T, F, Fut>(&self, timeout: Option<Duration>, mut op: F) -> Result<T, NodeFault>
     where
         F: FnMut(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let attempt = async {
-            let mut retried = false;
+            let (mut reconnected, mut reloaded) = (false, false);
             loop {
                 // A clone of the multiplexed connection: same socket.
-                let conn = self.connection().await?;
-                match op(conn).await {
+                let mut conn = self.connection().await?;
+                match op(conn.clone()).await {
                     Ok(value) => return Ok(value),
+                    Err(e) if is_broken_connection(&e) && !reconnected => {
+                        self.forget_connection();
+                        reconnected = true;
+                    }
                     Err(e) if is_broken_connection(&e) => {
                         self.forget_connection();
-                        if retried {
-                            return Err(classify(&e));
-                        }
-                        retried = true;
+                        return Err(classify(&e));
+                    }
+                    // Not run at all, so trying again is safe.
+                    Err(e)
+                        if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+                            && !reloaded =>
+                    {
+                        load_scripts(&mut conn).await.map_err(|e| classify(&e))?;
+                        reloaded = true;
                     }
                     Err(e) => return Err(classify(&e)),
                 }
             }
+        };
+        let Some(timeout) = timeout else {
+            return attempt.await;
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => result,
@@ -364,17 +367,9 @@ impl RedisNode {
             let result = async {
                 let pooled = pool.get().await.map_err(|e| pool_fault(&e))?;
                 let mut conn: MultiplexedConnection = (*pooled).clone();
-                // Load every script before first use, so EVALSHA does not
-                // need the NOSCRIPT fallback: a request whose caller stopped
-                // waiting (cancelled) is then still applied as one message,
-                // not left half-way between EVALSHA and EVAL.
-                let mut load = redis::pipe();
-                for source in scripts::SOURCES {
-                    load.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
-                }
-                load.query_async::<()>(&mut conn)
-                    .await
-                    .map_err(|e| classify(&e))?;
+                // Every script before first use: requests are then plain
+                // EVALSHA, one message each, shared by all nodes.
+                load_scripts(&mut conn).await.map_err(|e| classify(&e))?;
                 Ok(conn)
             }
             .await;
@@ -451,6 +446,15 @@ impl AcquireReply {
             other => Err(NodeFault::Protocol(format!("acquire returned {other:?}"))),
         }
     }
+}
+
+/// Loads every script on `conn`.
+async fn load_scripts(conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+    let mut load = redis::pipe();
+    for source in scripts::SOURCES {
+        load.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
+    }
+    load.query_async(conn).await
 }
 
 fn is_broken_connection(e: &RedisError) -> bool {

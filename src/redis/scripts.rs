@@ -6,7 +6,9 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::{Cmd, Script};
+
+use crate::backend::Hold;
 
 /// Takes a hold (first or nested) and, for a first hold, bumps the fence.
 const ACQUIRE_SOURCE: &str = include_str!("lua/acquire.lua");
@@ -42,6 +44,40 @@ pub(crate) const SOURCES: [&str; 6] = [
     INSPECT_SOURCE,
     FORCE_RELEASE_SOURCE,
 ];
+
+/// `EVALSHA` of `script` on `keys`; the caller adds the arguments. Built
+/// once per request and sent to every node as is. (Every script is loaded
+/// on each connection when it is made, and again on `NOSCRIPT`.)
+fn evalsha(script: &Script, keys: &[&str]) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    cmd
+}
+
+/// Takes `hold` for `ttl_ms` (see acquire.lua).
+pub(crate) fn acquire(keys: &Keys, hold: &Hold, ttl_ms: u64, max_holds: u32) -> Cmd {
+    let mut cmd = evalsha(&ACQUIRE, &[&keys.lock, &keys.fence]);
+    cmd.arg(hold.owner())
+        .arg(hold.id())
+        .arg(ttl_ms)
+        .arg(max_holds)
+        .arg(hold.parent().map_or("", |p| p.id.as_str()));
+    cmd
+}
+
+/// Lengthens the lock of `hold` to `ttl_ms` (see extend.lua).
+pub(crate) fn extend(keys: &Keys, hold: &Hold, ttl_ms: u64) -> Cmd {
+    let mut cmd = evalsha(&EXTEND, &[&keys.lock]);
+    cmd.arg(hold.owner()).arg(hold.id()).arg(ttl_ms);
+    cmd
+}
+
+/// Removes `hold` (see release.lua).
+pub(crate) fn release(keys: &Keys, hold: &Hold) -> Cmd {
+    let mut cmd = evalsha(&RELEASE, &[&keys.lock]);
+    cmd.arg(hold.owner()).arg(hold.id());
+    cmd
+}
 
 /// The two keys of a resource: `<prefix>{<resource>}` (the lock hash) and
 /// `<prefix>{<resource>}:fence` (the counter, which never expires). The hash

@@ -6,16 +6,16 @@
 -- or late-arriving acquire never counts twice.
 -- Returns {1, token, holds} granted, {0, pttl} held (by anyone, for a first
 -- acquire), {2, holds} reentrancy limit reached, {3} parent hold not here.
-local owner = redis.call('HGET', KEYS[1], ':owner')
 if ARGV[5] == '' then
-  if not owner then
-    if redis.call('EXISTS', KEYS[1]) == 1 then
-      return redis.error_reply('FENCELOCK lock key holds data that is not a fencelock lock')
-    end
+  if redis.call('EXISTS', KEYS[1]) == 0 then
     local token = redis.call('INCR', KEYS[2])
     redis.call('HSET', KEYS[1], ':owner', ARGV[1], ':token', token, ARGV[2], '1')
     redis.call('PEXPIRE', KEYS[1], ARGV[3])
     return {1, token, 1}
+  end
+  local owner = redis.call('HGET', KEYS[1], ':owner')
+  if not owner then
+    return redis.error_reply('FENCELOCK lock key holds data that is not a fencelock lock')
   end
   -- The same request applied before (a retry): answer as the first time.
   if owner == ARGV[1] and redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then
@@ -26,6 +26,7 @@ if ARGV[5] == '' then
   return {0, redis.call('PTTL', KEYS[1])}
 end
 -- Nested: only inside the parent hold.
+local owner = redis.call('HGET', KEYS[1], ':owner')
 if owner ~= ARGV[1] or redis.call('HEXISTS', KEYS[1], ARGV[5]) == 0 then
   return {3}
 end
