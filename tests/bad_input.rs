@@ -101,6 +101,8 @@ fn no_nodes_and_bad_urls_are_rejected() {
         "redis://127.0.0.1:7001",
     ]);
     assert!(invalid_options(twice).contains("listed twice"));
+    let too_many = (0..=Redlock::MAX_NODES).map(|i| format!("redis://127.0.0.1:{}", 7000 + i));
+    assert!(invalid_options(Redlock::from_urls(too_many)).contains("at most 64"));
     let msg = invalid_options(RedisNode::from_url("redis://user:s3cret@127.0.0.1:port"));
     assert!(!msg.contains("s3cret"), "password leaked: {msg}");
 }

@@ -223,9 +223,10 @@ async fn a_minority_restarted_empty_is_detected_and_tokens_keep_growing() {
         let g = locker.try_lock("wiped").await.unwrap();
         assert!(g.token() > last, "{} after {last}", g.token());
         let raised = g.token();
-        // The acquire may return before the slowest nodes answer; their
-        // values are counted once in, and the release waits for that.
         g.release().await.unwrap();
+        // Acquire and release return once a quorum decided; the slowest
+        // nodes' values are counted once they are in.
+        locker.backend().settled().await;
         assert_eq!(
             recorded.counter(FENCE_COUNTER_RESET),
             2,

@@ -262,6 +262,7 @@ async fn a_lock_handed_off_is_adopted_by_another_process_with_its_token() {
         let guard = here.try_lock("job").await.unwrap();
         let token = guard.token();
         let text = guard.hand_off().to_string();
+        here.backend().settled().await;
         assert!(
             !hash(&nodes.node(0).url(), "fencelock:{job}")
                 .await

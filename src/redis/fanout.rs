@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -28,6 +28,18 @@ pub(crate) struct FanOut<T> {
     timeout: Duration,
     /// Indexes of the nodes that have answered.
     answered: Vec<bool>,
+    /// Told each node that answers, as a bit mask, once asked for.
+    announce: Option<watch::Sender<u64>>,
+}
+
+/// The nodes (bit `i` for node `i`) that have answered one fan-out; see
+/// [`FanOut::answers`]. When the fan-out is gone, every node has.
+pub(crate) type Answers = watch::Receiver<u64>;
+
+/// Waits until node `i` has answered.
+pub(crate) async fn answered(answers: &mut Answers, i: usize) {
+    // An error means the fan-out ended: every node answered or timed out.
+    let _ = answers.wait_for(|mask| mask & (1 << i) != 0).await;
 }
 
 impl<T: Send + 'static> FanOut<T> {
@@ -49,7 +61,23 @@ impl<T: Send + 'static> FanOut<T> {
             deadline: Instant::now() + timeout,
             timeout,
             answered: vec![false; nodes.len()],
+            announce: None,
         }
+    }
+
+    /// From now on, which nodes have answered: a request that must reach
+    /// a node after this one waits for the node's bit. At most 64 nodes
+    /// (the Redlock checks it).
+    pub(crate) fn answers(&mut self) -> Answers {
+        let mask = self
+            .answered
+            .iter()
+            .enumerate()
+            .filter(|&(_, &a)| a)
+            .fold(0u64, |mask, (i, _)| mask | 1 << i);
+        let (tx, rx) = watch::channel(mask);
+        self.announce = Some(tx);
+        rx
     }
 
     /// The next reply, `None` once every node answered or timed out. After
@@ -65,6 +93,9 @@ impl<T: Send + 'static> FanOut<T> {
             }
         };
         self.answered[reply.0] = true;
+        if let Some(announce) = &self.announce {
+            announce.send_modify(|mask| *mask |= 1 << reply.0);
+        }
         Some(reply)
     }
 

@@ -16,8 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
-use futures::future::{BoxFuture, Shared, join_all};
+use futures::future::join_all;
 use redis::Cmd;
 
 pub use node::RedisNode;
@@ -29,7 +28,7 @@ use crate::fencing::FencingToken;
 use crate::metrics::FENCE_COUNTER_RESET;
 use crate::notify::ReleaseWatch;
 use crate::options::LockOptions;
-use fanout::{Background, FanOut};
+use fanout::{Answers, Background, FanOut};
 use node::AcquireReply;
 use quorum::{Verdict, fence_candidate, fence_confirmed, valid_until, verdict};
 use scripts::Keys;
@@ -56,21 +55,30 @@ use subscriber::Subscriptions;
 pub struct Redlock {
     nodes: Arc<[RedisNode]>,
     subscriptions: Subscriptions,
-    /// Acquires that returned before every node answered, by hold id: the
-    /// release of such a hold waits for them, so it cannot reach a node
-    /// ahead of the acquire it undoes.
-    stragglers: Arc<Stragglers>,
+    /// Fan-outs still out that later requests must not overtake.
+    inflight: Arc<InflightTable>,
     background: Background,
 }
 
-/// Completes when the late replies of one acquire are all in.
-type LateReplies = Shared<BoxFuture<'static, ()>>;
+/// Requests of this coordinator that returned before every node answered,
+/// with the nodes that have answered since. A later request that must not
+/// overtake one of them on a node waits, node by node, for its answer.
+#[derive(Default)]
+struct Inflight {
+    /// Acquires, by hold id: the hold's release and acquires nested in it
+    /// must reach each node after the acquire.
+    acquires: HashMap<String, Answers>,
+    /// Releases, by lock key: an acquire of the key from this process right
+    /// after a release would otherwise find the released hold still on the
+    /// slowest nodes and be refused there.
+    releases: HashMap<String, Answers>,
+}
 
 #[derive(Default)]
-struct Stragglers(Mutex<HashMap<String, LateReplies>>);
+struct InflightTable(Mutex<Inflight>);
 
-impl Stragglers {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LateReplies>> {
+impl InflightTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inflight> {
         // Plain data; a panic elsewhere cannot leave it half-written.
         self.0
             .lock()
@@ -78,19 +86,39 @@ impl Stragglers {
     }
 }
 
-impl std::fmt::Debug for Stragglers {
+impl std::fmt::Debug for InflightTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stragglers")
-            .field("acquires", &self.lock().len())
+        let inflight = self.lock();
+        f.debug_struct("Inflight")
+            .field("acquires", &inflight.acquires.len())
+            .field("releases", &inflight.releases.len())
             .finish()
     }
 }
 
+/// Waits until every fan-out in `before` has node `i`'s answer.
+async fn after(before: &mut [Option<Answers>], i: usize) {
+    for answers in before.iter_mut().flatten() {
+        fanout::answered(answers, i).await;
+    }
+}
+
 impl Redlock {
-    /// A coordinator over `nodes`: at least one, each a different server.
+    /// The most nodes one coordinator takes (deployments use 3, 5 or 7).
+    pub const MAX_NODES: usize = 64;
+
+    /// A coordinator over `nodes`: at least one and at most
+    /// [`MAX_NODES`](Self::MAX_NODES), each a different server.
     pub fn new(nodes: Vec<RedisNode>) -> Result<Self> {
         if nodes.is_empty() {
             return Err(Error::InvalidOptions("no nodes given".into()));
+        }
+        if nodes.len() > Self::MAX_NODES {
+            return Err(Error::InvalidOptions(format!(
+                "{} nodes given; at most {} are supported",
+                nodes.len(),
+                Self::MAX_NODES
+            )));
         }
         // One server listed twice would vote twice: a false quorum.
         for (i, node) in nodes.iter().enumerate() {
@@ -110,7 +138,7 @@ impl Redlock {
         Ok(Self {
             nodes: nodes.into(),
             subscriptions,
-            stragglers: Arc::default(),
+            inflight: Arc::default(),
             background: Background::default(),
         })
     }
@@ -163,34 +191,46 @@ impl Redlock {
         });
     }
 
-    /// Waits until the acquire of hold `id` has every node's reply, if it
-    /// returned early: a request about the hold sent before that could reach
-    /// a node ahead of the acquire.
-    async fn after_late_replies(&self, id: &str) {
-        let late = self.stragglers.lock().get(id).cloned();
-        if let Some(late) = late {
-            late.await;
-        }
-    }
-
-    /// Lets the acquire of a granted hold finish in the background, and
-    /// keeps its release waiting until it has. `then` runs on the late
-    /// replies first.
-    fn settle_late<F, Fut>(&self, acquire: FanOut<AcquireReply>, hold: &Hold, then: F)
+    /// Lets the acquire of a granted hold finish in the background; until
+    /// it has, later requests about the hold wait, node by node, for the
+    /// node's answer (see [`Inflight`]). `then` runs on the late replies.
+    fn settle_late<F, Fut>(&self, mut acquire: FanOut<AcquireReply>, hold: &Hold, then: F)
     where
         F: FnOnce(Vec<fanout::Reply<AcquireReply>>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send,
     {
-        let (done, settled) = tokio::sync::oneshot::channel::<()>();
         let id = hold.id().to_owned();
-        self.stragglers
+        self.inflight
             .lock()
-            .insert(id.clone(), settled.map(|_| ()).boxed().shared());
-        let stragglers = Arc::clone(&self.stragglers);
+            .acquires
+            .insert(id.clone(), acquire.answers());
+        let inflight = Arc::clone(&self.inflight);
         acquire.finish_in_background(&self.background, move |late| async move {
             then(late).await;
-            stragglers.lock().remove(&id);
-            let _ = done.send(());
+            inflight.lock().acquires.remove(&id);
+        });
+    }
+
+    /// Lets a release finish in the background; until it has, acquires of
+    /// the key wait, node by node, for the node's answer.
+    fn settle_release(&self, mut release: FanOut<bool>, lock_key: &str) {
+        let mine = release.answers();
+        let key = lock_key.to_owned();
+        self.inflight
+            .lock()
+            .releases
+            .insert(key.clone(), mine.clone());
+        let inflight = Arc::clone(&self.inflight);
+        release.finish_in_background(&self.background, move |_| async move {
+            let mut inflight = inflight.lock();
+            // A later release of the key may have taken the slot.
+            if inflight
+                .releases
+                .get(&key)
+                .is_some_and(|a| a.same_channel(&mine))
+            {
+                inflight.releases.remove(&key);
+            }
         });
     }
 
@@ -233,6 +273,12 @@ impl Redlock {
                 Ok(r) => raised.push(r),
                 Err(fault) => failures.push(node.failure(fault)),
             }
+        }
+        // A raise can reach a node that forgot the resource before this
+        // acquire does; its grant then looks normal, so count it here.
+        let forgot = raised.iter().filter(|r| r.was_missing).count();
+        if target > 1 && forgot > 0 {
+            metrics::counter!(FENCE_COUNTER_RESET, "backend" => "redis").increment(forgot as u64);
         }
         if fence_confirmed(target, &values, &raised, quorum) {
             Ok(FencingToken::new(target))
@@ -352,11 +398,16 @@ impl Backend for Redlock {
         let quorum = options.quorum_for(n);
         let timeout = options.get_node_timeout();
         let started = Instant::now();
-        if let Some(parent) = hold.parent() {
-            // A nested hold is granted only where its parent already is.
-            self.after_late_replies(&parent.id).await;
-        }
         let keys = Keys::new(options.get_key_prefix(), hold.key());
+        let before = {
+            let inflight = self.inflight.lock();
+            [
+                // A nested hold is granted only where its parent already is.
+                hold.parent()
+                    .and_then(|p| inflight.acquires.get(&p.id).cloned()),
+                inflight.releases.get(&keys.lock).cloned(),
+            ]
+        };
         let request = Arc::new(scripts::acquire(
             &keys,
             hold,
@@ -364,8 +415,11 @@ impl Backend for Redlock {
             options.get_max_reentrancy(),
         ));
         let mut acquire = FanOut::new(&self.nodes, timeout, |nodes, i| {
-            let request = Arc::clone(&request);
-            async move { nodes[i].acquire(&request, None).await }
+            let (request, mut before) = (Arc::clone(&request), before.clone());
+            async move {
+                after(&mut before, i).await;
+                nodes[i].acquire(&request, None).await
+            }
         });
         // Decide as soon as the replies so far settle it; the slowest nodes
         // finish in the background.
@@ -403,7 +457,7 @@ impl Backend for Redlock {
                             }
                         } else {
                             // A late grant is part of this lock: released
-                            // with it (after it, see `stragglers`) and
+                            // with it (after it, see `Inflight`) and
                             // renewed with it. A late refusal changes nothing.
                             self.settle_late(acquire, hold, move |late| async move {
                                 if first {
@@ -489,15 +543,19 @@ impl Backend for Redlock {
     }
 
     async fn release(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
-        self.after_late_replies(hold.id()).await;
+        let late = self.inflight.lock().acquires.get(hold.id()).cloned();
         let n = self.nodes.len();
         let quorum = options.quorum_for(n);
         let timeout = options.get_node_timeout();
         let keys = Keys::new(options.get_key_prefix(), hold.key());
         let request = Arc::new(scripts::release(&keys, hold));
         let mut release = FanOut::new(&self.nodes, timeout, |nodes, i| {
-            let request = Arc::clone(&request);
-            async move { nodes[i].release(&request, None).await }
+            let (request, mut before) = (Arc::clone(&request), [late.clone()]);
+            async move {
+                // Never ahead of the acquire on this node.
+                after(&mut before, i).await;
+                nodes[i].release(&request, None).await
+            }
         });
         // Answer once the replies settle it; every node still gets the
         // release (the rest finish in the background).
@@ -509,7 +567,7 @@ impl Backend for Redlock {
             }
         }
         if !release.is_done() {
-            release.finish_in_background(&self.background, |_| async {});
+            self.settle_release(release, &keys.lock);
         }
         tally.held(hold.key(), n, quorum)
     }

@@ -197,9 +197,10 @@ impl RedisNode {
         call.key(&keys.lock).key(&keys.fence).arg(owner).arg(token);
         let reply: Vec<i64> = self.script(&call, Some(timeout)).await?;
         match reply[..] {
-            [counter, held @ (0 | 1)] if counter >= 0 => Ok(Raised {
+            [counter, held @ (0 | 1), missing @ (0 | 1)] if counter >= 0 => Ok(Raised {
                 counter: counter as u64,
                 holds_lock: held == 1,
+                was_missing: missing == 1,
             }),
             _ => Err(NodeFault::Protocol(format!("raise returned {reply:?}"))),
         }
@@ -419,6 +420,8 @@ pub(crate) struct Raised {
     pub(crate) counter: u64,
     /// Whether the owner's lock is on the node.
     pub(crate) holds_lock: bool,
+    /// Whether the node had no counter before (lost data, or new).
+    pub(crate) was_missing: bool,
 }
 
 /// A node's answer to an acquire.

@@ -132,6 +132,7 @@ mod tests {
                     Raised {
                         counter: self.counters[n],
                         holds_lock: grant.contains(&n),
+                        was_missing: false,
                     }
                 })
                 .collect();

@@ -154,6 +154,7 @@ impl World {
                 let raised = Raised {
                     counter: self.counters[node],
                     holds_lock: self.holder[node] == Some(a),
+                    was_missing: false,
                 };
                 self.acquires[a].raised.push(raised);
             }
