@@ -132,12 +132,20 @@ impl<T: Send + 'static> FanOut<T> {
 
 /// Counts the background work of one coordinator, so callers can wait for
 /// it to end.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Background {
     running: Arc<Running>,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for Background {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Background")
+            .field("tasks", &self.running.tasks.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+#[derive(Default)]
 struct Running {
     tasks: AtomicUsize,
     idle: Notify,
