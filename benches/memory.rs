@@ -54,7 +54,7 @@ fn main() {
                     let mut i = 0u64;
                     while done.fetch_add(1, Ordering::Relaxed) < CYCLES {
                         i += 1;
-                        let guard = if i % 16 == 0 {
+                        let guard = if i.is_multiple_of(16) {
                             let hot = format!("hot-{}", t % 4);
                             locker.lock_timeout(&hot, Duration::from_secs(30)).await
                         } else {
