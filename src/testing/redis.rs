@@ -1,37 +1,10 @@
-//! Real redis-server fixtures for tests.
-//!
-//! Everything here starts **real** `redis-server` processes (no mocks) on free
-//! loopback ports, each in its own temporary directory. Tests can then
-//! [kill](RedisServer::kill), [pause](RedisServer::pause) (SIGSTOP),
-//! [resume](RedisServer::resume) (SIGCONT) and [restart](RedisServer::restart)
-//! them, with or without their data.
-//!
-//! The fixtures are fully synchronous (`std::process`, `std::net`), so they
-//! can be used from plain `#[test]` functions as well as from inside tokio
-//! tests.
-//!
-//! The binary is taken from the `FENCELOCK_REDIS_SERVER` environment variable
-//! if it is set, otherwise `redis-server` is looked up on `PATH`. A missing
-//! binary is an error, never a silent skip.
-//!
-//! ```no_run
-//! use fencelock::testing::{Persistence, RedisNodes, RedisServer, Restart};
-//!
-//! let mut server = RedisServer::start_with(Persistence::Aof)?;
-//! println!("connect to {}", server.url());
-//! server.kill();
-//! server.restart(Restart::KeepData)?;
-//!
-//! let nodes = RedisNodes::start(5)?;
-//! assert_eq!(nodes.urls().len(), 5);
-//! # Ok::<(), fencelock::testing::FixtureError>(())
-//! ```
+//! Real redis-server fixtures (see [`super`] for the overview).
 
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -41,6 +14,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
+
+use super::{
+    FixtureError, PANIC_LOG_LINES, alive, free_ports, kill_and_reap, read_lossy, resolve_binary,
+    tail,
+};
 
 /// Environment variable that overrides the `redis-server` binary to use.
 pub const REDIS_SERVER_ENV: &str = "FENCELOCK_REDIS_SERVER";
@@ -55,58 +33,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 const FRESH_PORT_ATTEMPTS: usize = 5;
 /// How long a restart keeps retrying its (fixed) port when it is in use.
 const SAME_PORT_RETRY: Duration = Duration::from_secs(1);
-/// Upper bound for reaping a killed process.
-const REAP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Number of log lines printed when a server is dropped during a panic.
-const PANIC_LOG_LINES: usize = 30;
 /// Name of the server log file inside the node's directory.
 const LOG_FILE: &str = "redis.log";
 /// Name of the multi-part AOF directory inside the node's directory.
 const AOF_DIR: &str = "appendonly";
-
-/// Error from the fixtures.
-#[derive(Debug, thiserror::Error)]
-pub enum FixtureError {
-    /// The `redis-server` binary could not be found.
-    #[error(
-        "redis-server binary not found ({binary}): install it with scripts/setup \
-         or set {REDIS_SERVER_ENV}"
-    )]
-    BinaryNotFound {
-        /// The path or name that was looked for.
-        binary: String,
-    },
-    /// The server was spawned but did not become ready.
-    #[error(
-        "redis-server on 127.0.0.1:{port} failed to start: {reason}\n--- log tail ---\n{log_tail}"
-    )]
-    StartFailed {
-        /// The port the server was started on.
-        port: u16,
-        /// Why the start is considered failed.
-        reason: String,
-        /// The last lines of the server's log file.
-        log_tail: String,
-    },
-    /// An I/O error while preparing or spawning a server.
-    #[error("{context}: {source}")]
-    Io {
-        /// What the fixture was doing.
-        context: String,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl FixtureError {
-    fn io(context: impl Into<String>, source: io::Error) -> Self {
-        FixtureError::Io {
-            context: context.into(),
-            source,
-        }
-    }
-}
 
 /// How a node keeps its data across a restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -179,7 +109,7 @@ impl RedisServerBuilder {
 
     /// Starts one server and waits until it answers `PING`.
     pub fn start(self) -> Result<RedisServer, FixtureError> {
-        let binary = resolve_binary(self.binary.as_deref())?;
+        let binary = resolve_redis_server(self.binary.as_deref())?;
         let port = free_ports(1)?[0];
         let mut server = RedisServer::spawn_new(binary, self.persistence, self.args, port)?;
         server.wait_ready_fresh()?;
@@ -189,7 +119,7 @@ impl RedisServerBuilder {
     /// Starts `n` independent servers in parallel (all spawned first, then
     /// all awaited) and waits until every one answers `PING`.
     pub fn start_nodes(self, n: usize) -> Result<RedisNodes, FixtureError> {
-        let binary = resolve_binary(self.binary.as_deref())?;
+        let binary = resolve_redis_server(self.binary.as_deref())?;
         let ports = free_ports(n)?;
         let mut nodes = Vec::with_capacity(n);
         for port in ports {
@@ -312,7 +242,7 @@ impl RedisServer {
     pub fn kill(&mut self) {
         let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Some(mut child) = child.take() {
-            kill_and_reap(&mut child, self.port);
+            kill_and_reap(&mut child, "redis-server", self.port);
         }
         self.paused = false;
     }
@@ -659,39 +589,6 @@ impl<'a> IntoIterator for &'a RedisNodes {
     }
 }
 
-/// Whether the child is alive; reaps it (and forgets it) if it has exited.
-fn alive(child: &mut Option<Child>) -> bool {
-    let exited = match child.as_mut() {
-        None => return false,
-        Some(c) => !matches!(c.try_wait(), Ok(None)),
-    };
-    if exited {
-        *child = None;
-    }
-    !exited
-}
-
-/// SIGKILL (which also ends a stopped process), then reap, bounded.
-fn kill_and_reap(child: &mut Child, port: u16) {
-    // Fails only if the process was already reaped; nothing to do then.
-    let _ = child.kill();
-    let deadline = Instant::now() + REAP_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) | Err(_) => return,
-            Ok(None) if Instant::now() >= deadline => {
-                eprintln!(
-                    "fencelock::testing: redis-server 127.0.0.1:{port} (pid {}) \
-                     did not exit within {REAP_TIMEOUT:?} of SIGKILL",
-                    child.id()
-                );
-                return;
-            }
-            Ok(None) => thread::sleep(Duration::from_millis(1)),
-        }
-    }
-}
-
 /// One readiness probe: `PING` must answer `+PONG` and `INFO server` must
 /// report our process id. `-LOADING` (AOF being loaded) counts as not ready.
 fn probe(addr: SocketAddr, pid: u32) -> bool {
@@ -733,62 +630,7 @@ fn probe_io(addr: SocketAddr, pid: u32) -> io::Result<bool> {
 
 /// Finds the binary: explicit path, else `FENCELOCK_REDIS_SERVER`, else
 /// `redis-server` on `PATH`.
-fn resolve_binary(explicit: Option<&Path>) -> Result<PathBuf, FixtureError> {
-    let wanted: PathBuf = match explicit {
-        Some(path) => path.to_owned(),
-        None => match std::env::var_os(REDIS_SERVER_ENV) {
-            Some(value) if !value.is_empty() => PathBuf::from(value),
-            _ => PathBuf::from("redis-server"),
-        },
-    };
-    let not_found = || FixtureError::BinaryNotFound {
-        binary: wanted.display().to_string(),
-    };
-    if wanted.components().count() > 1 || wanted.is_absolute() {
-        return if wanted.is_file() {
-            Ok(wanted)
-        } else {
-            Err(not_found())
-        };
-    }
-    let path = std::env::var_os("PATH").ok_or_else(not_found)?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(&wanted))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(not_found)
-}
-
-/// Picks `n` distinct free loopback ports (all listeners are held until every
-/// port is picked, so they differ).
-fn free_ports(n: usize) -> Result<Vec<u16>, FixtureError> {
-    let mut listeners = Vec::with_capacity(n);
-    for _ in 0..n {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .map_err(|e| FixtureError::io("binding 127.0.0.1:0 to find a free port", e))?;
-        listeners.push(listener);
-    }
-    listeners
-        .iter()
-        .map(|l| {
-            l.local_addr()
-                .map(|a| a.port())
-                .map_err(|e| FixtureError::io("reading a free port", e))
-        })
-        .collect()
-}
-
-fn read_lossy(path: &Path) -> String {
-    fs::read(path)
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .unwrap_or_default()
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    let start = all.len().saturating_sub(lines);
-    let mut out = all[start..].join("\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    out
+fn resolve_redis_server(explicit: Option<&Path>) -> Result<PathBuf, FixtureError> {
+    resolve_binary(explicit, REDIS_SERVER_ENV, "redis-server")
+        .map_err(|binary| FixtureError::BinaryNotFound { binary })
 }
