@@ -338,16 +338,25 @@ impl<B: Backend> Locker<B> {
 
     /// The retry loop of `lock` and `lock_timeout`, not recorded.
     ///
-    /// With release notifications, waiters of this Locker line up per key
-    /// and only the head of the line tries; between tries it waits for a
-    /// notification or the retry delay, whichever comes first. A nested
-    /// acquire never lines up: its owner holds the lock already.
+    /// With release notifications, a waiter tries again as soon as the lock
+    /// may have been freed, and after the retry delay otherwise. Waiters of
+    /// this Locker with task-bound owners also line up per key, and only
+    /// the head of the line tries. Waiters with an explicit owner never line
+    /// up: a task sharing the owner may take the lock meanwhile, and the
+    /// waiter must then nest at once instead of queueing behind others that
+    /// wait for that very lock. Nested acquires and waiters with an attempt
+    /// limit never line up either.
     async fn wait_for(&self, key: &str) -> Result<LockGuard<B>> {
         validate_key(key)?;
         let options = &self.shared.options;
         let retry = options.get_retry();
+        let wake = options.get_wake_on_release();
         let owner = current_owner(self.instance, self.owner.as_ref());
-        let ticket = (options.get_wake_on_release()
+        // A waiter with an attempt limit does not line up either: in the
+        // line it could wait any time behind others before its first try.
+        let ticket = (wake
+            && self.owner.is_none()
+            && retry.get_max_attempts().is_none()
             && self.shared.live.parent(&owner, key).is_none())
         .then(|| self.shared.lines.join(options.get_key_prefix(), key));
         let _turn = match &ticket {
@@ -355,6 +364,7 @@ impl<B: Backend> Locker<B> {
             None => None,
         };
         let mut watch: Option<ReleaseWatch> = None;
+        let mut subscribe = wake;
         let mut attempts = 0u32;
         loop {
             attempts = attempts.saturating_add(1);
@@ -367,17 +377,24 @@ impl<B: Backend> Locker<B> {
                     if e.is_retryable()
                         && retry.get_max_attempts().is_none_or(|max| attempts < max) =>
                 {
-                    if watch.is_none()
-                        && let Some(ticket) = &ticket
-                        && let Some(mut subscribed) =
-                            ticket.watch(|| self.shared.backend.watch_releases(key, options))
-                    {
-                        // A release between the failed attempt and the
-                        // subscription would go unheard: once some server
-                        // listens (or a node timeout passed), try again.
-                        subscribed.listening(options.get_node_timeout()).await;
-                        watch = Some(subscribed);
-                        continue;
+                    if subscribe {
+                        subscribe = false;
+                        let make = || self.shared.backend.watch_releases(key, options);
+                        let subscribed = match &ticket {
+                            Some(ticket) => ticket.watch(make),
+                            None => make(),
+                        };
+                        if let Some(mut subscribed) = subscribed {
+                            // A release between the failed attempt and the
+                            // subscription would go unheard: once some
+                            // server listens (or a node timeout passed), try
+                            // again.
+                            subscribed.listening(options.get_node_timeout()).await;
+                            watch = Some(subscribed);
+                            // This extra try does not count as an attempt.
+                            attempts -= 1;
+                            continue;
+                        }
                     }
                     let delay = tokio::time::sleep(retry.next_delay());
                     match &mut watch {

@@ -29,6 +29,9 @@ pub struct Signal {
 pub struct ReleaseWatch {
     signal: watch::Receiver<Signal>,
     seen: u64,
+    /// How many servers must confirm before the subscription counts as in
+    /// place.
+    enough: u32,
     _subscription: Arc<dyn Send + Sync>,
 }
 
@@ -50,14 +53,26 @@ impl ReleaseWatch {
         Self {
             signal,
             seen,
+            enough: 1,
             _subscription: Arc::new(subscription),
         }
     }
 
-    /// Waits at most `within` until some server confirmed the subscription;
-    /// whether one did. Until then a release can go unheard.
+    /// The subscription counts as in place once `servers` servers confirmed
+    /// it (default 1). A quorum backend asks for enough that every quorum
+    /// that can hold the lock includes a listening server: a release is
+    /// announced only by the servers that held the lock.
+    pub fn in_place_with(mut self, servers: u32) -> Self {
+        self.enough = servers.max(1);
+        self
+    }
+
+    /// Waits at most `within` until enough servers confirmed the
+    /// subscription (see [`in_place_with`](Self::in_place_with)); whether
+    /// they did. Until then a release can go unheard.
     pub(crate) async fn listening(&mut self, within: Duration) -> bool {
-        let confirmed = self.signal.wait_for(|s| s.listening > 0);
+        let enough = self.enough;
+        let confirmed = self.signal.wait_for(|s| s.listening >= enough);
         matches!(tokio::time::timeout(within, confirmed).await, Ok(Ok(_)))
     }
 
@@ -104,6 +119,10 @@ mod tests {
         let quiet = tokio::time::timeout(Duration::from_millis(20), watch.released()).await;
         assert!(quiet.is_err(), "news before mark_seen must not wake");
         assert!(watch.listening(Duration::from_secs(5)).await);
+        let mut two = watch.clone().in_place_with(2);
+        assert!(!two.listening(Duration::from_millis(5)).await);
+        tx.send_modify(|s| s.listening += 1);
+        assert!(two.listening(Duration::from_secs(5)).await);
     }
 
     #[tokio::test]

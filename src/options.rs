@@ -153,11 +153,16 @@ impl LockOptions {
     }
 
     /// Whether `lock` and `lock_timeout` wait for release notifications.
-    /// Default: on. Waiters of one process then line up in arrival order
-    /// and only the first in line asks the servers; it tries again the
-    /// moment the lock is freed (the retry delay remains the fallback for
-    /// expiries and lost messages). Off: every waiter polls on its own after
-    /// each retry delay, as classic Redlock clients do.
+    /// Default: on. A waiter then tries again the moment the lock may have
+    /// been freed; the retry delay remains the fallback for expiries, lost
+    /// messages and backends or nodes without notifications. Waiters of one
+    /// Locker with task-bound owners (and no
+    /// [`RetryPolicy::max_attempts`]) also line up per key in arrival order,
+    /// and only the first in line asks the servers. Right after subscribing
+    /// a waiter tries once more at once; that try is not counted as an
+    /// attempt. Off: every waiter polls on its own
+    /// after each retry delay, as classic Redlock clients do. See
+    /// `docs/waiting.md`.
     pub fn wake_on_release(mut self, on: bool) -> Self {
         self.wake_on_release = on;
         self

@@ -218,6 +218,7 @@ async fn a_minority_restarted_empty_is_detected_and_tokens_keep_growing() {
             g.release().await.unwrap();
         }
         assert_eq!(recorded.counter(FENCE_COUNTER_RESET), 0);
+        locker.backend().settled().await;
         nodes.node_mut(0).restart(Restart::WipeData).unwrap();
         nodes.node_mut(1).restart(Restart::WipeData).unwrap();
         let g = locker.try_lock("wiped").await.unwrap();
@@ -257,6 +258,9 @@ async fn a_majority_losing_its_counters_breaks_monotonicity_as_documented() {
             g.release().await.unwrap();
         }
         assert_eq!(last, FencingToken::new(5));
+        // The slowest nodes' requests must land before the wipe, or they
+        // would count on the wiped nodes after it.
+        locker.backend().settled().await;
         nodes.node_mut(0).restart(Restart::WipeData).unwrap();
         nodes.node_mut(1).restart(Restart::WipeData).unwrap();
         nodes.node_mut(2).kill();
@@ -281,6 +285,8 @@ async fn a_release_that_missed_a_node_never_lets_an_old_token_return() {
     bounded(LIMIT, async {
         let first = locker.try_lock("looped").await.unwrap();
         let first_token = first.token();
+        // On node 0 too before it dies (the acquire returns at a quorum).
+        locker.backend().settled().await;
         nodes.node_mut(0).kill();
         first.release().await.unwrap(); // nodes 1 and 2: a quorum
         nodes.node_mut(0).restart(Restart::KeepData).unwrap();

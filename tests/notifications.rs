@@ -175,6 +175,8 @@ async fn a_forced_release_wakes_the_waiter() {
     let admin = locker(&nodes, options());
     bounded(LIMIT, async {
         let stuck = holder.lock("nightly").await.unwrap();
+        // On every node, not just a quorum, before it is forced off.
+        holder.backend().settled().await;
         let waiting = tokio::spawn(async move {
             let guard = waiter.lock_timeout("nightly", 3 * RETRY).await.unwrap();
             let at = Instant::now();
@@ -203,17 +205,19 @@ async fn waiters_of_one_process_take_turns_in_arrival_order() {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let mut waiters = Vec::new();
             for i in 0..6 {
-                // Explicit owners: the futures start on this task.
-                let me = locker.with_owner(Owner::random());
-                let tx = tx.clone();
-                let mut waiter = Box::pin(async move {
-                    let guard = me.lock_timeout("queue", 3 * RETRY).await.unwrap();
+                // Each waiter in a task of its own (its owner), and in the
+                // line before the next one starts.
+                let (me, tx) = (locker.clone(), tx.clone());
+                let (joined, in_line) = tokio::sync::oneshot::channel();
+                waiters.push(tokio::spawn(async move {
+                    let mut waiting = std::pin::pin!(me.lock_timeout("queue", 3 * RETRY));
+                    assert!(futures::poll!(&mut waiting).is_pending());
+                    joined.send(()).unwrap();
+                    let guard = waiting.await.unwrap();
                     tx.send((i, guard.token())).unwrap();
                     guard.release().await.unwrap();
-                });
-                // Polled once here: in the line before the next one joins.
-                assert!(futures::poll!(&mut waiter).is_pending());
-                waiters.push(tokio::spawn(waiter));
+                }));
+                in_line.await.unwrap();
             }
             let started = Instant::now();
             let mut last = holder.token();
@@ -270,6 +274,56 @@ async fn polling_waiters_subscribe_to_nothing() {
         assert!(open_channels(&nodes).await.is_empty());
         guard.release().await.unwrap();
         waiting.await.unwrap().unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_waiter_whose_owner_takes_the_lock_meanwhile_nests_instead_of_queueing() {
+    let nodes = start(3);
+    let base = locker(&nodes, slow_retry());
+    let owner = Owner::random();
+    // The owner's lock starts out in another process.
+    let elsewhere = locker(&nodes, options()).with_owner(owner.clone());
+    bounded(LIMIT, async {
+        let held = elsewhere.lock("shared").await.unwrap();
+        // A task-bound waiter at the head of base's line; it polls only
+        // every 10 s and hears of no release until the end.
+        let head = {
+            let base = base.clone();
+            tokio::spawn(async move {
+                let guard = base.lock_timeout("shared", 3 * RETRY).await.unwrap();
+                guard.release().await.unwrap();
+            })
+        };
+        until_listening(&nodes, &channel("shared")).await;
+        // A waiter of the same owner in this process, retrying quickly: a
+        // first acquire, refused while the lock is the other process's.
+        let waiter = base
+            .with_options(options())
+            .unwrap()
+            .with_owner(owner.clone());
+        let nested = tokio::spawn(async move {
+            let guard = waiter.lock_timeout("shared", 3 * RETRY).await.unwrap();
+            let token = guard.token();
+            guard.release().await.unwrap();
+            token
+        });
+        // The lock moves into this process, under the same owner.
+        let outer = base
+            .with_owner(owner)
+            .adopt(&held.hand_off())
+            .await
+            .unwrap();
+        // The waiter must nest now, not sit in the line behind the head,
+        // which waits for this very lock.
+        let token = tokio::time::timeout(Duration::from_secs(5), nested)
+            .await
+            .expect("the waiter queued behind a waiter for its own owner's lock")
+            .unwrap();
+        assert_eq!(token, outer.token());
+        outer.release().await.unwrap();
+        head.await.unwrap();
     })
     .await;
 }

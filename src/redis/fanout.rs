@@ -99,6 +99,11 @@ impl<T: Send + 'static> FanOut<T> {
         Some(reply)
     }
 
+    /// Which nodes have answered (or timed out) so far, by index.
+    pub(crate) fn answered(&self) -> &[bool] {
+        &self.answered
+    }
+
     /// Whether every node answered (or timed out).
     pub(crate) fn is_done(&self) -> bool {
         self.answered.iter().all(|&a| a)
@@ -108,10 +113,10 @@ impl<T: Send + 'static> FanOut<T> {
     /// `then` on their replies. Every request is bounded by the node
     /// timeout, so the task is too.
     ///
-    /// Dropping the requests instead could leave one unsent (a request
-    /// that has not yet been queued on its connection when the caller stops
-    /// polling), and a later request, such as the release of a lock, could
-    /// then reach the node before it.
+    /// Dropping them instead would leave unsent any request not yet handed
+    /// to its connection when the caller stops polling (tokio's cooperative
+    /// budget can hold back even a first poll): a release would then never
+    /// reach that node, and a late grant there would stay until its ttl.
     pub(crate) fn finish_in_background<F, Fut>(self, background: &Background, then: F)
     where
         F: FnOnce(Vec<Reply<T>>) -> Fut + Send + 'static,

@@ -165,8 +165,10 @@ impl Redlock {
     /// background have finished: the slowest nodes' replies to acquires and
     /// releases that returned as soon as a quorum decided, and the undoing
     /// of failed acquires. Every such request is bounded by the node
-    /// timeout. Await it before shutting the runtime down to be sure every
-    /// node got its release; tests await it before looking at all nodes.
+    /// timeout. Tests await it before looking at all nodes; before shutting
+    /// a runtime down, release guards explicitly and then await it. A guard
+    /// that was dropped instead releases from a task of its own, which this
+    /// waits for only once that task has sent its requests.
     pub async fn settled(&self) {
         self.background.idle().await;
     }
@@ -179,16 +181,33 @@ impl Redlock {
     }
 
     /// Undoes a failed acquire on every node with `release`: at once when
-    /// every node has answered, else once the late ones have (in the
-    /// background, so the caller is not held up by the slowest node).
-    async fn undo(&self, acquire: FanOut<AcquireReply>, release: Cmd, timeout: Duration) {
+    /// every node has answered. Otherwise in the background, so the caller
+    /// is not held up by the slowest node: each node gets the release once
+    /// it answered the acquire, and the next acquire of the key from this
+    /// process waits for it node by node, as after any release.
+    async fn undo(
+        &self,
+        mut acquire: FanOut<AcquireReply>,
+        release: Cmd,
+        lock_key: &str,
+        timeout: Duration,
+    ) {
         if acquire.is_done() {
             return Self::release_everywhere(&self.nodes, &release, timeout).await;
         }
-        let nodes = Arc::clone(&self.nodes);
-        acquire.finish_in_background(&self.background, move |_| async move {
-            Self::release_everywhere(&nodes, &release, timeout).await;
+        let late = acquire.answers();
+        acquire.finish_in_background(&self.background, |_| async {});
+        let release = Arc::new(release);
+        // Twice the node timeout: a node may take one to answer the acquire
+        // and one more for the release.
+        let undo = FanOut::new(&self.nodes, 2 * timeout, |nodes, i| {
+            let (release, mut before) = (Arc::clone(&release), [Some(late.clone())]);
+            async move {
+                after(&mut before, i).await;
+                nodes[i].release(&release, None).await
+            }
         });
+        self.settle_release(undo, lock_key);
     }
 
     /// Lets the acquire of a granted hold finish in the background; until
@@ -245,6 +264,7 @@ impl Redlock {
         keys: &Keys,
         owner: &str,
         granted: &[(usize, u64)],
+        answered: &[bool],
         quorum: usize,
         timeout: Duration,
     ) -> Result<FencingToken> {
@@ -257,7 +277,9 @@ impl Redlock {
             .nodes
             .iter()
             .enumerate()
-            .filter(|&(i, _)| !granted.contains(&(i, target)))
+            // Nodes still out are left alone: a raise could reach one ahead
+            // of this acquire, which would then store a token above T there.
+            .filter(|&(i, _)| answered[i] && !granted.contains(&(i, target)))
             .map(|(_, n)| n)
             .collect();
         let replies = join_all(
@@ -437,8 +459,16 @@ impl Backend for Redlock {
                     // A nested hold shares its parent's token; no counting.
                     Some(parent) => Ok(parent.token),
                     None => {
-                        self.final_token(&keys, hold.owner(), &votes.granted, quorum, timeout)
-                            .await
+                        let answered = acquire.answered().to_vec();
+                        self.final_token(
+                            &keys,
+                            hold.owner(),
+                            &votes.granted,
+                            &answered,
+                            quorum,
+                            timeout,
+                        )
+                        .await
                     }
                 };
                 let valid_until = valid_until(started, ttl, options.get_drift_factor());
@@ -492,8 +522,15 @@ impl Backend for Redlock {
             }),
         };
         // Whatever we got is undone on every node.
-        self.undo(acquire, scripts::release(&keys, hold), timeout)
-            .await;
+        // Not announced: no lock was freed, and waiters elsewhere woken by
+        // it would only try, fail and undo in turn.
+        self.undo(
+            acquire,
+            scripts::release(&keys, hold, false),
+            &keys.lock,
+            timeout,
+        )
+        .await;
         outcome
     }
 
@@ -539,7 +576,12 @@ impl Backend for Redlock {
 
     fn watch_releases(&self, key: &str, options: &LockOptions) -> Option<ReleaseWatch> {
         let lock = Keys::lock_key(options.get_key_prefix(), key);
-        self.subscriptions.watch(subscriber::channel_of(&lock))
+        // A release is announced by the nodes that held the lock, at least a
+        // quorum: listening on n - quorum + 1 nodes hears one of them.
+        let n = self.nodes.len();
+        let enough = n + 1 - options.quorum_for(n).min(n);
+        self.subscriptions
+            .watch(subscriber::channel_of(&lock), enough)
     }
 
     async fn release(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
@@ -548,7 +590,7 @@ impl Backend for Redlock {
         let quorum = options.quorum_for(n);
         let timeout = options.get_node_timeout();
         let keys = Keys::new(options.get_key_prefix(), hold.key());
-        let request = Arc::new(scripts::release(&keys, hold));
+        let request = Arc::new(scripts::release(&keys, hold, true));
         let mut release = FanOut::new(&self.nodes, timeout, |nodes, i| {
             let (request, mut before) = (Arc::clone(&request), [late.clone()]);
             async move {

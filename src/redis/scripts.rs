@@ -72,10 +72,13 @@ pub(crate) fn extend(keys: &Keys, hold: &Hold, ttl_ms: u64) -> Cmd {
     cmd
 }
 
-/// Removes `hold` (see release.lua).
-pub(crate) fn release(keys: &Keys, hold: &Hold) -> Cmd {
+/// Removes `hold` (see release.lua); `announce`: tell waiters when this
+/// frees the lock.
+pub(crate) fn release(keys: &Keys, hold: &Hold, announce: bool) -> Cmd {
     let mut cmd = evalsha(&RELEASE, &[&keys.lock]);
-    cmd.arg(hold.owner()).arg(hold.id());
+    cmd.arg(hold.owner())
+        .arg(hold.id())
+        .arg(if announce { "1" } else { "0" });
     cmd
 }
 

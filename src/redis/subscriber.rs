@@ -9,7 +9,7 @@
 //! leave ends its subscription, so waiters that give up leave nothing behind.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -23,6 +23,9 @@ const LISTENER_TIMEOUT: Duration = Duration::from_secs(1);
 /// The first pause before reconnecting a listener; it doubles up to the max.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often an idle subscriber connection is checked with a PING: a
+/// connection that died silently would otherwise count as listening.
+const KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// The channel on which a lock's release is announced (the scripts derive
 /// the same name from the lock key).
@@ -37,7 +40,7 @@ pub(crate) struct Subscriptions {
     clients: Vec<(String, redis::Client)>,
     /// Started on first use, inside the runtime; dropping them (with the
     /// Redlock) ends the listener tasks.
-    nudges: OnceLock<Arc<[mpsc::UnboundedSender<()>]>>,
+    nudges: Mutex<Option<Arc<[mpsc::UnboundedSender<()>]>>>,
 }
 
 impl std::fmt::Debug for Subscriptions {
@@ -92,16 +95,18 @@ impl Subscriptions {
         Self {
             table: Arc::default(),
             clients,
-            nudges: OnceLock::new(),
+            nudges: Mutex::new(None),
         }
     }
 
-    /// A watch on `channel`, or `None` when no node can notify.
-    pub(crate) fn watch(&self, channel: String) -> Option<ReleaseWatch> {
+    /// A watch on `channel`, or `None` when no node can notify. It counts as
+    /// in place once `enough` nodes (at most those that can notify)
+    /// confirmed.
+    pub(crate) fn watch(&self, channel: String, enough: usize) -> Option<ReleaseWatch> {
         if self.clients.is_empty() {
             return None;
         }
-        let nudges = Arc::clone(self.nudges.get_or_init(|| self.start()));
+        let nudges = self.listeners();
         let (rx, id, created) = {
             let mut channels = self.table.lock();
             let created = !channels.contains_key(&channel);
@@ -122,7 +127,26 @@ impl Subscriptions {
             id,
             nudges,
         };
-        Some(ReleaseWatch::new(rx, interest))
+        let enough = u32::try_from(enough.min(self.clients.len())).unwrap_or(u32::MAX);
+        Some(ReleaseWatch::new(rx, interest).in_place_with(enough))
+    }
+
+    /// The listener tasks' nudge senders, starting the tasks if they are not
+    /// running: on first use, and again when the runtime they ran on has
+    /// ended (a Redlock can outlive a runtime, as across tests).
+    fn listeners(&self) -> Arc<[mpsc::UnboundedSender<()>]> {
+        let mut nudges = self
+            .nudges
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*nudges {
+            Some(running) if !running.iter().any(|tx| tx.is_closed()) => Arc::clone(running),
+            _ => {
+                let started = self.start();
+                *nudges = Some(Arc::clone(&started));
+                started
+            }
+        }
     }
 
     fn start(&self) -> Arc<[mpsc::UnboundedSender<()>]> {
@@ -198,8 +222,9 @@ struct Listener {
 enum Ended {
     /// The Redlock is gone: stop.
     Closed,
-    /// The connection failed: reconnect.
-    Broken,
+    /// The connection failed (`was_up`: after it had been set up):
+    /// reconnect.
+    Broken { was_up: bool },
 }
 
 impl Listener {
@@ -208,7 +233,9 @@ impl Listener {
         loop {
             match self.connected().await {
                 Ended::Closed => return,
-                Ended::Broken => {}
+                // It worked for a while: the next break starts over.
+                Ended::Broken { was_up: true } => backoff = FIRST_BACKOFF,
+                Ended::Broken { was_up: false } => {}
             }
             for (channel, id) in self.current.drain() {
                 self.table.update(&channel, Some(id), |s| {
@@ -239,13 +266,17 @@ impl Listener {
         let pubsub =
             match tokio::time::timeout(LISTENER_TIMEOUT, self.client.get_async_pubsub()).await {
                 Ok(Ok(pubsub)) => pubsub,
-                _ => return Ended::Broken,
+                _ => return Ended::Broken { was_up: false },
             };
         let (mut sink, mut stream): (PubSubSink, PubSubStream) = pubsub.split();
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.tick().await;
+        let mut was_up = false;
         loop {
             if self.reconcile(&mut sink).await.is_err() {
-                return Ended::Broken;
+                return Ended::Broken { was_up };
             }
+            was_up = true;
             tokio::select! {
                 nudge = self.nudges.recv() => {
                     if nudge.is_none() {
@@ -258,8 +289,14 @@ impl Listener {
                     Some(message) => {
                         self.table.update(message.get_channel_name(), None, |s| s.releases += 1);
                     }
-                    None => return Ended::Broken,
+                    None => return Ended::Broken { was_up },
                 },
+                _ = keepalive.tick() => {
+                    let ping = async { sink.ping::<redis::Value>().await.map(|_| ()) };
+                    if bounded(ping).await.is_err() {
+                        return Ended::Broken { was_up };
+                    }
+                }
             }
         }
     }
@@ -291,7 +328,12 @@ impl Listener {
             }
         }
         if !subscribe.is_empty() {
-            bounded(sink.subscribe(&subscribe)).await?;
+            if bounded(sink.subscribe(&subscribe)).await.is_err() {
+                // Perhaps subscribed before the break: a release meanwhile
+                // went unheard, so their waiters are woken once subscribed.
+                self.missed.extend(subscribe);
+                return Err(());
+            }
             for channel in &subscribe {
                 self.confirm(channel, wanted[channel]);
             }
