@@ -11,6 +11,7 @@ use common::{bounded, locker, options, start, wait_until};
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisNodes;
 use fencelock::{Error, LockOptions, Owner, RetryPolicy, Watchdog};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 const LIMIT: Duration = Duration::from_secs(120);
 /// The waiters' retry delay: any wake-up far below it came from a notification.
@@ -324,6 +325,57 @@ async fn a_waiter_whose_owner_takes_the_lock_meanwhile_nests_instead_of_queueing
         assert_eq!(token, outer.token());
         outer.release().await.unwrap();
         head.await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_cut_off_at_random_points_leave_no_lock_and_no_subscription() {
+    let nodes = start(3);
+    let waiting = locker(&nodes, options());
+    // The holder is another process: its releases reach the waiters over
+    // pub/sub.
+    let holding = locker(&nodes, options());
+    common::warm_up(&waiting).await;
+    let seed: u64 = rand::random();
+    println!("cut schedule seed: {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    bounded(LIMIT, async {
+        for _ in 0..40 {
+            let held = holding.lock("cut").await.unwrap();
+            // Eight waiters, each dropped after a random time: in the line,
+            // subscribing, attempting, or holding the lock it just got.
+            let waiters: Vec<_> = (0..8)
+                .map(|_| {
+                    let (locker, cut) = (
+                        waiting.clone(),
+                        Duration::from_micros(rng.random_range(0..20_000)),
+                    );
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(cut, locker.lock("cut")).await;
+                    })
+                })
+                .collect();
+            // Not a synchronisation: a random point in the waiters' lives.
+            tokio::time::sleep(Duration::from_micros(rng.random_range(0..10_000))).await;
+            held.release().await.unwrap();
+            for waiter in waiters {
+                waiter.await.unwrap();
+            }
+        }
+        waiting.backend().settled().await;
+        holding.backend().settled().await;
+        common::wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
+        wait_until(Duration::from_secs(5), async || {
+            open_channels(&nodes).await.is_empty()
+        })
+        .await;
+        // And the lock is still there to be had, at once.
+        let guard = waiting
+            .lock_timeout("cut", Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        guard.release().await.unwrap();
     })
     .await;
 }
