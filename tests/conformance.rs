@@ -1,0 +1,466 @@
+//! One suite of the semantics every backend shares, written against the
+//! `Backend`-generic API only (`Locker`, `LockGuard`, `is_locked`,
+//! `list_all`) and run against each configuration through a `Harness`.
+//!
+//! Configurations today: Redis with one node, Redlock with five. The etcd
+//! backend (issue 6) joins by implementing `Harness`. A case a backend
+//! cannot honour is to be listed in `Harness::UNSUPPORTED` with the reason,
+//! and the suite says so when it skips it.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{bounded, wait_until};
+use fencelock::testing::RedisNodes;
+use fencelock::{
+    Backend, Error, Handoff, LockOptions, Locker, Owner, Redlock, RetryPolicy, Watchdog,
+};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// What the suite needs from a configuration: real servers, a Locker on
+/// them, and a way to make the servers go away.
+trait Harness: Sized + Send + 'static {
+    type B: Backend;
+    /// Cases this configuration cannot honour, each with the reason.
+    const UNSUPPORTED: &'static [(&'static str, &'static str)] = &[];
+    fn start() -> Self;
+    fn locker(&self, options: LockOptions) -> Locker<Self::B>;
+    /// Waits until work the backend left running in the background is done,
+    /// so the servers show the whole truth.
+    async fn settle(locker: &Locker<Self::B>);
+    /// Takes every server away (stopped, not killed: no data is lost).
+    fn pause_all(&mut self);
+    fn resume_all(&mut self);
+}
+
+/// Redis: one node (N = 1) or a Redlock quorum of N nodes.
+struct Redis<const N: usize>(RedisNodes);
+
+impl<const N: usize> Harness for Redis<N> {
+    type B = Redlock;
+
+    fn start() -> Self {
+        Self(common::start(N))
+    }
+
+    fn locker(&self, options: LockOptions) -> Locker<Redlock> {
+        common::locker(&self.0, options)
+    }
+
+    async fn settle(locker: &Locker<Redlock>) {
+        locker.backend().settled().await;
+    }
+
+    fn pause_all(&mut self) {
+        for node in self.0.iter_mut() {
+            node.pause();
+        }
+    }
+
+    fn resume_all(&mut self) {
+        for node in self.0.iter_mut() {
+            node.resume();
+        }
+    }
+}
+
+/// Options for the suite: quick retries, a short node timeout.
+fn options() -> LockOptions {
+    common::options()
+}
+
+/// Whether `H` runs `case`; prints the reason when it does not.
+fn supported<H: Harness>(case: &str) -> bool {
+    match H::UNSUPPORTED.iter().find(|(c, _)| *c == case) {
+        Some((_, why)) => {
+            println!("{case}: not run on this backend: {why}");
+            false
+        }
+        None => true,
+    }
+}
+
+/// Nothing is locked any more, as the backend's own listing says.
+async fn nothing_locked<B: Backend>(locker: &Locker<B>) {
+    wait_until(Duration::from_secs(5), async || {
+        locker.list_all("").await.unwrap().is_empty()
+    })
+    .await;
+}
+
+async fn mutual_exclusion<H: Harness>() {
+    if !supported::<H>("mutual_exclusion") {
+        return;
+    }
+    let servers = H::start();
+    let locker = servers.locker(options());
+    bounded(LIMIT, async {
+        let inside = Arc::new(AtomicUsize::new(0));
+        let entries = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (locker, inside, entries) =
+                    (locker.clone(), Arc::clone(&inside), Arc::clone(&entries));
+                tokio::spawn(async move {
+                    for _ in 0..10 {
+                        let guard = locker.lock("exclusive").await.unwrap();
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two inside");
+                        entries.fetch_add(1, Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        guard.release().await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(entries.load(Ordering::SeqCst), 80);
+        H::settle(&locker).await;
+        nothing_locked(&locker).await;
+    })
+    .await;
+}
+
+async fn try_lock_is_refused_while_held<H: Harness>() {
+    if !supported::<H>("try_lock_contention") {
+        return;
+    }
+    let servers = H::start();
+    let locker = servers.locker(options());
+    let other = servers.locker(options());
+    bounded(LIMIT, async {
+        let guard = locker.try_lock("busy").await.unwrap();
+        let refused = other.try_lock("busy").await;
+        assert!(
+            matches!(refused, Err(Error::NotObtained { .. })),
+            "{refused:?}"
+        );
+        assert!(other.is_locked("busy").await.unwrap());
+        guard.release().await.unwrap();
+        other
+            .try_lock("busy")
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+async fn lock_timeout_gives_up_in_time<H: Harness>() {
+    if !supported::<H>("lock_timeout") {
+        return;
+    }
+    let servers = H::start();
+    let locker = servers.locker(options());
+    let other = servers.locker(options());
+    bounded(LIMIT, async {
+        let guard = locker.lock("patient").await.unwrap();
+        let asked = Instant::now();
+        let waited = other
+            .lock_timeout("patient", Duration::from_millis(300))
+            .await;
+        let took = asked.elapsed();
+        assert!(matches!(waited, Err(Error::Timeout { .. })), "{waited:?}");
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        guard.release().await.unwrap();
+        // Released: a waiter gets it well within its timeout.
+        other
+            .lock_timeout("patient", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+async fn a_foreign_hold_cannot_be_taken_over<H: Harness>() {
+    if !supported::<H>("foreign_release_rejected") {
+        return;
+    }
+    let servers = H::start();
+    let locker = servers.locker(options());
+    let intruder = servers.locker(options());
+    bounded(LIMIT, async {
+        let guard = locker.lock("owned").await.unwrap();
+        // A hand-off forged with the right key and token but another owner
+        // and hold: adopting it must not touch the real lock.
+        let forged: Handoff = format!(
+            "fencelock-handoff/1 {} {} {} owned",
+            guard.token().get(),
+            Owner::random(),
+            Owner::random()
+        )
+        .parse()
+        .unwrap();
+        let adopted = intruder.adopt(&forged).await;
+        assert!(matches!(adopted, Err(Error::NotHeld { .. })), "{adopted:?}");
+        assert!(guard.is_held());
+        assert!(intruder.is_locked("owned").await.unwrap());
+        guard.release().await.unwrap();
+    })
+    .await;
+}
+
+async fn release_after_expiry_is_not_held<H: Harness>() {
+    if !supported::<H>("release_after_expiry") {
+        return;
+    }
+    let servers = H::start();
+    let short = options()
+        .ttl(Duration::from_millis(300))
+        .node_timeout(Duration::from_millis(100))
+        .watchdog(Watchdog::Off);
+    let locker = servers.locker(short);
+    let other = servers.locker(options());
+    bounded(LIMIT, async {
+        let guard = locker.lock("fleeting").await.unwrap();
+        guard.lost().await;
+        H::settle(&locker).await;
+        wait_until(Duration::from_secs(5), async || {
+            matches!(other.is_locked("fleeting").await, Ok(false))
+        })
+        .await;
+        let released = guard.release().await;
+        assert!(
+            matches!(released, Err(Error::NotHeld { .. })),
+            "{released:?}"
+        );
+    })
+    .await;
+}
+
+async fn reentrancy_depth_and_limit<H: Harness>() {
+    if !supported::<H>("reentrancy") {
+        return;
+    }
+    let servers = H::start();
+    let locker = servers.locker(options().max_reentrancy(3));
+    let other = servers.locker(options());
+    bounded(LIMIT, async {
+        let outer = locker.lock("nested").await.unwrap();
+        let middle = locker.lock("nested").await.unwrap();
+        let inner = locker.try_lock("nested").await.unwrap();
+        assert_eq!(outer.token(), middle.token());
+        assert_eq!(outer.token(), inner.token());
+        let too_deep = locker.try_lock("nested").await;
+        assert!(
+            matches!(too_deep, Err(Error::ReentrancyLimit { limit: 3, .. })),
+            "{too_deep:?}"
+        );
+        inner.release().await.unwrap();
+        middle.release().await.unwrap();
+        assert!(matches!(
+            other.try_lock("nested").await,
+            Err(Error::NotObtained { .. })
+        ));
+        let outer_token = outer.token();
+        outer.release().await.unwrap();
+        let next = other.try_lock("nested").await.unwrap();
+        assert!(next.token() > outer_token);
+        next.release().await.unwrap();
+    })
+    .await;
+}
+
+async fn the_watchdog_keeps_the_lock<H: Harness>() {
+    if !supported::<H>("watchdog") {
+        return;
+    }
+    let servers = H::start();
+    let kept = options()
+        .ttl(Duration::from_millis(600))
+        .node_timeout(Duration::from_millis(100));
+    let locker = servers.locker(kept);
+    let other = servers.locker(options());
+    bounded(LIMIT, async {
+        let guard = locker.lock("kept").await.unwrap();
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            assert!(guard.is_held());
+            assert!(matches!(
+                other.try_lock("kept").await,
+                Err(Error::NotObtained { .. })
+            ));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        guard.release().await.unwrap();
+    })
+    .await;
+}
+
+async fn loss_is_signalled_when_the_servers_go_away<H: Harness>() {
+    if !supported::<H>("loss_signalled") {
+        return;
+    }
+    let mut servers = H::start();
+    let short = options()
+        .ttl(Duration::from_millis(600))
+        .node_timeout(Duration::from_millis(100));
+    let locker = servers.locker(short);
+    let guard = bounded(LIMIT, locker.lock("doomed")).await.unwrap();
+    bounded(LIMIT, H::settle(&locker)).await;
+    let validity = guard.expires_at();
+    servers.pause_all();
+    // lost() completes before the lock could have run out on the servers.
+    bounded(Duration::from_secs(5), guard.lost()).await;
+    assert!(
+        Instant::now() <= validity,
+        "lost() came after the validity ended"
+    );
+    assert!(!guard.is_held());
+    servers.resume_all();
+    bounded(LIMIT, async {
+        let released = guard.release().await;
+        assert!(released.is_err(), "{released:?}");
+    })
+    .await;
+}
+
+async fn tokens_strictly_increase<H: Harness>() {
+    if !supported::<H>("tokens_increase") {
+        return;
+    }
+    let servers = H::start();
+    let locker = servers.locker(options());
+    bounded(LIMIT, async {
+        let mut last = None;
+        for _ in 0..50 {
+            let guard = locker.lock("counted").await.unwrap();
+            assert!(
+                last < Some(guard.token()),
+                "{:?} after {last:?}",
+                guard.token()
+            );
+            last = Some(guard.token());
+            guard.release().await.unwrap();
+        }
+    })
+    .await;
+}
+
+async fn cancelled_acquires_leave_nothing_behind<H: Harness>() {
+    if !supported::<H>("cancellation") {
+        return;
+    }
+    let servers = H::start();
+    let locker = servers.locker(options());
+    bounded(LIMIT, async {
+        for i in 0..100u64 {
+            // Cut at a point that moves through the whole acquire.
+            let cut = Duration::from_micros(i * 20);
+            let _ = tokio::time::timeout(cut, locker.lock("cut")).await;
+        }
+        H::settle(&locker).await;
+        nothing_locked(&locker).await;
+        locker
+            .try_lock("cut")
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+async fn bad_input_is_rejected<H: Harness>() {
+    if !supported::<H>("bad_input") {
+        return;
+    }
+    let servers = H::start();
+    let locker = servers.locker(options());
+    bounded(LIMIT, async {
+        for key in [String::new(), "k".repeat(fencelock::MAX_KEY_LEN + 1)] {
+            assert!(matches!(
+                locker.try_lock(&key).await,
+                Err(Error::InvalidKey(_))
+            ));
+            assert!(matches!(locker.lock(&key).await, Err(Error::InvalidKey(_))));
+        }
+        let bad = options().ttl(Duration::ZERO);
+        assert!(matches!(
+            locker.with_options(bad),
+            Err(Error::InvalidOptions(_))
+        ));
+        let spin = options().retry(
+            RetryPolicy::default()
+                .delay(Duration::ZERO)
+                .jitter(Duration::ZERO),
+        );
+        assert!(matches!(
+            locker.with_options(spin),
+            Err(Error::InvalidOptions(_))
+        ));
+    })
+    .await;
+}
+
+/// Every case for one configuration, as separate tests.
+macro_rules! conformance {
+    ($module:ident, $harness:ty) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mutual_exclusion() {
+                super::mutual_exclusion::<$harness>().await;
+            }
+            #[tokio::test]
+            async fn try_lock_is_refused_while_held() {
+                super::try_lock_is_refused_while_held::<$harness>().await;
+            }
+            #[tokio::test]
+            async fn lock_timeout_gives_up_in_time() {
+                super::lock_timeout_gives_up_in_time::<$harness>().await;
+            }
+            #[tokio::test]
+            async fn a_foreign_hold_cannot_be_taken_over() {
+                super::a_foreign_hold_cannot_be_taken_over::<$harness>().await;
+            }
+            #[tokio::test]
+            async fn release_after_expiry_is_not_held() {
+                super::release_after_expiry_is_not_held::<$harness>().await;
+            }
+            #[tokio::test]
+            async fn reentrancy_depth_and_limit() {
+                super::reentrancy_depth_and_limit::<$harness>().await;
+            }
+            #[tokio::test]
+            async fn the_watchdog_keeps_the_lock() {
+                super::the_watchdog_keeps_the_lock::<$harness>().await;
+            }
+            #[tokio::test]
+            async fn loss_is_signalled_when_the_servers_go_away() {
+                super::loss_is_signalled_when_the_servers_go_away::<$harness>().await;
+            }
+            #[tokio::test]
+            async fn tokens_strictly_increase() {
+                super::tokens_strictly_increase::<$harness>().await;
+            }
+            #[tokio::test]
+            async fn cancelled_acquires_leave_nothing_behind() {
+                super::cancelled_acquires_leave_nothing_behind::<$harness>().await;
+            }
+            #[tokio::test]
+            async fn bad_input_is_rejected() {
+                super::bad_input_is_rejected::<$harness>().await;
+            }
+        }
+    };
+}
+
+conformance!(redis_single, Redis<1>);
+conformance!(redlock_five, Redis<5>);
