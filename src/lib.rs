@@ -19,6 +19,8 @@ mod queue;
 mod telemetry;
 mod watchdog;
 
+#[cfg(feature = "etcd")]
+mod etcd;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -37,7 +39,11 @@ pub use options::{LockOptions, MAX_KEY_LEN, MAX_PREFIX_LEN, MAX_TTL, RetryPolicy
 pub use owner::Owner;
 pub use telemetry::Statistics;
 
+#[cfg(feature = "etcd")]
+pub use crate::etcd::Etcd;
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisNode, Redlock};
 #[cfg(feature = "redis")]
 pub use deadpool_redis;
+#[cfg(feature = "etcd")]
+pub use etcd_client;

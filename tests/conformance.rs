@@ -2,10 +2,10 @@
 //! `Backend`-generic API only (`Locker`, `LockGuard`, `is_locked`,
 //! `list_all`) and run against each configuration through a `Harness`.
 //!
-//! Configurations today: Redis with one node, Redlock with five. The etcd
-//! backend (issue 6) joins by implementing `Harness`. A case a backend
-//! cannot honour is to be listed in `Harness::UNSUPPORTED` with the reason,
-//! and the suite says so when it skips it.
+//! Configurations: Redis with one node, Redlock with five, etcd with one
+//! member and with a cluster of three. A case a backend cannot honour is
+//! listed in `Harness::UNSUPPORTED` with the reason, and the suite says so
+//! when it skips it.
 
 mod common;
 
@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{bounded, wait_until};
-use fencelock::testing::RedisNodes;
+use fencelock::testing::{EtcdCluster, RedisNodes};
 use fencelock::{
-    Backend, Error, Handoff, LockOptions, Locker, Owner, Redlock, RetryPolicy, Watchdog,
+    Backend, Error, Etcd, Handoff, LockOptions, Locker, Owner, Redlock, RetryPolicy, Watchdog,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -64,6 +64,41 @@ impl<const N: usize> Harness for Redis<N> {
     fn resume_all(&mut self) {
         for node in self.0.iter_mut() {
             node.resume();
+        }
+    }
+}
+
+/// etcd: one member (N = 1) or a cluster of N members, each Locker with a
+/// client of its own (as separate processes would have).
+struct EtcdMembers<const N: usize>(EtcdCluster);
+
+impl<const N: usize> Harness for EtcdMembers<N> {
+    type B = Etcd;
+
+    fn start() -> Self {
+        Self(common::start_etcd(N))
+    }
+
+    fn locker(&self, options: LockOptions) -> Locker<Etcd> {
+        common::etcd_locker(&self.0, options)
+    }
+
+    async fn settle(_locker: &Locker<Etcd>) {
+        // Every etcd request answers before it returns; undos of cancelled
+        // acquires and dropped tickets are single revokes, done in a few
+        // milliseconds, and the suite waits for their effect where it
+        // matters (`nothing_locked`).
+    }
+
+    fn pause_all(&mut self) {
+        for member in self.0.iter_mut() {
+            member.pause();
+        }
+    }
+
+    fn resume_all(&mut self) {
+        for member in self.0.iter_mut() {
+            member.resume();
         }
     }
 }
@@ -464,3 +499,5 @@ macro_rules! conformance {
 
 conformance!(redis_single, Redis<1>);
 conformance!(redlock_five, Redis<5>);
+conformance!(etcd_single, EtcdMembers<1>);
+conformance!(etcd_three, EtcdMembers<3>);

@@ -1,0 +1,614 @@
+//! The etcd backend: one linearizable store instead of a quorum of
+//! independent nodes (feature `etcd`).
+//!
+//! Each first hold is a holder key with its own lease, created in a
+//! transaction only when no other holder key exists and no other process's
+//! waiter is queued ahead; its create revision is the fencing token. Nested
+//! holds are ids added to the holder key's value in compare-and-swap
+//! transactions. The watchdog's renewal is a keep-alive of the holder's
+//! lease. Waiters queue by create revision and watch their predecessor
+//! (see [`queue`]). `docs/backends.md` compares this with Redlock.
+
+mod admin;
+mod keys;
+mod queue;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, SortOrder,
+    SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
+};
+
+use crate::admin::{ForceReleased, ListCursor, ListPage, LockInfo};
+use crate::backend::{Backend, Grant, Hold, Parent};
+use crate::error::{Error, NodeFailure, NodeFault, Result};
+use crate::fencing::FencingToken;
+use crate::notify::ReleaseWatch;
+use crate::options::{LockOptions, drift};
+use keys::{LockKeys, decode_holds, encode_holds};
+
+/// How often a read-modify-write of a holder key is tried when it keeps
+/// changing underneath. Only tasks of the same owner change it, so more than
+/// a few rounds mean something is wrong rather than busy.
+const CAS_ROUNDS: usize = 8;
+
+/// Locks kept in an etcd cluster (etcd v3 API).
+///
+/// ```no_run
+/// # async fn demo() -> fencelock::Result<()> {
+/// use fencelock::{Etcd, LockOptions, Locker};
+///
+/// let etcd = Etcd::connect(["http://10.0.0.1:2379", "http://10.0.0.2:2379"], None).await?;
+/// let locker = Locker::new(etcd, LockOptions::default())?;
+/// let guard = locker.lock("nightly-billing").await?;
+/// println!("fencing token {}", guard.token());
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+///
+/// Authentication and TLS are set with [`etcd_client::ConnectOptions`]
+/// (`with_user`, and `with_tls` with the feature `etcd-tls`). Every request
+/// is bounded by the options' `node_timeout`.
+#[derive(Clone)]
+pub struct Etcd {
+    client: Client,
+    /// How the cluster is named in errors and inspections.
+    name: Arc<str>,
+    /// Tells this backend's tickets in the queue from other processes'.
+    instance: Arc<str>,
+}
+
+impl std::fmt::Debug for Etcd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Etcd")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Etcd {
+    /// Connects to the cluster at `endpoints` (`http://host:port`, or
+    /// `https://` with the feature `etcd-tls`). Without credentials in
+    /// `options` no request is made here: members are dialled on first use.
+    pub async fn connect<E, S>(endpoints: S, options: Option<ConnectOptions>) -> Result<Self>
+    where
+        E: AsRef<str>,
+        S: AsRef<[E]>,
+    {
+        let endpoints = endpoints.as_ref();
+        if endpoints.is_empty() {
+            return Err(Error::InvalidOptions("no etcd endpoints given".into()));
+        }
+        let names: Vec<&str> = endpoints.iter().map(AsRef::as_ref).collect();
+        let client = Client::connect(endpoints, options)
+            .await
+            .map_err(|e| match e {
+                etcd_client::Error::InvalidArgs(_)
+                | etcd_client::Error::InvalidUri(_)
+                | etcd_client::Error::EndpointError(_) => {
+                    Error::InvalidOptions(format!("bad etcd endpoint in {names:?}: {e}"))
+                }
+                e => Error::Backend {
+                    message: format!("cannot connect to etcd at {names:?}"),
+                    source: Some(Box::new(e)),
+                },
+            })?;
+        Ok(Self::named(client, format!("etcd[{}]", names.join(","))))
+    }
+
+    /// A backend on a client the caller already has (and configured).
+    pub fn from_client(client: Client) -> Self {
+        Self::named(client, "etcd".to_owned())
+    }
+
+    fn named(client: Client, name: String) -> Self {
+        Self {
+            client,
+            name: name.into(),
+            instance: format!("{:032x}", rand::random::<u128>()).into(),
+        }
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// An outage: the request did not get an answer that decides.
+    fn unavailable(&self, fault: NodeFault) -> Error {
+        Error::QuorumUnavailable {
+            reached: 0,
+            needed: 1,
+            failures: vec![NodeFailure {
+                node: self.name.to_string(),
+                fault,
+            }],
+        }
+    }
+
+    /// Runs one request, bounded by `timeout`. Every failure is an outage
+    /// (retryable): the request may or may not have been applied.
+    async fn call<T>(
+        &self,
+        timeout: Duration,
+        request: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(timeout, request).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(etcd_client::Error::GRpcStatus(status))) => Err(self.unavailable(
+                NodeFault::Server(format!("{:?}: {}", status.code(), status.message())),
+            )),
+            Ok(Err(e)) => Err(self.unavailable(NodeFault::Connection(e.to_string()))),
+            Err(_) => Err(self.unavailable(NodeFault::Timeout(timeout))),
+        }
+    }
+
+    /// The value stored at `key`, if any.
+    async fn get(&self, key: &str, timeout: Duration) -> Result<Option<KeyValue>> {
+        let mut kv = self.client.kv_client();
+        let mut reply = self.call(timeout, kv.get(key, None)).await?;
+        Ok(reply.take_kvs().into_iter().next())
+    }
+
+    async fn txn(&self, txn: Txn, timeout: Duration) -> Result<TxnResponse> {
+        let mut kv = self.client.kv_client();
+        self.call(timeout, kv.txn(txn)).await
+    }
+
+    /// A first hold: the holder key, on a lease of its own, created only
+    /// while no holder key exists and the queue has no other process's
+    /// ticket ahead.
+    async fn acquire_first(
+        &self,
+        keys: &LockKeys,
+        hold: &Hold,
+        ttl: Duration,
+        options: &LockOptions,
+        started: Instant,
+    ) -> Result<Grant> {
+        let timeout = options.get_node_timeout();
+        let mut leases = self.client.lease_client();
+        let lease = self
+            .call(timeout, leases.grant(lease_secs(ttl), None))
+            .await?;
+        // Revoking the lease deletes whatever was attached to it: every way
+        // out below that is not a grant (an error, a refusal, the caller
+        // dropping this future) undoes the attempt this way.
+        let mut undo = RevokeOnDrop::new(&self.client, lease.id(), timeout);
+        let holder = keys.holder(hold.owner());
+        let put = TxnOp::put(
+            holder.as_str(),
+            encode_holds(&[hold.id().to_owned()]),
+            Some(PutOptions::new().with_lease(lease.id())),
+        );
+        let free = Compare::create_revision(keys.holders(), CompareOp::Equal, 0).with_prefix();
+        // Over an empty range a compare sees create revision 0.
+        let no_queue = Compare::create_revision(keys.tickets(), CompareOp::Equal, 0).with_prefix();
+        let head = TxnOp::get(
+            keys.tickets(),
+            Some(
+                GetOptions::new()
+                    .with_prefix()
+                    .with_sort(SortTarget::Create, SortOrder::Ascend)
+                    .with_limit(1),
+            ),
+        );
+        let first = Txn::new()
+            .when([free.clone(), no_queue])
+            .and_then([put.clone()])
+            .or_else([head]);
+        let reply = self.txn(first, timeout).await?;
+        let granted = if reply.succeeded() {
+            Some(revision(&reply))
+        } else {
+            // Held, or waiters queue. This process may go first only when
+            // the oldest ticket is its own (its waiter was woken for this).
+            match first_kv(&reply) {
+                Some(ticket) if ticket.value() == self.instance.as_bytes() => {
+                    let mine = Compare::create_revision(
+                        ticket.key(),
+                        CompareOp::Equal,
+                        ticket.create_revision(),
+                    );
+                    let second = Txn::new().when([free, mine]).and_then([put]);
+                    let reply = self.txn(second, timeout).await?;
+                    reply.succeeded().then(|| revision(&reply))
+                }
+                _ => None,
+            }
+        };
+        let Some(token) = granted else {
+            return Err(Error::NotObtained {
+                key: hold.key().to_owned(),
+            });
+        };
+        let valid_until = valid_until(started, ttl, options.get_drift_factor());
+        if Instant::now() >= valid_until {
+            return Err(Error::ValidityExhausted {
+                key: hold.key().to_owned(),
+                elapsed: started.elapsed(),
+                ttl,
+            });
+        }
+        undo.disarm();
+        Ok(Grant {
+            token: FencingToken::new(u64::try_from(token).unwrap_or(0)),
+            valid_until,
+        })
+    }
+
+    /// A nested hold: its id added to the holder key, which must still
+    /// carry the parent hold (and the parent's token).
+    async fn acquire_nested(
+        &self,
+        keys: &LockKeys,
+        hold: &Hold,
+        parent: &Parent,
+        ttl: Duration,
+        options: &LockOptions,
+        started: Instant,
+    ) -> Result<Grant> {
+        let timeout = options.get_node_timeout();
+        let holder = keys.holder(hold.owner());
+        let not_held = || Error::NotHeld {
+            key: hold.key().to_owned(),
+        };
+        for _ in 0..CAS_ROUNDS {
+            let Some(kv) = self.get(&holder, timeout).await? else {
+                return Err(not_held());
+            };
+            let mut holds = decode_holds(kv.value());
+            if token_of(&kv) != parent.token || !holds.contains(&parent.id) {
+                return Err(not_held());
+            }
+            let mut seen = Seen::of(&kv);
+            if !holds.iter().any(|h| h == hold.id()) {
+                if holds.len() >= options.get_max_reentrancy() as usize {
+                    return Err(Error::ReentrancyLimit {
+                        key: hold.key().to_owned(),
+                        limit: options.get_max_reentrancy(),
+                    });
+                }
+                holds.push(hold.id().to_owned());
+                let Some(mod_revision) = self.swap(&holder, &kv, &holds, timeout).await? else {
+                    continue;
+                };
+                seen = Seen {
+                    mod_revision,
+                    value: encode_holds(&holds).into_bytes(),
+                    ..seen
+                };
+            }
+            return match self.keep(&holder, &seen, ttl, options, started).await {
+                Ok(Some(valid_until)) => Ok(Grant {
+                    token: parent.token,
+                    valid_until,
+                }),
+                outcome => {
+                    // The id went in but the lock could not be renewed for
+                    // this hold: take the id out again, in the background
+                    // (the release is idempotent by id).
+                    let (this, hold, options) = (self.clone(), hold.clone(), options.clone());
+                    tokio::spawn(async move { this.release(&hold, &options).await });
+                    Err(outcome.err().unwrap_or_else(not_held))
+                }
+            };
+        }
+        Err(self.contended(hold.key()))
+    }
+
+    /// Writes `holds` into the holder key if it is still as `seen`
+    /// (keeping its lease); the key's new mod revision, or `None` when it
+    /// changed.
+    async fn swap(
+        &self,
+        holder: &str,
+        seen: &KeyValue,
+        holds: &[String],
+        timeout: Duration,
+    ) -> Result<Option<i64>> {
+        let same = Compare::mod_revision(holder, CompareOp::Equal, seen.mod_revision());
+        let put = TxnOp::put(
+            holder,
+            encode_holds(holds),
+            Some(PutOptions::new().with_ignore_lease()),
+        );
+        let reply = self
+            .txn(Txn::new().when([same]).and_then([put]), timeout)
+            .await?;
+        if !reply.succeeded() {
+            return Ok(None);
+        }
+        Ok(Some(revision(&reply)))
+    }
+
+    /// Keeps the holder key as `kv` shows it alive for `ttl` from `started`: a
+    /// keep-alive of its lease, or, when the lease's ttl is shorter than
+    /// `ttl`, a move of the key onto a new, longer lease. The validity, or
+    /// `None` when the key changed meanwhile (the caller reads it again).
+    async fn keep(
+        &self,
+        holder: &str,
+        kv: &Seen,
+        ttl: Duration,
+        options: &LockOptions,
+        started: Instant,
+    ) -> Result<Option<Instant>> {
+        let timeout = options.get_node_timeout();
+        let secs = lease_secs(ttl);
+        let mut leases = self.client.lease_client();
+        let kept = self
+            .call(timeout, async {
+                let (_keeper, mut stream) = leases.keep_alive(kv.lease).await?;
+                stream.message().await
+            })
+            .await?;
+        let granted = match kept {
+            Some(reply) => reply.ttl(),
+            None => {
+                return Err(self.unavailable(NodeFault::Connection(
+                    "the keep-alive stream closed without an answer".into(),
+                )));
+            }
+        };
+        if granted <= 0 {
+            // The lease is gone, and with it the holder key.
+            return Err(Error::NotHeld {
+                key: holder.to_owned(),
+            });
+        }
+        if granted < secs {
+            // A longer ttl than the lease was made for: move the key onto a
+            // new lease (its create revision, the token, stays).
+            let lease = self.call(timeout, leases.grant(secs, None)).await?;
+            let mut undo = RevokeOnDrop::new(&self.client, lease.id(), timeout);
+            let same = Compare::mod_revision(holder, CompareOp::Equal, kv.mod_revision);
+            let put = TxnOp::put(
+                holder,
+                kv.value.clone(),
+                Some(PutOptions::new().with_lease(lease.id())),
+            );
+            let reply = self
+                .txn(Txn::new().when([same]).and_then([put]), timeout)
+                .await?;
+            if !reply.succeeded() {
+                return Ok(None);
+            }
+            undo.disarm();
+            // The old lease has no key left.
+            drop(RevokeOnDrop::new(&self.client, kv.lease, timeout));
+        }
+        let valid_until = valid_until(started, ttl, options.get_drift_factor());
+        if Instant::now() >= valid_until {
+            return Err(Error::ValidityExhausted {
+                key: holder.to_owned(),
+                elapsed: started.elapsed(),
+                ttl,
+            });
+        }
+        Ok(Some(valid_until))
+    }
+
+    fn contended(&self, key: &str) -> Error {
+        Error::Backend {
+            message: format!(
+                "the holder key of {key:?} changed {CAS_ROUNDS} times in a row under one request"
+            ),
+            source: None,
+        }
+    }
+}
+
+/// What a renewal needs of a holder key as last seen.
+#[derive(Debug, Clone)]
+struct Seen {
+    lease: i64,
+    mod_revision: i64,
+    value: Vec<u8>,
+}
+
+impl Seen {
+    fn of(kv: &KeyValue) -> Self {
+        Self {
+            lease: kv.lease(),
+            mod_revision: kv.mod_revision(),
+            value: kv.value().to_vec(),
+        }
+    }
+}
+
+/// The lease ttl for a lock ttl: whole seconds (etcd's unit), rounded up,
+/// so the lease never ends before the lock's ttl. etcd may raise it further
+/// to its minimum (1.5 election timeouts); a longer lease only keeps a dead
+/// holder's lock a little longer, never a live one's shorter.
+fn lease_secs(ttl: Duration) -> i64 {
+    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    i64::try_from(secs.max(1)).unwrap_or(i64::MAX)
+}
+
+/// Until when a lock renewed (or granted) for `ttl` after `started` is
+/// certainly ours: the lease was refreshed after `started` for at least
+/// `ttl`, less the clock-drift allowance.
+fn valid_until(started: Instant, ttl: Duration, drift_factor: f64) -> Instant {
+    started + ttl.saturating_sub(drift(ttl, drift_factor))
+}
+
+/// The revision a transaction's writes were made at.
+fn revision(reply: &TxnResponse) -> i64 {
+    reply.header().map_or(0, |h| h.revision())
+}
+
+/// The fencing token of a holder key: its create revision.
+fn token_of(kv: &KeyValue) -> FencingToken {
+    FencingToken::new(u64::try_from(kv.create_revision()).unwrap_or(0))
+}
+
+/// The first key of a transaction's first range answer.
+fn first_kv(reply: &TxnResponse) -> Option<KeyValue> {
+    reply.op_responses().into_iter().find_map(|r| match r {
+        TxnOpResponse::Get(mut get) => get.take_kvs().into_iter().next(),
+        _ => None,
+    })
+}
+
+/// Revokes a lease when dropped unless disarmed: the undo of a half-done
+/// acquire, also when its future is dropped. Never blocks: the revoke runs
+/// as a task, bounded by the node timeout. Without a runtime the lease ends
+/// by its ttl.
+struct RevokeOnDrop {
+    client: Option<Client>,
+    lease: i64,
+    timeout: Duration,
+}
+
+impl RevokeOnDrop {
+    fn new(client: &Client, lease: i64, timeout: Duration) -> Self {
+        Self {
+            client: Some(client.clone()),
+            lease,
+            timeout,
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.client = None;
+    }
+}
+
+impl Drop for RevokeOnDrop {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (lease, timeout) = (self.lease, self.timeout);
+            runtime.spawn(async move {
+                let mut leases = client.lease_client();
+                let _ = tokio::time::timeout(timeout, leases.revoke(lease)).await;
+            });
+        }
+    }
+}
+
+impl Backend for Etcd {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    /// The options on their own, and as for one node: etcd keeps its own
+    /// quorum, so an explicit `quorum` above 1 is refused.
+    fn check_options(&self, options: &LockOptions) -> Result<()> {
+        options.validate_for(1)
+    }
+
+    async fn try_acquire(
+        &self,
+        hold: &Hold,
+        ttl: Duration,
+        options: &LockOptions,
+    ) -> Result<Grant> {
+        let keys = LockKeys::new(options.get_key_prefix(), hold.key());
+        let started = Instant::now();
+        match hold.parent() {
+            Some(parent) => {
+                self.acquire_nested(&keys, hold, parent, ttl, options, started)
+                    .await
+            }
+            None => self.acquire_first(&keys, hold, ttl, options, started).await,
+        }
+    }
+
+    async fn extend(&self, hold: &Hold, ttl: Duration, options: &LockOptions) -> Result<Instant> {
+        let keys = LockKeys::new(options.get_key_prefix(), hold.key());
+        let holder = keys.holder(hold.owner());
+        let timeout = options.get_node_timeout();
+        let not_held = || Error::NotHeld {
+            key: hold.key().to_owned(),
+        };
+        for _ in 0..CAS_ROUNDS {
+            let started = Instant::now();
+            let Some(kv) = self.get(&holder, timeout).await? else {
+                return Err(not_held());
+            };
+            if !decode_holds(kv.value()).iter().any(|h| h == hold.id()) {
+                return Err(not_held());
+            }
+            match self
+                .keep(&holder, &Seen::of(&kv), ttl, options, started)
+                .await
+            {
+                Ok(Some(valid_until)) => return Ok(valid_until),
+                Ok(None) => continue,
+                Err(Error::NotHeld { .. }) => return Err(not_held()),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(self.contended(hold.key()))
+    }
+
+    async fn release(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
+        let keys = LockKeys::new(options.get_key_prefix(), hold.key());
+        let holder = keys.holder(hold.owner());
+        let timeout = options.get_node_timeout();
+        for _ in 0..CAS_ROUNDS {
+            let Some(kv) = self.get(&holder, timeout).await? else {
+                return Err(Error::NotHeld {
+                    key: hold.key().to_owned(),
+                });
+            };
+            let mut holds = decode_holds(kv.value());
+            let before = holds.len();
+            holds.retain(|h| h != hold.id());
+            if holds.len() == before {
+                // Never applied, or released already: nothing to undo.
+                return Err(Error::NotHeld {
+                    key: hold.key().to_owned(),
+                });
+            }
+            if !holds.is_empty() {
+                if self.swap(&holder, &kv, &holds, timeout).await?.is_some() {
+                    return Ok(());
+                }
+                continue;
+            }
+            let same = Compare::mod_revision(holder.as_str(), CompareOp::Equal, kv.mod_revision());
+            let delete = TxnOp::delete(holder.as_str(), None);
+            let reply = self
+                .txn(Txn::new().when([same]).and_then([delete]), timeout)
+                .await?;
+            if reply.succeeded() {
+                // The lease has nothing else on it; ending it now saves the
+                // server a ttl of bookkeeping. If this fails it simply runs out.
+                drop(RevokeOnDrop::new(&self.client, kv.lease(), timeout));
+                return Ok(());
+            }
+        }
+        Err(self.contended(hold.key()))
+    }
+
+    async fn inspect(&self, key: &str, options: &LockOptions) -> Result<LockInfo> {
+        self.inspect_lock(key, options).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        cursor: Option<&ListCursor>,
+        options: &LockOptions,
+    ) -> Result<ListPage> {
+        self.list_page(prefix, cursor, options).await
+    }
+
+    async fn force_release(&self, key: &str, options: &LockOptions) -> Result<ForceReleased> {
+        self.force_release_lock(key, options).await
+    }
+
+    /// A place in the key's queue (see [`queue`]): fires when this waiter's
+    /// predecessor leaves, and, once it is first, when the holder releases.
+    fn watch_releases(&self, key: &str, options: &LockOptions) -> Option<ReleaseWatch> {
+        let keys = LockKeys::new(options.get_key_prefix(), key);
+        Some(queue::line_up(self.clone(), keys, options))
+    }
+}
