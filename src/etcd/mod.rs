@@ -339,19 +339,25 @@ impl Etcd {
         let timeout = options.get_node_timeout();
         let secs = lease_secs(ttl);
         let mut leases = self.client.lease_client();
-        let kept = self
-            .call(timeout, async {
-                let (_keeper, mut stream) = leases.keep_alive(kv.lease).await?;
-                stream.message().await
-            })
-            .await?;
+        // Opening the keep-alive stream refreshes the lease once (the
+        // client reads that first answer itself and fails with "lease not
+        // found" when it is gone); one more exchange tells its ttl.
+        let kept = tokio::time::timeout(timeout, async {
+            let (mut keeper, mut stream) = leases.keep_alive(kv.lease).await?;
+            keeper.keep_alive().await?;
+            stream.message().await
+        })
+        .await;
         let granted = match kept {
-            Some(reply) => reply.ttl(),
-            None => {
+            Ok(Ok(Some(reply))) => reply.ttl(),
+            Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => 0,
+            Ok(Ok(None)) => {
                 return Err(self.unavailable(NodeFault::Connection(
                     "the keep-alive stream closed without an answer".into(),
                 )));
             }
+            Ok(Err(e)) => return Err(self.unavailable(NodeFault::Connection(e.to_string()))),
+            Err(_) => return Err(self.unavailable(NodeFault::Timeout(timeout))),
         };
         if granted <= 0 {
             // The lease is gone, and with it the holder key.
