@@ -145,16 +145,56 @@ impl Etcd {
         }
     }
 
+    /// Runs `request` until it gets an answer, for at most `timeout`,
+    /// trying again after failures that prove the request never reached a
+    /// member (a refused connection to a dead member the balancer still
+    /// picks): those are safe to repeat, and a live member is usually a
+    /// retry away.
+    async fn call_again<T, F, Fut>(&self, timeout: Duration, mut request: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self
+                .call(left.max(Duration::from_millis(1)), request())
+                .await
+            {
+                Err(Error::QuorumUnavailable { failures, .. })
+                    if failures.iter().any(|f| never_sent(&f.fault))
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(5).min(left)).await;
+                }
+                Err(Error::QuorumUnavailable { .. }) if tokio::time::Instant::now() >= deadline => {
+                    return Err(self.unavailable(NodeFault::Timeout(timeout)));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The value stored at `key`, if any.
     async fn get(&self, key: &str, timeout: Duration) -> Result<Option<KeyValue>> {
-        let mut kv = self.client.kv_client();
-        let mut reply = self.call(timeout, kv.get(key, None)).await?;
+        let mut reply = self
+            .call_again(timeout, || {
+                let mut kv = self.client.kv_client();
+                let key = key.to_owned();
+                async move { kv.get(key, None).await }
+            })
+            .await?;
         Ok(reply.take_kvs().into_iter().next())
     }
 
     async fn txn(&self, txn: Txn, timeout: Duration) -> Result<TxnResponse> {
-        let mut kv = self.client.kv_client();
-        self.call(timeout, kv.txn(txn)).await
+        self.call_again(timeout, || {
+            let mut kv = self.client.kv_client();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await
     }
 
     /// A first hold: the holder key, on a lease of its own, created only
@@ -169,9 +209,12 @@ impl Etcd {
         started: Instant,
     ) -> Result<Grant> {
         let timeout = options.get_node_timeout();
-        let mut leases = self.client.lease_client();
+        let leases = self.client.lease_client();
         let lease = self
-            .call(timeout, leases.grant(lease_secs(ttl), None))
+            .call_again(timeout, || {
+                let mut leases = leases.clone();
+                async move { leases.grant(lease_secs(ttl), None).await }
+            })
             .await?;
         // Revoking the lease deletes whatever was attached to it: every way
         // out below that is not a grant (an error, a refusal, the caller
@@ -404,6 +447,17 @@ impl Etcd {
             ),
             source: None,
         }
+    }
+}
+
+/// Whether a failure shows the request never left this client (no
+/// connection to the member it was sent to), so it cannot have been applied.
+fn never_sent(fault: &NodeFault) -> bool {
+    match fault {
+        NodeFault::Server(m) | NodeFault::Connection(m) => {
+            m.contains("tcp connect error") || m.contains("Connection refused")
+        }
+        _ => false,
     }
 }
 
