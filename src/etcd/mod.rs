@@ -665,7 +665,7 @@ impl Backend for Etcd {
         self.force_release_lock(key, options).await
     }
 
-    /// A place in the key's queue (see [`queue`]): fires when this waiter's
+    /// A place in the key's queue (see `docs/backends.md`): fires when this waiter's
     /// predecessor leaves, and, once it is first, when the holder releases.
     fn watch_releases(&self, key: &str, options: &LockOptions) -> Option<ReleaseWatch> {
         let keys = LockKeys::new(options.get_key_prefix(), key);
