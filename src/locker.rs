@@ -111,6 +111,10 @@ impl<B: Backend> Locker<B> {
         &self.shared.options
     }
 
+    fn prefix(&self) -> &str {
+        self.shared.options.get_key_prefix()
+    }
+
     /// The backend.
     pub fn backend(&self) -> &B {
         &self.shared.backend
@@ -144,7 +148,7 @@ impl<B: Backend> Locker<B> {
 
     /// One attempt by `owner` on a valid key.
     async fn attempt_as(&self, key: &str, owner: &str) -> Result<LockGuard<B>> {
-        let mut parent = self.shared.live.parent(owner, key);
+        let mut parent = self.shared.live.parent(owner, self.prefix(), key);
         loop {
             match self.acquire_once(key, owner, parent.clone()).await {
                 // The outer hold was released (by another task of the same
@@ -153,9 +157,10 @@ impl<B: Backend> Locker<B> {
                 // acquire if nothing: each round follows progress by the
                 // other task, so this cannot spin on its own.
                 Err(Error::NotHeld { .. })
-                    if parent.is_some() && self.shared.live.parent(owner, key) != parent =>
+                    if parent.is_some()
+                        && self.shared.live.parent(owner, self.prefix(), key) != parent =>
                 {
-                    parent = self.shared.live.parent(owner, key);
+                    parent = self.shared.live.parent(owner, self.prefix(), key);
                 }
                 other => return other,
             }
@@ -357,7 +362,11 @@ impl<B: Backend> Locker<B> {
         let ticket = (wake
             && self.owner.is_none()
             && retry.get_max_attempts().is_none()
-            && self.shared.live.parent(&owner, key).is_none())
+            && self
+                .shared
+                .live
+                .parent(&owner, self.prefix(), key)
+                .is_none())
         .then(|| self.shared.lines.join(options.get_key_prefix(), key));
         let _turn = match &ticket {
             Some(ticket) => Some(ticket.turn().await),

@@ -344,3 +344,28 @@ async fn a_nested_acquire_lands_on_every_node_its_early_returned_parent_reaches(
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_same_name_under_another_prefix_is_another_lock_not_a_nested_one() {
+    let nodes = start(3);
+    let first = locker(&nodes, options().key_prefix("team-a:"));
+    // Derived Lockers share the live-hold registry.
+    let second = first.with_options(options().key_prefix("team-b:")).unwrap();
+    bounded(LIMIT, async {
+        let a = first.lock("job").await.unwrap();
+        // Same task, same name, other prefix: a first acquire of its own.
+        let b = second.try_lock("job").await.unwrap();
+        let waited = second
+            .lock_timeout("job", Duration::from_millis(200))
+            .await
+            .unwrap();
+        assert_eq!(waited.token(), b.token(), "nested inside b, not a");
+        waited.release().await.unwrap();
+        b.release().await.unwrap();
+        // a is untouched by all of it.
+        assert!(a.is_held());
+        assert!(first.is_locked("job").await.unwrap());
+        a.release().await.unwrap();
+    })
+    .await;
+}
