@@ -405,7 +405,17 @@ impl<B: Backend> Locker<B> {
                             continue;
                         }
                     }
-                    let delay = tokio::time::sleep(retry.next_delay());
+                    let mut delay = retry.next_delay();
+                    if let Error::NotObtained {
+                        expires_in: Some(left),
+                        ..
+                    } = e
+                    {
+                        // An expiry is announced by nobody: be there when
+                        // the lock runs out, if that comes first.
+                        delay = delay.min(left + Duration::from_millis(1));
+                    }
+                    let delay = tokio::time::sleep(delay);
                     match &mut watch {
                         Some(watch) => {
                             tokio::select! {

@@ -65,7 +65,7 @@ async fn try_lock_under_contention_is_not_obtained() {
         let held = locker.try_lock("busy").await.unwrap();
         let attempt = common::try_from_another_task(&locker, "busy").await;
         assert!(
-            matches!(&attempt, Err(Error::NotObtained { key }) if key == "busy"),
+            matches!(&attempt, Err(Error::NotObtained { key, .. }) if key == "busy"),
             "{attempt:?}"
         );
         // The failed attempt left nothing behind: releasing frees the lock.

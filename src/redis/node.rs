@@ -429,8 +429,9 @@ pub(crate) struct Raised {
 pub(crate) enum AcquireReply {
     /// Granted; the node's fence value (for a first hold, its new count).
     Granted { token: u64 },
-    /// Held already (a first hold is refused over any lock).
-    Held,
+    /// Held already (a first hold is refused over any lock); the lock's
+    /// remaining time to live on the node, when it has one.
+    Held { ttl: Option<Duration> },
     /// The owner already has the maximum number of holds.
     TooDeep,
     /// A nested hold's parent is not on the node.
@@ -443,7 +444,9 @@ impl AcquireReply {
             [1, token, holds] if *token > 0 && *holds > 0 => Ok(Self::Granted {
                 token: *token as u64,
             }),
-            [0, _pttl] => Ok(Self::Held),
+            [0, pttl] => Ok(Self::Held {
+                ttl: u64::try_from(*pttl).ok().map(Duration::from_millis),
+            }),
             [2, _holds] => Ok(Self::TooDeep),
             [3] => Ok(Self::ParentMissing),
             other => Err(NodeFault::Protocol(format!("acquire returned {other:?}"))),
@@ -541,7 +544,17 @@ mod tests {
             AcquireReply::parse(&[3]).unwrap(),
             AcquireReply::ParentMissing
         );
-        assert_eq!(AcquireReply::parse(&[0, 1200]).unwrap(), AcquireReply::Held);
+        assert_eq!(
+            AcquireReply::parse(&[0, 1200]).unwrap(),
+            AcquireReply::Held {
+                ttl: Some(Duration::from_millis(1200))
+            }
+        );
+        // PTTL -1: a key without expiry (not one of ours).
+        assert_eq!(
+            AcquireReply::parse(&[0, -1]).unwrap(),
+            AcquireReply::Held { ttl: None }
+        );
         assert_eq!(
             AcquireReply::parse(&[2, 32]).unwrap(),
             AcquireReply::TooDeep
