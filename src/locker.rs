@@ -395,8 +395,8 @@ impl<B: Backend> Locker<B> {
                         };
                         if let Some(mut subscribed) = subscribed {
                             // A release between the failed attempt and the
-                            // subscription would go unheard: once some
-                            // server listens (or a node timeout passed), try
+                            // subscription would go unheard: once enough
+                            // servers listen (or a node timeout passed), try
                             // again.
                             subscribed.listening(options.get_node_timeout()).await;
                             watch = Some(subscribed);
