@@ -174,6 +174,9 @@ async fn a_forced_release_wakes_the_waiter() {
     let holder = locker(&nodes, parked);
     let waiter = locker(&nodes, slow_retry());
     let admin = locker(&nodes, options());
+    // Connections first: a slow first connect on a loaded machine must not
+    // time a node out of the lock this test looks at on every node.
+    common::warm_up(&holder).await;
     bounded(LIMIT, async {
         let stuck = holder.lock("nightly").await.unwrap();
         // On every node, not just a quorum, before it is forced off.
