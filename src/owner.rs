@@ -144,10 +144,7 @@ impl LiveHolds {
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Slot, Vec<Parent>>> {
-        // Plain data: a panic elsewhere cannot leave it half-updated.
-        self.holds
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.holds)
     }
 }
 

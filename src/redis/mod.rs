@@ -79,10 +79,7 @@ struct InflightTable(Mutex<Inflight>);
 
 impl InflightTable {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inflight> {
-        // Plain data; a panic elsewhere cannot leave it half-written.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.0)
     }
 }
 
@@ -132,7 +129,7 @@ impl Redlock {
         let subscriptions = Subscriptions::new(
             nodes
                 .iter()
-                .filter_map(|n| Some((n.name().to_owned(), n.notifications()?.clone())))
+                .filter_map(|n| n.notifications().cloned())
                 .collect(),
         );
         Ok(Self {

@@ -19,6 +19,7 @@ use crate::admin::LockRecord;
 use crate::error::{Error, NodeFailure, NodeFault, Result};
 use crate::fencing::FencingToken;
 use crate::redis::scripts::{self, Keys};
+use crate::sync::lock;
 
 /// One independent Redis server that Redlock counts as one vote.
 ///
@@ -348,7 +349,7 @@ impl RedisNode {
     /// set-up that the next request needs.
     async fn connection(&self) -> Result<MultiplexedConnection, NodeFault> {
         let setup = {
-            let mut slot = lock_slot(&self.kept);
+            let mut slot = lock(&self.kept);
             match &*slot {
                 Slot::Ready(conn) => return Ok(conn.clone()),
                 Slot::Connecting(setup) => setup.clone(),
@@ -374,7 +375,7 @@ impl RedisNode {
                 Ok(conn)
             }
             .await;
-            *lock_slot(&kept) = match &result {
+            *lock(&kept) = match &result {
                 Ok(conn) => Slot::Ready(conn.clone()),
                 // The next request tries again.
                 Err(_) => Slot::Empty,
@@ -392,7 +393,7 @@ impl RedisNode {
     }
 
     fn forget_connection(&self) {
-        *lock_slot(&self.kept) = Slot::Empty;
+        *lock(&self.kept) = Slot::Empty;
     }
 }
 
@@ -406,11 +407,6 @@ enum Slot {
     Empty,
     Connecting(Setup),
     Ready(MultiplexedConnection),
-}
-
-fn lock_slot(kept: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
-    // The slot holds a plain value; a panic elsewhere cannot leave it half-written.
-    kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A node's answer to a fence raise.
