@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fencelock::deadpool_redis::redis;
-use fencelock::testing::RedisNodes;
 use fencelock::{LockOptions, Locker, Redlock, RetryPolicy};
 
 mod floors;
@@ -152,12 +151,8 @@ impl Summary {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let nodes = RedisNodes::start(NODES).expect("start redis-server nodes (run scripts/setup)");
+    let runtime = floors::runtime();
+    let nodes = floors::nodes(NODES);
     let urls = nodes.urls();
     runtime.block_on(async {
         let conns = connect(&urls).await;

@@ -44,12 +44,8 @@ struct Size {
 impl Bench {
     fn start() -> Self {
         Self {
-            runtime: tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap(),
-            nodes: RedisNodes::start(5).expect("start redis-server nodes (run scripts/setup)"),
+            runtime: floors::runtime(),
+            nodes: floors::nodes(5),
             script: redis::Script::new(COMPARE_AND_DELETE),
         }
     }

@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fencelock::deadpool_redis::redis;
-use fencelock::testing::RedisNodes;
 use fencelock::{LockOptions, Locker, Redlock};
+
+mod floors;
 
 const CYCLES: u64 = 1_000_000;
 const SAMPLE_EVERY: u64 = 100_000;
@@ -35,12 +36,8 @@ fn rss_kib() -> u64 {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let nodes = RedisNodes::start(5).expect("start redis-server nodes (run scripts/setup)");
+    let runtime = floors::runtime();
+    let nodes = floors::nodes(5);
     let urls = nodes.urls();
     runtime.block_on(async {
         let locker =

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use fencelock::deadpool_redis::redis;
-use fencelock::testing::RedisNodes;
 use fencelock::{LockOptions, Locker, Redlock, Watchdog};
 
 mod floors;
@@ -57,12 +56,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let nodes = RedisNodes::start(NODES).expect("start redis-server nodes (run scripts/setup)");
+    let runtime = floors::runtime();
+    let nodes = floors::nodes(NODES);
     let urls = nodes.urls();
     let quorum = NODES / 2 + 1;
     runtime.block_on(async {

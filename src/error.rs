@@ -17,6 +17,11 @@ pub enum Error {
     NotObtained {
         /// The resource name.
         key: String,
+        /// How long the holder's lock has left on the servers that refused,
+        /// as they reported it, when they did: unless it is renewed or
+        /// released first, the lock runs out then. Waiters use it to try
+        /// again right at an expiry, which no server announces.
+        expires_in: Option<Duration>,
     },
 
     /// Waiting for the lock took longer than allowed.

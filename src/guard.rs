@@ -41,7 +41,7 @@ impl<B: Backend> Shared<B> {
     /// any more, so the owner's next acquire counts afresh, and the loss is
     /// counted once.
     pub(crate) fn forget_lost(&self, hold: &Hold, newly_lost: bool) {
-        self.live.remove(hold);
+        self.live.remove(self.options.get_key_prefix(), hold);
         if newly_lost {
             self.telemetry.lost(self.key(hold.key()));
         }
@@ -79,7 +79,8 @@ impl<B: Backend> ReleaseOnDrop<B> {
 
     /// Records the hold as live, so acquires by its owner nest inside it.
     pub(crate) fn register(&mut self, token: FencingToken) {
-        self.shared.live.insert(self.hold(), token);
+        let prefix = self.shared.options.get_key_prefix();
+        self.shared.live.insert(prefix, self.hold(), token);
         self.held_since = Some(Instant::now());
     }
 
@@ -102,7 +103,9 @@ impl<B: Backend> Drop for ReleaseOnDrop<B> {
         let Some(hold) = self.hold.take() else {
             return;
         };
-        self.shared.live.remove(&hold);
+        self.shared
+            .live
+            .remove(self.shared.options.get_key_prefix(), &hold);
         let held_for = self.held_since.map(|since| since.elapsed());
         // Never block in drop: hand the release to the runtime. Without a
         // runtime (dropped after shutdown) the lock simply expires by its ttl.
@@ -300,7 +303,9 @@ impl<B: Backend> LockGuard<B> {
         let held_until_now = self.lease.is_held();
         let shared = self.hold.shared.clone();
         // From now on nothing may nest inside this hold.
-        shared.live.remove(self.hold.hold());
+        shared
+            .live
+            .remove(shared.options.get_key_prefix(), self.hold.hold());
         // The hold stays armed until the nodes answered, so a release whose
         // future is dropped half-way is finished in the background.
         let result = shared
@@ -342,7 +347,9 @@ impl<B: Backend> LockGuard<B> {
     pub fn hand_off(mut self) -> Handoff {
         self.watchdog.take();
         let shared = self.hold.shared.clone();
-        shared.live.remove(self.hold.hold());
+        shared
+            .live
+            .remove(shared.options.get_key_prefix(), self.hold.hold());
         let held_for = self.hold.held_for();
         let hold = self.hold.disarm();
         // This guard ends here; the adopter counts its own.

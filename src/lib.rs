@@ -16,6 +16,7 @@ mod notify;
 mod options;
 mod owner;
 mod queue;
+mod sync;
 mod telemetry;
 mod watchdog;
 

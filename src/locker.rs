@@ -111,6 +111,10 @@ impl<B: Backend> Locker<B> {
         &self.shared.options
     }
 
+    fn prefix(&self) -> &str {
+        self.shared.options.get_key_prefix()
+    }
+
     /// The backend.
     pub fn backend(&self) -> &B {
         &self.shared.backend
@@ -144,7 +148,7 @@ impl<B: Backend> Locker<B> {
 
     /// One attempt by `owner` on a valid key.
     async fn attempt_as(&self, key: &str, owner: &str) -> Result<LockGuard<B>> {
-        let mut parent = self.shared.live.parent(owner, key);
+        let mut parent = self.shared.live.parent(owner, self.prefix(), key);
         loop {
             match self.acquire_once(key, owner, parent.clone()).await {
                 // The outer hold was released (by another task of the same
@@ -153,9 +157,10 @@ impl<B: Backend> Locker<B> {
                 // acquire if nothing: each round follows progress by the
                 // other task, so this cannot spin on its own.
                 Err(Error::NotHeld { .. })
-                    if parent.is_some() && self.shared.live.parent(owner, key) != parent =>
+                    if parent.is_some()
+                        && self.shared.live.parent(owner, self.prefix(), key) != parent =>
                 {
-                    parent = self.shared.live.parent(owner, key);
+                    parent = self.shared.live.parent(owner, self.prefix(), key);
                 }
                 other => return other,
             }
@@ -357,7 +362,11 @@ impl<B: Backend> Locker<B> {
         let ticket = (wake
             && self.owner.is_none()
             && retry.get_max_attempts().is_none()
-            && self.shared.live.parent(&owner, key).is_none())
+            && self
+                .shared
+                .live
+                .parent(&owner, self.prefix(), key)
+                .is_none())
         .then(|| self.shared.lines.join(options.get_key_prefix(), key));
         let _turn = match &ticket {
             Some(ticket) => Some(ticket.turn().await),
@@ -386,8 +395,8 @@ impl<B: Backend> Locker<B> {
                         };
                         if let Some(mut subscribed) = subscribed {
                             // A release between the failed attempt and the
-                            // subscription would go unheard: once some
-                            // server listens (or a node timeout passed), try
+                            // subscription would go unheard: once enough
+                            // servers listen (or a node timeout passed), try
                             // again.
                             subscribed.listening(options.get_node_timeout()).await;
                             watch = Some(subscribed);
@@ -396,7 +405,17 @@ impl<B: Backend> Locker<B> {
                             continue;
                         }
                     }
-                    let delay = tokio::time::sleep(retry.next_delay());
+                    let mut delay = retry.next_delay();
+                    if let Error::NotObtained {
+                        expires_in: Some(left),
+                        ..
+                    } = e
+                    {
+                        // An expiry is announced by nobody: be there when
+                        // the lock runs out, if that comes first.
+                        delay = delay.min(left + Duration::from_millis(1));
+                    }
+                    let delay = tokio::time::sleep(delay);
                     match &mut watch {
                         Some(watch) => {
                             tokio::select! {

@@ -92,7 +92,10 @@ pub(crate) fn new_instance_id() -> u128 {
     rand::random()
 }
 
-/// The holds this Locker (and its clones) currently has, by owner and key.
+/// The holds this Locker (and its clones) currently has, by owner, key
+/// prefix and resource: Lockers derived with `with_options` share the
+/// registry, and the same resource name under another prefix is another
+/// lock.
 ///
 /// Whether an acquire is nested is decided here, not guessed on the nodes:
 /// a lock of the same owner found on a node may be a stale leftover of a
@@ -100,31 +103,38 @@ pub(crate) fn new_instance_id() -> u128 {
 /// hand out an old token again.
 #[derive(Debug, Default)]
 pub(crate) struct LiveHolds {
-    by_owner_key: Mutex<HashMap<(String, String), Vec<Parent>>>,
+    holds: Mutex<HashMap<Slot, Vec<Parent>>>,
+}
+
+/// Owner, key prefix, resource.
+type Slot = (String, String, String);
+
+fn slot(owner: &str, prefix: &str, key: &str) -> Slot {
+    (owner.to_owned(), prefix.to_owned(), key.to_owned())
 }
 
 impl LiveHolds {
-    /// The outermost live hold of `owner` on `key`, if any.
-    pub(crate) fn parent(&self, owner: &str, key: &str) -> Option<Parent> {
+    /// The outermost live hold of `owner` on `key` under `prefix`, if any.
+    pub(crate) fn parent(&self, owner: &str, prefix: &str, key: &str) -> Option<Parent> {
         let map = self.map();
-        map.get(&(owner.to_owned(), key.to_owned()))
+        map.get(&slot(owner, prefix, key))
             .and_then(|holds| holds.first().cloned())
     }
 
-    pub(crate) fn insert(&self, hold: &Hold, token: crate::FencingToken) {
+    pub(crate) fn insert(&self, prefix: &str, hold: &Hold, token: crate::FencingToken) {
         let parent = Parent {
             id: hold.id().to_owned(),
             token,
         };
         self.map()
-            .entry((hold.owner().to_owned(), hold.key().to_owned()))
+            .entry(slot(hold.owner(), prefix, hold.key()))
             .or_default()
             .push(parent);
     }
 
-    pub(crate) fn remove(&self, hold: &Hold) {
+    pub(crate) fn remove(&self, prefix: &str, hold: &Hold) {
         let mut map = self.map();
-        let slot = (hold.owner().to_owned(), hold.key().to_owned());
+        let slot = slot(hold.owner(), prefix, hold.key());
         if let Some(holds) = map.get_mut(&slot) {
             holds.retain(|h| h.id != hold.id());
             if holds.is_empty() {
@@ -133,11 +143,8 @@ impl LiveHolds {
         }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Vec<Parent>>> {
-        // Plain data: a panic elsewhere cannot leave it half-updated.
-        self.by_owner_key
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Slot, Vec<Parent>>> {
+        crate::sync::lock(&self.holds)
     }
 }
 

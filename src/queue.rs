@@ -37,10 +37,7 @@ struct Line {
 
 impl WaitLines {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Slot>> {
-        // Plain data; a panic elsewhere cannot leave it half-written.
-        self.lines
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.lines)
     }
 
     /// Joins the line for `resource` under `prefix`.
@@ -94,11 +91,7 @@ impl Ticket {
         &self,
         make: impl FnOnce() -> Option<ReleaseWatch>,
     ) -> Option<ReleaseWatch> {
-        let mut watch = self
-            .line
-            .watch
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut watch = crate::sync::lock(&self.line.watch);
         if watch.is_none() {
             *watch = make();
         }

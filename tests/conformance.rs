@@ -178,13 +178,7 @@ async fn try_lock_is_refused_while_held<H: Harness>() {
         );
         assert!(other.is_locked("busy").await.unwrap());
         guard.release().await.unwrap();
-        other
-            .try_lock("busy")
-            .await
-            .unwrap()
-            .release()
-            .await
-            .unwrap();
+        common::lock_once(&other, "busy").await;
     })
     .await;
 }
@@ -400,13 +394,7 @@ async fn cancelled_acquires_leave_nothing_behind<H: Harness>() {
         }
         H::settle(&locker).await;
         nothing_locked(&locker).await;
-        locker
-            .try_lock("cut")
-            .await
-            .unwrap()
-            .release()
-            .await
-            .unwrap();
+        common::lock_once(&locker, "cut").await;
     })
     .await;
 }

@@ -174,6 +174,9 @@ async fn a_forced_release_wakes_the_waiter() {
     let holder = locker(&nodes, parked);
     let waiter = locker(&nodes, slow_retry());
     let admin = locker(&nodes, options());
+    // Connections first: a slow first connect on a loaded machine must not
+    // time a node out of the lock this test looks at on every node.
+    common::warm_up(&holder).await;
     bounded(LIMIT, async {
         let stuck = holder.lock("nightly").await.unwrap();
         // On every node, not just a quorum, before it is forced off.
@@ -375,6 +378,33 @@ async fn waiters_cut_off_at_random_points_leave_no_lock_and_no_subscription() {
             .lock_timeout("cut", Duration::from_secs(5))
             .await
             .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        guard.release().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lock_that_runs_out_is_taken_when_it_expires_not_a_retry_delay_later() {
+    let nodes = start(3);
+    // No watchdog, no release: the lock just runs out after 1 s.
+    let crashed = locker(
+        &nodes,
+        options()
+            .ttl(Duration::from_secs(1))
+            .watchdog(Watchdog::Off),
+    );
+    let waiter = locker(&nodes, slow_retry());
+    common::warm_up(&waiter).await;
+    bounded(LIMIT, async {
+        let taken = Instant::now();
+        let _abandoned = crashed.lock("orphan").await.unwrap();
+        let guard = waiter.lock_timeout("orphan", 3 * RETRY).await.unwrap();
+        let after_expiry = taken.elapsed().saturating_sub(Duration::from_secs(1));
+        println!("taken {after_expiry:?} after the expiry (retry delay {RETRY:?})");
+        assert!(
+            after_expiry < WAKE,
+            "taken {after_expiry:?} after the expiry"
+        );
         guard.release().await.unwrap();
     })
     .await;

@@ -33,6 +33,9 @@ async fn depth_on_each_node(
 async fn three_deep_in_one_task_and_another_task_gets_it_only_after_the_outermost_release() {
     let nodes = start(5);
     let locker = locker(&nodes, options());
+    // Connections set up first: a slow first connect on a loaded machine
+    // must not time a node out of the lock this test inspects.
+    common::warm_up(&locker).await;
     bounded(LIMIT, async {
         let outer = locker.lock("deep").await.unwrap();
         let middle = locker.lock("deep").await.unwrap();
@@ -89,6 +92,9 @@ async fn three_deep_in_one_task_and_another_task_gets_it_only_after_the_outermos
 async fn tasks_never_re_enter_each_other_and_a_spawned_task_is_another_owner() {
     let nodes = start(3);
     let locker = locker(&nodes, options());
+    // Connections set up first: a slow first connect on a loaded machine
+    // must not time a node out of the lock this test inspects.
+    common::warm_up(&locker).await;
     bounded(LIMIT, async {
         let guard = locker.try_lock("mine").await.unwrap();
         // A task spawned inside the critical section is excluded, however it asks.
@@ -147,6 +153,7 @@ async fn tasks_never_re_enter_each_other_and_a_spawned_task_is_another_owner() {
 async fn tasks_sharing_an_explicit_owner_re_enter() {
     let nodes = start(3);
     let shared = locker(&nodes, options()).with_owner(Owner::random());
+    common::warm_up(&shared).await;
     bounded(LIMIT, async {
         let outer = shared.try_lock("team").await.unwrap();
         let helper = {
@@ -178,6 +185,9 @@ async fn tasks_sharing_an_explicit_owner_re_enter() {
 async fn the_depth_limit_is_reentrancy_limit_and_changes_nothing() {
     let nodes = start(3);
     let locker = locker(&nodes, options().max_reentrancy(3));
+    // Connections set up first: a slow first connect on a loaded machine
+    // must not time a node out of the lock this test inspects.
+    common::warm_up(&locker).await;
     bounded(LIMIT, async {
         let holds = [
             locker.try_lock("limited").await.unwrap(),
@@ -256,6 +266,9 @@ async fn a_lock_handed_off_is_adopted_by_another_process_with_its_token() {
     let nodes = start(3);
     let owner = Owner::random();
     let here = locker(&nodes, options()).with_owner(owner.clone());
+    // Connections first: a slow first connect on a loaded machine must not
+    // time a node out of the lock this test looks at on every node.
+    common::warm_up(&here).await;
     // Another Locker: its own instance id and registry, as in another process.
     let there = locker(&nodes, options()).with_owner(owner.to_string().parse().unwrap());
     bounded(LIMIT, async {
@@ -328,7 +341,10 @@ async fn a_nested_acquire_lands_on_every_node_its_early_returned_parent_reaches(
     let nodes = start(5);
     bounded(LIMIT, async {
         for round in 0..30 {
-            let locker = locker(&nodes, options());
+            // Fresh on purpose (both requests wait for one connection
+            // set-up); a node timeout that a slow connect on a loaded
+            // machine cannot reach, since this test is about order.
+            let locker = locker(&nodes, options().node_timeout(Duration::from_secs(1)));
             let key = format!("fresh-{round}");
             let outer = locker.lock(&key).await.unwrap();
             let inner = locker.lock(&key).await.unwrap();
@@ -341,6 +357,31 @@ async fn a_nested_acquire_lands_on_every_node_its_early_returned_parent_reaches(
             outer.release().await.unwrap();
         }
         wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_same_name_under_another_prefix_is_another_lock_not_a_nested_one() {
+    let nodes = start(3);
+    let first = locker(&nodes, options().key_prefix("team-a:"));
+    // Derived Lockers share the live-hold registry.
+    let second = first.with_options(options().key_prefix("team-b:")).unwrap();
+    bounded(LIMIT, async {
+        let a = first.lock("job").await.unwrap();
+        // Same task, same name, other prefix: a first acquire of its own.
+        let b = second.try_lock("job").await.unwrap();
+        let waited = second
+            .lock_timeout("job", Duration::from_millis(200))
+            .await
+            .unwrap();
+        assert_eq!(waited.token(), b.token(), "nested inside b, not a");
+        waited.release().await.unwrap();
+        b.release().await.unwrap();
+        // a is untouched by all of it.
+        assert!(a.is_held());
+        assert!(first.is_locked("job").await.unwrap());
+        a.release().await.unwrap();
     })
     .await;
 }

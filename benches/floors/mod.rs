@@ -5,10 +5,26 @@
 #![allow(dead_code)] // each bench uses a different part
 
 use fencelock::deadpool_redis::redis;
+use fencelock::testing::RedisNodes;
 use fencelock::{Locker, Redlock};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use redis::aio::MultiplexedConnection;
+
+/// The runtime every bench runs on: two workers, one per core of the
+/// machine the figures in docs/performance.md come from.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// `n` local redis-server nodes, started by the fixtures and stopped on drop.
+pub fn nodes(n: usize) -> RedisNodes {
+    RedisNodes::start(n).expect("start redis-server nodes (run scripts/setup)")
+}
 
 /// One uncontended acquire + release through the library.
 pub async fn library_round(locker: &Locker<Redlock>, key: &str) {

@@ -79,10 +79,7 @@ struct InflightTable(Mutex<Inflight>);
 
 impl InflightTable {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inflight> {
-        // Plain data; a panic elsewhere cannot leave it half-written.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.0)
     }
 }
 
@@ -132,7 +129,7 @@ impl Redlock {
         let subscriptions = Subscriptions::new(
             nodes
                 .iter()
-                .filter_map(|n| Some((n.name().to_owned(), n.notifications()?.clone())))
+                .filter_map(|n| n.notifications().cloned())
                 .collect(),
         );
         Ok(Self {
@@ -337,6 +334,8 @@ struct Votes {
     /// (node, fence value) of the nodes that granted.
     granted: Vec<(usize, u64)>,
     held: usize,
+    /// The longest remaining ttl the refusing nodes reported.
+    held_ttl: Option<Duration>,
     too_deep: usize,
     parent_missing: usize,
     failures: Vec<NodeFailure>,
@@ -346,7 +345,11 @@ impl Votes {
     fn add(&mut self, nodes: &[RedisNode], (i, reply): fanout::Reply<AcquireReply>) {
         match reply {
             Ok(AcquireReply::Granted { token }) => self.granted.push((i, token)),
-            Ok(AcquireReply::Held) => self.held += 1,
+            Ok(AcquireReply::Held { ttl }) => {
+                self.held += 1;
+                // The last copy to run out frees the lock everywhere.
+                self.held_ttl = self.held_ttl.max(ttl);
+            }
             Ok(AcquireReply::TooDeep) => self.too_deep += 1,
             Ok(AcquireReply::ParentMissing) => self.parent_missing += 1,
             Err(fault) => self.failures.push(nodes[i].failure(fault)),
@@ -514,6 +517,7 @@ impl Backend for Redlock {
             }),
             Verdict::Refused => Err(Error::NotObtained {
                 key: hold.key().to_owned(),
+                expires_in: votes.held_ttl,
             }),
             Verdict::Undecided => Err(Error::QuorumUnavailable {
                 reached: votes.granted.len() + votes.refused(),

@@ -19,6 +19,7 @@ use crate::admin::LockRecord;
 use crate::error::{Error, NodeFailure, NodeFault, Result};
 use crate::fencing::FencingToken;
 use crate::redis::scripts::{self, Keys};
+use crate::sync::lock;
 
 /// One independent Redis server that Redlock counts as one vote.
 ///
@@ -348,7 +349,7 @@ impl RedisNode {
     /// set-up that the next request needs.
     async fn connection(&self) -> Result<MultiplexedConnection, NodeFault> {
         let setup = {
-            let mut slot = lock_slot(&self.kept);
+            let mut slot = lock(&self.kept);
             match &*slot {
                 Slot::Ready(conn) => return Ok(conn.clone()),
                 Slot::Connecting(setup) => setup.clone(),
@@ -374,7 +375,7 @@ impl RedisNode {
                 Ok(conn)
             }
             .await;
-            *lock_slot(&kept) = match &result {
+            *lock(&kept) = match &result {
                 Ok(conn) => Slot::Ready(conn.clone()),
                 // The next request tries again.
                 Err(_) => Slot::Empty,
@@ -392,7 +393,7 @@ impl RedisNode {
     }
 
     fn forget_connection(&self) {
-        *lock_slot(&self.kept) = Slot::Empty;
+        *lock(&self.kept) = Slot::Empty;
     }
 }
 
@@ -406,11 +407,6 @@ enum Slot {
     Empty,
     Connecting(Setup),
     Ready(MultiplexedConnection),
-}
-
-fn lock_slot(kept: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
-    // The slot holds a plain value; a panic elsewhere cannot leave it half-written.
-    kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A node's answer to a fence raise.
@@ -429,8 +425,9 @@ pub(crate) struct Raised {
 pub(crate) enum AcquireReply {
     /// Granted; the node's fence value (for a first hold, its new count).
     Granted { token: u64 },
-    /// Held already (a first hold is refused over any lock).
-    Held,
+    /// Held already (a first hold is refused over any lock); the lock's
+    /// remaining time to live on the node, when it has one.
+    Held { ttl: Option<Duration> },
     /// The owner already has the maximum number of holds.
     TooDeep,
     /// A nested hold's parent is not on the node.
@@ -443,7 +440,9 @@ impl AcquireReply {
             [1, token, holds] if *token > 0 && *holds > 0 => Ok(Self::Granted {
                 token: *token as u64,
             }),
-            [0, _pttl] => Ok(Self::Held),
+            [0, pttl] => Ok(Self::Held {
+                ttl: u64::try_from(*pttl).ok().map(Duration::from_millis),
+            }),
             [2, _holds] => Ok(Self::TooDeep),
             [3] => Ok(Self::ParentMissing),
             other => Err(NodeFault::Protocol(format!("acquire returned {other:?}"))),
@@ -541,7 +540,17 @@ mod tests {
             AcquireReply::parse(&[3]).unwrap(),
             AcquireReply::ParentMissing
         );
-        assert_eq!(AcquireReply::parse(&[0, 1200]).unwrap(), AcquireReply::Held);
+        assert_eq!(
+            AcquireReply::parse(&[0, 1200]).unwrap(),
+            AcquireReply::Held {
+                ttl: Some(Duration::from_millis(1200))
+            }
+        );
+        // PTTL -1: a key without expiry (not one of ours).
+        assert_eq!(
+            AcquireReply::parse(&[0, -1]).unwrap(),
+            AcquireReply::Held { ttl: None }
+        );
         assert_eq!(
             AcquireReply::parse(&[2, 32]).unwrap(),
             AcquireReply::TooDeep

@@ -37,7 +37,7 @@ pub(crate) fn channel_of(lock_key: &str) -> String {
 /// one listener task per node that has a client for pub/sub.
 pub(crate) struct Subscriptions {
     table: Arc<Table>,
-    clients: Vec<(String, redis::Client)>,
+    clients: Vec<redis::Client>,
     /// Started on first use, inside the runtime; dropping them (with the
     /// Redlock) ends the listener tasks.
     nudges: Mutex<Option<Arc<[mpsc::UnboundedSender<()>]>>>,
@@ -66,10 +66,7 @@ struct Entry {
 
 impl Table {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        // Plain data; a panic elsewhere cannot leave it half-written.
-        self.channels
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.channels)
     }
 
     /// The wanted channels and the entry ids to confirm them for.
@@ -90,8 +87,8 @@ impl Table {
 }
 
 impl Subscriptions {
-    /// Subscriptions over the nodes that have a client (name, client).
-    pub(crate) fn new(clients: Vec<(String, redis::Client)>) -> Self {
+    /// Subscriptions over the nodes that have a client for pub/sub.
+    pub(crate) fn new(clients: Vec<redis::Client>) -> Self {
         Self {
             table: Arc::default(),
             clients,
@@ -135,10 +132,7 @@ impl Subscriptions {
     /// running: on first use, and again when the runtime they ran on has
     /// ended (a Redlock can outlive a runtime, as across tests).
     fn listeners(&self) -> Arc<[mpsc::UnboundedSender<()>]> {
-        let mut nudges = self
-            .nudges
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut nudges = crate::sync::lock(&self.nudges);
         match &*nudges {
             Some(running) if !running.iter().any(|tx| tx.is_closed()) => Arc::clone(running),
             _ => {
@@ -152,10 +146,9 @@ impl Subscriptions {
     fn start(&self) -> Arc<[mpsc::UnboundedSender<()>]> {
         self.clients
             .iter()
-            .map(|(name, client)| {
+            .map(|client| {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let listener = Listener {
-                    node: name.clone(),
                     client: client.clone(),
                     table: Arc::clone(&self.table),
                     nudges: rx,
@@ -206,7 +199,6 @@ impl Drop for Interest {
 /// The task that keeps one node's subscriber connection in line with the
 /// table.
 struct Listener {
-    node: String,
     client: redis::Client,
     table: Arc<Table>,
     nudges: mpsc::UnboundedReceiver<()>,
@@ -357,14 +349,5 @@ async fn bounded(request: impl Future<Output = redis::RedisResult<()>>) -> Resul
     match tokio::time::timeout(LISTENER_TIMEOUT, request).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
-    }
-}
-
-impl std::fmt::Debug for Listener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listener")
-            .field("node", &self.node)
-            .field("channels", &self.current.len())
-            .finish_non_exhaustive()
     }
 }

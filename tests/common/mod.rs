@@ -49,7 +49,7 @@ pub async fn warm_up(locker: &Locker<Redlock>) {
 }
 
 /// Takes `key` and gives it back at once; panics if either fails.
-pub async fn lock_once(locker: &Locker<Redlock>, key: &str) {
+pub async fn lock_once<B: fencelock::Backend>(locker: &Locker<B>, key: &str) {
     locker.try_lock(key).await.unwrap().release().await.unwrap();
 }
 
