@@ -350,7 +350,9 @@ impl<B: Backend> Locker<B> {
     /// up: a task sharing the owner may take the lock meanwhile, and the
     /// waiter must then nest at once instead of queueing behind others that
     /// wait for that very lock. Nested acquires and waiters with an attempt
-    /// limit never line up either.
+    /// limit never line up either. A backend that queues waiters itself
+    /// (etcd) orders them across processes, so there each waiter takes its
+    /// own place in that queue instead.
     async fn wait_for(&self, key: &str) -> Result<LockGuard<B>> {
         validate_key(key)?;
         let options = &self.shared.options;
@@ -360,6 +362,7 @@ impl<B: Backend> Locker<B> {
         // A waiter with an attempt limit does not line up either: in the
         // line it could wait any time behind others before its first try.
         let ticket = (wake
+            && !self.shared.backend.queues_waiters()
             && self.owner.is_none()
             && retry.get_max_attempts().is_none()
             && self
@@ -388,7 +391,11 @@ impl<B: Backend> Locker<B> {
                 {
                     if subscribe {
                         subscribe = false;
-                        let make = || self.shared.backend.watch_releases(key, options);
+                        let make = || {
+                            self.shared
+                                .backend
+                                .watch_releases(key, owner.as_str(), options)
+                        };
                         let subscribed = match &ticket {
                             Some(ticket) => ticket.watch(make),
                             None => make(),

@@ -1,7 +1,7 @@
 //! Introspection and admin on etcd: one linearizable answer, reported as
 //! the view of a single node whose quorum is 1.
 
-use etcd_client::{DeleteOptions, GetOptions, SortOrder, SortTarget};
+use etcd_client::{DeleteOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse};
 
 use super::keys::{LockKeys, decode_holds, escape, resource_of_holder};
 use super::{Etcd, RevokeOnDrop, token_of};
@@ -15,10 +15,10 @@ const PAGE: i64 = 1000;
 impl Etcd {
     pub(crate) async fn inspect_lock(&self, key: &str, options: &LockOptions) -> Result<LockInfo> {
         let keys = LockKeys::new(options.get_key_prefix(), key);
-        let lock = match self.holder_record(&keys, options).await {
-            Ok(record) => Ok(record),
+        let (lock, queued) = match self.holder_record(&keys, options).await {
+            Ok((record, queued)) => (Ok(record), Some(queued)),
             Err(Error::QuorumUnavailable { mut failures, .. }) if !failures.is_empty() => {
-                Err(failures.remove(0).fault)
+                (Err(failures.remove(0).fault), None)
             }
             Err(e) => return Err(e),
         };
@@ -37,34 +37,51 @@ impl Etcd {
             }],
             quorum: 1,
             agreed,
+            queued,
         })
     }
 
-    /// The holder of a lock, with the time its lease has left.
+    /// The holder of a lock, with the time its lease has left, and how
+    /// many waiters queue (read together, at one revision).
     async fn holder_record(
         &self,
         keys: &LockKeys,
         options: &LockOptions,
-    ) -> Result<Option<LockRecord>> {
+    ) -> Result<(Option<LockRecord>, usize)> {
         let timeout = options.get_node_timeout();
-        let mut kv = self.client.kv_client();
         let oldest = GetOptions::new()
             .with_prefix()
             .with_sort(SortTarget::Create, SortOrder::Ascend)
             .with_limit(1);
-        let mut reply = self
-            .call(timeout, kv.get(keys.holders(), Some(oldest)))
-            .await?;
-        let Some(holder) = reply.take_kvs().into_iter().next() else {
-            return Ok(None);
+        let waiting = GetOptions::new().with_prefix().with_count_only();
+        let read = Txn::new().and_then([
+            TxnOp::get(keys.holders(), Some(oldest)),
+            TxnOp::get(keys.tickets(), Some(waiting)),
+        ]);
+        let reply = self.txn(read, timeout).await?;
+        let mut ranges = reply.op_responses().into_iter().filter_map(|r| match r {
+            TxnOpResponse::Get(get) => Some(get),
+            _ => None,
+        });
+        let holder = ranges
+            .next()
+            .and_then(|mut get| get.take_kvs().into_iter().next());
+        let queued = ranges
+            .next()
+            .map_or(0, |get| usize::try_from(get.count()).unwrap_or(usize::MAX));
+        let Some(holder) = holder else {
+            return Ok((None, queued));
         };
         let owner = String::from_utf8_lossy(&holder.key()[keys.holders().len()..]).into_owned();
-        let mut leases = self.client.lease_client();
         let left = self
-            .call(timeout, leases.time_to_live(holder.lease(), None))
+            .call_again(timeout, || {
+                let mut leases = self.client.lease_client();
+                let lease = holder.lease();
+                async move { leases.time_to_live(lease, None).await }
+            })
             .await?
             .ttl();
-        Ok(Some(LockRecord {
+        let record = LockRecord {
             owner,
             token: token_of(&holder),
             holds: u32::try_from(decode_holds(holder.value()).len()).unwrap_or(u32::MAX),
@@ -72,7 +89,8 @@ impl Etcd {
                 .ok()
                 .filter(|&s| s > 0)
                 .map(std::time::Duration::from_secs),
-        }))
+        };
+        Ok((Some(record), queued))
     }
 
     pub(crate) async fn list_page(
@@ -93,13 +111,16 @@ impl Etcd {
                 )));
             }
         };
-        let mut kv = self.client.kv_client();
         let page = GetOptions::new()
             .with_range(prefix_end(range.as_bytes()))
             .with_keys_only()
             .with_limit(PAGE);
         let reply = self
-            .call(options.get_node_timeout(), kv.get(start, Some(page)))
+            .call_again(options.get_node_timeout(), || {
+                let mut kv = self.client.kv_client();
+                let (start, page) = (start.clone(), page.clone());
+                async move { kv.get(start, Some(page)).await }
+            })
             .await?;
         let mut resources: Vec<String> = reply
             .kvs()
@@ -130,10 +151,13 @@ impl Etcd {
     ) -> Result<ForceReleased> {
         let keys = LockKeys::new(options.get_key_prefix(), key);
         let timeout = options.get_node_timeout();
-        let mut kv = self.client.kv_client();
         let delete = DeleteOptions::new().with_prefix().with_prev_key();
         match self
-            .call(timeout, kv.delete(keys.holders(), Some(delete)))
+            .call_again(timeout, || {
+                let mut kv = self.client.kv_client();
+                let (holders, delete) = (keys.holders(), delete.clone());
+                async move { kv.delete(holders, Some(delete)).await }
+            })
             .await
         {
             Ok(reply) => {

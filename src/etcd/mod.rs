@@ -56,8 +56,6 @@ pub struct Etcd {
     client: Client,
     /// How the cluster is named in errors and inspections.
     name: Arc<str>,
-    /// Tells this backend's tickets in the queue from other processes'.
-    instance: Arc<str>,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -82,7 +80,10 @@ impl Etcd {
             return Err(Error::InvalidOptions("no etcd endpoints given".into()));
         }
         let names: Vec<&str> = endpoints.iter().map(AsRef::as_ref).collect();
-        let client = Client::connect(endpoints, options)
+        // A member cut off from the leader fails requests at once instead
+        // of leaving watches silent and keep-alives unanswered.
+        let options = options.unwrap_or_default().with_require_leader(true);
+        let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| match e {
                 etcd_client::Error::InvalidArgs(_)
@@ -107,7 +108,6 @@ impl Etcd {
         Self {
             client,
             name: name.into(),
-            instance: format!("{:032x}", rand::random::<u128>()).into(),
         }
     }
 
@@ -128,8 +128,11 @@ impl Etcd {
         }
     }
 
-    /// Runs one request, bounded by `timeout`. Every failure is an outage
-    /// (retryable): the request may or may not have been applied.
+    /// Runs one request, bounded by `timeout`. A failure that may pass (no
+    /// leader, a member down, a timeout) is an outage, which waiters retry:
+    /// the request may or may not have been applied. One that will not pass
+    /// by waiting (denied, a request etcd cannot take, a full database) is
+    /// final.
     async fn call<T>(
         &self,
         timeout: Duration,
@@ -137,11 +140,29 @@ impl Etcd {
     ) -> Result<T> {
         match tokio::time::timeout(timeout, request).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(etcd_client::Error::GRpcStatus(status))) => Err(self.unavailable(
-                NodeFault::Server(format!("{:?}: {}", status.code(), status.message())),
-            )),
+            Ok(Err(etcd_client::Error::GRpcStatus(status))) => Err(self.refused(&status)),
             Ok(Err(e)) => Err(self.unavailable(NodeFault::Connection(e.to_string()))),
             Err(_) => Err(self.unavailable(NodeFault::Timeout(timeout))),
+        }
+    }
+
+    /// The error for a request etcd answered with `status`.
+    fn refused(&self, status: &tonic::Status) -> Error {
+        use tonic::Code;
+        let what = format!("{:?}: {}", status.code(), status.message());
+        match status.code() {
+            Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::InvalidArgument
+            | Code::ResourceExhausted
+            | Code::FailedPrecondition
+            | Code::OutOfRange
+            | Code::Unimplemented
+            | Code::AlreadyExists => Error::Backend {
+                message: format!("{} refused the request ({what})", self.name),
+                source: None,
+            },
+            _ => self.unavailable(NodeFault::Server(what)),
         }
     }
 
@@ -198,8 +219,8 @@ impl Etcd {
     }
 
     /// A first hold: the holder key, on a lease of its own, created only
-    /// while no holder key exists and the queue has no other process's
-    /// ticket ahead.
+    /// while no holder key exists and no other owner's waiter is queued
+    /// ahead.
     async fn acquire_first(
         &self,
         keys: &LockKeys,
@@ -246,16 +267,19 @@ impl Etcd {
         let granted = if reply.succeeded() {
             Some(revision(&reply))
         } else {
-            // Held, or waiters queue. This process may go first only when
-            // the oldest ticket is its own (its waiter was woken for this).
+            // Held, or waiters queue. The owner may go first only when the
+            // oldest ticket is its own: its place in the queue came first.
+            // The ticket goes in the same transaction, so the next waiter
+            // hears at once that it is first now.
             match first_kv(&reply) {
-                Some(ticket) if ticket.value() == self.instance.as_bytes() => {
+                Some(ticket) if ticket.value() == hold.owner().as_bytes() => {
                     let mine = Compare::create_revision(
                         ticket.key(),
                         CompareOp::Equal,
                         ticket.create_revision(),
                     );
-                    let second = Txn::new().when([free, mine]).and_then([put]);
+                    let used = TxnOp::delete(ticket.key(), None);
+                    let second = Txn::new().when([free, mine]).and_then([put, used]);
                     let reply = self.txn(second, timeout).await?;
                     reply.succeeded().then(|| revision(&reply))
                 }
@@ -263,8 +287,12 @@ impl Etcd {
             }
         };
         let Some(token) = granted else {
+            // A lease tells how long a holder has at most, but reading it
+            // costs another round trip; waiters hear of releases and
+            // expiries through the queue instead.
             return Err(Error::NotObtained {
                 key: hold.key().to_owned(),
+                expires_in: None,
             });
         };
         let valid_until = valid_until(started, ttl, options.get_drift_factor());
@@ -298,25 +326,44 @@ impl Etcd {
         let not_held = || Error::NotHeld {
             key: hold.key().to_owned(),
         };
+        // Once the id may be in, every failure takes it out again, in the
+        // background (the release is idempotent by id).
+        let mut sent = false;
+        let fail = |sent: bool, e: Error| {
+            if sent {
+                let (this, hold, options) = (self.clone(), hold.clone(), options.clone());
+                tokio::spawn(async move { this.release(&hold, &options).await });
+            }
+            Err(e)
+        };
+        let mut dead_lease = None;
         for _ in 0..CAS_ROUNDS {
-            let Some(kv) = self.get(&holder, timeout).await? else {
-                return Err(not_held());
+            let kv = match self.get(&holder, timeout).await {
+                Ok(Some(kv)) if dead_lease != Some(kv.lease()) => kv,
+                Ok(_) => return fail(sent, not_held()),
+                Err(e) => return fail(sent, e),
             };
             let mut holds = decode_holds(kv.value());
             if token_of(&kv) != parent.token || !holds.contains(&parent.id) {
-                return Err(not_held());
+                return fail(sent, not_held());
             }
             let mut seen = Seen::of(&kv);
             if !holds.iter().any(|h| h == hold.id()) {
                 if holds.len() >= options.get_max_reentrancy() as usize {
-                    return Err(Error::ReentrancyLimit {
-                        key: hold.key().to_owned(),
-                        limit: options.get_max_reentrancy(),
-                    });
+                    return fail(
+                        sent,
+                        Error::ReentrancyLimit {
+                            key: hold.key().to_owned(),
+                            limit: options.get_max_reentrancy(),
+                        },
+                    );
                 }
                 holds.push(hold.id().to_owned());
-                let Some(mod_revision) = self.swap(&holder, &kv, &holds, timeout).await? else {
-                    continue;
+                sent = true;
+                let mod_revision = match self.swap(&holder, &kv, &holds, timeout).await {
+                    Ok(Some(mod_revision)) => mod_revision,
+                    Ok(None) => continue,
+                    Err(e) => return fail(sent, e),
                 };
                 seen = Seen {
                     mod_revision,
@@ -324,22 +371,19 @@ impl Etcd {
                     ..seen
                 };
             }
-            return match self.keep(&holder, &seen, ttl, options, started).await {
-                Ok(Some(valid_until)) => Ok(Grant {
-                    token: parent.token,
-                    valid_until,
-                }),
-                outcome => {
-                    // The id went in but the lock could not be renewed for
-                    // this hold: take the id out again, in the background
-                    // (the release is idempotent by id).
-                    let (this, hold, options) = (self.clone(), hold.clone(), options.clone());
-                    tokio::spawn(async move { this.release(&hold, &options).await });
-                    Err(outcome.err().unwrap_or_else(not_held))
+            match self.keep(&holder, &seen, ttl, options, started).await {
+                Ok(Renewal::Kept(valid_until)) => {
+                    return Ok(Grant {
+                        token: parent.token,
+                        valid_until,
+                    });
                 }
-            };
+                Ok(Renewal::Changed) => {}
+                Ok(Renewal::LeaseGone) => dead_lease = Some(seen.lease),
+                Err(e) => return fail(sent, e),
+            }
         }
-        Err(self.contended(hold.key()))
+        fail(sent, self.contended(hold.key()))
     }
 
     /// Writes `holds` into the holder key if it is still as `seen`
@@ -369,8 +413,8 @@ impl Etcd {
 
     /// Keeps the holder key as `kv` shows it alive for `ttl` from `started`: a
     /// keep-alive of its lease, or, when the lease's ttl is shorter than
-    /// `ttl`, a move of the key onto a new, longer lease. The validity, or
-    /// `None` when the key changed meanwhile (the caller reads it again).
+    /// `ttl`, a move of the key onto a new, longer lease. A lease is never
+    /// shortened: another hold of the owner may count on it.
     async fn keep(
         &self,
         holder: &str,
@@ -378,7 +422,7 @@ impl Etcd {
         ttl: Duration,
         options: &LockOptions,
         started: Instant,
-    ) -> Result<Option<Instant>> {
+    ) -> Result<Renewal> {
         let timeout = options.get_node_timeout();
         let secs = lease_secs(ttl);
         let mut leases = self.client.lease_client();
@@ -393,20 +437,22 @@ impl Etcd {
         .await;
         let granted = match kept {
             Ok(Ok(Some(reply))) => reply.ttl(),
-            Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => 0,
+            Ok(Err(e)) if lease_not_found(&e) => 0,
             Ok(Ok(None)) => {
                 return Err(self.unavailable(NodeFault::Connection(
                     "the keep-alive stream closed without an answer".into(),
                 )));
             }
+            Ok(Err(etcd_client::Error::GRpcStatus(status))) => return Err(self.refused(&status)),
             Ok(Err(e)) => return Err(self.unavailable(NodeFault::Connection(e.to_string()))),
             Err(_) => return Err(self.unavailable(NodeFault::Timeout(timeout))),
         };
         if granted <= 0 {
-            // The lease is gone, and with it the holder key.
-            return Err(Error::NotHeld {
-                key: holder.to_owned(),
-            });
+            // The lease is gone. Either the key went with it, or another
+            // renewal of this holder key (a nested hold's, a longer extend)
+            // just moved it onto a new lease: the caller reads it again to
+            // tell which.
+            return Ok(Renewal::LeaseGone);
         }
         if granted < secs {
             // A longer ttl than the lease was made for: move the key onto a
@@ -423,7 +469,7 @@ impl Etcd {
                 .txn(Txn::new().when([same]).and_then([put]), timeout)
                 .await?;
             if !reply.succeeded() {
-                return Ok(None);
+                return Ok(Renewal::Changed);
             }
             undo.disarm();
             // The old lease has no key left.
@@ -437,7 +483,7 @@ impl Etcd {
                 ttl,
             });
         }
-        Ok(Some(valid_until))
+        Ok(Renewal::Kept(valid_until))
     }
 
     fn contended(&self, key: &str) -> Error {
@@ -456,6 +502,30 @@ fn never_sent(fault: &NodeFault) -> bool {
     match fault {
         NodeFault::Server(m) | NodeFault::Connection(m) => {
             m.contains("tcp connect error") || m.contains("Connection refused")
+        }
+        _ => false,
+    }
+}
+
+/// How a renewal of a holder key went.
+#[derive(Debug)]
+enum Renewal {
+    /// Kept alive: certainly ours until then.
+    Kept(Instant),
+    /// The key changed meanwhile: read it again.
+    Changed,
+    /// Its lease is gone: the key went with it, unless another renewal
+    /// moved it to a new lease meanwhile. Read it again to tell.
+    LeaseGone,
+}
+
+/// Whether an error says the lease asked about no longer exists.
+fn lease_not_found(e: &etcd_client::Error) -> bool {
+    match e {
+        // etcd-client's own reading of a keep-alive answer with no ttl.
+        etcd_client::Error::LeaseKeepAliveError(m) => m == "lease not found",
+        etcd_client::Error::GRpcStatus(status) => {
+            status.code() == tonic::Code::NotFound && status.message().contains("lease not found")
         }
         _ => false,
     }
@@ -587,22 +657,25 @@ impl Backend for Etcd {
         let not_held = || Error::NotHeld {
             key: hold.key().to_owned(),
         };
+        let mut dead_lease = None;
         for _ in 0..CAS_ROUNDS {
             let started = Instant::now();
             let Some(kv) = self.get(&holder, timeout).await? else {
                 return Err(not_held());
             };
-            if !decode_holds(kv.value()).iter().any(|h| h == hold.id()) {
+            if dead_lease == Some(kv.lease())
+                || !decode_holds(kv.value()).iter().any(|h| h == hold.id())
+            {
                 return Err(not_held());
             }
             match self
                 .keep(&holder, &Seen::of(&kv), ttl, options, started)
-                .await
+                .await?
             {
-                Ok(Some(valid_until)) => return Ok(valid_until),
-                Ok(None) => continue,
-                Err(Error::NotHeld { .. }) => return Err(not_held()),
-                Err(e) => return Err(e),
+                Renewal::Kept(valid_until) => return Ok(valid_until),
+                Renewal::Changed => {}
+                // Gone for good only if the key still names that lease.
+                Renewal::LeaseGone => dead_lease = Some(kv.lease()),
             }
         }
         Err(self.contended(hold.key()))
@@ -665,10 +738,22 @@ impl Backend for Etcd {
         self.force_release_lock(key, options).await
     }
 
-    /// A place in the key's queue (see `docs/backends.md`): fires when this waiter's
-    /// predecessor leaves, and, once it is first, when the holder releases.
-    fn watch_releases(&self, key: &str, options: &LockOptions) -> Option<ReleaseWatch> {
+    /// A place in the key's queue for `owner` (see `docs/backends.md`):
+    /// fires when this waiter's predecessor leaves, and, once it is first,
+    /// when the holder releases.
+    fn watch_releases(
+        &self,
+        key: &str,
+        owner: &str,
+        options: &LockOptions,
+    ) -> Option<ReleaseWatch> {
         let keys = LockKeys::new(options.get_key_prefix(), key);
-        Some(queue::line_up(self.clone(), keys, options))
+        Some(queue::line_up(self.clone(), keys, owner, options))
+    }
+
+    /// etcd keeps the queue: waiters get the lock in the order they
+    /// joined it, across processes.
+    fn queues_waiters(&self) -> bool {
+        true
     }
 }

@@ -2,81 +2,77 @@
 //! watches only its predecessor.
 //!
 //! A waiter's place is a ticket key under the lock's range, on a lease of
-//! its own that a background task keeps alive; the ticket's value is the id
-//! of the backend instance that waits. The task watches the newest ticket
-//! created before its own and, once there is none (this waiter is first),
-//! the holder keys. Each deletion it sees is news for the Locker's waiter,
-//! which then tries [`try_acquire`](crate::Backend::try_acquire) again.
-//! `try_acquire` grants a first hold only while the oldest ticket, if any,
-//! is its own instance's, so across processes the lock goes in queue order
-//! (within a process the Locker's own line orders its waiters).
+//! its own that a background task keeps alive; the ticket's value is the
+//! waiting owner. The task watches the newest ticket created before its
+//! own and, once there is none (this waiter is first), the holder keys.
+//! Each deletion it sees is news for the Locker's waiter, which then tries
+//! [`try_acquire`](crate::Backend::try_acquire) again. `try_acquire` grants
+//! a first hold while others queue only to the owner of the oldest ticket,
+//! and deletes that ticket in the same transaction; so the lock goes in
+//! queue order, across processes and within one.
 //!
 //! The ticket belongs to the [`ReleaseWatch`], not to an acquire attempt: a
 //! failed `try_acquire` leaves nothing behind, as the trait requires, and
 //! the ticket goes when the waiter stops waiting (the watch is dropped: the
-//! lease is revoked) or dies (the lease runs out).
+//! task ends and revokes the lease) or dies (the lease runs out).
+//!
+//! A waiter keeps its place through short outages: the task renews the
+//! lease until it has certainly run out, and a broken watch is opened
+//! again. Only a ticket that is gone (its lease ran out, or a grant used
+//! it) is replaced, at the back of the queue.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use etcd_client::{
-    EventType, GetOptions, PutOptions, SortOrder, SortTarget, WatchFilterType, WatchOptions,
+    Compare, CompareOp, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions,
+    SortOrder, SortTarget, Txn, TxnOp, WatchFilterType, WatchOptions,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::keys::LockKeys;
 use super::{Etcd, RevokeOnDrop, lease_secs};
-use crate::error::{Error, NodeFault, Result};
+use crate::error::{Error, NodeFailure, NodeFault, Result};
 use crate::notify::{ReleaseWatch, Signal};
 use crate::options::LockOptions;
 
 /// The longest a ticket outlives a waiter that died without revoking it:
-/// tickets block the queue, so theirs is shorter than most lock ttls.
+/// tickets hold up the queue, so theirs is shorter than most lock ttls.
 const MAX_TICKET_TTL: Duration = Duration::from_secs(5);
 
-/// Joins the queue of `keys` in the background; the watch fires on news.
-pub(crate) fn line_up(etcd: Etcd, keys: LockKeys, options: &LockOptions) -> ReleaseWatch {
-    let (signal, watch) = watch::channel(Signal::default());
-    let lease = Arc::new(AtomicI64::new(0));
-    let timeout = options.get_node_timeout();
-    let place = Place {
-        etcd: etcd.clone(),
-        keys,
-        ttl: options.get_ttl().min(MAX_TICKET_TTL),
-        timeout,
-        signal,
-        lease: Arc::clone(&lease),
-    };
-    let task = tokio::spawn(place.wait());
-    ReleaseWatch::new(
-        watch,
-        Subscription {
-            task,
-            etcd,
-            lease,
-            timeout,
-        },
-    )
-}
+/// The pause after a failed request before the next, so that an outage
+/// costs a waiter a few requests a second rather than a spin.
+const PAUSE: Duration = Duration::from_millis(100);
 
-/// Ends the waiting when the last clone of the watch is dropped: stops the
-/// task and revokes the ticket's lease, which deletes the ticket.
-struct Subscription {
-    task: JoinHandle<()>,
+/// Joins the queue of `keys` for `owner` in the background; the watch
+/// fires on news.
+pub(crate) fn line_up(
     etcd: Etcd,
-    lease: Arc<AtomicI64>,
-    timeout: Duration,
+    keys: LockKeys,
+    owner: &str,
+    options: &LockOptions,
+) -> ReleaseWatch {
+    let (signal, watch) = watch::channel(Signal::default());
+    let place = Place {
+        etcd,
+        keys,
+        owner: owner.to_owned(),
+        ttl: options.get_ttl().min(MAX_TICKET_TTL),
+        timeout: options.get_node_timeout(),
+        signal,
+    };
+    ReleaseWatch::new(watch, AbortOnDrop(tokio::spawn(place.wait())))
 }
 
-impl Drop for Subscription {
+/// Ends the waiting when the last clone of the watch is dropped. The task
+/// owns its ticket, so aborting it (dropping its future) revokes the
+/// ticket's lease whatever the task was doing at that moment.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.task.abort();
-        let lease = self.lease.swap(0, Ordering::SeqCst);
-        if lease != 0 {
-            drop(RevokeOnDrop::new(&self.etcd.client, lease, self.timeout));
-        }
+        self.0.abort();
     }
 }
 
@@ -84,136 +80,235 @@ impl Drop for Subscription {
 struct Place {
     etcd: Etcd,
     keys: LockKeys,
+    owner: String,
     ttl: Duration,
     timeout: Duration,
     signal: watch::Sender<Signal>,
-    /// The current ticket's lease (0: none yet), for the revoke on drop.
-    lease: Arc<AtomicI64>,
+}
+
+/// A ticket in the queue. Dropping it revokes its lease, which deletes it.
+struct Ticket {
+    key: String,
+    /// Its create revision: its place in the queue.
+    created: i64,
+    lease: i64,
+    /// The lease's ttl as granted (etcd may raise the one asked for).
+    ttl: Duration,
+    /// When the lease was asked for: it runs out no earlier than `ttl`
+    /// after this, unless renewed.
+    asked: Instant,
+    _revoke: RevokeOnDrop,
+}
+
+/// Why a watch of the queue ended.
+enum Stop {
+    /// The ticket is gone: its lease ran out, or a grant used it.
+    TicketGone,
+    /// The predecessor left: watch the next one ahead, if any.
+    MovedUp,
 }
 
 impl Place {
-    /// Holds a ticket until dropped. A ticket that is lost (its lease ran
-    /// out during an outage, a watch broke) is replaced by a new one at the
-    /// back of the queue, after a short pause; the waiter is told to try
-    /// again meanwhile, since news may have been missed.
+    /// Holds a ticket until the task is aborted, taking a new one whenever
+    /// the current one is gone.
     async fn wait(self) {
+        let mut again = false;
         loop {
-            let _ = self.hold_ticket().await;
-            self.signal.send_modify(|s| {
-                s.releases += 1;
-                s.listening = 0;
-            });
-            tokio::time::sleep(self.timeout).await;
-        }
-    }
-
-    /// Takes a ticket and follows the queue; returns only on failure.
-    async fn hold_ticket(&self) -> Result<()> {
-        let etcd = &self.etcd;
-        let mut leases = etcd.client.lease_client();
-        let lease = etcd
-            .call(self.timeout, leases.grant(lease_secs(self.ttl), None))
-            .await?;
-        let old = self.lease.swap(lease.id(), Ordering::SeqCst);
-        if old != 0 {
-            drop(RevokeOnDrop::new(&etcd.client, old, self.timeout));
-        }
-        let ticket = self
-            .keys
-            .ticket(&format!("{:032x}", rand::random::<u128>()));
-        let mut kv = etcd.client.kv_client();
-        let put = etcd
-            .call(
-                self.timeout,
-                kv.put(
-                    ticket,
-                    etcd.instance.as_bytes(),
-                    Some(PutOptions::new().with_lease(lease.id())),
-                ),
-            )
-            .await?;
-        let mine = put.header().map_or(0, |h| h.revision());
-        let (mut keeper, mut kept) = etcd
-            .call(self.timeout, leases.keep_alive(lease.id()))
-            .await?;
-        let every = Duration::from_secs(u64::try_from(lease.ttl()).unwrap_or(1).max(1)) / 3;
-        let keep_alive = async {
-            loop {
-                tokio::time::sleep(every).await;
-                let answer = etcd
-                    .call(self.timeout, async {
-                        keeper.keep_alive().await?;
-                        kept.message().await
-                    })
-                    .await?;
-                if answer.is_none_or(|a| a.ttl() <= 0) {
-                    return Err(gone("the ticket's lease ended"));
-                }
-            }
-        };
-        tokio::select! {
-            result = keep_alive => result,
-            result = self.follow(mine) => result,
-        }
-    }
-
-    /// Watches the predecessor until it leaves, then the next one, and
-    /// once first the holder keys; returns only on failure.
-    async fn follow(&self, mine: i64) -> Result<()> {
-        let etcd = &self.etcd;
-        loop {
-            let mut kv = etcd.client.kv_client();
-            let newest_before = GetOptions::new()
-                .with_prefix()
-                .with_max_create_revision(mine - 1)
-                .with_sort(SortTarget::Create, SortOrder::Descend)
-                .with_limit(1)
-                .with_keys_only();
-            let reply = etcd
-                .call(
-                    self.timeout,
-                    kv.get(self.keys.tickets(), Some(newest_before)),
-                )
-                .await?;
-            let seen_at = reply.header().map_or(0, |h| h.revision());
-            let predecessor = reply.kvs().first().map(|p| p.key().to_vec());
-            let first = predecessor.is_none();
-            // From the revision just read on, so no deletion in between is missed.
-            let mut options = WatchOptions::new()
-                .with_start_revision(seen_at + 1)
-                .with_filters([WatchFilterType::NoPut]);
-            let key = match predecessor {
-                Some(key) => key,
-                None => {
-                    options = options.with_prefix();
-                    self.keys.holders().into_bytes()
+            let ticket = match self.take_ticket().await {
+                Ok(ticket) => ticket,
+                Err(_) => {
+                    tokio::time::sleep(PAUSE).await;
+                    continue;
                 }
             };
-            let mut watcher = etcd.client.watch_client();
-            let mut stream = etcd
-                .call(self.timeout, watcher.watch(key, Some(options)))
-                .await?;
-            self.signal.send_if_modified(|s| {
-                let was = s.listening;
-                s.listening = 1;
-                was == 0
-            });
-            'watching: loop {
-                let Some(message) = stream.message().await.map_err(|e| gone(&e.to_string()))?
-                else {
-                    return Err(gone("the watch ended"));
-                };
-                if message.canceled() {
-                    return Err(gone(message.cancel_reason()));
+            tokio::select! {
+                () = self.keep(&ticket) => {}
+                () = self.follow(&ticket, again) => {}
+            }
+            // Without a place, news may go unheard: the waiter hears again
+            // once a new ticket is watching.
+            self.signal.send_modify(|s| s.listening = 0);
+            again = true;
+        }
+    }
+
+    /// A new ticket at the back of the queue.
+    async fn take_ticket(&self) -> Result<Ticket> {
+        let etcd = &self.etcd;
+        let asked = Instant::now();
+        let lease = etcd
+            .call_again(self.timeout, || {
+                let mut leases = etcd.client.lease_client();
+                let secs = lease_secs(self.ttl);
+                async move { leases.grant(secs, None).await }
+            })
+            .await?;
+        // From here on every way out, an abort included, ends the lease.
+        let revoke = RevokeOnDrop::new(&etcd.client, lease.id(), self.timeout);
+        let key = self
+            .keys
+            .ticket(&format!("{:032x}", rand::random::<u128>()));
+        // Sent again only when it never left, so this is the put that
+        // created the ticket, and its revision the ticket's create revision.
+        let put = etcd
+            .call_again(self.timeout, || {
+                let mut kv = etcd.client.kv_client();
+                let options = PutOptions::new().with_lease(lease.id());
+                let (key, owner) = (key.clone(), self.owner.clone());
+                async move { kv.put(key, owner, Some(options)).await }
+            })
+            .await?;
+        Ok(Ticket {
+            created: put.header().map_or(0, |h| h.revision()),
+            key,
+            lease: lease.id(),
+            ttl: Duration::from_secs(u64::try_from(lease.ttl()).unwrap_or(1).max(1)),
+            asked,
+            _revoke: revoke,
+        })
+    }
+
+    /// Keeps the ticket's lease alive; returns once it has certainly run
+    /// out (not renewed within its ttl, or etcd says it is gone). Failed
+    /// renewals are tried again until then, so an election or a member's
+    /// death does not cost the waiter its place.
+    async fn keep(&self, ticket: &Ticket) {
+        let every = ticket.ttl / 3;
+        let mut confirmed = ticket.asked;
+        let mut next = confirmed + every;
+        let mut open: Option<(LeaseKeeper, LeaseKeepAliveStream)> = None;
+        loop {
+            tokio::time::sleep_until(next).await;
+            if confirmed.elapsed() >= ticket.ttl {
+                return;
+            }
+            let sent = Instant::now();
+            match tokio::time::timeout(self.timeout, self.renew(ticket.lease, &mut open)).await {
+                Ok(Ok(true)) => {
+                    confirmed = sent;
+                    next = sent + every;
                 }
-                for event in message.events() {
-                    if event.event_type() == EventType::Delete {
+                Ok(Ok(false)) => return,
+                Ok(Err(_)) | Err(_) => {
+                    open = None;
+                    next = Instant::now() + PAUSE;
+                }
+            }
+        }
+    }
+
+    /// One keep-alive exchange on the stream in `open` (opened here if
+    /// need be); whether the lease still lives.
+    async fn renew(
+        &self,
+        lease: i64,
+        open: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+    ) -> std::result::Result<bool, etcd_client::Error> {
+        let Some((keeper, stream)) = open else {
+            // Opening the stream is itself a renewal: the client reads the
+            // first answer and fails with "lease not found" when it is gone.
+            let mut leases = self.etcd.client.lease_client();
+            return match leases.keep_alive(lease).await {
+                Ok(pair) => {
+                    *open = Some(pair);
+                    Ok(true)
+                }
+                Err(e) if super::lease_not_found(&e) => Ok(false),
+                Err(e) => Err(e),
+            };
+        };
+        keeper.keep_alive().await?;
+        match stream.message().await? {
+            Some(answer) => Ok(answer.ttl() > 0),
+            None => Err(etcd_client::Error::WatchError(
+                "the keep-alive stream ended".into(),
+            )),
+        }
+    }
+
+    /// Follows the queue from `ticket` until the ticket is gone, opening
+    /// broken watches again. `wake` says the waiter may have missed news
+    /// (a new ticket, a watch that broke) and is told once the watch is in
+    /// place again.
+    async fn follow(&self, ticket: &Ticket, mut wake: bool) {
+        loop {
+            match self.watch_once(ticket, wake).await {
+                Ok(Stop::TicketGone) => return,
+                Ok(Stop::MovedUp) => wake = false,
+                Err(_) => {
+                    self.signal.send_modify(|s| s.listening = 0);
+                    wake = true;
+                    tokio::time::sleep(PAUSE).await;
+                }
+            }
+        }
+    }
+
+    /// Reads who is ahead of the ticket and watches them (the newest ticket
+    /// created before it, or once first the holder keys) and the ticket
+    /// itself, from the revision read on, so nothing in between is missed.
+    /// Fails when a watch breaks.
+    async fn watch_once(&self, ticket: &Ticket, wake: bool) -> Result<Stop> {
+        let etcd = &self.etcd;
+        let still_there =
+            Compare::create_revision(ticket.key.as_str(), CompareOp::Equal, ticket.created);
+        let ahead = GetOptions::new()
+            .with_prefix()
+            .with_max_create_revision(ticket.created - 1)
+            .with_sort(SortTarget::Create, SortOrder::Descend)
+            .with_limit(1)
+            .with_keys_only();
+        let reply = etcd
+            .txn(
+                Txn::new()
+                    .when([still_there])
+                    .and_then([TxnOp::get(self.keys.tickets(), Some(ahead))]),
+                self.timeout,
+            )
+            .await?;
+        if !reply.succeeded() {
+            return Ok(Stop::TicketGone);
+        }
+        let seen_at = super::revision(&reply);
+        let predecessor = super::first_kv(&reply).map(|kv| kv.key().to_vec());
+        let first = predecessor.is_none();
+        let from = WatchOptions::new()
+            .with_start_revision(seen_at + 1)
+            .with_filters([WatchFilterType::NoPut]);
+        let (ahead, ahead_options) = match predecessor {
+            Some(key) => (key, from.clone()),
+            None => (self.keys.holders().into_bytes(), from.clone().with_prefix()),
+        };
+        let watch = |key: Vec<u8>, options: WatchOptions| {
+            etcd.call_again(self.timeout, move || {
+                let mut watcher = etcd.client.watch_client();
+                let (key, options) = (key.clone(), options.clone());
+                async move { watcher.watch(key, Some(options)).await }
+            })
+        };
+        let mut ahead_stream = watch(ahead, ahead_options).await?;
+        let mut own_stream = watch(ticket.key.clone().into_bytes(), from).await?;
+        self.signal.send_modify(|s| {
+            s.listening = 1;
+            if wake {
+                s.releases += 1;
+            }
+        });
+        loop {
+            tokio::select! {
+                message = ahead_stream.message() => {
+                    if deleted(message)? {
                         // The predecessor left (this waiter may be first
                         // now), or the holder released: worth a try.
                         self.signal.send_modify(|s| s.releases += 1);
                         if !first {
-                            break 'watching;
+                            return Ok(Stop::MovedUp);
                         }
+                    }
+                }
+                message = own_stream.message() => {
+                    if deleted(message)? {
+                        return Ok(Stop::TicketGone);
                     }
                 }
             }
@@ -221,11 +316,28 @@ impl Place {
     }
 }
 
-fn gone(why: &str) -> Error {
+/// Whether a watch message reports a deletion; an error when the watch
+/// broke or was cancelled (by a compaction, say).
+fn deleted(
+    message: std::result::Result<Option<etcd_client::WatchResponse>, etcd_client::Error>,
+) -> Result<bool> {
+    let message = message
+        .map_err(|e| broken(&e.to_string()))?
+        .ok_or_else(|| broken("the watch ended"))?;
+    if message.canceled() {
+        return Err(broken(message.cancel_reason()));
+    }
+    Ok(message
+        .events()
+        .iter()
+        .any(|e| e.event_type() == EventType::Delete))
+}
+
+fn broken(why: &str) -> Error {
     Error::QuorumUnavailable {
         reached: 0,
         needed: 1,
-        failures: vec![crate::error::NodeFailure {
+        failures: vec![NodeFailure {
             node: "etcd".into(),
             fault: NodeFault::Connection(why.to_owned()),
         }],
