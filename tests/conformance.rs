@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{bounded, wait_until};
+use fencelock::etcd_client::GetOptions;
 use fencelock::testing::{EtcdCluster, RedisNodes};
 use fencelock::{
     Backend, Error, Etcd, Handoff, LockOptions, Locker, Owner, Redlock, RetryPolicy, Watchdog,
@@ -83,11 +84,21 @@ impl<const N: usize> Harness for EtcdMembers<N> {
         common::etcd_locker(&self.0, options)
     }
 
-    async fn settle(_locker: &Locker<Etcd>) {
-        // Every etcd request answers before it returns; undos of cancelled
-        // acquires and dropped tickets are single revokes, done in a few
-        // milliseconds, and the suite waits for their effect where it
-        // matters (`nothing_locked`).
+    async fn settle(locker: &Locker<Etcd>) {
+        // Every etcd request answers before it returns, but undos of
+        // cancelled acquires and the tickets of waiters that stopped go by
+        // revokes in the background: wait until no ticket is left.
+        let mut client = locker.backend().client().clone();
+        let prefix = locker.options().get_key_prefix().to_owned();
+        wait_until(Duration::from_secs(10), async || {
+            let keys = GetOptions::new().with_prefix().with_keys_only();
+            let reply = client.get(prefix.as_str(), Some(keys)).await.unwrap();
+            !reply
+                .kvs()
+                .iter()
+                .any(|kv| kv.key_str().is_ok_and(|k| k.contains("/t/")))
+        })
+        .await;
     }
 
     fn pause_all(&mut self) {

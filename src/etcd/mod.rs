@@ -757,3 +757,59 @@ impl Backend for Etcd {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn final_refusals_are_not_retried_and_outages_are() {
+        // No request is made: the client dials on first use.
+        let etcd = Etcd::connect(["http://127.0.0.1:9"], None).await.unwrap();
+        for code in [
+            tonic::Code::PermissionDenied,
+            tonic::Code::Unauthenticated,
+            tonic::Code::InvalidArgument,
+            tonic::Code::ResourceExhausted,
+            tonic::Code::FailedPrecondition,
+        ] {
+            let e = etcd.refused(&tonic::Status::new(code, "etcdserver: no"));
+            assert!(matches!(e, Error::Backend { .. }), "{code:?}: {e:?}");
+            assert!(!e.is_retryable(), "{code:?}");
+            assert!(e.to_string().contains("127.0.0.1:9"), "{e}");
+        }
+        for code in [
+            tonic::Code::Unavailable,
+            tonic::Code::DeadlineExceeded,
+            tonic::Code::Unknown,
+            tonic::Code::Aborted,
+        ] {
+            let e = etcd.refused(&tonic::Status::new(code, "etcdserver: no leader"));
+            assert!(
+                matches!(e, Error::QuorumUnavailable { .. }),
+                "{code:?}: {e:?}"
+            );
+            assert!(e.is_retryable(), "{code:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_missing_lease_reads_as_one() {
+        let gone = etcd_client::Error::LeaseKeepAliveError("lease not found".into());
+        assert!(lease_not_found(&gone));
+        let broken = etcd_client::Error::LeaseKeepAliveError("channel closed".into());
+        assert!(!lease_not_found(&broken));
+        let status = tonic::Status::new(
+            tonic::Code::NotFound,
+            "etcdserver: requested lease not found",
+        );
+        assert!(lease_not_found(&etcd_client::Error::GRpcStatus(status)));
+    }
+
+    #[test]
+    fn leases_round_up_to_whole_seconds() {
+        assert_eq!(lease_secs(Duration::from_millis(300)), 1);
+        assert_eq!(lease_secs(Duration::from_secs(2)), 2);
+        assert_eq!(lease_secs(Duration::from_millis(2001)), 3);
+    }
+}
