@@ -35,10 +35,10 @@ async fn leader(cluster: &fencelock::testing::EtcdCluster) -> usize {
         let Ok(mut client) = Client::connect([cluster.member(i).endpoint()], None).await else {
             continue;
         };
-        if let Ok(status) = client.status().await {
-            if status.header().map(|h| h.member_id()) == Some(status.leader()) {
-                return i;
-            }
+        if let Ok(status) = client.status().await
+            && status.header().map(|h| h.member_id()) == Some(status.leader())
+        {
+            return i;
         }
     }
     panic!("no member leads");
