@@ -51,6 +51,13 @@ const CAS_ROUNDS: usize = 8;
 /// Authentication and TLS are set with [`etcd_client::ConnectOptions`]
 /// (`with_user`, and `with_tls` with the feature `etcd-tls`). Every request
 /// is bounded by the options' `node_timeout`.
+///
+/// Waiters queue fairly across processes: the lock goes to the waiter that
+/// queued first, even while it is momentarily free, so `try_lock` is
+/// refused while anyone waits ([`LockInfo::queued`] tells how many).
+///
+/// Use etcd 3.4.31+, 3.5.13+ or 3.6: older servers have lease bugs that can
+/// let two holders overlap around a leader change (`docs/backends.md`).
 #[derive(Clone)]
 pub struct Etcd {
     client: Client,
