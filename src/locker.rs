@@ -375,6 +375,10 @@ impl<B: Backend> Locker<B> {
             Some(ticket) => Some(ticket.turn().await),
             None => None,
         };
+        // A backend's own queue is trusted to wake a task-bound waiter.
+        // One with an explicit owner polls too: a task sharing the owner
+        // may take the lock, and the waiter must then nest at once.
+        let trust_queue = self.shared.backend.queues_waiters() && self.owner.is_none();
         let mut watch: Option<ReleaseWatch> = None;
         let mut subscribe = wake;
         let mut attempts = 0u32;
@@ -413,14 +417,24 @@ impl<B: Backend> Locker<B> {
                         }
                     }
                     let mut delay = retry.next_delay();
-                    if let Error::NotObtained {
-                        expires_in: Some(left),
-                        ..
-                    } = e
-                    {
-                        // An expiry is announced by nobody: be there when
-                        // the lock runs out, if that comes first.
-                        delay = delay.min(left + Duration::from_millis(1));
+                    match e {
+                        Error::NotObtained {
+                            expires_in: Some(left),
+                            ..
+                        } => {
+                            // An expiry is announced by nobody: be there when
+                            // the lock runs out, if that comes first.
+                            delay = delay.min(left + Duration::from_millis(1));
+                        }
+                        Error::NotObtained { .. } if watch.is_some() && trust_queue => {
+                            // The queue tells this waiter when it is its
+                            // turn, expiries included, and takes a ticket
+                            // anew after an outage; a try before that is
+                            // refused for sure and costs the servers
+                            // writes. Keep a slow poll as a safety net.
+                            delay = delay.max(options.get_ttl());
+                        }
+                        _ => {}
                     }
                     let delay = tokio::time::sleep(delay);
                     match &mut watch {

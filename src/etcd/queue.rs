@@ -5,8 +5,9 @@
 //! its own that a background task keeps alive; the ticket's value is the
 //! waiting owner. The task watches the newest ticket created before its
 //! own and, once there is none (this waiter is first), the holder keys.
-//! Each deletion it sees is news for the Locker's waiter, which then tries
-//! [`try_acquire`](crate::Backend::try_acquire) again. `try_acquire` grants
+//! When the waiter is first and the lock is free, it is told, and tries
+//! [`try_acquire`](crate::Backend::try_acquire) again; a try at any other
+//! moment would be refused, so it is not woken for less. `try_acquire` grants
 //! a first hold while others queue only to the owner of the oldest ticket,
 //! and deletes that ticket in the same transaction; so the lock goes in
 //! queue order, across processes and within one.
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use etcd_client::{
     Compare, CompareOp, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions,
-    SortOrder, SortTarget, Txn, TxnOp, WatchFilterType, WatchOptions,
+    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchFilterType, WatchOptions,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -258,11 +259,13 @@ impl Place {
             .with_sort(SortTarget::Create, SortOrder::Descend)
             .with_limit(1)
             .with_keys_only();
+        let holders = GetOptions::new().with_prefix().with_count_only();
         let reply = etcd
             .txn(
-                Txn::new()
-                    .when([still_there])
-                    .and_then([TxnOp::get(self.keys.tickets(), Some(ahead))]),
+                Txn::new().when([still_there]).and_then([
+                    TxnOp::get(self.keys.tickets(), Some(ahead)),
+                    TxnOp::get(self.keys.holders(), Some(holders)),
+                ]),
                 self.timeout,
             )
             .await?;
@@ -270,8 +273,23 @@ impl Place {
             return Ok(Stop::TicketGone);
         }
         let seen_at = super::revision(&reply);
-        let predecessor = super::first_kv(&reply).map(|kv| kv.key().to_vec());
+        let mut ranges = reply.op_responses().into_iter().filter_map(|r| match r {
+            TxnOpResponse::Get(get) => Some(get),
+            _ => None,
+        });
+        let (Some(mut ahead_range), Some(holders_range)) = (ranges.next(), ranges.next()) else {
+            return Err(broken("a transaction answer without its ranges"));
+        };
+        let predecessor = ahead_range
+            .take_kvs()
+            .into_iter()
+            .next()
+            .map(|kv| kv.key().to_vec());
         let first = predecessor.is_none();
+        // First with the lock free: the waiter's turn. Any other news
+        // (a predecessor leaving, a holder while others wait ahead) would
+        // only get a try refused.
+        let turn = first && holders_range.count() == 0;
         let from = WatchOptions::new()
             .with_start_revision(seen_at + 1)
             .with_filters([WatchFilterType::NoPut]);
@@ -290,7 +308,7 @@ impl Place {
         let mut own_stream = watch(ticket.key.clone().into_bytes(), from).await?;
         self.signal.send_modify(|s| {
             s.listening = 1;
-            if wake {
+            if wake || turn {
                 s.releases += 1;
             }
         });
@@ -298,12 +316,13 @@ impl Place {
             tokio::select! {
                 message = ahead_stream.message() => {
                     if deleted(message)? {
-                        // The predecessor left (this waiter may be first
-                        // now), or the holder released: worth a try.
-                        self.signal.send_modify(|s| s.releases += 1);
                         if !first {
+                            // The predecessor left: look again at what is
+                            // ahead now.
                             return Ok(Stop::MovedUp);
                         }
+                        // First, and the holder released: the turn.
+                        self.signal.send_modify(|s| s.releases += 1);
                     }
                 }
                 message = own_stream.message() => {
