@@ -410,6 +410,53 @@ async fn cancelled_acquires_leave_nothing_behind<H: Harness>() {
     .await;
 }
 
+/// Introspection and admin: a lock on a resource whose name has the
+/// characters backends escape is seen by `inspect` and `list`, a forced
+/// release frees it (its holder finds out), and tokens go on increasing.
+async fn inspect_list_and_force_release<H: Harness>() {
+    if !supported::<H>("inspect_list_and_force_release") {
+        return;
+    }
+    let servers = H::start();
+    let locker = servers.locker(options());
+    let owner = Owner::random();
+    let holder = locker.with_owner(owner.clone());
+    bounded(LIMIT, async {
+        let odd = "jobs/a%2F/b";
+        let guard = holder.lock(odd).await.unwrap();
+        let other = holder.lock("jobs/c").await.unwrap();
+        let unrelated = holder.lock("jobsx").await.unwrap();
+        let info = locker.inspect(odd).await.unwrap();
+        let agreed = info.agreed.clone().expect("a holder all agree on");
+        assert_eq!(agreed.token, guard.token());
+        assert_eq!(agreed.owner, owner.to_string());
+        assert_eq!(info.locked_nodes(), info.nodes.len());
+        assert!(locker.is_locked(odd).await.unwrap());
+        let mut listed = locker.list_all("jobs/").await.unwrap();
+        listed.sort();
+        assert_eq!(listed, vec![odd.to_owned(), "jobs/c".to_owned()]);
+
+        let forced = locker.force_release(odd).await.unwrap();
+        assert!(forced.failures.is_empty(), "{forced:?}");
+        assert_eq!(forced.removed, info.nodes.len());
+        assert!(!locker.is_locked(odd).await.unwrap());
+        assert!(matches!(
+            guard.release().await,
+            Err(Error::NotHeld { .. } | Error::Lost { .. })
+        ));
+        let next = locker.try_lock(odd).await.unwrap();
+        assert!(next.token() > agreed.token, "tokens go on increasing");
+        // Nothing forced on a free lock.
+        next.release().await.unwrap();
+        assert_eq!(locker.force_release(odd).await.unwrap().removed, 0);
+        other.release().await.unwrap();
+        unrelated.release().await.unwrap();
+        H::settle(&locker).await;
+        nothing_locked(&locker).await;
+    })
+    .await;
+}
+
 async fn bad_input_is_rejected<H: Harness>() {
     if !supported::<H>("bad_input") {
         return;
@@ -487,6 +534,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn cancelled_acquires_leave_nothing_behind() {
                 super::cancelled_acquires_leave_nothing_behind::<$harness>().await;
+            }
+            #[tokio::test]
+            async fn inspect_list_and_force_release() {
+                super::inspect_list_and_force_release::<$harness>().await;
             }
             #[tokio::test]
             async fn bad_input_is_rejected() {

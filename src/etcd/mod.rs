@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, SortOrder,
-    SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, PutOptions,
+    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 
 use crate::admin::{ForceReleased, ListCursor, ListPage, LockInfo};
@@ -63,6 +63,9 @@ pub struct Etcd {
     client: Client,
     /// How the cluster is named in errors and inspections.
     name: Arc<str>,
+    /// The queue tickets this client's waiters hold, so a waiter's
+    /// attempt can claim its turn in one transaction.
+    tickets: Arc<queue::Tickets>,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -115,6 +118,7 @@ impl Etcd {
         Self {
             client,
             name: name.into(),
+            tickets: Arc::default(),
         }
     }
 
@@ -255,8 +259,6 @@ impl Etcd {
             Some(PutOptions::new().with_lease(lease.id())),
         );
         let free = Compare::create_revision(keys.holders(), CompareOp::Equal, 0).with_prefix();
-        // Over an empty range a compare sees create revision 0.
-        let no_queue = Compare::create_revision(keys.tickets(), CompareOp::Equal, 0).with_prefix();
         let head = TxnOp::get(
             keys.tickets(),
             Some(
@@ -266,10 +268,34 @@ impl Etcd {
                     .with_limit(1),
             ),
         );
-        let first = Txn::new()
-            .when([free.clone(), no_queue])
-            .and_then([put.clone()])
-            .or_else([head]);
+        let (when, then) = match self.tickets.get(&keys, hold.owner()) {
+            // This owner queues: its turn is when its ticket is the oldest
+            // (a compare over a range holds only if it holds for every
+            // key); the ticket goes with the grant.
+            Some(ticket) => (
+                vec![
+                    free.clone(),
+                    Compare::create_revision(ticket.key.as_str(), CompareOp::Equal, ticket.created),
+                    Compare::create_revision(
+                        keys.tickets(),
+                        CompareOp::Greater,
+                        ticket.created - 1,
+                    )
+                    .with_prefix(),
+                ],
+                vec![put.clone(), TxnOp::delete(ticket.key.as_str(), None)],
+            ),
+            // Nobody may queue: over an empty range a compare sees create
+            // revision 0.
+            None => (
+                vec![
+                    free.clone(),
+                    Compare::create_revision(keys.tickets(), CompareOp::Equal, 0).with_prefix(),
+                ],
+                vec![put.clone()],
+            ),
+        };
+        let first = Txn::new().when(when).and_then(then).or_else([head]);
         let reply = self.txn(first, timeout).await?;
         let granted = if reply.succeeded() {
             Some(revision(&reply))
@@ -692,8 +718,43 @@ impl Backend for Etcd {
         let keys = LockKeys::new(options.get_key_prefix(), hold.key());
         let holder = keys.holder(hold.owner());
         let timeout = options.get_node_timeout();
+        // The common case, the only hold goes, takes one transaction; any
+        // other reads the key in the same one, for the compare-and-swap.
+        let only = Compare::value(
+            holder.as_str(),
+            CompareOp::Equal,
+            encode_holds(&[hold.id().to_owned()]),
+        );
+        let last = Txn::new()
+            .when([only])
+            .and_then([TxnOp::delete(
+                holder.as_str(),
+                Some(DeleteOptions::new().with_prev_key()),
+            )])
+            .or_else([TxnOp::get(holder.as_str(), None)]);
+        let reply = self.txn(last, timeout).await?;
+        let mut read = None;
+        for answer in reply.op_responses() {
+            match answer {
+                TxnOpResponse::Delete(deleted) => {
+                    for gone in deleted.prev_kvs() {
+                        // The lease has nothing else on it; ending it now
+                        // saves the server a ttl of bookkeeping. If this
+                        // fails it simply runs out.
+                        drop(RevokeOnDrop::new(&self.client, gone.lease(), timeout));
+                    }
+                    return Ok(());
+                }
+                TxnOpResponse::Get(mut got) => read = Some(got.take_kvs().into_iter().next()),
+                _ => {}
+            }
+        }
         for _ in 0..CAS_ROUNDS {
-            let Some(kv) = self.get(&holder, timeout).await? else {
+            let found = match read.take() {
+                Some(found) => found,
+                None => self.get(&holder, timeout).await?,
+            };
+            let Some(kv) = found else {
                 return Err(Error::NotHeld {
                     key: hold.key().to_owned(),
                 });
