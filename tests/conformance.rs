@@ -426,6 +426,8 @@ async fn inspect_list_and_force_release<H: Harness>() {
         let guard = holder.lock(odd).await.unwrap();
         let other = holder.lock("jobs/c").await.unwrap();
         let unrelated = holder.lock("jobsx").await.unwrap();
+        // Every node's answer is in (Redlock returns at a quorum).
+        H::settle(&holder).await;
         let info = locker.inspect(odd).await.unwrap();
         let agreed = info.agreed.clone().expect("a holder all agree on");
         assert_eq!(agreed.token, guard.token());
@@ -448,6 +450,7 @@ async fn inspect_list_and_force_release<H: Harness>() {
         assert!(next.token() > agreed.token, "tokens go on increasing");
         // Nothing forced on a free lock.
         next.release().await.unwrap();
+        H::settle(&locker).await;
         assert_eq!(locker.force_release(odd).await.unwrap().removed, 0);
         other.release().await.unwrap();
         unrelated.release().await.unwrap();

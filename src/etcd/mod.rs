@@ -268,7 +268,7 @@ impl Etcd {
                     .with_limit(1),
             ),
         );
-        let (when, then) = match self.tickets.get(&keys, hold.owner()) {
+        let (when, then) = match self.tickets.get(keys, hold.owner()) {
             // This owner queues: its turn is when its ticket is the oldest
             // (a compare over a range holds only if it holds for every
             // key); the ticket goes with the grant.
@@ -458,28 +458,31 @@ impl Etcd {
     ) -> Result<Renewal> {
         let timeout = options.get_node_timeout();
         let secs = lease_secs(ttl);
-        let mut leases = self.client.lease_client();
         // Opening the keep-alive stream refreshes the lease once (the
         // client reads that first answer itself and fails with "lease not
         // found" when it is gone); one more exchange tells its ttl.
-        let kept = tokio::time::timeout(timeout, async {
-            let (mut keeper, mut stream) = leases.keep_alive(kv.lease).await?;
-            keeper.keep_alive().await?;
-            stream.message().await
-        })
-        .await;
-        let granted = match kept {
-            Ok(Ok(Some(reply))) => reply.ttl(),
-            Ok(Err(e)) if lease_not_found(&e) => 0,
-            Ok(Ok(None)) => {
-                return Err(self.unavailable(NodeFault::Connection(
-                    "the keep-alive stream closed without an answer".into(),
-                )));
-            }
-            Ok(Err(etcd_client::Error::GRpcStatus(status))) => return Err(self.refused(&status)),
-            Ok(Err(e)) => return Err(self.unavailable(NodeFault::Connection(e.to_string()))),
-            Err(_) => return Err(self.unavailable(NodeFault::Timeout(timeout))),
-        };
+        // Tried again within the timeout when it never reached a member (a
+        // dead one the client still balances to).
+        let granted = self
+            .call_again(timeout, || {
+                let mut leases = self.client.lease_client();
+                let lease = kv.lease;
+                async move {
+                    let (mut keeper, mut stream) = match leases.keep_alive(lease).await {
+                        Ok(opened) => opened,
+                        Err(e) if lease_not_found(&e) => return Ok(0),
+                        Err(e) => return Err(e),
+                    };
+                    keeper.keep_alive().await?;
+                    match stream.message().await? {
+                        Some(reply) => Ok(reply.ttl()),
+                        None => Err(etcd_client::Error::WatchError(
+                            "the keep-alive stream closed without an answer".into(),
+                        )),
+                    }
+                }
+            })
+            .await?;
         if granted <= 0 {
             // The lease is gone. Either the key went with it, or another
             // renewal of this holder key (a nested hold's, a longer extend)
@@ -490,7 +493,12 @@ impl Etcd {
         if granted < secs {
             // A longer ttl than the lease was made for: move the key onto a
             // new lease (its create revision, the token, stays).
-            let lease = self.call(timeout, leases.grant(secs, None)).await?;
+            let lease = self
+                .call_again(timeout, || {
+                    let mut leases = self.client.lease_client();
+                    async move { leases.grant(secs, None).await }
+                })
+                .await?;
             let mut undo = RevokeOnDrop::new(&self.client, lease.id(), timeout);
             let same = Compare::mod_revision(holder, CompareOp::Equal, kv.mod_revision);
             let put = TxnOp::put(

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use etcd_client::{
     Compare, CompareOp, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions,
-    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchFilterType, WatchOptions,
+    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchFilterType, WatchOptions, WatchStream,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -57,7 +57,7 @@ pub(crate) fn line_up(
     options: &LockOptions,
 ) -> ReleaseWatch {
     let (signal, watch) = watch::channel(Signal::default());
-    let place = Place {
+    let waiter = Waiter {
         etcd,
         keys,
         owner: owner.to_owned(),
@@ -65,7 +65,7 @@ pub(crate) fn line_up(
         timeout: options.get_node_timeout(),
         signal,
     };
-    ReleaseWatch::new(watch, AbortOnDrop(tokio::spawn(place.wait())))
+    ReleaseWatch::new(watch, AbortOnDrop(tokio::spawn(waiter.wait())))
 }
 
 /// Ends the waiting when the last clone of the watch is dropped. The task
@@ -79,8 +79,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// One waiter's place in the queue.
-struct Place {
+/// One waiter in the queue.
+struct Waiter {
     etcd: Etcd,
     keys: LockKeys,
     owner: String,
@@ -161,7 +161,7 @@ enum Stop {
     MovedUp,
 }
 
-impl Place {
+impl Waiter {
     /// Holds a ticket until the task is aborted, taking a new one whenever
     /// the current one is gone.
     async fn wait(self) {
@@ -307,67 +307,43 @@ impl Place {
         }
     }
 
-    /// Reads who is ahead of the ticket and watches them (the newest ticket
-    /// created before it, or once first the holder keys) and the ticket
-    /// itself, from the revision read on, so nothing in between is missed.
-    /// Fails when a watch breaks.
+    /// Watches who is ahead of the ticket (the newest ticket created before
+    /// it, or once first the holder keys) and the ticket itself, and tells
+    /// the waiter when its turn comes. Fails when a watch breaks.
+    ///
+    /// The watches start at the revision they are made at: one asked to
+    /// start earlier waits for etcd's catch-up of lagging watchers (every
+    /// 100 ms), a delay at every move up the queue. So the place is read,
+    /// the watches made, and the place read again: what changed before the
+    /// second read is in it, what changed after comes through the watches.
     async fn watch_once(&self, ticket: &Ticket, wake: bool) -> Result<Stop> {
-        let etcd = &self.etcd;
-        let still_there =
-            Compare::create_revision(ticket.key.as_str(), CompareOp::Equal, ticket.created);
-        let ahead = GetOptions::new()
-            .with_prefix()
-            .with_max_create_revision(ticket.created - 1)
-            .with_sort(SortTarget::Create, SortOrder::Descend)
-            .with_limit(1)
-            .with_keys_only();
-        let holders = GetOptions::new().with_prefix().with_count_only();
-        let reply = etcd
-            .txn(
-                Txn::new().when([still_there]).and_then([
-                    TxnOp::get(self.keys.tickets(), Some(ahead)),
-                    TxnOp::get(self.keys.holders(), Some(holders)),
-                ]),
-                self.timeout,
-            )
-            .await?;
-        if !reply.succeeded() {
+        let Some(place) = self.read_place(ticket).await? else {
             return Ok(Stop::TicketGone);
-        }
-        let seen_at = super::revision(&reply);
-        let mut ranges = reply.op_responses().into_iter().filter_map(|r| match r {
-            TxnOpResponse::Get(get) => Some(get),
-            _ => None,
-        });
-        let (Some(mut ahead_range), Some(holders_range)) = (ranges.next(), ranges.next()) else {
-            return Err(broken("a transaction answer without its ranges"));
         };
-        let predecessor = ahead_range
-            .take_kvs()
-            .into_iter()
-            .next()
-            .map(|kv| kv.key().to_vec());
-        let first = predecessor.is_none();
+        let mut ahead_stream = match &place.predecessor {
+            Some(key) => {
+                self.watch_from_now(key.clone(), WatchOptions::new())
+                    .await?
+            }
+            None => {
+                let holders = self.keys.holders().into_bytes();
+                self.watch_from_now(holders, WatchOptions::new().with_prefix())
+                    .await?
+            }
+        };
+        let own = ticket.key.clone().into_bytes();
+        let mut own_stream = self.watch_from_now(own, WatchOptions::new()).await?;
+        let Some(now) = self.read_place(ticket).await? else {
+            return Ok(Stop::TicketGone);
+        };
+        if now.predecessor != place.predecessor {
+            return Ok(Stop::MovedUp);
+        }
+        let first = now.predecessor.is_none();
         // First with the lock free: the waiter's turn. Any other news
         // (a predecessor leaving, a holder while others wait ahead) would
         // only get a try refused.
-        let turn = first && holders_range.count() == 0;
-        let from = WatchOptions::new()
-            .with_start_revision(seen_at + 1)
-            .with_filters([WatchFilterType::NoPut]);
-        let (ahead, ahead_options) = match predecessor {
-            Some(key) => (key, from.clone()),
-            None => (self.keys.holders().into_bytes(), from.clone().with_prefix()),
-        };
-        let watch = |key: Vec<u8>, options: WatchOptions| {
-            etcd.call_again(self.timeout, move || {
-                let mut watcher = etcd.client.watch_client();
-                let (key, options) = (key.clone(), options.clone());
-                async move { watcher.watch(key, Some(options)).await }
-            })
-        };
-        let mut ahead_stream = watch(ahead, ahead_options).await?;
-        let mut own_stream = watch(ticket.key.clone().into_bytes(), from).await?;
+        let turn = first && !now.held;
         self.signal.send_modify(|s| {
             s.listening = 1;
             if wake || turn {
@@ -395,6 +371,75 @@ impl Place {
             }
         }
     }
+
+    /// The ticket's place: who is ahead of it and whether the lock is held,
+    /// at one revision; `None` when the ticket is gone.
+    async fn read_place(&self, ticket: &Ticket) -> Result<Option<Place>> {
+        let still_there =
+            Compare::create_revision(ticket.key.as_str(), CompareOp::Equal, ticket.created);
+        let ahead = GetOptions::new()
+            .with_prefix()
+            .with_max_create_revision(ticket.created - 1)
+            .with_sort(SortTarget::Create, SortOrder::Descend)
+            .with_limit(1)
+            .with_keys_only();
+        let holders = GetOptions::new().with_prefix().with_count_only();
+        let read = Txn::new().when([still_there]).and_then([
+            TxnOp::get(self.keys.tickets(), Some(ahead)),
+            TxnOp::get(self.keys.holders(), Some(holders)),
+        ]);
+        let reply = self.etcd.txn(read, self.timeout).await?;
+        if !reply.succeeded() {
+            return Ok(None);
+        }
+        let mut ranges = reply.op_responses().into_iter().filter_map(|r| match r {
+            TxnOpResponse::Get(get) => Some(get),
+            _ => None,
+        });
+        let (Some(mut ahead), Some(holders)) = (ranges.next(), ranges.next()) else {
+            return Err(broken("a transaction answer without its ranges"));
+        };
+        Ok(Some(Place {
+            predecessor: ahead
+                .take_kvs()
+                .into_iter()
+                .next()
+                .map(|kv| kv.key().to_vec()),
+            held: holders.count() > 0,
+        }))
+    }
+
+    /// A watch of deletions of `key` (with `options`) from the current
+    /// revision on, once etcd confirmed it.
+    async fn watch_from_now(&self, key: Vec<u8>, options: WatchOptions) -> Result<WatchStream> {
+        let etcd = &self.etcd;
+        let options = options.with_filters([WatchFilterType::NoPut]);
+        let mut stream = etcd
+            .call_again(self.timeout, || {
+                let mut watcher = etcd.client.watch_client();
+                let (key, options) = (key.clone(), options.clone());
+                async move { watcher.watch(key, Some(options)).await }
+            })
+            .await?;
+        // Until etcd answers that the watch is made, it sees nothing.
+        let created = tokio::time::timeout(self.timeout, stream.message())
+            .await
+            .map_err(|_| broken("no answer to a watch request"))?
+            .map_err(|e| broken(&e.to_string()))?
+            .ok_or_else(|| broken("the watch ended"))?;
+        if !created.created() || created.canceled() {
+            return Err(broken(created.cancel_reason()));
+        }
+        Ok(stream)
+    }
+}
+
+/// Where a ticket stands in the queue.
+struct Place {
+    /// The newest ticket created before it, if any.
+    predecessor: Option<Vec<u8>>,
+    /// Whether the lock has a holder.
+    held: bool,
 }
 
 /// Whether a watch message reports a deletion; an error when the watch
