@@ -411,9 +411,14 @@ impl<B: Backend> Locker<B> {
                             // again.
                             subscribed.listening(options.get_node_timeout()).await;
                             watch = Some(subscribed);
-                            // This extra try does not count as an attempt.
-                            attempts -= 1;
-                            continue;
+                            // A queue says itself when the turn comes
+                            // (also if it came already); a try before that
+                            // is refused for sure.
+                            if !(trust_queue && matches!(e, Error::NotObtained { .. })) {
+                                // This extra try does not count as an attempt.
+                                attempts -= 1;
+                                continue;
+                            }
                         }
                     }
                     let mut delay = retry.next_delay();
