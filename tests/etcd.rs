@@ -193,6 +193,36 @@ async fn waiters_keep_their_places_when_the_leader_dies() {
     waiters_take_turns_in_arrival_order(3, true).await;
 }
 
+/// Many tasks of one Locker loop on one lock, so waiters join the queue
+/// while it moves and find their turn has come already when their watch is
+/// in place. Each hand-over must come from the queue: waiters on a backend
+/// with a queue do not poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_waiters_hands_the_lock_on() {
+    let cluster = start_etcd(3);
+    // A waiter that missed its turn would wait out the safety poll, a ttl:
+    // far longer than the bound below.
+    let locker = etcd_locker(&cluster, options().ttl(Duration::from_secs(120)));
+    bounded(Duration::from_secs(30), async {
+        let tasks: Vec<_> = (0..12)
+            .map(|_| {
+                let locker = locker.clone();
+                tokio::spawn(async move {
+                    for _ in 0..5 {
+                        let guard = locker.lock("crowd").await.unwrap();
+                        guard.release().await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    })
+    .await;
+    assert_eq!(locker.statistics().acquired, 60);
+}
+
 /// One Locker's tasks take turns on a lock without pause, so it always
 /// has a waiter queued; another Locker's waiter still gets its turn after
 /// the ones queued ahead of it.
