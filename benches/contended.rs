@@ -8,14 +8,14 @@
 //!
 //! `cargo bench --bench contended --features testing` (see docs/performance.md).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fencelock::deadpool_redis::redis;
 use fencelock::{LockOptions, Locker, Redlock, RetryPolicy};
 
 mod floors;
+use floors::contend::{Summary, contend};
+use floors::stats::median;
 use floors::{COMPARE_AND_DELETE, connect, raw_round};
 
 const TASKS: usize = 16;
@@ -23,75 +23,6 @@ const NODES: usize = 5;
 const RUN: Duration = Duration::from_secs(5);
 const RUNS: usize = 3;
 const KEY: &str = "contended";
-
-/// What one run of the contended loop saw.
-struct Run {
-    acquisitions: usize,
-    /// Acquisitions by a task other than the previous holder.
-    handoffs: usize,
-    /// Every wait for the lock, in seconds; waits still going at the end
-    /// of the run count with their length so far.
-    waits: Vec<f64>,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn per_second(&self, count: usize) -> f64 {
-        count as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-async fn contend(locker: &Locker<Redlock>) -> Run {
-    // The task that took the lock last, plus one (0: nobody yet).
-    let last = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + RUN;
-    let tasks: Vec<_> = (1..=TASKS)
-        .map(|me| {
-            let (locker, last) = (locker.clone(), Arc::clone(&last));
-            tokio::spawn(async move {
-                let (mut acquisitions, mut handoffs, mut waits) = (0, 0, Vec::new());
-                loop {
-                    let asked = Instant::now();
-                    match tokio::time::timeout_at(deadline, locker.lock(KEY)).await {
-                        Ok(guard) => {
-                            let guard = guard.expect("lock");
-                            waits.push(asked.elapsed().as_secs_f64());
-                            acquisitions += 1;
-                            if last.swap(me, Ordering::Relaxed) != me {
-                                handoffs += 1;
-                            }
-                            guard.release().await.expect("release");
-                        }
-                        Err(_) => {
-                            waits.push(asked.elapsed().as_secs_f64());
-                            return (acquisitions, handoffs, waits);
-                        }
-                    }
-                    if tokio::time::Instant::now() >= deadline {
-                        return (acquisitions, handoffs, waits);
-                    }
-                }
-            })
-        })
-        .collect();
-    let mut run = Run {
-        acquisitions: 0,
-        handoffs: 0,
-        waits: Vec::new(),
-        elapsed: Duration::ZERO,
-    };
-    for task in tasks {
-        let (a, h, w) = task.await.unwrap();
-        run.acquisitions += a;
-        run.handoffs += h;
-        run.waits.extend(w);
-    }
-    run.elapsed = started.elapsed();
-    // The first acquisition of the run had no previous holder.
-    run.handoffs = run.handoffs.saturating_sub(1);
-    run
-}
 
 /// Raw acquire + release rounds per second on one key, one task.
 async fn raw_limit(
@@ -106,48 +37,6 @@ async fn raw_limit(
         rounds += 1;
     }
     rounds as f64 / started.elapsed().as_secs_f64()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank]
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// Medians over runs of: acquisitions/s, handoffs/s, wait p50, p99, max (ms).
-#[derive(Default)]
-struct Summary {
-    acquisitions: Vec<f64>,
-    handoffs: Vec<f64>,
-    p50: Vec<f64>,
-    p99: Vec<f64>,
-    max: Vec<f64>,
-}
-
-impl Summary {
-    fn add(&mut self, mut run: Run) {
-        run.waits.sort_by(f64::total_cmp);
-        self.acquisitions.push(run.per_second(run.acquisitions));
-        self.handoffs.push(run.per_second(run.handoffs));
-        self.p50.push(percentile(&run.waits, 0.50) * 1e3);
-        self.p99.push(percentile(&run.waits, 0.99) * 1e3);
-        self.max
-            .push(run.waits.last().copied().unwrap_or(0.0) * 1e3);
-    }
-
-    fn medians(&self) -> [f64; 5] {
-        [
-            median(self.acquisitions.clone()),
-            median(self.handoffs.clone()),
-            median(self.p50.clone()),
-            median(self.p99.clone()),
-            median(self.max.clone()),
-        ]
-    }
 }
 
 fn main() {
@@ -175,7 +64,7 @@ fn main() {
                 ("notifications", &notified, &mut with),
                 ("polling only", &polling, &mut without),
             ] {
-                let result = contend(locker).await;
+                let result = contend(locker, KEY, TASKS, RUN).await;
                 println!(
                     "run {run} {name:>13}: {} acquisitions, {} hand-overs, {} waits",
                     result.acquisitions,

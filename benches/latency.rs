@@ -21,6 +21,7 @@ use fencelock::testing::RedisNodes;
 use fencelock::{LockOptions, Locker, Redlock};
 
 mod floors;
+use floors::stats::{ratio, tail_latency};
 use floors::{COMPARE_AND_DELETE, connect, library_round, raw_round};
 use redis::aio::MultiplexedConnection;
 
@@ -97,37 +98,6 @@ fn uncontended(c: &mut Criterion) {
 const ROUNDS: usize = 5;
 const SAMPLES: usize = 2_000;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[rank]
-}
-
-fn median(mut values: Vec<Duration>) -> Duration {
-    values.sort();
-    values[values.len() / 2]
-}
-
-/// p50 and p99 of `round`, as medians over repeated runs.
-async fn tail_latency<F, Fut>(mut round: F) -> (Duration, Duration)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        let mut times = Vec::with_capacity(SAMPLES);
-        for _ in 0..SAMPLES {
-            let started = std::time::Instant::now();
-            round().await;
-            times.push(started.elapsed());
-        }
-        times.sort();
-        p50s.push(percentile(&times, 0.50));
-        p99s.push(percentile(&times, 0.99));
-    }
-    (median(p50s), median(p99s))
-}
-
 /// Prints p50 / p99 of every variant beside the floors, with the ratios the
 /// issue's targets are stated in (criterion reports means only).
 fn tails(_: &mut Criterion) {
@@ -138,13 +108,17 @@ fn tails(_: &mut Criterion) {
     for n in [1usize, 3, 5] {
         let size = bench.size(n);
         let (lib, all, quo) = bench.runtime.block_on(async {
-            let lib = tail_latency(|| library_round(&size.locker, "bench")).await;
-            let all = tail_latency(|| raw_round(&size.conns, script, "raw:{bench}", n)).await;
-            let quo =
-                tail_latency(|| raw_round(&size.conns, script, "raw:{bench}", size.quorum)).await;
+            let lib = tail_latency(ROUNDS, SAMPLES, || library_round(&size.locker, "bench")).await;
+            let all = tail_latency(ROUNDS, SAMPLES, || {
+                raw_round(&size.conns, script, "raw:{bench}", n)
+            })
+            .await;
+            let quo = tail_latency(ROUNDS, SAMPLES, || {
+                raw_round(&size.conns, script, "raw:{bench}", size.quorum)
+            })
+            .await;
             (lib, all, quo)
         });
-        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
         for (name, (p50, p99)) in [
             ("fencelock", lib),
             ("floor_all", all),

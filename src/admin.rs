@@ -54,6 +54,11 @@ pub struct LockInfo {
     pub quorum: usize,
     /// The owner and token a quorum of nodes agree on, if any.
     pub agreed: Option<Holder>,
+    /// How many waiters are queued for the lock, for a backend that keeps
+    /// a queue (etcd); `None` for one that does not (Redis). While any
+    /// waiter is queued, the lock goes to the first of them even when it is
+    /// free, so `try_lock` is refused.
+    pub queued: Option<usize>,
 }
 
 impl LockInfo {

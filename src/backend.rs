@@ -171,13 +171,31 @@ pub trait Backend: Send + Sync + 'static {
         options: &LockOptions,
     ) -> impl Future<Output = Result<ForceReleased>> + Send;
 
-    /// Release notifications for `key`: a watch that fires when the lock
-    /// may have been freed, so a waiter tries again at once instead of
-    /// after its retry delay. `None` (the default) when this backend cannot
-    /// tell; waiters then poll. The subscription ends when the last clone
-    /// of the watch is dropped.
-    fn watch_releases(&self, key: &str, options: &LockOptions) -> Option<ReleaseWatch> {
-        let _ = (key, options);
+    /// Release notifications for `key`, asked for by a waiter of `owner`: a
+    /// watch that fires when the lock may have been freed, so the waiter
+    /// tries again at once instead of after its retry delay. `None` (the
+    /// default) when this backend cannot tell; waiters then poll. The
+    /// subscription ends when the last clone of the watch is dropped.
+    ///
+    /// A backend that [queues waiters](Backend::queues_waiters) makes the
+    /// watch the waiter's place in its queue: `try_acquire` for `owner`
+    /// then succeeds only when that place comes first.
+    fn watch_releases(
+        &self,
+        key: &str,
+        owner: &str,
+        options: &LockOptions,
+    ) -> Option<ReleaseWatch> {
+        let _ = (key, owner, options);
         None
+    }
+
+    /// Whether this backend keeps a fair queue of waiters itself, across
+    /// processes (etcd). The Locker then gives each waiter a watch of its
+    /// own, its place in that queue, instead of lining up its waiters
+    /// locally and sharing one watch between them (what it does for
+    /// backends without a queue, such as Redis). Default `false`.
+    fn queues_waiters(&self) -> bool {
+        false
     }
 }

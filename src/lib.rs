@@ -20,6 +20,8 @@ mod sync;
 mod telemetry;
 mod watchdog;
 
+#[cfg(feature = "etcd")]
+mod etcd;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -38,7 +40,11 @@ pub use options::{LockOptions, MAX_KEY_LEN, MAX_PREFIX_LEN, MAX_TTL, RetryPolicy
 pub use owner::Owner;
 pub use telemetry::Statistics;
 
+#[cfg(feature = "etcd")]
+pub use crate::etcd::Etcd;
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisNode, Redlock};
 #[cfg(feature = "redis")]
 pub use deadpool_redis;
+#[cfg(feature = "etcd")]
+pub use etcd_client;

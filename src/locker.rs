@@ -350,7 +350,9 @@ impl<B: Backend> Locker<B> {
     /// up: a task sharing the owner may take the lock meanwhile, and the
     /// waiter must then nest at once instead of queueing behind others that
     /// wait for that very lock. Nested acquires and waiters with an attempt
-    /// limit never line up either.
+    /// limit never line up either. A backend that queues waiters itself
+    /// (etcd) orders them across processes, so there each waiter takes its
+    /// own place in that queue instead.
     async fn wait_for(&self, key: &str) -> Result<LockGuard<B>> {
         validate_key(key)?;
         let options = &self.shared.options;
@@ -360,6 +362,7 @@ impl<B: Backend> Locker<B> {
         // A waiter with an attempt limit does not line up either: in the
         // line it could wait any time behind others before its first try.
         let ticket = (wake
+            && !self.shared.backend.queues_waiters()
             && self.owner.is_none()
             && retry.get_max_attempts().is_none()
             && self
@@ -372,6 +375,10 @@ impl<B: Backend> Locker<B> {
             Some(ticket) => Some(ticket.turn().await),
             None => None,
         };
+        // A backend's own queue is trusted to wake a task-bound waiter.
+        // One with an explicit owner polls too: a task sharing the owner
+        // may take the lock, and the waiter must then nest at once.
+        let trust_queue = self.shared.backend.queues_waiters() && self.owner.is_none();
         let mut watch: Option<ReleaseWatch> = None;
         let mut subscribe = wake;
         let mut attempts = 0u32;
@@ -388,7 +395,11 @@ impl<B: Backend> Locker<B> {
                 {
                     if subscribe {
                         subscribe = false;
-                        let make = || self.shared.backend.watch_releases(key, options);
+                        let make = || {
+                            self.shared
+                                .backend
+                                .watch_releases(key, owner.as_str(), options)
+                        };
                         let subscribed = match &ticket {
                             Some(ticket) => ticket.watch(make),
                             None => make(),
@@ -400,20 +411,35 @@ impl<B: Backend> Locker<B> {
                             // again.
                             subscribed.listening(options.get_node_timeout()).await;
                             watch = Some(subscribed);
-                            // This extra try does not count as an attempt.
-                            attempts -= 1;
-                            continue;
+                            // A queue says itself when the turn comes
+                            // (also if it came already); a try before that
+                            // is refused for sure.
+                            if !(trust_queue && matches!(e, Error::NotObtained { .. })) {
+                                // This extra try does not count as an attempt.
+                                attempts -= 1;
+                                continue;
+                            }
                         }
                     }
                     let mut delay = retry.next_delay();
-                    if let Error::NotObtained {
-                        expires_in: Some(left),
-                        ..
-                    } = e
-                    {
-                        // An expiry is announced by nobody: be there when
-                        // the lock runs out, if that comes first.
-                        delay = delay.min(left + Duration::from_millis(1));
+                    match e {
+                        Error::NotObtained {
+                            expires_in: Some(left),
+                            ..
+                        } => {
+                            // An expiry is announced by nobody: be there when
+                            // the lock runs out, if that comes first.
+                            delay = delay.min(left + Duration::from_millis(1));
+                        }
+                        Error::NotObtained { .. } if watch.is_some() && trust_queue => {
+                            // The queue tells this waiter when it is its
+                            // turn, expiries included, and takes a ticket
+                            // anew after an outage; a try before that is
+                            // refused for sure and costs the servers
+                            // writes. Keep a slow poll as a safety net.
+                            delay = delay.max(options.get_ttl());
+                        }
+                        _ => {}
                     }
                     let delay = tokio::time::sleep(delay);
                     match &mut watch {

@@ -87,13 +87,15 @@ impl ReleaseWatch {
     /// Never completes once the backend stopped listening.
     pub(crate) async fn released(&mut self) {
         loop {
-            if self.signal.changed().await.is_err() {
-                return std::future::pending().await;
-            }
+            // Look before waiting: `listening` may have taken in news along
+            // with the confirmation it waited for.
             let releases = self.signal.borrow_and_update().releases;
             if releases != self.seen {
                 self.seen = releases;
                 return;
+            }
+            if self.signal.changed().await.is_err() {
+                return std::future::pending().await;
             }
         }
     }
@@ -123,6 +125,22 @@ mod tests {
         assert!(!two.listening(Duration::from_millis(5)).await);
         tx.send_modify(|s| s.listening += 1);
         assert!(two.listening(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn news_that_came_with_the_confirmation_is_heard() {
+        let (tx, rx) = watch::channel(Signal::default());
+        let mut watch = ReleaseWatch::new(rx, ());
+        // A backend that confirms and has news in one update (etcd's queue:
+        // in place, and it is this waiter's turn already).
+        tx.send_modify(|s| {
+            s.listening = 1;
+            s.releases += 1;
+        });
+        assert!(watch.listening(Duration::from_secs(5)).await);
+        tokio::time::timeout(Duration::from_secs(5), watch.released())
+            .await
+            .expect("the news is not lost");
     }
 
     #[tokio::test]

@@ -2,10 +2,10 @@
 //! `Backend`-generic API only (`Locker`, `LockGuard`, `is_locked`,
 //! `list_all`) and run against each configuration through a `Harness`.
 //!
-//! Configurations today: Redis with one node, Redlock with five. The etcd
-//! backend (issue 6) joins by implementing `Harness`. A case a backend
-//! cannot honour is to be listed in `Harness::UNSUPPORTED` with the reason,
-//! and the suite says so when it skips it.
+//! Configurations: Redis with one node, Redlock with five, etcd with one
+//! member and with a cluster of three. A case a backend cannot honour is
+//! listed in `Harness::UNSUPPORTED` with the reason, and the suite says so
+//! when it skips it.
 
 mod common;
 
@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{bounded, wait_until};
-use fencelock::testing::RedisNodes;
+use fencelock::etcd_client::GetOptions;
+use fencelock::testing::{EtcdCluster, RedisNodes};
 use fencelock::{
-    Backend, Error, Handoff, LockOptions, Locker, Owner, Redlock, RetryPolicy, Watchdog,
+    Backend, Error, Etcd, Handoff, LockOptions, Locker, Owner, Redlock, RetryPolicy, Watchdog,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -64,6 +65,51 @@ impl<const N: usize> Harness for Redis<N> {
     fn resume_all(&mut self) {
         for node in self.0.iter_mut() {
             node.resume();
+        }
+    }
+}
+
+/// etcd: one member (N = 1) or a cluster of N members, each Locker with a
+/// client of its own (as separate processes would have).
+struct EtcdMembers<const N: usize>(EtcdCluster);
+
+impl<const N: usize> Harness for EtcdMembers<N> {
+    type B = Etcd;
+
+    fn start() -> Self {
+        Self(common::start_etcd(N))
+    }
+
+    fn locker(&self, options: LockOptions) -> Locker<Etcd> {
+        common::etcd_locker(&self.0, options)
+    }
+
+    async fn settle(locker: &Locker<Etcd>) {
+        // Every etcd request answers before it returns, but undos of
+        // cancelled acquires and the tickets of waiters that stopped go by
+        // revokes in the background: wait until no ticket is left.
+        let mut client = locker.backend().client().clone();
+        let prefix = locker.options().get_key_prefix().to_owned();
+        wait_until(Duration::from_secs(10), async || {
+            let keys = GetOptions::new().with_prefix().with_keys_only();
+            let reply = client.get(prefix.as_str(), Some(keys)).await.unwrap();
+            !reply
+                .kvs()
+                .iter()
+                .any(|kv| kv.key_str().is_ok_and(|k| k.contains("/t/")))
+        })
+        .await;
+    }
+
+    fn pause_all(&mut self) {
+        for member in self.0.iter_mut() {
+            member.pause();
+        }
+    }
+
+    fn resume_all(&mut self) {
+        for member in self.0.iter_mut() {
+            member.resume();
         }
     }
 }
@@ -364,6 +410,56 @@ async fn cancelled_acquires_leave_nothing_behind<H: Harness>() {
     .await;
 }
 
+/// Introspection and admin: a lock on a resource whose name has the
+/// characters backends escape is seen by `inspect` and `list`, a forced
+/// release frees it (its holder finds out), and tokens go on increasing.
+async fn inspect_list_and_force_release<H: Harness>() {
+    if !supported::<H>("inspect_list_and_force_release") {
+        return;
+    }
+    let servers = H::start();
+    let locker = servers.locker(options());
+    let owner = Owner::random();
+    let holder = locker.with_owner(owner.clone());
+    bounded(LIMIT, async {
+        let odd = "jobs/a%2F/b";
+        let guard = holder.lock(odd).await.unwrap();
+        let other = holder.lock("jobs/c").await.unwrap();
+        let unrelated = holder.lock("jobsx").await.unwrap();
+        // Every node's answer is in (Redlock returns at a quorum).
+        H::settle(&holder).await;
+        let info = locker.inspect(odd).await.unwrap();
+        let agreed = info.agreed.clone().expect("a holder all agree on");
+        assert_eq!(agreed.token, guard.token());
+        assert_eq!(agreed.owner, owner.to_string());
+        assert_eq!(info.locked_nodes(), info.nodes.len());
+        assert!(locker.is_locked(odd).await.unwrap());
+        let mut listed = locker.list_all("jobs/").await.unwrap();
+        listed.sort();
+        assert_eq!(listed, vec![odd.to_owned(), "jobs/c".to_owned()]);
+
+        let forced = locker.force_release(odd).await.unwrap();
+        assert!(forced.failures.is_empty(), "{forced:?}");
+        assert_eq!(forced.removed, info.nodes.len());
+        assert!(!locker.is_locked(odd).await.unwrap());
+        assert!(matches!(
+            guard.release().await,
+            Err(Error::NotHeld { .. } | Error::Lost { .. })
+        ));
+        let next = locker.try_lock(odd).await.unwrap();
+        assert!(next.token() > agreed.token, "tokens go on increasing");
+        // Nothing forced on a free lock.
+        next.release().await.unwrap();
+        H::settle(&locker).await;
+        assert_eq!(locker.force_release(odd).await.unwrap().removed, 0);
+        other.release().await.unwrap();
+        unrelated.release().await.unwrap();
+        H::settle(&locker).await;
+        nothing_locked(&locker).await;
+    })
+    .await;
+}
+
 async fn bad_input_is_rejected<H: Harness>() {
     if !supported::<H>("bad_input") {
         return;
@@ -443,6 +539,10 @@ macro_rules! conformance {
                 super::cancelled_acquires_leave_nothing_behind::<$harness>().await;
             }
             #[tokio::test]
+            async fn inspect_list_and_force_release() {
+                super::inspect_list_and_force_release::<$harness>().await;
+            }
+            #[tokio::test]
             async fn bad_input_is_rejected() {
                 super::bad_input_is_rejected::<$harness>().await;
             }
@@ -452,3 +552,5 @@ macro_rules! conformance {
 
 conformance!(redis_single, Redis<1>);
 conformance!(redlock_five, Redis<5>);
+conformance!(etcd_single, EtcdMembers<1>);
+conformance!(etcd_three, EtcdMembers<3>);

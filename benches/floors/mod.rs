@@ -1,12 +1,17 @@
 //! The rounds the benches time: the library's acquire + release, and the
 //! raw floors it is compared against, the same Redis commands a lock needs
-//! through the plain redis crate with no library logic.
+//! through the plain redis crate with no library logic (and in [`etcd`],
+//! the same for etcd).
 
 #![allow(dead_code)] // each bench uses a different part
 
+pub mod contend;
+pub mod etcd;
+pub mod stats;
+
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisNodes;
-use fencelock::{Locker, Redlock};
+use fencelock::{Backend, Locker};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use redis::aio::MultiplexedConnection;
@@ -27,7 +32,7 @@ pub fn nodes(n: usize) -> RedisNodes {
 }
 
 /// One uncontended acquire + release through the library.
-pub async fn library_round(locker: &Locker<Redlock>, key: &str) {
+pub async fn library_round<B: Backend>(locker: &Locker<B>, key: &str) {
     locker.try_lock(key).await.unwrap().release().await.unwrap();
 }
 

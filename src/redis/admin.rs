@@ -51,6 +51,7 @@ impl Redlock {
             nodes,
             quorum,
             agreed,
+            queued: None,
         })
     }
 

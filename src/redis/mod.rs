@@ -578,7 +578,12 @@ impl Backend for Redlock {
         self.force_release_lock(key, options).await
     }
 
-    fn watch_releases(&self, key: &str, options: &LockOptions) -> Option<ReleaseWatch> {
+    fn watch_releases(
+        &self,
+        key: &str,
+        _owner: &str,
+        options: &LockOptions,
+    ) -> Option<ReleaseWatch> {
         let lock = Keys::lock_key(options.get_key_prefix(), key);
         // A release is announced by the nodes that held the lock, at least a
         // quorum: listening on n - quorum + 1 nodes hears one of them.

@@ -63,6 +63,23 @@ pub async fn pttl(url: &str, key: &str) -> i64 {
         .unwrap()
 }
 
+/// A real etcd cluster of `n` members.
+pub fn start_etcd(n: usize) -> fencelock::testing::EtcdCluster {
+    fencelock::testing::EtcdCluster::start(n).expect("start etcd members (run scripts/setup)")
+}
+
+/// A Locker with a client of its own on `cluster`. Connecting without
+/// credentials makes no request (members are dialled on first use), so the
+/// future completes at once, also inside a test's runtime.
+pub fn etcd_locker(
+    cluster: &fencelock::testing::EtcdCluster,
+    options: LockOptions,
+) -> Locker<fencelock::Etcd> {
+    let etcd = futures::executor::block_on(fencelock::Etcd::connect(cluster.endpoints(), None))
+        .expect("an etcd client");
+    Locker::new(etcd, options).unwrap()
+}
+
 pub fn start(n: usize) -> RedisNodes {
     RedisNodes::start(n).expect("start redis-server nodes (run scripts/setup)")
 }

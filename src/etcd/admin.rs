@@ -1,0 +1,206 @@
+//! Introspection and admin on etcd: one linearizable answer, reported as
+//! the view of a single node whose quorum is 1.
+
+use etcd_client::{DeleteOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse};
+
+use super::keys::{LockKeys, decode_holds, escape, resource_of_holder};
+use super::{Etcd, RevokeOnDrop, token_of};
+use crate::admin::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, NodeView};
+use crate::error::{Error, Result};
+use crate::options::LockOptions;
+
+/// Keys read per listing page.
+const PAGE: i64 = 1000;
+
+impl Etcd {
+    pub(crate) async fn inspect_lock(&self, key: &str, options: &LockOptions) -> Result<LockInfo> {
+        let keys = LockKeys::new(options.get_key_prefix(), key);
+        let (lock, queued) = match self.holder_record(&keys, options).await {
+            Ok((record, queued)) => (Ok(record), Some(queued)),
+            Err(Error::QuorumUnavailable { mut failures, .. }) if !failures.is_empty() => {
+                (Err(failures.remove(0).fault), None)
+            }
+            Err(e) => return Err(e),
+        };
+        let agreed = match &lock {
+            Ok(Some(record)) => Some(Holder {
+                owner: record.owner.clone(),
+                token: record.token,
+            }),
+            _ => None,
+        };
+        Ok(LockInfo {
+            key: key.to_owned(),
+            nodes: vec![NodeView {
+                node: self.name.to_string(),
+                lock,
+            }],
+            quorum: 1,
+            agreed,
+            queued,
+        })
+    }
+
+    /// The holder of a lock, with the time its lease has left, and how
+    /// many waiters queue (read together, at one revision).
+    async fn holder_record(
+        &self,
+        keys: &LockKeys,
+        options: &LockOptions,
+    ) -> Result<(Option<LockRecord>, usize)> {
+        let timeout = options.get_node_timeout();
+        let oldest = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Ascend)
+            .with_limit(1);
+        let waiting = GetOptions::new().with_prefix().with_count_only();
+        let read = Txn::new().and_then([
+            TxnOp::get(keys.holders(), Some(oldest)),
+            TxnOp::get(keys.tickets(), Some(waiting)),
+        ]);
+        let reply = self.txn(read, timeout).await?;
+        let mut ranges = reply.op_responses().into_iter().filter_map(|r| match r {
+            TxnOpResponse::Get(get) => Some(get),
+            _ => None,
+        });
+        let holder = ranges
+            .next()
+            .and_then(|mut get| get.take_kvs().into_iter().next());
+        let queued = ranges
+            .next()
+            .map_or(0, |get| usize::try_from(get.count()).unwrap_or(usize::MAX));
+        let Some(holder) = holder else {
+            return Ok((None, queued));
+        };
+        let owner = String::from_utf8_lossy(&holder.key()[keys.holders().len()..]).into_owned();
+        let left = self
+            .call_again(timeout, || {
+                let mut leases = self.client.lease_client();
+                let lease = holder.lease();
+                async move { leases.time_to_live(lease, None).await }
+            })
+            .await?
+            .ttl();
+        let record = LockRecord {
+            owner,
+            token: token_of(&holder),
+            holds: u32::try_from(decode_holds(holder.value()).len()).unwrap_or(u32::MAX),
+            ttl: u64::try_from(left)
+                .ok()
+                .filter(|&s| s > 0)
+                .map(std::time::Duration::from_secs),
+        };
+        Ok((Some(record), queued))
+    }
+
+    pub(crate) async fn list_page(
+        &self,
+        prefix: &str,
+        cursor: Option<&ListCursor>,
+        options: &LockOptions,
+    ) -> Result<ListPage> {
+        let key_prefix = options.get_key_prefix();
+        let range = format!("{key_prefix}{}", escape(prefix));
+        let start = match cursor {
+            None => range.clone(),
+            // A cursor is the next key to read; it must lie in this range.
+            Some(ListCursor(next)) if next.starts_with(&range) => next.clone(),
+            Some(ListCursor(next)) => {
+                return Err(Error::InvalidOptions(format!(
+                    "list cursor {next:?} does not come from this listing (same prefix)"
+                )));
+            }
+        };
+        let page = GetOptions::new()
+            .with_range(prefix_end(range.as_bytes()))
+            .with_keys_only()
+            .with_limit(PAGE);
+        let reply = self
+            .call_again(options.get_node_timeout(), || {
+                let mut kv = self.client.kv_client();
+                let (start, page) = (start.clone(), page.clone());
+                async move { kv.get(start, Some(page)).await }
+            })
+            .await?;
+        let mut resources: Vec<String> = reply
+            .kvs()
+            .iter()
+            .filter_map(|k| std::str::from_utf8(k.key()).ok())
+            .filter_map(|k| resource_of_holder(key_prefix, k))
+            .collect();
+        resources.sort();
+        resources.dedup();
+        let next = match reply.kvs().last() {
+            Some(last) if reply.more() => {
+                let last = String::from_utf8_lossy(last.key()).into_owned();
+                Some(ListCursor(format!("{last}\0")))
+            }
+            _ => None,
+        };
+        Ok(ListPage {
+            resources,
+            next,
+            failures: Vec::new(),
+        })
+    }
+
+    pub(crate) async fn force_release_lock(
+        &self,
+        key: &str,
+        options: &LockOptions,
+    ) -> Result<ForceReleased> {
+        let keys = LockKeys::new(options.get_key_prefix(), key);
+        let timeout = options.get_node_timeout();
+        let delete = DeleteOptions::new().with_prefix().with_prev_key();
+        match self
+            .call_again(timeout, || {
+                let mut kv = self.client.kv_client();
+                let (holders, delete) = (keys.holders(), delete.clone());
+                async move { kv.delete(holders, Some(delete)).await }
+            })
+            .await
+        {
+            Ok(reply) => {
+                // The holders' leases have nothing else on them.
+                for gone in reply.prev_kvs() {
+                    drop(RevokeOnDrop::new(&self.client, gone.lease(), timeout));
+                }
+                Ok(ForceReleased {
+                    removed: usize::from(reply.deleted() > 0),
+                    failures: Vec::new(),
+                })
+            }
+            Err(Error::QuorumUnavailable { failures, .. }) => Ok(ForceReleased {
+                removed: 0,
+                failures,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The end of the key range of all keys starting with `prefix`: the prefix
+/// with its last byte below 0xff incremented; `"\0"` (every key from the
+/// start on) when there is none.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"ab"), b"ac");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b""), b"\0");
+    }
+}
