@@ -19,7 +19,13 @@ pub struct BackendArgs {
     target: Target,
 
     /// How long one node may take to answer before it counts as failed.
-    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "FENCELOCK_NODE_TIMEOUT",
+        default_value = "200ms",
+        value_parser = parse_duration
+    )]
     node_timeout: Duration,
 
     /// Prepended to every resource name to form the Redis key; must match
