@@ -20,6 +20,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_fencelock");
 
 /// The exit codes the README documents.
 const USAGE: i32 = 2;
+const UNAVAILABLE: i32 = 69;
 const NOT_OBTAINED: i32 = 75;
 const LOST: i32 = 76;
 const NOT_FOUND: i32 = 127;
@@ -285,6 +286,27 @@ async fn the_command_s_status_and_environment_come_through() {
 }
 
 #[tokio::test]
+async fn no_quorum_exits_69_not_75() {
+    let mut nodes = common::start(3);
+    nodes.node_mut(0).kill();
+    nodes.node_mut(1).kill();
+    bounded(LIMIT, async {
+        // An outage is not contention, also when the wait ran out.
+        for wait in [&["--no-wait"][..], &["--wait", "1s"]] {
+            let output = run(fencelock(&nodes)
+                .args(["exec", "--key", "down"])
+                .args(wait)
+                .args(["--", "true"]))
+            .await;
+            assert_eq!(code(&output), UNAVAILABLE, "{wait:?}: {}", stderr(&output));
+        }
+        let output = run(fencelock(&nodes).args(["inspect", "down"])).await;
+        assert_eq!(code(&output), UNAVAILABLE, "{}", stderr(&output));
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn bad_arguments_are_usage_errors() {
     bounded(LIMIT, async {
         let cases: &[&[&str]] = &[
@@ -414,6 +436,8 @@ async fn release_force_frees_a_held_lock() {
     bounded(LIMIT, async {
         let locker = locker(&nodes);
         let guard = locker.try_lock("stuck").await.unwrap();
+        // The acquire returned at quorum; let the last node have it too.
+        locker.backend().settled().await;
         let output = run(fencelock(&nodes).args(["release", "--force", "stuck"])).await;
         assert_eq!(code(&output), 0, "{}", stderr(&output));
         assert!(

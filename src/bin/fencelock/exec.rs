@@ -127,7 +127,14 @@ impl Job for Exec {
             Ok(signals) => signals,
             Err(e) => {
                 let message = format!("cannot handle signals: {e}");
-                return finish(&output, &args.key, None, Outcome::Internal, None, &message);
+                return finish(
+                    &output,
+                    &args.key,
+                    None,
+                    Outcome::Internal,
+                    exit::INTERNAL,
+                    &message,
+                );
             }
         };
 
@@ -144,7 +151,7 @@ impl Job for Exec {
             acquired = acquire => acquired,
             signal = signals.recv() => {
                 let message = format!("got {signal} while waiting for the lock; not running the command");
-                return finish(&output, &args.key, None, Outcome::Interrupted, Some(exit::signalled(signal as i32)), &message);
+                return finish(&output, &args.key, None, Outcome::Interrupted, exit::signalled(signal as i32), &message);
             }
         };
         let guard = match acquired {
@@ -173,7 +180,7 @@ impl Job for Exec {
                     &args.key,
                     Some(token),
                     Outcome::SpawnFailed,
-                    Some(code),
+                    code,
                     &message,
                 );
             }
@@ -193,7 +200,7 @@ impl Job for Exec {
                         &args.key,
                         Some(token),
                         Outcome::Completed,
-                        Some(code),
+                        code,
                         "",
                     ),
                     Released::WasLost => {
@@ -208,7 +215,7 @@ impl Job for Exec {
                             &args.key,
                             Some(token),
                             Outcome::Lost,
-                            Some(exit::LOST),
+                            exit::LOST,
                             &message,
                         )
                     }
@@ -223,7 +230,7 @@ impl Job for Exec {
                     &args.key,
                     Some(token),
                     Outcome::Internal,
-                    Some(exit::INTERNAL),
+                    exit::INTERNAL,
                     &message,
                 )
             }
@@ -249,7 +256,7 @@ impl Job for Exec {
                     &args.key,
                     Some(token),
                     Outcome::Lost,
-                    Some(exit::LOST),
+                    exit::LOST,
                     &message,
                 )
             }
@@ -273,7 +280,7 @@ impl Job for Exec {
                     &args.key,
                     Some(token),
                     Outcome::Interrupted,
-                    Some(exit::signalled(signal as i32)),
+                    exit::signalled(signal as i32),
                     &message,
                 )
             }
@@ -320,14 +327,7 @@ async fn not_obtained<B: Connected>(
             info.quorum
         );
     }
-    finish(
-        output,
-        key,
-        None,
-        Outcome::NotRun(kind),
-        Some(code),
-        &message,
-    )
+    finish(output, key, None, Outcome::NotRun(kind), code, &message)
 }
 
 /// Starts the command with the lock's key and token in its environment, in
@@ -405,16 +405,15 @@ async fn release<B: Connected>(guard: LockGuard<B>, output: &Output) -> Released
 }
 
 /// The final word: a message on stderr (human), or the `exit` event
-/// (JSON). Returns `code`, or [`exit::INTERNAL`] if there is none.
+/// (JSON). Returns `code`.
 fn finish(
     output: &Output,
     key: &str,
     token: Option<FencingToken>,
     outcome: Outcome,
-    code: Option<u8>,
+    code: u8,
     message: &str,
 ) -> u8 {
-    let code = code.unwrap_or(exit::INTERNAL);
     if output.is_json() {
         output.event(&json!({
             "event": "exit",
