@@ -121,20 +121,17 @@ enum Event {
 impl Job for Exec {
     async fn run<B: Connected>(self, locker: Locker<B>) -> u8 {
         let Exec { args, output } = self;
+        let report = Report {
+            output: &output,
+            key: &args.key,
+        };
         // Installed before the wait for the lock, so that a Ctrl-C while
         // waiting cancels the wait cleanly instead of killing the process.
         let mut signals = match Signals::new() {
             Ok(signals) => signals,
             Err(e) => {
                 let message = format!("cannot handle signals: {e}");
-                return finish(
-                    &output,
-                    &args.key,
-                    None,
-                    Outcome::Internal,
-                    exit::INTERNAL,
-                    &message,
-                );
+                return report.finish(None, Outcome::Internal, exit::INTERNAL, &message);
             }
         };
 
@@ -148,15 +145,18 @@ impl Job for Exec {
         // Dropping the acquire on a signal is safe: the library undoes
         // whatever the nodes granted.
         let acquired = tokio::select! {
-            acquired = acquire => acquired,
-            signal = signals.recv() => {
-                let message = format!("got {signal} while waiting for the lock; not running the command");
-                return finish(&output, &args.key, None, Outcome::Interrupted, exit::signalled(signal as i32), &message);
-            }
+            acquired = acquire => Ok(acquired),
+            signal = signals.recv() => Err(signal),
         };
         let guard = match acquired {
-            Ok(guard) => guard,
-            Err(e) => return not_obtained(&locker, &args.key, e, &output).await,
+            Ok(Ok(guard)) => guard,
+            Ok(Err(e)) => return not_obtained(&locker, &args.key, e, &output).await,
+            Err(signal) => {
+                let message =
+                    format!("got {signal} while waiting for the lock; not running the command");
+                let code = exit::signalled(signal as i32);
+                return report.finish(None, Outcome::Interrupted, code, &message);
+            }
         };
         let token = guard.token();
         output.event(&json!({
@@ -175,14 +175,7 @@ impl Job for Exec {
                 };
                 let message = format!("cannot run {}: {e}", args.command[0].to_string_lossy());
                 let _ = release(guard, &output).await;
-                return finish(
-                    &output,
-                    &args.key,
-                    Some(token),
-                    Outcome::SpawnFailed,
-                    code,
-                    &message,
-                );
+                return report.finish(Some(token), Outcome::SpawnFailed, code, &message);
             }
         };
 
@@ -195,14 +188,7 @@ impl Job for Exec {
             Event::Exited(Ok(status)) => {
                 let code = status_code(status);
                 match release(guard, &output).await {
-                    Released::Yes => finish(
-                        &output,
-                        &args.key,
-                        Some(token),
-                        Outcome::Completed,
-                        code,
-                        "",
-                    ),
+                    Released::Yes => report.finish(Some(token), Outcome::Completed, code, ""),
                     Released::WasLost => {
                         let message = format!(
                             "the lock on {:?} was lost before the command finished ({}): \
@@ -210,14 +196,7 @@ impl Job for Exec {
                             args.key,
                             describe(status)
                         );
-                        finish(
-                            &output,
-                            &args.key,
-                            Some(token),
-                            Outcome::Lost,
-                            exit::LOST,
-                            &message,
-                        )
+                        report.finish(Some(token), Outcome::Lost, exit::LOST, &message)
                     }
                 }
             }
@@ -225,14 +204,7 @@ impl Job for Exec {
                 let message = format!("lost track of the command: {e}");
                 let _ = stop(&mut child, args.grace, &mut signals).await;
                 let _ = release(guard, &output).await;
-                finish(
-                    &output,
-                    &args.key,
-                    Some(token),
-                    Outcome::Internal,
-                    exit::INTERNAL,
-                    &message,
-                )
+                report.finish(Some(token), Outcome::Internal, exit::INTERNAL, &message)
             }
             Event::Lost => {
                 output.say(&format!(
@@ -251,14 +223,7 @@ impl Job for Exec {
                     args.key,
                     status.map_or_else(|e| e.to_string(), describe)
                 );
-                finish(
-                    &output,
-                    &args.key,
-                    Some(token),
-                    Outcome::Lost,
-                    exit::LOST,
-                    &message,
-                )
+                report.finish(Some(token), Outcome::Lost, exit::LOST, &message)
             }
             Event::Signal(signal) => {
                 output.say(&format!(
@@ -275,9 +240,7 @@ impl Job for Exec {
                 if released == Released::WasLost {
                     message.push_str("; the lock had been lost before");
                 }
-                finish(
-                    &output,
-                    &args.key,
+                report.finish(
                     Some(token),
                     Outcome::Interrupted,
                     exit::signalled(signal as i32),
@@ -327,7 +290,7 @@ async fn not_obtained<B: Connected>(
             info.quorum
         );
     }
-    finish(output, key, None, Outcome::NotRun(kind), code, &message)
+    Report { output, key }.finish(None, Outcome::NotRun(kind), code, &message)
 }
 
 /// Starts the command with the lock's key and token in its environment, in
@@ -404,29 +367,30 @@ async fn release<B: Connected>(guard: LockGuard<B>, output: &Output) -> Released
     }
 }
 
-/// The final word: a message on stderr (human), or the `exit` event
-/// (JSON). Returns `code`.
-fn finish(
-    output: &Output,
-    key: &str,
-    token: Option<FencingToken>,
-    outcome: Outcome,
-    code: u8,
-    message: &str,
-) -> u8 {
-    if output.is_json() {
-        output.event(&json!({
-            "event": "exit",
-            "key": key,
-            "token": token.map(FencingToken::get),
-            "outcome": outcome.name(),
-            "exit_code": code,
-            "message": (!message.is_empty()).then_some(message),
-        }));
-    } else if !message.is_empty() {
-        output.say(message);
+/// Where the final word goes.
+struct Report<'a> {
+    output: &'a Output,
+    key: &'a str,
+}
+
+impl Report<'_> {
+    /// The final word: a message on stderr (human), or the `exit` event
+    /// (JSON). Returns `code`.
+    fn finish(&self, token: Option<FencingToken>, outcome: Outcome, code: u8, message: &str) -> u8 {
+        if self.output.is_json() {
+            self.output.event(&json!({
+                "event": "exit",
+                "key": self.key,
+                "token": token.map(FencingToken::get),
+                "outcome": outcome.name(),
+                "exit_code": code,
+                "message": (!message.is_empty()).then_some(message),
+            }));
+        } else if !message.is_empty() {
+            self.output.say(message);
+        }
+        code
     }
-    code
 }
 
 /// The exit code that reports the command's status, as shells do.
