@@ -2,10 +2,10 @@
 //! every acquisition's fencing token and validity. Half-way through, two
 //! nodes are killed: the quorum of three keeps the lock working.
 //!
-//! Run it with `scripts/demo`, or by hand:
-//! `cargo run --example demo --features testing`
-//! (starts its own redis-server nodes; set `FENCELOCK_NODES` to a
-//! comma-separated list of redis:// URLs to use running nodes instead).
+//! Run it with `cargo run --example demo --features testing`; it starts
+//! its own redis-server nodes (set `FENCELOCK_NODES` to a comma-separated
+//! list of redis:// URLs to use running nodes instead). `scripts/demo`
+//! shows the same job through the command-line tool.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

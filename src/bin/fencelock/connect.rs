@@ -1,0 +1,128 @@
+//! Which backend the commands talk to: the one place that knows the
+//! backends. Every command is generic over [`Connected`], so a new backend
+//! is one option in [`BackendArgs`], one arm in [`run`] and one impl of
+//! [`Connected`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use clap::Args;
+use fencelock::{Backend, LockOptions, Locker, Redlock};
+
+use crate::output::Output;
+use crate::{exit, parse_duration};
+
+/// Where the locks live, and the options every command shares.
+#[derive(Debug, Clone, Args)]
+pub struct BackendArgs {
+    #[command(flatten)]
+    target: Target,
+
+    /// How long one node may take to answer before it counts as failed.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "FENCELOCK_NODE_TIMEOUT",
+        default_value = "200ms",
+        value_parser = parse_duration
+    )]
+    node_timeout: Duration,
+
+    /// Prepended to every resource name to form the Redis key; must match
+    /// the prefix of the programs that take the same locks.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        env = "FENCELOCK_KEY_PREFIX",
+        default_value = "fencelock:"
+    )]
+    key_prefix: String,
+}
+
+/// Exactly one backend must be given.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+struct Target {
+    /// The Redis nodes, comma-separated redis://, rediss:// or unix:// URLs
+    /// (one node, or several independent ones for a Redlock quorum).
+    #[arg(
+        long,
+        value_name = "URLS",
+        env = "FENCELOCK_NODES",
+        value_delimiter = ','
+    )]
+    nodes: Option<Vec<String>>,
+    // etcd: `--etcd ENDPOINTS` (env FENCELOCK_ETCD, comma-separated) goes
+    // here, behind `#[cfg(feature = "etcd")]`; the group keeps the two
+    // exclusive and one of them required.
+}
+
+impl BackendArgs {
+    /// The shared options on top of `options`.
+    pub fn options(&self, options: LockOptions) -> LockOptions {
+        options
+            .node_timeout(self.node_timeout)
+            .key_prefix(self.key_prefix.clone())
+    }
+}
+
+/// A backend the commands can use: the library's trait plus what a
+/// short-lived process needs before it exits.
+pub trait Connected: Backend {
+    /// Waits (bounded) until requests left running in the background after
+    /// a call returned at quorum have finished, so that no node keeps a lock
+    /// after the process is gone.
+    fn settle(&self) -> impl Future<Output = ()>;
+}
+
+impl Connected for Redlock {
+    async fn settle(&self) {
+        self.settled().await;
+    }
+}
+
+/// Work to do with a Locker, whatever its backend.
+pub trait Job {
+    /// Runs the job; returns the exit code.
+    fn run<B: Connected>(self, locker: Locker<B>) -> impl Future<Output = u8>;
+}
+
+/// Connects to the backend `args` names, with `options` (plus the shared
+/// ones), and runs `job` there. Bad URLs and options are reported here,
+/// before any I/O, as usage errors.
+pub async fn run(args: &BackendArgs, options: LockOptions, job: impl Job, output: &Output) -> u8 {
+    let options = args.options(options);
+    let node_timeout = options.get_node_timeout();
+    // etcd: `if let Some(endpoints) = &args.target.etcd { ... }` builds an
+    // etcd backend here and runs the same job on it.
+    let Some(urls) = &args.target.nodes else {
+        // The argument group makes clap refuse this case.
+        output.error("usage", "no nodes given: use --nodes or FENCELOCK_NODES");
+        return exit::USAGE;
+    };
+    let urls: Vec<&str> = urls.iter().map(|u| u.trim()).collect();
+    if urls.iter().any(|u| u.is_empty()) {
+        output.error(
+            "usage",
+            "empty node URL in --nodes / FENCELOCK_NODES (expected comma-separated URLs)",
+        );
+        return exit::USAGE;
+    }
+    let locker = match Redlock::from_urls(&urls).and_then(|nodes| Locker::new(nodes, options)) {
+        Ok(locker) => locker,
+        Err(e) => {
+            output.error("usage", &e.to_string());
+            return exit::USAGE;
+        }
+    };
+    let backend = locker.clone();
+    let code = job.run(locker).await;
+    // Each background request is bounded by the node timeout; the margin
+    // is for a busy machine.
+    let _ = tokio::time::timeout(
+        node_timeout * 4 + Duration::from_secs(1),
+        backend.backend().settle(),
+    )
+    .await;
+    code
+}

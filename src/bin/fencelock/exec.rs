@@ -1,0 +1,444 @@
+//! `fencelock exec`: take the lock, run the command, give the lock back.
+//!
+//! The command runs in its own process group, so that stopping it stops
+//! everything it started (a shell script's children too). It is stopped
+//! when the lock is lost and when fencelock itself is told to stop:
+//! SIGTERM to the group, then SIGKILL to the group when the grace period
+//! ends or the command has exited, whichever comes first. The lock is
+//! released on every path once the command is gone.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use clap::Args;
+use fencelock::{Error, FencingToken, LockGuard, LockOptions, Locker};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::json;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::connect::{self, BackendArgs, Connected, Job};
+use crate::output::Output;
+use crate::{exit, parse_duration};
+
+/// `fencelock exec` options.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The lock's resource name: every run that must not overlap uses the same key.
+    #[arg(long, short)]
+    key: String,
+
+    /// How long the lock lives on the nodes unless renewed. fencelock renews
+    /// it every ttl/3 while the command runs; if it dies, others can take
+    /// the lock after at most this long.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    ttl: Duration,
+
+    /// How long to wait for the lock when it is held elsewhere (exit 75
+    /// after that).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    wait: Duration,
+
+    /// Try once and exit 75 at once when the lock is held elsewhere.
+    #[arg(long, conflicts_with = "wait")]
+    no_wait: bool,
+
+    /// How long the command gets to exit after SIGTERM (on lock loss or when
+    /// fencelock is stopped) before SIGKILL.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    grace: Duration,
+
+    #[command(flatten)]
+    backend: BackendArgs,
+
+    /// The command and its arguments (put `--` before it).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    command: Vec<OsString>,
+}
+
+/// Runs `fencelock exec`; returns the exit code.
+pub async fn run(args: ExecArgs, output: &Output) -> u8 {
+    let options = LockOptions::default().ttl(args.ttl);
+    let backend = args.backend.clone();
+    let exec = Exec {
+        args,
+        output: *output,
+    };
+    connect::run(&backend, options, exec, output).await
+}
+
+struct Exec {
+    args: ExecArgs,
+    output: Output,
+}
+
+/// How a run ended, for the final message and `--json`'s `"outcome"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// The command ran and the lock was held throughout.
+    Completed,
+    /// The lock could not be had; the command did not run.
+    NotRun(&'static str),
+    /// The lock was lost during the run (or found gone at release).
+    Lost,
+    /// fencelock got a signal and stopped the command.
+    Interrupted,
+    /// The command could not be started.
+    SpawnFailed,
+    /// Waiting for the command failed.
+    Internal,
+}
+
+impl Outcome {
+    fn name(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::NotRun(kind) => kind,
+            Outcome::Lost => "lost",
+            Outcome::Interrupted => "interrupted",
+            Outcome::SpawnFailed => "spawn_failed",
+            Outcome::Internal => "internal",
+        }
+    }
+}
+
+/// What ends the wait for the command.
+enum Event {
+    Exited(io::Result<ExitStatus>),
+    Lost,
+    Signal(Signal),
+}
+
+impl Job for Exec {
+    async fn run<B: Connected>(self, locker: Locker<B>) -> u8 {
+        let Exec { args, output } = self;
+        let report = Report {
+            output: &output,
+            key: &args.key,
+        };
+        // Installed before the wait for the lock, so that a Ctrl-C while
+        // waiting cancels the wait cleanly instead of killing the process.
+        let mut signals = match Signals::new() {
+            Ok(signals) => signals,
+            Err(e) => {
+                let message = format!("cannot handle signals: {e}");
+                return report.finish(None, Outcome::Internal, exit::INTERNAL, &message);
+            }
+        };
+
+        let acquire = async {
+            if args.no_wait {
+                locker.try_lock(&args.key).await
+            } else {
+                locker.lock_timeout(&args.key, args.wait).await
+            }
+        };
+        // Dropping the acquire on a signal is safe: the library undoes
+        // whatever the nodes granted.
+        let acquired = tokio::select! {
+            acquired = acquire => Ok(acquired),
+            signal = signals.recv() => Err(signal),
+        };
+        let guard = match acquired {
+            Ok(Ok(guard)) => guard,
+            Ok(Err(e)) => return not_obtained(&locker, &args.key, e, &output).await,
+            Err(signal) => {
+                let message =
+                    format!("got {signal} while waiting for the lock; not running the command");
+                let code = exit::signalled(signal as i32);
+                return report.finish(None, Outcome::Interrupted, code, &message);
+            }
+        };
+        let token = guard.token();
+        output.event(&json!({
+            "event": "acquired",
+            "key": args.key,
+            "token": token.get(),
+            "valid_ms": guard.remaining().as_millis(),
+        }));
+
+        let mut child = match spawn(&args.command, &args.key, token) {
+            Ok(child) => child,
+            Err(e) => {
+                let code = match e.kind() {
+                    io::ErrorKind::NotFound => exit::NOT_FOUND,
+                    _ => exit::CANNOT_EXECUTE,
+                };
+                let message = format!("cannot run {}: {e}", args.command[0].to_string_lossy());
+                let _ = release(guard, &output).await;
+                return report.finish(Some(token), Outcome::SpawnFailed, code, &message);
+            }
+        };
+
+        let event = tokio::select! {
+            status = child.wait() => Event::Exited(status),
+            () = guard.lost() => Event::Lost,
+            signal = signals.recv() => Event::Signal(signal),
+        };
+        match event {
+            Event::Exited(Ok(status)) => {
+                let code = status_code(status);
+                match release(guard, &output).await {
+                    Released::Yes => report.finish(Some(token), Outcome::Completed, code, ""),
+                    Released::WasLost => {
+                        let message = format!(
+                            "the lock on {:?} was lost before the command finished ({}): \
+                             the run was not protected throughout",
+                            args.key,
+                            describe(status)
+                        );
+                        report.finish(Some(token), Outcome::Lost, exit::LOST, &message)
+                    }
+                }
+            }
+            Event::Exited(Err(e)) => {
+                let message = format!("lost track of the command: {e}");
+                let _ = stop(&mut child, args.grace, &mut signals).await;
+                let _ = release(guard, &output).await;
+                report.finish(Some(token), Outcome::Internal, exit::INTERNAL, &message)
+            }
+            Event::Lost => {
+                output.say(&format!(
+                    "lost the lock on {:?} (token {token}): stopping the command \
+                     (SIGTERM, SIGKILL after {})",
+                    args.key,
+                    humantime::format_duration(args.grace)
+                ));
+                output.event(&json!({"event": "lost", "key": args.key, "token": token.get()}));
+                let status = stop(&mut child, args.grace, &mut signals).await;
+                // Only cleanup of what is left: the loss is the news, and
+                // whatever the nodes that still answer say adds nothing.
+                let _ = guard.release().await;
+                let message = format!(
+                    "the lock on {:?} was lost while the command ran; the command was stopped ({})",
+                    args.key,
+                    status.map_or_else(|e| e.to_string(), describe)
+                );
+                report.finish(Some(token), Outcome::Lost, exit::LOST, &message)
+            }
+            Event::Signal(signal) => {
+                output.say(&format!(
+                    "got {signal}: stopping the command (SIGTERM, SIGKILL after {})",
+                    humantime::format_duration(args.grace)
+                ));
+                output.event(&json!({"event": "signal", "signal": signal.as_str()}));
+                let status = stop(&mut child, args.grace, &mut signals).await;
+                let released = release(guard, &output).await;
+                let mut message = format!(
+                    "stopped by {signal}; the command was stopped ({})",
+                    status.map_or_else(|e| e.to_string(), describe)
+                );
+                if released == Released::WasLost {
+                    message.push_str("; the lock had been lost before");
+                }
+                report.finish(
+                    Some(token),
+                    Outcome::Interrupted,
+                    exit::signalled(signal as i32),
+                    &message,
+                )
+            }
+        }
+    }
+}
+
+/// Explains why the lock was not had and returns the exit code. A wait
+/// that ran out is told apart from an outage: the nodes are asked once
+/// whether a quorum of them answers at all.
+async fn not_obtained<B: Connected>(
+    locker: &Locker<B>,
+    key: &str,
+    error: Error,
+    output: &Output,
+) -> u8 {
+    let (mut code, mut kind) = exit::for_error(&error);
+    let mut message = match &error {
+        Error::NotObtained {
+            expires_in: Some(left),
+            ..
+        } => format!(
+            "lock {key:?} is held elsewhere (for {} more unless renewed); not running the command",
+            humantime::format_duration(round_ms(*left))
+        ),
+        Error::NotObtained { .. } => {
+            format!("lock {key:?} is held elsewhere; not running the command")
+        }
+        Error::Timeout { waited, .. } => format!(
+            "lock {key:?} was not free within {}; not running the command",
+            humantime::format_duration(*waited)
+        ),
+        other => format!("cannot take lock {key:?}: {other}; not running the command"),
+    };
+    if let Error::Timeout { .. } = error
+        && let Ok(info) = locker.inspect(key).await
+        && info.locked_nodes() + info.free_nodes() < info.quorum
+    {
+        (code, kind) = (exit::UNAVAILABLE, "unavailable");
+        message = format!(
+            "gave up on lock {key:?}: only {} of {} nodes answer, {} needed; not running the command",
+            info.locked_nodes() + info.free_nodes(),
+            info.nodes.len(),
+            info.quorum
+        );
+    }
+    Report { output, key }.finish(None, Outcome::NotRun(kind), code, &message)
+}
+
+/// Starts the command with the lock's key and token in its environment, in
+/// a process group of its own.
+fn spawn(command: &[OsString], key: &str, token: FencingToken) -> io::Result<Child> {
+    Command::new(&command[0])
+        .args(&command[1..])
+        .env("FENCELOCK_TOKEN", token.get().to_string())
+        .env("FENCELOCK_KEY", key)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        // Only if fencelock itself panics: the normal paths wait for it.
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// Stops the command: SIGTERM to its process group, SIGKILL to the group
+/// when the grace period ends, when the command has exited (to whatever it
+/// left behind), or at a second signal to fencelock. Returns the command's
+/// status.
+async fn stop(child: &mut Child, grace: Duration, signals: &mut Signals) -> io::Result<ExitStatus> {
+    // `id` is gone once the child was reaped: then there is nothing to stop.
+    let Some(group) = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw)
+    else {
+        return child.wait().await;
+    };
+    // ESRCH only: the group is gone already.
+    let _ = killpg(group, Signal::SIGTERM);
+    let exited = tokio::select! {
+        status = child.wait() => Some(status),
+        () = tokio::time::sleep(grace) => None,
+        _ = signals.recv() => None,
+    };
+    let _ = killpg(group, Signal::SIGKILL);
+    match exited {
+        Some(status) => status,
+        None => child.wait().await,
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Released {
+    /// The lock was held until the release (or the release could not tell
+    /// otherwise: the ttl ends it).
+    Yes,
+    /// The lock had been lost, or was gone from the nodes.
+    WasLost,
+}
+
+/// Releases the lock; an outage is a warning (the ttl frees the lock), a
+/// lock that was no longer ours is [`Released::WasLost`].
+async fn release<B: Connected>(guard: LockGuard<B>, output: &Output) -> Released {
+    let key = guard.key().to_owned();
+    // An outage at release hides whether the lease had run out: ask first.
+    let held = guard.is_held();
+    match guard.release().await {
+        Ok(()) => Released::Yes,
+        Err(Error::Lost { .. } | Error::NotHeld { .. }) => Released::WasLost,
+        Err(e) if !held => {
+            output.warning(&format!("could not release lock {key:?}: {e}"));
+            Released::WasLost
+        }
+        Err(e) => {
+            output.warning(&format!(
+                "could not release lock {key:?} ({e}); it ends by itself when its ttl runs out"
+            ));
+            Released::Yes
+        }
+    }
+}
+
+/// Where the final word goes.
+struct Report<'a> {
+    output: &'a Output,
+    key: &'a str,
+}
+
+impl Report<'_> {
+    /// The final word: a message on stderr (human), or the `exit` event
+    /// (JSON). Returns `code`.
+    fn finish(&self, token: Option<FencingToken>, outcome: Outcome, code: u8, message: &str) -> u8 {
+        if self.output.is_json() {
+            self.output.event(&json!({
+                "event": "exit",
+                "key": self.key,
+                "token": token.map(FencingToken::get),
+                "outcome": outcome.name(),
+                "exit_code": code,
+                "message": (!message.is_empty()).then_some(message),
+            }));
+        } else if !message.is_empty() {
+            self.output.say(message);
+        }
+        code
+    }
+}
+
+/// The exit code that reports the command's status, as shells do.
+fn status_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => u8::try_from(code & 0xff).unwrap_or(u8::MAX),
+        (None, Some(signal)) => exit::signalled(signal),
+        (None, None) => exit::INTERNAL,
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("it exited with {code}"),
+        (None, Some(signal)) => match Signal::try_from(signal) {
+            Ok(signal) => format!("it died by {signal}"),
+            Err(_) => format!("it died by signal {signal}"),
+        },
+        (None, None) => status.to_string(),
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The signals that make fencelock stop the command and give the lock back.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next of them to arrive.
+    async fn recv(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.interrupt.recv() => Signal::SIGINT,
+            _ = self.terminate.recv() => Signal::SIGTERM,
+            _ = self.hangup.recv() => Signal::SIGHUP,
+        }
+    }
+}
