@@ -44,6 +44,7 @@ fn bare() -> Command {
         "FENCELOCK_NODES",
         "FENCELOCK_NODE_TIMEOUT",
         "FENCELOCK_KEY_PREFIX",
+        "FENCELOCK_ETCD",
     ] {
         cmd.env_remove(var);
     }
@@ -486,6 +487,65 @@ async fn dev_cluster_serves_locks_and_stops_its_nodes() {
                 "{addr} still answers"
             );
         }
+    })
+    .await;
+}
+
+/// The same commands on etcd (`--etcd`): a held key is refused, a free one
+/// runs the command with its token, inspect and list see the lock, and a
+/// forced release frees it.
+#[cfg(feature = "etcd")]
+#[tokio::test]
+async fn the_commands_work_on_etcd_too() {
+    let cluster = common::start_etcd(1);
+    let endpoints = cluster.endpoints().join(",");
+    let on_etcd = || {
+        let mut cmd = bare();
+        cmd.env("FENCELOCK_ETCD", &endpoints)
+            .env("FENCELOCK_NODE_TIMEOUT", "500ms");
+        cmd
+    };
+    let locker = common::etcd_locker(&cluster, LockOptions::default());
+    bounded(LIMIT, async {
+        let output = run(on_etcd().args([
+            "exec",
+            "--key",
+            "e",
+            "--",
+            "sh",
+            "-c",
+            "echo $FENCELOCK_TOKEN",
+        ]))
+        .await;
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        let first: u64 = stdout(&output).trim().parse().unwrap();
+
+        let guard = locker.try_lock("e").await.unwrap();
+        assert!(guard.token().get() > first);
+        let output = run(on_etcd().args(["exec", "--key", "e", "--no-wait", "--", "true"])).await;
+        assert_eq!(code(&output), NOT_OBTAINED, "{}", stderr(&output));
+        let output = run(on_etcd().args(["--json", "inspect", "e"])).await;
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        assert_eq!(
+            json_lines(&stdout(&output))[0]["holder"]["token"],
+            guard.token().get()
+        );
+        let output = run(on_etcd().args(["--json", "list"])).await;
+        assert_eq!(
+            json_lines(&stdout(&output))[0]["resources"],
+            serde_json::json!(["e"])
+        );
+        let output = run(on_etcd().args(["release", "--force", "e"])).await;
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        assert!(!locker.is_locked("e").await.unwrap());
+        assert!(matches!(
+            guard.release().await,
+            Err(fencelock::Error::NotHeld { .. } | fencelock::Error::Lost { .. })
+        ));
+        // Both backends at once is a usage error.
+        let output =
+            run(on_etcd().args(["--json", "list", "--nodes", "redis://127.0.0.1:1"])).await;
+        assert_eq!(code(&output), USAGE, "{}", stderr(&output));
     })
     .await;
 }

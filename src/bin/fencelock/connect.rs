@@ -1,5 +1,5 @@
 //! Which backend the commands talk to: the one place that knows the
-//! backends. Every command is generic over [`Connected`], so a new backend
+//! backends (Redis nodes, or with the feature `etcd` an etcd cluster). Every command is generic over [`Connected`], so a new backend
 //! is one option in [`BackendArgs`], one arm in [`run`] and one impl of
 //! [`Connected`].
 
@@ -52,9 +52,17 @@ struct Target {
         value_delimiter = ','
     )]
     nodes: Option<Vec<String>>,
-    // etcd: `--etcd ENDPOINTS` (env FENCELOCK_ETCD, comma-separated) goes
-    // here, behind `#[cfg(feature = "etcd")]`; the group keeps the two
-    // exclusive and one of them required.
+
+    /// Instead of Redis: the endpoints of an etcd cluster, comma-separated
+    /// http:// (or https://) URLs of its members.
+    #[cfg(feature = "etcd")]
+    #[arg(
+        long,
+        value_name = "ENDPOINTS",
+        env = "FENCELOCK_ETCD",
+        value_delimiter = ','
+    )]
+    etcd: Option<Vec<String>>,
 }
 
 impl BackendArgs {
@@ -81,6 +89,28 @@ impl Connected for Redlock {
     }
 }
 
+#[cfg(feature = "etcd")]
+impl Connected for fencelock::Etcd {
+    /// Every request is answered before it returns; a lease revoke left in
+    /// the background only saves the server bookkeeping (the keys on it
+    /// are gone already).
+    async fn settle(&self) {}
+}
+
+/// The URLs of a comma-separated list, trimmed; `None` (reported) when
+/// one is empty.
+fn trimmed<'a>(urls: &'a [String], from: &str, output: &Output) -> Option<Vec<&'a str>> {
+    let urls: Vec<&str> = urls.iter().map(|u| u.trim()).collect();
+    if urls.iter().any(|u| u.is_empty()) {
+        output.error(
+            "usage",
+            &format!("empty URL in {from} (expected comma-separated URLs)"),
+        );
+        return None;
+    }
+    Some(urls)
+}
+
 /// Work to do with a Locker, whatever its backend.
 pub trait Job {
     /// Runs the job; returns the exit code.
@@ -93,21 +123,40 @@ pub trait Job {
 pub async fn run(args: &BackendArgs, options: LockOptions, job: impl Job, output: &Output) -> u8 {
     let options = args.options(options);
     let node_timeout = options.get_node_timeout();
-    // etcd: `if let Some(endpoints) = &args.target.etcd { ... }` builds an
-    // etcd backend here and runs the same job on it.
+    #[cfg(feature = "etcd")]
+    if let Some(endpoints) = &args.target.etcd {
+        let Some(endpoints) = trimmed(endpoints, "--etcd / FENCELOCK_ETCD", output) else {
+            return exit::USAGE;
+        };
+        let etcd = match fencelock::Etcd::connect(&endpoints, None).await {
+            Ok(etcd) => etcd,
+            Err(e @ fencelock::Error::InvalidOptions(_)) => {
+                output.error("usage", &e.to_string());
+                return exit::USAGE;
+            }
+            Err(e) => {
+                output.error("unavailable", &e.to_string());
+                return exit::UNAVAILABLE;
+            }
+        };
+        return match Locker::new(etcd, options) {
+            // Every etcd request is answered before it returns: nothing
+            // to settle.
+            Ok(locker) => job.run(locker).await,
+            Err(e) => {
+                output.error("usage", &e.to_string());
+                exit::USAGE
+            }
+        };
+    }
     let Some(urls) = &args.target.nodes else {
         // The argument group makes clap refuse this case.
         output.error("usage", "no nodes given: use --nodes or FENCELOCK_NODES");
         return exit::USAGE;
     };
-    let urls: Vec<&str> = urls.iter().map(|u| u.trim()).collect();
-    if urls.iter().any(|u| u.is_empty()) {
-        output.error(
-            "usage",
-            "empty node URL in --nodes / FENCELOCK_NODES (expected comma-separated URLs)",
-        );
+    let Some(urls) = trimmed(urls, "--nodes / FENCELOCK_NODES", output) else {
         return exit::USAGE;
-    }
+    };
     let locker = match Redlock::from_urls(&urls).and_then(|nodes| Locker::new(nodes, options)) {
         Ok(locker) => locker,
         Err(e) => {
