@@ -268,7 +268,7 @@ impl RedisNode {
 
     /// Runs a script (see [`run`](Self::run)); every script here is
     /// idempotent.
-    async fn script<T: FromRedisValue>(
+    pub(crate) async fn script<T: FromRedisValue>(
         &self,
         call: &redis::ScriptInvocation<'_>,
         timeout: Option<Duration>,
