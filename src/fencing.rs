@@ -4,7 +4,9 @@
 //! past its expiry from writing after someone else took over. The token can:
 //! the protected resource remembers the highest token it has accepted and
 //! rejects writes carrying a lower one. See `docs/algorithm.md` for why the
-//! tokens stay monotonic across a changing quorum of Redis nodes.
+//! tokens stay monotonic across a changing quorum of Redis nodes, and
+//! `docs/fencing.md` for the check on the resource's side: `FencedStore`
+//! (feature `redis`) for state kept in Redis, and the same pattern in SQL.
 
 use std::fmt;
 

@@ -43,7 +43,7 @@ pub use telemetry::Statistics;
 #[cfg(feature = "etcd")]
 pub use crate::etcd::Etcd;
 #[cfg(feature = "redis")]
-pub use crate::redis::{RedisNode, Redlock};
+pub use crate::redis::{Fenced, FencedStore, FencedWrite, RedisNode, Redlock};
 #[cfg(feature = "redis")]
 pub use deadpool_redis;
 #[cfg(feature = "etcd")]

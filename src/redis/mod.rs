@@ -7,6 +7,7 @@
 
 mod admin;
 mod fanout;
+mod fenced;
 mod node;
 mod quorum;
 mod scripts;
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use redis::Cmd;
 
+pub use fenced::{Fenced, FencedStore, FencedWrite};
 pub use node::RedisNode;
 
 use crate::admin::{ForceReleased, ListCursor, ListPage, LockInfo};

@@ -268,7 +268,7 @@ impl RedisNode {
 
     /// Runs a script (see [`run`](Self::run)); every script here is
     /// idempotent.
-    async fn script<T: FromRedisValue>(
+    pub(crate) async fn script<T: FromRedisValue>(
         &self,
         call: &redis::ScriptInvocation<'_>,
         timeout: Option<Duration>,
@@ -459,8 +459,14 @@ async fn load_scripts(conn: &mut MultiplexedConnection) -> redis::RedisResult<()
     load.query_async(conn).await
 }
 
+/// Whether the connection must not be used again. A reply that cannot be
+/// parsed (a peer that is not Redis, or one that closed mid-reply) leaves
+/// the stream out of step with the requests, so it counts as broken too.
 fn is_broken_connection(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.kind() == ErrorKind::Parse
 }
 
 fn classify(e: &RedisError) -> NodeFault {

@@ -6,8 +6,13 @@
 -- or late-arriving acquire never counts twice.
 -- Returns {1, token, holds} granted, {0, pttl} held (by anyone, for a first
 -- acquire), {2, holds} reentrancy limit reached, {3} parent hold not here.
+-- Data of another kind at the lock key is an error naming it, not a lock.
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'none' and kind ~= 'hash' then
+  return redis.error_reply('WRONGTYPE fencelock: the lock key holds a ' .. kind .. ', not a fencelock lock')
+end
 if ARGV[5] == '' then
-  if redis.call('EXISTS', KEYS[1]) == 0 then
+  if kind == 'none' then
     local token = redis.call('INCR', KEYS[2])
     redis.call('HSET', KEYS[1], ':owner', ARGV[1], ':token', token, ARGV[2], '1')
     redis.call('PEXPIRE', KEYS[1], ARGV[3])

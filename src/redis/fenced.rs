@@ -1,0 +1,233 @@
+//! A resource in Redis that only accepts writes fenced by a token at least
+//! as high as any it accepted before.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Script;
+
+use super::RedisNode;
+use crate::error::{Error, NodeFault, Result};
+use crate::fencing::FencingToken;
+use crate::options::{MAX_PREFIX_LEN, validate_key};
+
+const WRITE_SOURCE: &str = include_str!("lua/fenced_write.lua");
+static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(WRITE_SOURCE));
+
+const READ_SOURCE: &str = include_str!("lua/fenced_read.lua");
+static READ: LazyLock<Script> = LazyLock::new(|| Script::new(READ_SOURCE));
+
+/// Redis-stored state guarded by fencing tokens: a write is accepted only
+/// when its token is at least the highest token the resource has accepted,
+/// so a holder whose lock ran out (a paused process, a long GC) cannot
+/// overwrite what a later holder wrote.
+///
+/// Each resource is one Redis hash, `<prefix>{<resource>}`, with the fields
+/// `fence` (the highest accepted token) and `value`; one Lua script compares
+/// and writes atomically. An equal token is accepted: it is the same holder
+/// writing again (nested holds share their token). The fence is never
+/// lowered or removed by this type; deleting the hash by hand lets any token
+/// write again.
+///
+/// The store is one Redis server: it need not be one of the lock's nodes.
+/// Its failures are reported like those of a one-node Redlock:
+/// [`Error::QuorumUnavailable`] with `needed: 1` and the node's
+/// [`NodeFault`]. A write that timed out may or may not have been applied;
+/// writing again with the same token and value is safe.
+///
+/// ```no_run
+/// # async fn demo() -> fencelock::Result<()> {
+/// use fencelock::{FencedStore, FencedWrite, Locker};
+///
+/// let locker = Locker::redis(["redis://127.0.0.1:6379"])?;
+/// let store = FencedStore::from_url("redis://127.0.0.1:6379")?;
+///
+/// let guard = locker.lock("nightly-billing").await?;
+/// match store.write("billing:last-run", guard.token(), "2024-06-01").await? {
+///     FencedWrite::Accepted => println!("written under token {}", guard.token()),
+///     FencedWrite::Rejected { highest_seen } => {
+///         // A later holder (token `highest_seen`) has written: this
+///         // holder's lock ran out. Stop, do not retry.
+///         println!("fenced off by token {highest_seen}");
+///     }
+/// }
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct FencedStore {
+    node: RedisNode,
+    prefix: String,
+    timeout: Duration,
+}
+
+/// The outcome of [`FencedStore::write`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a rejected write means the lock was lost: the caller must stop"]
+pub enum FencedWrite {
+    /// The value was written; the resource's fence is now the token.
+    Accepted,
+    /// Nothing was written: the resource has accepted a higher token.
+    Rejected {
+        /// The highest token the resource has accepted.
+        highest_seen: FencingToken,
+    },
+}
+
+impl FencedWrite {
+    /// Whether the write was accepted.
+    pub fn is_accepted(self) -> bool {
+        self == FencedWrite::Accepted
+    }
+}
+
+/// What a fenced resource stores, from [`FencedStore::read`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Fenced {
+    /// The highest token the resource has accepted (the last writer's).
+    pub fence: FencingToken,
+    /// The value last written.
+    pub value: Vec<u8>,
+}
+
+impl FencedStore {
+    /// The default key prefix: resources live at `fencelock:fenced:{<resource>}`.
+    pub const DEFAULT_PREFIX: &'static str = "fencelock:fenced:";
+    /// The default bound on one call: 1 s.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+    /// A store on `node`, with the default prefix and timeout.
+    pub fn new(node: RedisNode) -> Self {
+        Self {
+            node,
+            prefix: Self::DEFAULT_PREFIX.to_owned(),
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// A store on the server at `url` (see [`RedisNode::from_url`]); nothing
+    /// connects until first use.
+    pub fn from_url(url: &str) -> Result<Self> {
+        RedisNode::from_url(url).map(Self::new)
+    }
+
+    /// The same store with resources under `prefix`: at most
+    /// [`MAX_PREFIX_LEN`] bytes, else [`Error::InvalidOptions`].
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
+        let prefix = prefix.into();
+        if prefix.len() > MAX_PREFIX_LEN {
+            return Err(Error::InvalidOptions(format!(
+                "the fenced store prefix is {} bytes; at most {MAX_PREFIX_LEN} are allowed",
+                prefix.len()
+            )));
+        }
+        self.prefix = prefix;
+        Ok(self)
+    }
+
+    /// The same store with every call bounded by `timeout` (more than zero,
+    /// else [`Error::InvalidOptions`]). Default: 1 s.
+    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self> {
+        if timeout.is_zero() {
+            return Err(Error::InvalidOptions(
+                "the fenced store timeout must be more than zero".into(),
+            ));
+        }
+        self.timeout = timeout;
+        Ok(self)
+    }
+
+    /// The server the store writes to.
+    pub fn node(&self) -> &RedisNode {
+        &self.node
+    }
+
+    /// The Redis key of `resource`'s hash.
+    pub fn redis_key(&self, resource: &str) -> String {
+        format!("{}{{{resource}}}", self.prefix)
+    }
+
+    /// Writes `value` to `resource` if `token` is at least the highest token
+    /// it has accepted (or it has accepted none), and makes `token` its
+    /// fence. Otherwise writes nothing and reports the highest token seen.
+    ///
+    /// An empty or oversized resource name is [`Error::InvalidKey`], before
+    /// any I/O. A key holding data of another kind is a
+    /// [`NodeFault::Server`] naming it.
+    pub async fn write(
+        &self,
+        resource: &str,
+        token: FencingToken,
+        value: impl AsRef<[u8]>,
+    ) -> Result<FencedWrite> {
+        validate_key(resource)?;
+        let key = self.redis_key(resource);
+        let mut call = WRITE.prepare_invoke();
+        call.key(&key).arg(token.get()).arg(value.as_ref());
+        let reply: Vec<String> = self.run(&call).await?;
+        let bad = || {
+            self.fault(NodeFault::Protocol(format!(
+                "fenced write returned {reply:?}"
+            )))
+        };
+        let [flag, fence] = &reply[..] else {
+            return Err(bad());
+        };
+        let fence = fence.parse::<u64>().map_err(|_| bad())?;
+        match flag.as_str() {
+            "1" if fence == token.get() => Ok(FencedWrite::Accepted),
+            "0" if fence > token.get() => Ok(FencedWrite::Rejected {
+                highest_seen: FencingToken::new(fence),
+            }),
+            _ => Err(bad()),
+        }
+    }
+
+    /// What `resource` stores: the last accepted value and its token, or
+    /// `None` when nothing was written.
+    pub async fn read(&self, resource: &str) -> Result<Option<Fenced>> {
+        validate_key(resource)?;
+        let key = self.redis_key(resource);
+        let mut call = READ.prepare_invoke();
+        call.key(&key);
+        let mut reply: Vec<Vec<u8>> = self.run(&call).await?;
+        match reply.len() {
+            0 => Ok(None),
+            2 => {
+                let value = reply.pop().unwrap_or_default();
+                let fence = std::str::from_utf8(&reply[0])
+                    .ok()
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        self.fault(NodeFault::Protocol(format!(
+                            "fenced read returned the fence {:?}",
+                            String::from_utf8_lossy(&reply[0])
+                        )))
+                    })?;
+                Ok(Some(Fenced {
+                    fence: FencingToken::new(fence),
+                    value,
+                }))
+            }
+            n => Err(self.fault(NodeFault::Protocol(format!(
+                "fenced read returned {n} items"
+            )))),
+        }
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, call: &redis::ScriptInvocation<'_>) -> Result<T> {
+        self.node
+            .script(call, Some(self.timeout))
+            .await
+            .map_err(|fault| self.fault(fault))
+    }
+
+    fn fault(&self, fault: NodeFault) -> Error {
+        Error::QuorumUnavailable {
+            reached: 0,
+            needed: 1,
+            failures: vec![self.node.failure(fault)],
+        }
+    }
+}
