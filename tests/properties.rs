@@ -216,8 +216,8 @@ impl Generated {
         // The drift allowance, exact: ttl * k / 64 + 2 ms.
         let drift = match self.factor {
             Factor::Sixtyfourths(k) if k < 32 => Some(ttl * u128::from(k) / 64 + 2 * MS),
-            // [0, 0.5) holds -0.0 as well.
-            Factor::Odd(f) if f == 0.0 => Some(2 * MS),
+            // [0, 0.5) holds -0.0 as well (the pattern compares with ==).
+            Factor::Odd(0.0) => Some(2 * MS),
             _ => {
                 broken.push("drift_factor");
                 None
