@@ -28,6 +28,10 @@ mod redis;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use admin::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, NodeView};
 pub use backend::{Backend, Grant, Hold, Parent};
 pub use error::{Error, NodeFailure, NodeFault, Result};

@@ -272,8 +272,12 @@ impl LockOptions {
             let pause = (interval / 4)
                 .min(self.node_timeout)
                 .max(Duration::from_millis(1));
-            let needed = interval + pause + 3 * self.node_timeout;
-            if needed >= validity {
+            // Checked: an interval near Duration::MAX must be refused, not
+            // overflow.
+            let needed = interval
+                .checked_add(pause)
+                .and_then(|d| d.checked_add(3 * self.node_timeout));
+            if needed.is_none_or(|needed| needed >= validity) {
                 return bad(format!(
                     "watchdog interval {interval:?} with node_timeout {:?} leaves no room to retry a \
                      failed renewal within the validity {validity:?} of a ttl {:?} \
@@ -547,6 +551,61 @@ mod tests {
         for _ in 0..1000 {
             let d = policy.next_delay();
             assert!(d >= Duration::from_millis(10) && d <= Duration::from_millis(15));
+        }
+    }
+
+    #[test]
+    fn a_huge_watchdog_interval_is_refused_not_a_panic() {
+        // Found by the options property test: interval + pause overflowed.
+        let huge = LockOptions::default().watchdog(Watchdog::Every(Duration::MAX));
+        assert!(invalid(huge, 1).contains("watchdog"));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Exactly the non-empty names of at most MAX_KEY_LEN bytes.
+            #[test]
+            fn keys_are_accepted_iff_non_empty_and_short(
+                key in proptest::string::string_regex("(.|\n){0,600}").unwrap(),
+            ) {
+                let ok = !key.is_empty() && key.len() <= MAX_KEY_LEN;
+                match validate_key(&key) {
+                    Ok(()) => prop_assert!(ok),
+                    Err(Error::InvalidKey(_)) => prop_assert!(!ok),
+                    Err(other) => prop_assert!(false, "unexpected {:?}", other),
+                }
+            }
+
+            /// Around the byte limit, with multi-byte characters.
+            #[test]
+            fn the_limit_is_in_bytes(n in 120usize..140, c in prop::sample::select(vec!['k', 'é', '€', '🔒'])) {
+                let key: String = std::iter::repeat_n(c, n).collect();
+                prop_assert_eq!(validate_key(&key).is_ok(), key.len() <= MAX_KEY_LEN);
+            }
+
+            /// The drift is `ttl * factor + 2 ms`, grows with the ttl and the
+            /// factor, and stays below the ttl for every ttl the options accept.
+            #[test]
+            fn drift_follows_the_formula(
+                ttl_ms in 1u64..=MAX_TTL.as_millis() as u64,
+                k in 0u32..32,
+                more in 0u64..1000,
+            ) {
+                let factor = f64::from(k) / 64.0;
+                let ttl = Duration::from_millis(ttl_ms);
+                let d = drift(ttl, factor);
+                let exact = u128::from(ttl_ms) * 1_000_000 * u128::from(k) / 64 + 2_000_000;
+                prop_assert!(d.as_nanos().abs_diff(exact) <= 1, "{:?} vs {} ns", d, exact);
+                prop_assert!(drift(ttl + Duration::from_millis(more), factor) >= d);
+                prop_assert!(drift(ttl, f64::from(k + 1) / 64.0) >= d);
+                let options = LockOptions::default().drift_factor(factor).node_timeout(Duration::from_millis(1));
+                if options.validate_ttl(ttl).is_ok() {
+                    prop_assert!(d < ttl);
+                }
+            }
         }
     }
 }

@@ -139,4 +139,79 @@ mod tests {
         assert_eq!(decode_holds(encode_holds(&holds).as_bytes()), holds);
         assert!(decode_holds(b"").is_empty());
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Names rich in the two escaped characters and the escape's digits.
+        fn name() -> impl Strategy<Value = String> {
+            proptest::string::string_regex("[a%/2F5ü ]{0,24}").unwrap()
+        }
+
+        proptest! {
+            #[test]
+            fn escaping_round_trips(r in any::<String>()) {
+                let escaped = escape(&r);
+                prop_assert!(!escaped.contains('/'));
+                prop_assert_eq!(unescape(&escaped), Some(r));
+            }
+
+            #[test]
+            fn escaping_round_trips_on_awkward_names(r in name()) {
+                prop_assert_eq!(unescape(&escape(&r)), Some(r));
+            }
+
+            /// Whatever unescapes (and has no '/', as no segment has) is the
+            /// escaped form of exactly what it unescapes to: two names never
+            /// share a key range.
+            #[test]
+            fn unescape_is_the_inverse_of_escape(s in name()) {
+                prop_assume!(!s.contains('/'));
+                if let Some(r) = unescape(&s) {
+                    prop_assert_eq!(escape(&r), s);
+                }
+            }
+
+            /// Prefix listing: `r` starts with `x` exactly when its escaped
+            /// form starts with `x`'s.
+            #[test]
+            fn escaping_keeps_prefixes(r in name(), x in name()) {
+                prop_assert_eq!(r.starts_with(&x), escape(&r).starts_with(&escape(&x)));
+            }
+
+            /// Distinct resources never have one's key range inside the other's.
+            #[test]
+            fn key_ranges_are_disjoint(p in "[a-z:/]{0,6}", a in name(), b in name()) {
+                prop_assume!(a != b);
+                let (ka, kb) = (LockKeys::new(&p, &a), LockKeys::new(&p, &b));
+                prop_assert!(!ka.base.starts_with(&kb.base));
+                prop_assert!(!kb.base.starts_with(&ka.base));
+            }
+
+            #[test]
+            fn holder_keys_name_their_resource_whatever_the_owner(
+                p in "[a-z:/%]{0,6}",
+                r in any::<String>(),
+                owner in "[0-9a-f:/a-z-]{0,40}",
+            ) {
+                let keys = LockKeys::new(&p, &r);
+                prop_assert_eq!(resource_of_holder(&p, &keys.holder(&owner)), Some(r));
+                prop_assert_eq!(resource_of_holder(&p, &keys.ticket(&owner)), None);
+            }
+
+            #[test]
+            fn holds_round_trip(holds in proptest::collection::vec("[0-9a-f]{1,32}", 0..8)) {
+                prop_assert_eq!(decode_holds(encode_holds(&holds).as_bytes()), holds);
+            }
+
+            /// Foreign bytes under a holder key never panic the decoder.
+            #[test]
+            fn any_value_decodes(value in proptest::collection::vec(any::<u8>(), 0..64)) {
+                for hold in decode_holds(&value) {
+                    prop_assert!(!hold.is_empty() && !hold.contains('\n'));
+                }
+            }
+        }
+    }
 }

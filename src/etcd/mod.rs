@@ -13,6 +13,12 @@ mod admin;
 mod keys;
 mod queue;
 
+/// What the fuzz targets reach (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz {
+    pub(crate) use super::keys::{LockKeys, decode_holds, escape, resource_of_holder, unescape};
+}
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

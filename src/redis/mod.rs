@@ -13,6 +13,13 @@ mod quorum;
 mod scripts;
 mod subscriber;
 
+/// What the fuzz targets reach (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz {
+    pub(crate) use super::node::decode_any;
+    pub(crate) use super::scripts::{Keys, resource_of, scan_pattern};
+}
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

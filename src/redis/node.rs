@@ -164,11 +164,7 @@ impl RedisNode {
         cmd: &Cmd,
         timeout: Option<Duration>,
     ) -> Result<bool, NodeFault> {
-        match self.query::<i64>(cmd, timeout).await? {
-            0 => Ok(false),
-            1 => Ok(true),
-            other => Err(NodeFault::Protocol(format!("extend returned {other}"))),
-        }
+        decode_extend(self.query(cmd, timeout).await?)
     }
 
     /// Runs a prepared release ([`scripts::release`]); whether the hold was
@@ -178,11 +174,7 @@ impl RedisNode {
         cmd: &Cmd,
         timeout: Option<Duration>,
     ) -> Result<bool, NodeFault> {
-        match self.query::<i64>(cmd, timeout).await? {
-            0 => Ok(false),
-            1 | 2 => Ok(true),
-            other => Err(NodeFault::Protocol(format!("release returned {other}"))),
-        }
+        decode_release(self.query(cmd, timeout).await?)
     }
 
     /// Raises the fence counter to at least `token`; returns the counter and
@@ -196,15 +188,7 @@ impl RedisNode {
     ) -> Result<Raised, NodeFault> {
         let mut call = scripts::RAISE_FENCE.prepare_invoke();
         call.key(&keys.lock).key(&keys.fence).arg(owner).arg(token);
-        let reply: Vec<i64> = self.script(&call, Some(timeout)).await?;
-        match reply[..] {
-            [counter, held @ (0 | 1), missing @ (0 | 1)] if counter >= 0 => Ok(Raised {
-                counter: counter as u64,
-                holds_lock: held == 1,
-                was_missing: missing == 1,
-            }),
-            _ => Err(NodeFault::Protocol(format!("raise returned {reply:?}"))),
-        }
+        decode_raise(&self.script::<Vec<i64>>(&call, Some(timeout)).await?)
     }
 
     /// The lock stored here under `keys`, if any.
@@ -215,19 +199,7 @@ impl RedisNode {
     ) -> Result<Option<LockRecord>, NodeFault> {
         let mut call = scripts::INSPECT.prepare_invoke();
         call.key(&keys.lock);
-        let reply: Vec<redis::Value> = self.script(&call, Some(timeout)).await?;
-        if reply.is_empty() {
-            return Ok(None);
-        }
-        let bad = || NodeFault::Protocol(format!("inspect returned {reply:?}"));
-        let (owner, token, holds, pttl): (String, u64, u32, i64) =
-            redis::from_redis_value(redis::Value::Array(reply.clone())).map_err(|_| bad())?;
-        Ok(Some(LockRecord {
-            owner,
-            token: FencingToken::new(token),
-            holds,
-            ttl: u64::try_from(pttl).ok().map(Duration::from_millis),
-        }))
+        decode_inspect(self.script(&call, Some(timeout)).await?)
     }
 
     /// Removes the lock under `keys` whatever its holds; whether one was here.
@@ -448,6 +420,79 @@ impl AcquireReply {
             other => Err(NodeFault::Protocol(format!("acquire returned {other:?}"))),
         }
     }
+}
+
+/// The extend script's reply: whether the hold was present.
+fn decode_extend(reply: i64) -> Result<bool, NodeFault> {
+    match reply {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(NodeFault::Protocol(format!("extend returned {other}"))),
+    }
+}
+
+/// The release script's reply: whether the hold was present.
+fn decode_release(reply: i64) -> Result<bool, NodeFault> {
+    match reply {
+        0 => Ok(false),
+        1 | 2 => Ok(true),
+        other => Err(NodeFault::Protocol(format!("release returned {other}"))),
+    }
+}
+
+/// The raise script's reply.
+fn decode_raise(reply: &[i64]) -> Result<Raised, NodeFault> {
+    match *reply {
+        [counter, held @ (0 | 1), missing @ (0 | 1)] if counter >= 0 => Ok(Raised {
+            counter: counter as u64,
+            holds_lock: held == 1,
+            was_missing: missing == 1,
+        }),
+        _ => Err(NodeFault::Protocol(format!("raise returned {reply:?}"))),
+    }
+}
+
+/// The inspect script's reply: `{}` or `{owner, token, holds, pttl}`.
+fn decode_inspect(reply: Vec<redis::Value>) -> Result<Option<LockRecord>, NodeFault> {
+    if reply.is_empty() {
+        return Ok(None);
+    }
+    let bad = |reply: &[redis::Value]| NodeFault::Protocol(format!("inspect returned {reply:?}"));
+    let (owner, token, holds, pttl): (String, u64, u32, i64) =
+        redis::from_redis_value(redis::Value::Array(reply.clone())).map_err(|_| bad(&reply))?;
+    Ok(Some(LockRecord {
+        owner,
+        token: FencingToken::new(token),
+        holds,
+        ttl: u64::try_from(pttl).ok().map(Duration::from_millis),
+    }))
+}
+
+/// Decodes one reply, as it came off the wire, the way each script's caller
+/// would, and checks what the decoders promise (for the fuzz targets).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_any(value: redis::Value) {
+    fn typed<T: FromRedisValue>(value: &redis::Value) -> Option<T> {
+        T::from_redis_value(value.clone()).ok()
+    }
+    if let Some(reply) = typed::<Vec<i64>>(&value) {
+        if let Ok(AcquireReply::Granted { token }) = AcquireReply::parse(&reply) {
+            assert!(token > 0, "a granted acquire hands out a positive token");
+        }
+        if let Ok(raised) = decode_raise(&reply) {
+            assert!(i64::try_from(raised.counter).is_ok());
+        }
+    }
+    if let Some(reply) = typed::<i64>(&value) {
+        let _ = decode_extend(reply);
+        let _ = decode_release(reply);
+    }
+    if let Some(reply) = typed::<Vec<redis::Value>>(&value)
+        && let Ok(Some(record)) = decode_inspect(reply)
+    {
+        let _ = format!("{record:?}");
+    }
+    let _ = typed::<(u64, Vec<Vec<u8>>)>(&value);
 }
 
 /// Loads every script on `conn`.

@@ -230,6 +230,78 @@ mod tests {
             prop_assert_eq!(fast, values.iter().filter(|&&v| v == target).count() >= quorum);
         }
 
+        /// `valid_until - started` is exactly `ttl - drift`, never more than
+        /// the ttl less 2 ms, and the validity left after `elapsed`
+        /// (`ttl - elapsed - drift`) only shrinks as `elapsed` grows.
+        #[test]
+        fn validity_is_ttl_less_drift_and_shrinks_with_elapsed(
+            ttl_ms in 3u64..86_400_000,
+            k in 0u32..32,
+            e1 in 0u64..100_000,
+            e2 in 0u64..100_000,
+        ) {
+            let factor = f64::from(k) / 64.0;
+            let start = Instant::now();
+            let ttl = Duration::from_millis(ttl_ms);
+            let until = valid_until(start, ttl, factor);
+            let drift_ns = u128::from(ttl_ms) * 1_000_000 * u128::from(k) / 64 + 2_000_000;
+            let expected = (u128::from(ttl_ms) * 1_000_000).saturating_sub(drift_ns);
+            prop_assert!((until - start).as_nanos().abs_diff(expected) <= 1);
+            prop_assert!(until - start <= ttl - Duration::from_millis(2));
+            let left = |elapsed: u64| until.saturating_duration_since(start + Duration::from_millis(elapsed));
+            let (early, late) = (e1.min(e2), e1.max(e2));
+            prop_assert!(left(early) >= left(late));
+            prop_assert!(left(early) <= until - start);
+        }
+
+        /// Two sets of at least a majority of the same nodes always share a
+        /// node, so two owners can never both reach a quorum.
+        #[test]
+        fn majorities_intersect(n in 1usize..=12, a in any::<u16>(), b in any::<u16>()) {
+            let quorum = n / 2 + 1;
+            let all = (1u32 << n) - 1;
+            let (a, b) = (u32::from(a) & all, u32::from(b) & all);
+            if a.count_ones() as usize >= quorum && b.count_ones() as usize >= quorum {
+                prop_assert!(a & b != 0, "{:b} and {:b} of {} nodes", a, b, n);
+            }
+        }
+
+        /// A verdict is Quorum exactly when `quorum` said yes, Refused
+        /// exactly when the silent nodes could no longer make a quorum, and
+        /// never changes once decided as more nodes answer.
+        #[test]
+        fn verdicts_match_their_definition(
+            n in 1usize..=9,
+            answers in proptest::collection::vec(0u8..3, 9),
+        ) {
+            let quorum = n / 2 + 1;
+            let (mut yes, mut no) = (0, 0);
+            let mut decided: Option<Verdict> = None;
+            for &answer in &answers[..n] {
+                match answer {
+                    0 => yes += 1,
+                    1 => no += 1,
+                    _ => {} // failed: stays silent
+                }
+                let v = verdict(yes, no, n, quorum);
+                let silent = n - yes - no;
+                let expected = if yes >= quorum {
+                    Verdict::Quorum
+                } else if yes + silent < quorum {
+                    Verdict::Refused
+                } else {
+                    Verdict::Undecided
+                };
+                prop_assert_eq!(v, expected);
+                if let Some(before) = decided {
+                    prop_assert_eq!(v, before, "a decided round changed its mind");
+                }
+                if v != Verdict::Undecided {
+                    decided = Some(v);
+                }
+            }
+        }
+
         #[test]
         fn validity_never_exceeds_ttl(ttl_ms in 1u64..100_000, factor in 0.0f64..0.5) {
             let start = Instant::now();
