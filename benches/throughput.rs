@@ -12,6 +12,7 @@ use fencelock::deadpool_redis::redis;
 use fencelock::{LockOptions, Locker, Redlock, Watchdog};
 
 mod floors;
+use floors::stats::median;
 use floors::{COMPARE_AND_DELETE, connect, library_round, raw_round};
 
 const TASKS: usize = 64;
@@ -48,11 +49,6 @@ where
         task.await.unwrap();
     }
     counted as f64 / elapsed.as_secs_f64()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 
 use super::keys::LockKeys;
 use super::{Etcd, RevokeOnDrop, lease_secs};
-use crate::error::{Error, NodeFailure, NodeFault, Result};
+use crate::error::{Error, NodeFault, Result};
 use crate::notify::{ReleaseWatch, Signal};
 use crate::options::LockOptions;
 
@@ -353,7 +353,7 @@ impl Waiter {
         loop {
             tokio::select! {
                 message = ahead_stream.message() => {
-                    if deleted(message)? {
+                    if self.deleted(message)? {
                         if !first {
                             // The predecessor left: look again at what is
                             // ahead now.
@@ -364,7 +364,7 @@ impl Waiter {
                     }
                 }
                 message = own_stream.message() => {
-                    if deleted(message)? {
+                    if self.deleted(message)? {
                         return Ok(Stop::TicketGone);
                     }
                 }
@@ -397,7 +397,7 @@ impl Waiter {
             _ => None,
         });
         let (Some(mut ahead), Some(holders)) = (ranges.next(), ranges.next()) else {
-            return Err(broken("a transaction answer without its ranges"));
+            return Err(self.broken("a transaction answer without its ranges"));
         };
         Ok(Some(Place {
             predecessor: ahead
@@ -424,11 +424,11 @@ impl Waiter {
         // Until etcd answers that the watch is made, it sees nothing.
         let created = tokio::time::timeout(self.timeout, stream.message())
             .await
-            .map_err(|_| broken("no answer to a watch request"))?
-            .map_err(|e| broken(&e.to_string()))?
-            .ok_or_else(|| broken("the watch ended"))?;
+            .map_err(|_| self.broken("no answer to a watch request"))?
+            .map_err(|e| self.broken(&e.to_string()))?
+            .ok_or_else(|| self.broken("the watch ended"))?;
         if !created.created() || created.canceled() {
-            return Err(broken(created.cancel_reason()));
+            return Err(self.broken(created.cancel_reason()));
         }
         Ok(stream)
     }
@@ -442,30 +442,27 @@ struct Place {
     held: bool,
 }
 
-/// Whether a watch message reports a deletion; an error when the watch
-/// broke or was cancelled (by a compaction, say).
-fn deleted(
-    message: std::result::Result<Option<etcd_client::WatchResponse>, etcd_client::Error>,
-) -> Result<bool> {
-    let message = message
-        .map_err(|e| broken(&e.to_string()))?
-        .ok_or_else(|| broken("the watch ended"))?;
-    if message.canceled() {
-        return Err(broken(message.cancel_reason()));
+impl Waiter {
+    /// Whether a watch message reports a deletion; an error when the watch
+    /// broke or was cancelled (by a compaction, say).
+    fn deleted(
+        &self,
+        message: std::result::Result<Option<etcd_client::WatchResponse>, etcd_client::Error>,
+    ) -> Result<bool> {
+        let message = message
+            .map_err(|e| self.broken(&e.to_string()))?
+            .ok_or_else(|| self.broken("the watch ended"))?;
+        if message.canceled() {
+            return Err(self.broken(message.cancel_reason()));
+        }
+        Ok(message
+            .events()
+            .iter()
+            .any(|e| e.event_type() == EventType::Delete))
     }
-    Ok(message
-        .events()
-        .iter()
-        .any(|e| e.event_type() == EventType::Delete))
-}
 
-fn broken(why: &str) -> Error {
-    Error::QuorumUnavailable {
-        reached: 0,
-        needed: 1,
-        failures: vec![NodeFailure {
-            node: "etcd".into(),
-            fault: NodeFault::Connection(why.to_owned()),
-        }],
+    /// An outage of the queue's requests, named like the cluster's others.
+    fn broken(&self, why: &str) -> Error {
+        self.etcd.unavailable(NodeFault::Connection(why.to_owned()))
     }
 }
