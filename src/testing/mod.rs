@@ -32,6 +32,11 @@
 //! # Ok::<(), fencelock::testing::FixtureError>(())
 //! ```
 //!
+//! # Network faults
+//!
+//! [`TcpProxy`] sits between clients and a server: it adds latency, drops
+//! everything silently, or cuts open connections, while both ends run.
+//!
 //! # etcd
 //!
 //! [`EtcdServer`] is a one-member etcd cluster, [`EtcdCluster`] an N-member
@@ -67,9 +72,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod etcd;
+mod proxy;
 mod redis;
 
 pub use etcd::{ETCD_ENV, EtcdCluster, EtcdServer, EtcdServerBuilder};
+pub use proxy::TcpProxy;
 pub use redis::{
     Persistence, REDIS_SERVER_ENV, RedisNodes, RedisServer, RedisServerBuilder, Restart,
 };

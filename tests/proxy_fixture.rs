@@ -1,0 +1,106 @@
+//! The TCP proxy fixture (`fencelock::testing::TcpProxy`) in front of a real
+//! redis-server: each fault it injects is seen by a client, and healing it
+//! brings the link back.
+
+use std::time::{Duration, Instant};
+
+use fencelock::deadpool_redis::redis;
+use fencelock::testing::{RedisServer, Restart, TcpProxy};
+
+/// Long enough for a round trip with the latency test's 2 x 100 ms on a
+/// loaded machine, short enough to keep the silent-link case quick.
+const READ_TIMEOUT: Duration = Duration::from_millis(1500);
+
+fn connect(proxy: &TcpProxy) -> redis::RedisResult<redis::Connection> {
+    let client = redis::Client::open(proxy.redis_url()).unwrap();
+    let conn = client.get_connection_with_timeout(Duration::from_secs(5))?;
+    conn.set_read_timeout(Some(READ_TIMEOUT))?;
+    Ok(conn)
+}
+
+fn ping(conn: &mut redis::Connection) -> redis::RedisResult<String> {
+    redis::cmd("PING").query(conn)
+}
+
+fn setup() -> (RedisServer, TcpProxy) {
+    let server = RedisServer::start().expect("start redis-server (run scripts/setup)");
+    let proxy = TcpProxy::start(server.addr()).unwrap();
+    assert_ne!(proxy.addr(), server.addr());
+    assert_eq!(proxy.upstream(), server.addr());
+    (server, proxy)
+}
+
+#[test]
+fn commands_pass_through_and_connections_are_counted() {
+    let (_server, proxy) = setup();
+    let mut conn = connect(&proxy).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut conn)
+        .unwrap();
+    let value: String = redis::cmd("GET").arg("k").query(&mut conn).unwrap();
+    assert_eq!(value, "v");
+    assert_eq!(proxy.connections(), 1);
+    drop(conn);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proxy.connections() != 0 {
+        assert!(Instant::now() < deadline, "closed connection still counted");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn latency_delays_each_round_trip_in_both_directions() {
+    let (_server, proxy) = setup();
+    let mut conn = connect(&proxy).unwrap();
+    let latency = Duration::from_millis(100);
+    proxy.set_latency(latency);
+    let started = Instant::now();
+    assert_eq!(ping(&mut conn).unwrap(), "PONG");
+    // A lower bound only: the request and the reply each waited once.
+    assert!(started.elapsed() >= 2 * latency, "{:?}", started.elapsed());
+    proxy.heal();
+}
+
+#[test]
+fn a_silent_link_times_out_and_healing_restores_new_connections() {
+    let (_server, proxy) = setup();
+    let mut conn = connect(&proxy).unwrap();
+    assert_eq!(ping(&mut conn).unwrap(), "PONG");
+    proxy.set_silent(true);
+    let err = ping(&mut conn).unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    proxy.set_silent(false);
+    let mut fresh = connect(&proxy).unwrap();
+    assert_eq!(ping(&mut fresh).unwrap(), "PONG");
+}
+
+#[test]
+fn cut_ends_open_connections_and_new_ones_work() {
+    let (_server, proxy) = setup();
+    let mut conn = connect(&proxy).unwrap();
+    assert_eq!(ping(&mut conn).unwrap(), "PONG");
+    proxy.cut();
+    let err = ping(&mut conn).unwrap_err();
+    assert!(!err.is_timeout(), "a cut must end the connection: {err}");
+    assert_eq!(proxy.connections(), 0);
+    let mut fresh = connect(&proxy).unwrap();
+    assert_eq!(ping(&mut fresh).unwrap(), "PONG");
+}
+
+#[test]
+fn a_dead_upstream_ends_connections_until_it_is_back() {
+    let (mut server, proxy) = setup();
+    let mut conn = connect(&proxy).unwrap();
+    assert_eq!(ping(&mut conn).unwrap(), "PONG");
+    server.kill();
+    let err = ping(&mut conn).unwrap_err();
+    assert!(!err.is_timeout(), "{err}");
+    // A new connection is accepted by the proxy, then closed.
+    let closed = connect(&proxy).and_then(|mut c| ping(&mut c));
+    assert!(closed.is_err(), "{closed:?}");
+    server.restart(Restart::KeepData).unwrap();
+    let mut fresh = connect(&proxy).unwrap();
+    assert_eq!(ping(&mut fresh).unwrap(), "PONG");
+}
