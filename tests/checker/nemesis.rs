@@ -1,0 +1,201 @@
+//! The nemesis: faults injected at random (from a printed seed) into the
+//! lock nodes, the links to them, and the clients, while the clients run.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fencelock::testing::{RedisNodes, Restart, TcpProxy};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::client::{STALL, Stall, TTL};
+
+/// The lock nodes and the proxy in front of each (clients use the proxies).
+pub struct Cluster {
+    pub nodes: RedisNodes,
+    pub proxies: Vec<TcpProxy>,
+}
+
+/// What the nemesis may do.
+pub struct Plan {
+    pub seed: u64,
+    pub until: Instant,
+    /// Whether nodes may come back without their data.
+    pub wipes: bool,
+    /// The client running as a separate process, to pause with SIGSTOP.
+    pub child: Option<u32>,
+    /// In-process clients without a watchdog, to stall inside their hold.
+    pub stalls: Vec<Arc<Stall>>,
+}
+
+/// The faults injected, by kind, and a line for each.
+#[derive(Debug, Default)]
+pub struct FaultLog {
+    pub counts: BTreeMap<&'static str, usize>,
+    pub lines: Vec<String>,
+}
+
+impl FaultLog {
+    pub fn total(&self) -> usize {
+        self.counts.values().sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// SIGKILL; restarted with its data (AOF, fsync always) when healed.
+    Kill,
+    /// SIGKILL; restarted without its data when healed.
+    Wipe,
+    /// SIGSTOP for longer than the ttl.
+    Pause,
+    /// Every chunk through the node's proxy waits this long, each way.
+    Latency(Duration),
+    /// The node's proxy drops everything.
+    Silent,
+    /// The node's proxy closes every open connection (at once; no healing).
+    Cut,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill, restart with data",
+            Fault::Wipe => "kill, restart without data",
+            Fault::Pause => "pause node (SIGSTOP) > ttl",
+            Fault::Latency(_) => "latency on the link",
+            Fault::Silent => "silent link",
+            Fault::Cut => "cut connections",
+        }
+    }
+}
+
+/// Runs faults until `plan.until`, one step after another: each step faults
+/// one or two nodes (sometimes also a client), holds the faults for a while
+/// and heals them. Returns with every node running and every link healed.
+pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
+    let mut rng = StdRng::seed_from_u64(plan.seed);
+    let mut log = FaultLog::default();
+    let began = Instant::now();
+    let n = cluster.nodes.len();
+    while Instant::now() < plan.until {
+        thread::sleep(Duration::from_millis(rng.random_range(100..600)));
+        let mut targets: Vec<usize> = (0..n).collect();
+        let faulted = if rng.random_bool(0.3) { 2 } else { 1 };
+        let mut step = Vec::new();
+        for _ in 0..faulted {
+            let node = targets.swap_remove(rng.random_range(0..targets.len()));
+            let fault = match rng.random_range(0..if plan.wipes { 6 } else { 5 }) {
+                0 => Fault::Kill,
+                1 => Fault::Pause,
+                2 => Fault::Latency(Duration::from_millis(rng.random_range(20..250))),
+                3 => Fault::Silent,
+                4 => Fault::Cut,
+                _ => Fault::Wipe,
+            };
+            step.push((node, fault));
+        }
+        // Pauses must outlast the ttl; the rest last from a few round trips
+        // to several ttls.
+        let hold = if step.iter().any(|(_, f)| matches!(f, Fault::Pause)) {
+            Duration::from_millis(rng.random_range(2 * TTL.as_millis()..4 * TTL.as_millis()) as u64)
+        } else {
+            Duration::from_millis(rng.random_range(200..2500))
+        };
+        let pause_client = rng.random_bool(0.25);
+        let at = began.elapsed().as_secs_f64();
+        for &(node, fault) in &step {
+            apply(cluster, node, fault);
+            *log.counts.entry(fault.name()).or_default() += 1;
+            log.lines.push(format!(
+                "t={at:6.1}s node {node}: {} {fault:?} for {hold:?}",
+                fault.name()
+            ));
+        }
+        let paused = pause_client
+            .then(|| pause_a_client(&plan, &mut rng, &mut log, at))
+            .flatten();
+        thread::sleep(hold);
+        for &(node, fault) in &step {
+            heal(cluster, node, fault);
+        }
+        if let Some(paused) = paused {
+            paused.join().expect("the client pause thread");
+        }
+    }
+    log
+}
+
+/// Stalls one client past the ttl while it may hold the lock: the child
+/// process by SIGSTOP, resumed by the returned thread after [`STALL`]
+/// whatever the node faults do meanwhile, or an in-process client without a
+/// watchdog, at its next hold.
+fn pause_a_client(
+    plan: &Plan,
+    rng: &mut StdRng,
+    log: &mut FaultLog,
+    at: f64,
+) -> Option<thread::JoinHandle<()>> {
+    let clients = plan.stalls.len() + usize::from(plan.child.is_some());
+    let pick = rng.random_range(0..clients);
+    match plan.stalls.get(pick) {
+        Some(stall) => {
+            stall.request();
+            *log.counts
+                .entry("stall client in its hold > ttl")
+                .or_default() += 1;
+            log.lines
+                .push(format!("t={at:6.1}s client {pick}: stall for {STALL:?}"));
+            None
+        }
+        None => {
+            let pid = plan.child.expect("picked the child process");
+            *log.counts
+                .entry("pause client process (SIGSTOP) > ttl")
+                .or_default() += 1;
+            log.lines.push(format!(
+                "t={at:6.1}s client process {pid}: SIGSTOP for {STALL:?}"
+            ));
+            signal(pid, Signal::SIGSTOP);
+            Some(thread::spawn(move || {
+                thread::sleep(STALL);
+                signal(pid, Signal::SIGCONT);
+            }))
+        }
+    }
+}
+
+fn signal(pid: u32, sig: Signal) {
+    // The child may have exited already: nothing to pause or resume then.
+    let _ = kill(Pid::from_raw(i32::try_from(pid).unwrap()), sig);
+}
+
+fn apply(cluster: &mut Cluster, node: usize, fault: Fault) {
+    let proxy = &cluster.proxies[node];
+    match fault {
+        Fault::Kill | Fault::Wipe => cluster.nodes.node_mut(node).kill(),
+        Fault::Pause => cluster.nodes.node_mut(node).pause(),
+        Fault::Latency(latency) => proxy.set_latency(latency),
+        Fault::Silent => proxy.set_silent(true),
+        Fault::Cut => proxy.cut(),
+    }
+}
+
+fn heal(cluster: &mut Cluster, node: usize, fault: Fault) {
+    let server = cluster.nodes.node_mut(node);
+    match fault {
+        Fault::Kill => server
+            .restart(Restart::KeepData)
+            .expect("restart with data"),
+        Fault::Wipe => server
+            .restart(Restart::WipeData)
+            .expect("restart without data"),
+        Fault::Pause => server.resume(),
+        Fault::Latency(_) | Fault::Silent => cluster.proxies[node].heal(),
+        Fault::Cut => {}
+    }
+}
