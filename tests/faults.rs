@@ -5,6 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{bounded, locker, options, start, wait_until_no_locks};
+use fencelock::deadpool_redis::redis;
 use fencelock::metrics::FENCE_COUNTER_RESET;
 use fencelock::testing::{Persistence, RedisNodes, Restart};
 use fencelock::{Error, FencingToken, NodeFault};
@@ -239,6 +240,50 @@ async fn a_minority_restarted_empty_is_detected_and_tokens_keep_growing() {
         nodes.node_mut(3).kill();
         let g = locker.try_lock("wiped").await.unwrap();
         assert!(g.token() > raised, "{} after {raised}", g.token());
+        g.release().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn lagging_nodes_are_lifted_after_a_fast_acquire_so_a_later_wipe_cannot_send_tokens_back() {
+    // Nodes 3 and 4 missed acquires (they were unreachable): their counters
+    // lag. The next acquire with every node up is decided on the fast path
+    // by nodes 0..=2; lifting 3 and 4 anyway is what keeps a later quorum of
+    // them plus a wiped node from handing out a token below the last one.
+    let mut nodes = start(5);
+    let locker = locker(&nodes, options());
+    let fence = "fencelock:{lagging}:fence";
+    bounded(LIMIT, async {
+        for (i, node) in nodes.iter().enumerate() {
+            let count = if i < 3 { 10 } else { 2 };
+            let mut c = common::conn(&node.url()).await;
+            let () = redis::cmd("SET")
+                .arg(fence)
+                .arg(count)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+        let g = locker.try_lock("lagging").await.unwrap();
+        let last = g.token();
+        assert_eq!(last, FencingToken::new(11), "decided by the three in step");
+        g.release().await.unwrap();
+        locker.backend().settled().await;
+        for node in nodes.iter().skip(3) {
+            let mut c = common::conn(&node.url()).await;
+            let count: u64 = redis::cmd("GET")
+                .arg(fence)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            assert!(count >= 11, "{} still lags at {count}", node.url());
+        }
+        nodes.node_mut(2).restart(Restart::WipeData).unwrap();
+        nodes.node_mut(0).kill();
+        nodes.node_mut(1).kill();
+        let g = locker.try_lock("lagging").await.unwrap();
+        assert!(g.token() > last, "{} after {last}", g.token());
         g.release().await.unwrap();
     })
     .await;

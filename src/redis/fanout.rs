@@ -169,7 +169,8 @@ impl Drop for Task {
 }
 
 impl Background {
-    fn start(&self) -> Task {
+    /// Counts one more piece of background work, until the result is dropped.
+    pub(crate) fn start(&self) -> Task {
         self.running.tasks.fetch_add(1, Ordering::AcqRel);
         Task(Arc::clone(&self.running))
     }

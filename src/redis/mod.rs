@@ -276,9 +276,6 @@ impl Redlock {
     ) -> Result<FencingToken> {
         let values: Vec<u64> = granted.iter().map(|&(_, v)| v).collect();
         let (target, fast) = fence_candidate(&values, quorum);
-        if fast {
-            return Ok(FencingToken::new(target));
-        }
         let lagging: Vec<&RedisNode> = self
             .nodes
             .iter()
@@ -288,6 +285,10 @@ impl Redlock {
             .filter(|&(i, _)| answered[i] && !granted.contains(&(i, target)))
             .map(|(_, n)| n)
             .collect();
+        if fast {
+            self.lift_in_background(keys, target, &lagging, timeout);
+            return Ok(FencingToken::new(target));
+        }
         let replies = join_all(
             lagging
                 .iter()
@@ -322,6 +323,54 @@ impl Redlock {
                 failures,
             })
         }
+    }
+}
+
+impl Redlock {
+    /// On the fast path `T` is final without the nodes that answered below
+    /// it; their counters are lifted to `T` all the same, off the caller's
+    /// path (see [`lift`]).
+    fn lift_in_background(
+        &self,
+        keys: &Keys,
+        target: u64,
+        lagging: &[&RedisNode],
+        timeout: Duration,
+    ) {
+        if lagging.is_empty() {
+            return;
+        }
+        let running = self.background.start();
+        let keys = keys.clone();
+        let lagging: Vec<RedisNode> = lagging.iter().map(|&n| n.clone()).collect();
+        tokio::spawn(async move {
+            lift(&lagging, &keys, target, timeout).await;
+            drop(running);
+        });
+    }
+}
+
+/// Lifts the fence counters of `nodes`, which answered this acquire below
+/// the token `target` handed out (or refused it), to `target`. A node left
+/// behind adds nothing to a later quorum: were the remembering node of that
+/// quorum to lose its data, lagging and wiped nodes together could hand out
+/// a token below `target`. Reports the nodes found without a counter.
+///
+/// Only the counter is lifted (the owner given to the script is empty,
+/// which no lock's owner is): by the time the raise lands, this owner may
+/// hold a newer lock on the node, whose token must stay its own. A node
+/// that has not answered the acquire is never lifted, as in the raise step.
+async fn lift(nodes: &[RedisNode], keys: &Keys, target: u64, timeout: Duration) {
+    let raises = nodes
+        .iter()
+        .map(|n| n.raise_fence(keys, "", target, timeout));
+    let forgot = join_all(raises)
+        .await
+        .into_iter()
+        .filter(|r| r.as_ref().is_ok_and(|r| r.was_missing))
+        .count();
+    if target > 1 && forgot > 0 {
+        metrics::counter!(FENCE_COUNTER_RESET, "backend" => "redis").increment(forgot as u64);
     }
 }
 
@@ -501,13 +550,25 @@ impl Backend for Redlock {
                             // A late grant is part of this lock: released
                             // with it (after it, see `Inflight`) and
                             // renewed with it. A late refusal changes nothing.
+                            let (nodes, keys) = (Arc::clone(&self.nodes), keys.clone());
                             self.settle_late(acquire, hold, move |late| async move {
                                 if first {
+                                    let target = token.get();
                                     values.extend(late.iter().filter_map(|(_, r)| match r {
                                         Ok(AcquireReply::Granted { token }) => Some(*token),
                                         _ => None,
                                     }));
-                                    report_fresh_counters(&values, token.get());
+                                    report_fresh_counters(&values, target);
+                                    let behind: Vec<RedisNode> = late
+                                        .iter()
+                                        .filter(|(_, r)| match r {
+                                            Ok(AcquireReply::Granted { token }) => *token < target,
+                                            Ok(_) => true,
+                                            Err(_) => false,
+                                        })
+                                        .map(|&(i, _)| nodes[i].clone())
+                                        .collect();
+                                    lift(&behind, &keys, target, timeout).await;
                                 }
                             });
                         }

@@ -6,9 +6,9 @@
 //! time adjustment moves, so events of the test process and of the child
 //! process compare directly.
 
+use nix::time::{ClockId, clock_gettime};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use nix::time::{ClockId, clock_gettime};
 
 /// Nanoseconds on the monotonic clock (since boot, shared by every process).
 pub type Nanos = u64;
