@@ -110,6 +110,9 @@ pub struct ListPage {
 pub struct ForceReleased {
     /// On how many nodes a lock was removed.
     pub removed: usize,
-    /// Nodes that did not answer: the lock may still be there, until its ttl.
+    /// Nodes that did not answer (the lock may still be there, until its
+    /// ttl), and nodes that keep data other than a fencelock lock under the
+    /// name: it is left as it is and reported as a
+    /// [`NodeFault::Server`](crate::NodeFault::Server) naming it.
     pub failures: Vec<NodeFailure>,
 }

@@ -452,9 +452,17 @@ async fn data_of_another_kind_at_a_lock_key_is_a_typed_error() {
                 (":fence", Ok(None)) => {}
                 (_, other) => panic!("{name}: inspect read {other:?}"),
             }
-            // force_release leaves foreign data alone.
+            // force_release leaves foreign data alone, and says so.
             let forced = locker.force_release(name).await.unwrap();
             assert_eq!(forced.removed, 0, "{name}: {forced:?}");
+            match suffix {
+                "" => assert!(
+                    forced.failures.len() == 1
+                        && server_fault(&forced.failures[0].fault, "not a fencelock lock"),
+                    "{name}: {forced:?}"
+                ),
+                _ => assert!(forced.failures.is_empty(), "{name}: {forced:?}"),
+            }
 
             locker.backend().settled().await;
             assert_eq!(

@@ -105,7 +105,8 @@ pub async fn conn(url: &str) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-/// The lock keys (not fence counters) present on one node.
+/// The lock keys (not fence counters, nor `FencedStore` resources) present
+/// on one node.
 pub async fn lock_keys(url: &str) -> Vec<String> {
     let mut c = conn(url).await;
     let mut cursor = 0u64;
@@ -120,7 +121,11 @@ pub async fn lock_keys(url: &str) -> Vec<String> {
             .query_async(&mut c)
             .await
             .unwrap();
-        keys.extend(batch.into_iter().filter(|k| !k.ends_with(":fence")));
+        keys.extend(
+            batch
+                .into_iter()
+                .filter(|k| !k.ends_with(":fence") && !k.starts_with("fencelock:fenced:")),
+        );
         if next == 0 {
             return keys;
         }
