@@ -10,6 +10,9 @@
 //! release says `NotHeld`, its first extend `NotHeld` (the guard is then
 //! lost) and later extends `Lost`, and its owner cannot nest in it
 //! (`NotHeld`) until it has let go of those guards.
+//!
+//! It runs on one Redis node (where each node's own count is compared too),
+//! on a Redlock of five nodes (the quorum's view) and on etcd.
 
 mod common;
 
@@ -112,6 +115,7 @@ async fn run_case<B: Backend>(
     key: &str,
     ops: &[Op],
     exact_nodes: bool,
+    held_copies: usize,
     seen: &Seen,
 ) -> Result<(), TestCaseError> {
     let mut model = Model::<B> {
@@ -264,8 +268,11 @@ async fn run_case<B: Backend>(
                     TestCaseError::fail(format!("step {step} force_release: {e:?}"))
                 })?;
                 check(result.failures.is_empty(), step, op, format!("{result:?}"))?;
+                // Transient copies (a refused acquire's grant on a slow node,
+                // undone in the background) may be removed too; a held lock
+                // has at least `held_copies`.
                 check(
-                    (result.removed > 0) == model.holder.is_some(),
+                    (result.removed >= held_copies) == model.holder.is_some(),
                     step,
                     op,
                     format!("removed {} with holder {:?}", result.removed, model.holder),
@@ -328,6 +335,7 @@ fn run_model<B: Backend>(
     base: &Locker<B>,
     name: &str,
     exact_nodes: bool,
+    held_copies: usize,
 ) {
     let owners = [Owner::random(), Owner::random()];
     let lockers = [
@@ -346,7 +354,15 @@ fn run_model<B: Backend>(
         rt.block_on(async {
             tokio::time::timeout(
                 CASE_LIMIT,
-                run_case(&lockers, &owners, &key, &ops, exact_nodes, &seen),
+                run_case(
+                    &lockers,
+                    &owners,
+                    &key,
+                    &ops,
+                    exact_nodes,
+                    held_copies,
+                    &seen,
+                ),
             )
             .await
             .unwrap_or_else(|_| {
@@ -389,7 +405,21 @@ fn reentrancy_and_release_follow_the_model_on_redis() {
         let _entered = rt.enter();
         locker(&nodes, model_options())
     };
-    run_model(&rt, &base, "redis", true);
+    run_model(&rt, &base, "redis", true, 1);
+}
+
+/// The same on five nodes: the model sees the quorum's agreed view (a
+/// node's own count may trail while its reply is late, so per-node counts
+/// are not compared).
+#[test]
+fn reentrancy_and_release_follow_the_model_on_redlock_of_five() {
+    let nodes = start(5);
+    let rt = runtime();
+    let base = {
+        let _entered = rt.enter();
+        locker(&nodes, model_options())
+    };
+    run_model(&rt, &base, "redlock-5", false, 3);
 }
 
 #[test]
@@ -400,5 +430,5 @@ fn reentrancy_and_release_follow_the_model_on_etcd() {
         let _entered = rt.enter();
         etcd_locker(&cluster, model_options())
     };
-    run_model(&rt, &base, "etcd", false);
+    run_model(&rt, &base, "etcd", false, 1);
 }

@@ -5,8 +5,9 @@ use std::collections::BTreeSet;
 
 use futures::future::join_all;
 
-use super::Redlock;
+use super::fanout::Answers;
 use super::scripts::{Keys, resource_of, scan_pattern};
+use super::{Redlock, after};
 use crate::admin::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, NodeView};
 use crate::error::{Error, Result};
 use crate::options::LockOptions;
@@ -169,7 +170,28 @@ impl Redlock {
     ) -> Result<ForceReleased> {
         let keys = Keys::new(options.get_key_prefix(), key);
         let timeout = options.get_node_timeout();
-        let replies = join_all(self.nodes.iter().map(|n| n.force_release(&keys, timeout))).await;
+        // Acquires and releases of the key from this process that returned
+        // on a quorum may still be on their way to the slowest nodes. The
+        // forced release reaches each node after them: a late grant landing
+        // after it would leave a copy behind, and a late release would make
+        // it report a lock that was going anyway.
+        let before: Vec<Option<Answers>> = {
+            let inflight = self.inflight.lock();
+            let acquires = inflight.acquires.values();
+            acquires
+                .filter(|(resource, _)| resource == key)
+                .map(|(_, answers)| Some(answers.clone()))
+                .chain([inflight.releases.get(&keys.lock).cloned()])
+                .collect()
+        };
+        let replies = join_all(self.nodes.iter().enumerate().map(|(i, n)| {
+            let (keys, mut before) = (&keys, before.clone());
+            async move {
+                after(&mut before, i).await;
+                n.force_release(keys, timeout).await
+            }
+        }))
+        .await;
         let mut removed = 0;
         let mut failures = Vec::new();
         for (node, reply) in self.nodes.iter().zip(replies) {

@@ -74,9 +74,10 @@ pub struct Redlock {
 /// overtake one of them on a node waits, node by node, for its answer.
 #[derive(Default)]
 struct Inflight {
-    /// Acquires, by hold id: the hold's release and acquires nested in it
-    /// must reach each node after the acquire.
-    acquires: HashMap<String, Answers>,
+    /// Acquires, by hold id, with their resource: the hold's release and
+    /// acquires nested in it must reach each node after the acquire, and so
+    /// must a forced release of the resource.
+    acquires: HashMap<String, (String, Answers)>,
     /// Releases, by lock key: an acquire of the key from this process right
     /// after a release would otherwise find the released hold still on the
     /// slowest nodes and be refused there.
@@ -228,7 +229,7 @@ impl Redlock {
         self.inflight
             .lock()
             .acquires
-            .insert(id.clone(), acquire.answers());
+            .insert(id.clone(), (hold.key().to_owned(), acquire.answers()));
         let inflight = Arc::clone(&self.inflight);
         acquire.finish_in_background(&self.background, move |late| async move {
             then(late).await;
@@ -487,7 +488,8 @@ impl Backend for Redlock {
             [
                 // A nested hold is granted only where its parent already is.
                 hold.parent()
-                    .and_then(|p| inflight.acquires.get(&p.id).cloned()),
+                    .and_then(|p| inflight.acquires.get(&p.id))
+                    .map(|(_, answers)| answers.clone()),
                 inflight.releases.get(&keys.lock).cloned(),
             ]
         };
@@ -664,7 +666,12 @@ impl Backend for Redlock {
     }
 
     async fn release(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
-        let late = self.inflight.lock().acquires.get(hold.id()).cloned();
+        let late = self
+            .inflight
+            .lock()
+            .acquires
+            .get(hold.id())
+            .map(|(_, answers)| answers.clone());
         let n = self.nodes.len();
         let quorum = options.quorum_for(n);
         let timeout = options.get_node_timeout();
