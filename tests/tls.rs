@@ -377,6 +377,35 @@ async fn client_certificates_when_the_server_asks_for_them() {
     .await;
 }
 
+#[tokio::test]
+async fn a_tls_node_pauses_and_restarts_like_any_other() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let pki = Pki::new();
+    let mut server = pki.server(&[]);
+    let locker = tls_locker(&server.url(), pki.trusting_ca(), options());
+    bounded(LIMIT, common::lock_once(&locker, "billing")).await;
+
+    server.pause();
+    bounded(LIMIT, async {
+        let err = locker.try_lock("billing").await.map(|_| ()).unwrap_err();
+        assert!(
+            matches!(only_failure(&err, &server), NodeFault::Timeout(_)),
+            "{err}"
+        );
+    })
+    .await;
+    server.resume();
+
+    // Same port, same certificate, a fresh process (empty: no persistence).
+    server
+        .restart(fencelock::testing::Restart::KeepData)
+        .unwrap();
+    assert!(server.url().starts_with("rediss://"), "{}", server.url());
+    // The kept connection broke with the old process: the node reconnects
+    // over TLS within the same request.
+    bounded(LIMIT, common::lock_once(&locker, "billing")).await;
+}
+
 #[test]
 fn a_tls_node_needs_a_rediss_url_and_readable_pem() {
     let pki = Pki::new();
