@@ -49,9 +49,21 @@ pub enum Error {
     },
 
     /// Too few nodes answered to decide: `reached` of the `needed` quorum.
+    ///
+    /// Usually an outage (nodes down, paused or slow), which waiting can
+    /// outlast: [`is_retryable`](Error::is_retryable) is then `true`, and
+    /// [`Locker::lock`](crate::Locker::lock) tries again. But when so many
+    /// nodes refused this client ([`NodeFault::Denied`]: a wrong password,
+    /// a user without the permissions, a TLS certificate that does not
+    /// verify) that no quorum could be had even if every other node
+    /// answered, trying again cannot help until the configuration changes:
+    /// the error is then final (`is_retryable` is `false`, see
+    /// [`is_denied`](Error::is_denied)), `lock` returns it at once instead
+    /// of retrying for ever, and its message says so.
     #[error(
-        "quorum unavailable: {reached} of {needed} needed nodes answered; {}",
-        NodeFailures(failures)
+        "quorum unavailable: {reached} of {needed} needed nodes answered; {}{}",
+        NodeFailures(failures),
+        DeniedHint(*reached, *needed, failures)
     )]
     QuorumUnavailable {
         /// Nodes that answered in time.
@@ -104,14 +116,61 @@ pub enum Error {
 
 impl Error {
     /// Whether waiting and trying again may succeed (contention, an outage, a
-    /// slow round). Bad input and reentrancy limits are final.
+    /// slow round). Bad input, reentrancy limits and a quorum that nodes
+    /// refuse this client (see [`is_denied`](Error::is_denied)) are final.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::NotObtained { .. }
-                | Error::QuorumUnavailable { .. }
-                | Error::ValidityExhausted { .. }
-        )
+        match self {
+            Error::NotObtained { .. } | Error::ValidityExhausted { .. } => true,
+            Error::QuorumUnavailable { .. } => !self.is_denied(),
+            _ => false,
+        }
+    }
+
+    /// Whether a quorum is out of reach because nodes refused this client
+    /// ([`NodeFault::Denied`]: credentials, permissions, TLS certificates):
+    /// a [`QuorumUnavailable`](Error::QuorumUnavailable) in which even the
+    /// nodes that failed for other reasons (down, slow) could not make up
+    /// the quorum, were they to answer. Such a refusal does not go away by
+    /// waiting, so the error is final.
+    pub fn is_denied(&self) -> bool {
+        match self {
+            Error::QuorumUnavailable {
+                reached,
+                needed,
+                failures,
+            } => quorum_denied(*reached, *needed, failures),
+            _ => false,
+        }
+    }
+}
+
+/// Whether the nodes that refused this client keep a quorum out of reach:
+/// at least one refused, and the nodes that answered plus those that may
+/// still answer once they are back (every failure but a refusal) are too
+/// few. Every quorum failure lists each node that did not answer, so the
+/// nodes not listed are the ones that answered (`reached`).
+fn quorum_denied(reached: usize, needed: usize, failures: &[NodeFailure]) -> bool {
+    let denied = failures
+        .iter()
+        .filter(|f| matches!(f.fault, NodeFault::Denied(_)))
+        .count();
+    let may_answer = reached + (failures.len() - denied);
+    denied > 0 && may_answer < needed
+}
+
+/// The tail of a final quorum failure's message.
+struct DeniedHint<'a>(usize, usize, &'a [NodeFailure]);
+
+impl fmt::Display for DeniedHint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let DeniedHint(reached, needed, failures) = *self;
+        if quorum_denied(reached, needed, failures) {
+            f.write_str(
+                "; not retried: the nodes refused this client (credentials, \
+                 permissions or TLS certificate), which waiting does not change",
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -137,12 +196,21 @@ pub enum NodeFault {
     /// No answer within the per-node timeout. The node may or may not have
     /// applied the request.
     Timeout(Duration),
-    /// No connection could be used (refused, reset, closed, auth failed).
+    /// No connection could be used (refused, reset, closed, a TLS
+    /// handshake that failed for a reason other than a certificate).
     Connection(String),
     /// The node answered with an error reply.
     Server(String),
     /// The node answered something this library does not understand.
     Protocol(String),
+    /// The node refused this client, for a reason that trying again does
+    /// not change: wrong or missing credentials (`WRONGPASS`, `NOAUTH`), a
+    /// user without the permissions the locks need (`NOPERM`), or a TLS
+    /// certificate that did not verify (the server's, against the roots
+    /// this client trusts, or this client's, refused by the server). When
+    /// such refusals keep a quorum out of reach, the error is final (see
+    /// [`Error::is_denied`]).
+    Denied(String),
 }
 
 impl fmt::Display for NodeFault {
@@ -152,6 +220,7 @@ impl fmt::Display for NodeFault {
             NodeFault::Connection(m) => write!(f, "connection failed: {m}"),
             NodeFault::Server(m) => write!(f, "error reply: {m}"),
             NodeFault::Protocol(m) => write!(f, "unexpected reply: {m}"),
+            NodeFault::Denied(m) => write!(f, "refused this client: {m}"),
         }
     }
 }
@@ -175,3 +244,64 @@ impl fmt::Display for NodeFailures<'_> {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(node: &str, fault: NodeFault) -> NodeFailure {
+        NodeFailure {
+            node: node.into(),
+            fault,
+        }
+    }
+
+    fn unavailable(reached: usize, needed: usize, failures: Vec<NodeFailure>) -> Error {
+        Error::QuorumUnavailable {
+            reached,
+            needed,
+            failures,
+        }
+    }
+
+    #[test]
+    fn refusals_that_keep_a_quorum_out_of_reach_are_final() {
+        let denied = |node| failure(node, NodeFault::Denied("WRONGPASS".into()));
+        let down = |node| failure(node, NodeFault::Timeout(Duration::from_millis(200)));
+
+        // One node, refused: final, and the message says why.
+        let err = unavailable(0, 1, vec![denied("a:1")]);
+        assert!(err.is_denied() && !err.is_retryable());
+        let message = err.to_string();
+        assert!(
+            message.contains("a:1: refused this client: WRONGPASS"),
+            "{message}"
+        );
+        assert!(message.contains("not retried"), "{message}");
+
+        // 2 of 3 refused: the third alone is no quorum.
+        let err = unavailable(1, 2, vec![denied("a:1"), denied("b:1")]);
+        assert!(err.is_denied() && !err.is_retryable());
+
+        // 1 refused and 1 down of 3: the down node may come back, and with
+        // the one that answered make a quorum. Still an outage.
+        let err = unavailable(1, 2, vec![denied("a:1"), down("b:1")]);
+        assert!(!err.is_denied() && err.is_retryable());
+        assert!(!err.to_string().contains("not retried"), "{err}");
+
+        // Only nodes down: an outage as ever.
+        let err = unavailable(0, 2, vec![down("a:1"), down("b:1"), down("c:1")]);
+        assert!(!err.is_denied() && err.is_retryable());
+
+        // 1 refused and 2 down of 5: the 2 that answered and the 2 down
+        // ones may yet make 3.
+        let err = unavailable(2, 3, vec![denied("a:1"), down("b:1"), down("c:1")]);
+        assert!(err.is_retryable());
+        // 3 refused of 5: 2 answered, none else to come.
+        let err = unavailable(2, 3, vec![denied("a:1"), denied("b:1"), denied("c:1")]);
+        assert!(!err.is_retryable());
+
+        // Other variants are not denials.
+        assert!(!Error::InvalidKey("x".into()).is_denied());
+    }
+}

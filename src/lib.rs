@@ -48,6 +48,11 @@ pub use telemetry::Statistics;
 pub use crate::etcd::Etcd;
 #[cfg(feature = "redis")]
 pub use crate::redis::{Fenced, FencedStore, FencedWrite, RedisNode, Redlock};
+/// TLS settings for [`RedisNode::from_url_with_tls`]: the root certificates
+/// to trust and an optional client certificate (redis-rs's types).
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use ::redis::{ClientTlsConfig, TlsCertificates};
 #[cfg(feature = "redis")]
 pub use deadpool_redis;
 #[cfg(feature = "etcd")]

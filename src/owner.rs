@@ -163,6 +163,36 @@ mod tests {
         );
     }
 
+    /// Every one of the 128 bits changes across 256 ids: a bit stuck by
+    /// chance has odds of 2^-255, a counter or a fixed prefix shows at once.
+    fn all_bits_vary(ids: impl IntoIterator<Item = u128>) -> bool {
+        let (mut ones, mut zeros) = (0u128, 0u128);
+        for id in ids {
+            ones |= id;
+            zeros |= !id;
+        }
+        ones == u128::MAX && zeros == u128::MAX
+    }
+
+    #[tokio::test]
+    async fn ids_carry_128_random_bits() {
+        let instances: Vec<u128> = (0..256).map(|_| new_instance_id()).collect();
+        assert!(all_bits_vary(instances.iter().copied()));
+        let holds = (0..256).map(|_| u128::from_str_radix(&next_hold_id(), 16).unwrap());
+        assert!(all_bits_vary(holds));
+        let owners = (0..256).map(|_| u128::from_str_radix(Owner::random().as_str(), 16).unwrap());
+        assert!(all_bits_vary(owners));
+        // The default owner carries its Locker's instance id in full.
+        let owner = current_owner(instances[0], None);
+        assert!(
+            owner.starts_with(&format!("{:032x}:", instances[0])),
+            "{owner}"
+        );
+        // The check itself fails on ids with a fixed part.
+        assert!(!all_bits_vary(instances.iter().map(|id| id >> 1)));
+        assert!(!all_bits_vary(0..256));
+    }
+
     #[tokio::test]
     async fn tasks_are_distinct_owners() {
         let id = new_instance_id();

@@ -1,14 +1,14 @@
 //! Nodes that require a password: real redis-server with ACL users. The
 //! right credentials lock (waiting on release notifications included); a
-//! wrong password or a user without the keys gives a clear, typed error
-//! naming the node, in bounded time, and never shows the password.
-//!
-//! Not yet: an authentication failure is an outage like any other, so a
-//! `lock` without a timeout retries it for ever; `lock_timeout` ends.
+//! wrong password, no password or a user without the keys gives a clear,
+//! typed error naming the node, in bounded time, and never shows the
+//! password. Such a refusal does not go away by waiting, so it is final:
+//! `lock` and `lock_timeout` return it at once instead of retrying, as long
+//! as the refusing nodes keep a quorum out of reach (and only then).
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::bounded;
 use fencelock::deadpool_redis::redis;
@@ -16,6 +16,9 @@ use fencelock::testing::RedisServer;
 use fencelock::{Error, LockOptions, Locker, NodeFault, Redlock, RetryPolicy};
 
 const LIMIT: Duration = Duration::from_secs(30);
+/// How soon a final error must come back: a few round trips on loopback,
+/// with room for a busy machine.
+const PROMPT: Duration = Duration::from_secs(5);
 
 /// A server whose users are `alice` (password `s3cret`, the lock keys and
 /// every channel) and `bob` (password `pw`, only keys under `other:`).
@@ -107,11 +110,30 @@ async fn a_wrong_password_is_a_clear_error_naming_the_node() {
             "{message}"
         );
         assert!(!message.contains("wrong-pass"), "password shown: {message}");
-        // Waiting gives up in time rather than hanging.
+        assert!(
+            matches!(&failures[0].fault, NodeFault::Denied(_)),
+            "{failures:?}"
+        );
+        assert!(!refused.as_ref().unwrap_err().is_retryable());
+        // Waiting cannot help: both forms of waiting return the refusal at
+        // once, `lock` without a timeout included.
+        let started = Instant::now();
         let waited = locker
-            .lock_timeout("billing", Duration::from_millis(500))
+            .lock_timeout("billing", Duration::from_secs(20))
             .await;
-        assert!(matches!(waited, Err(Error::Timeout { .. })), "{waited:?}");
+        assert!(
+            matches!(&waited, Err(e @ Error::QuorumUnavailable { .. }) if e.is_denied()),
+            "{waited:?}"
+        );
+        let waited = locker.lock("billing").await;
+        assert!(
+            matches!(&waited, Err(e @ Error::QuorumUnavailable { .. }) if e.is_denied()),
+            "{waited:?}"
+        );
+        let message = waited.unwrap_err().to_string();
+        assert!(message.contains("not retried"), "{message}");
+        assert!(!message.contains("wrong-pass"), "password shown: {message}");
+        assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
     })
     .await;
     // Nothing reached the keys.
@@ -129,11 +151,115 @@ async fn a_user_without_the_keys_gets_noperm_and_leaves_nothing() {
             panic!("expected the node to refuse, got {refused:?}");
         };
         assert!(
-            matches!(&failures[0].fault, NodeFault::Server(m) if m.to_lowercase().contains("noperm")),
+            matches!(&failures[0].fault, NodeFault::Denied(m) if m.to_lowercase().contains("noperm")),
             "{failures:?}"
         );
+        // Final too: `lock` does not retry what the server will refuse again.
+        let started = Instant::now();
+        let waited = locker.lock("billing").await;
+        assert!(
+            matches!(&waited, Err(e @ Error::QuorumUnavailable { .. }) if e.is_denied()),
+            "{waited:?}"
+        );
+        assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
         let alice = locker_as(&server, "alice:s3cret");
         assert!(!alice.is_locked("billing").await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_password_where_one_is_needed_is_final() {
+    let server = RedisServer::start().expect("start redis-server (run scripts/setup)");
+    // Set once the server is up: the fixture's readiness check does not log in.
+    let mut admin = common::conn(&server.url()).await;
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("s3cret")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let locker = Locker::new(
+        Redlock::from_urls([server.url()]).unwrap(),
+        LockOptions::default().node_timeout(Duration::from_millis(500)),
+    )
+    .unwrap();
+    bounded(LIMIT, async {
+        let started = Instant::now();
+        let refused = locker.lock("billing").await.map(|_| ()).unwrap_err();
+        assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
+        let Error::QuorumUnavailable { failures, .. } = &refused else {
+            panic!("expected the node to refuse, got {refused:?}");
+        };
+        assert!(
+            matches!(&failures[0].fault, NodeFault::Denied(m) if m.contains("NOAUTH")),
+            "{failures:?}"
+        );
+        assert!(refused.is_denied(), "{refused:?}");
+    })
+    .await;
+}
+
+/// Three servers with the same users; `credentials[i]` for node `i`.
+fn redlock_as(servers: &[RedisServer], credentials: [&str; 3]) -> Locker<Redlock> {
+    let urls = servers
+        .iter()
+        .zip(credentials)
+        .map(|(server, credentials)| format!("redis://{credentials}@{}", server.addr()));
+    let options = LockOptions::default()
+        .node_timeout(Duration::from_millis(300))
+        .retry(RetryPolicy::default().delay(Duration::from_millis(20)));
+    Locker::new(Redlock::from_urls(urls).unwrap(), options).unwrap()
+}
+
+#[tokio::test]
+async fn refusals_are_final_only_when_they_keep_the_quorum_out_of_reach() {
+    let mut servers: Vec<RedisServer> = (0..3).map(|_| server()).collect();
+    bounded(LIMIT, async {
+        // One node of three refuses: the other two are a quorum.
+        let locker = redlock_as(&servers, ["alice:s3cret", "alice:s3cret", "alice:nope"]);
+        locker
+            .lock("billing")
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+
+        // Two refuse: no quorum can be had, final at once, naming both.
+        let locker = redlock_as(&servers, ["alice:s3cret", "alice:nope", "alice:nope"]);
+        let started = Instant::now();
+        let refused = locker.lock("billing").await.map(|_| ()).unwrap_err();
+        assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
+        assert!(refused.is_denied(), "{refused:?}");
+        let Error::QuorumUnavailable { failures, .. } = &refused else {
+            panic!("{refused:?}");
+        };
+        let mut named: Vec<&str> = failures.iter().map(|f| f.node.as_str()).collect();
+        named.sort_unstable();
+        let mut expected = [servers[1].addr().to_string(), servers[2].addr().to_string()];
+        expected.sort_unstable();
+        assert_eq!(named, expected, "{refused}");
+    })
+    .await;
+
+    // One refuses and one is down: the down one may come back, so this is
+    // an outage as ever, and waiting ends at its deadline, not before.
+    servers[1].kill();
+    bounded(LIMIT, async {
+        let locker = redlock_as(&servers, ["alice:s3cret", "alice:s3cret", "alice:nope"]);
+        let refused = locker.try_lock("billing").await.map(|_| ()).unwrap_err();
+        assert!(
+            refused.is_retryable() && !refused.is_denied(),
+            "{refused:?}"
+        );
+        let waited = locker
+            .lock_timeout("billing", Duration::from_millis(500))
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(waited, Error::Timeout { .. }), "{waited:?}");
     })
     .await;
 }

@@ -70,6 +70,62 @@ impl RedisNode {
         let info = url
             .into_connection_info()
             .map_err(|e| Error::InvalidOptions(format!("bad node URL {}: {e}", redact(url))))?;
+        Self::from_connection_info(info, url)
+    }
+
+    /// A node from a `rediss://` URL whose TLS connections use `tls`: the
+    /// root certificates that the server's certificate must chain to
+    /// (`root_cert`, PEM; `None`: the system's trust store, as with
+    /// [`from_url`](Self::from_url)), and a client certificate and key for
+    /// servers that ask for one (`client_tls`, PEM). Both the connections
+    /// for commands and the one for release notifications use them. The
+    /// PEM is checked here; nothing connects until first use.
+    ///
+    /// A server whose certificate does not verify (another CA, another
+    /// host name) fails every request with [`NodeFault::Denied`](crate::NodeFault::Denied) naming the
+    /// certificate problem, and such refusals make quorum failures final
+    /// (see [`Error::is_denied`]).
+    ///
+    /// rustls needs a process-wide crypto provider: if the process has not
+    /// installed one yet, this installs rustls's `ring` provider (what
+    /// rustls itself does when `ring` is its only provider). To use another
+    /// one, install it before making nodes.
+    ///
+    /// ```no_run
+    /// # fn demo() -> fencelock::Result<()> {
+    /// use fencelock::{ClientTlsConfig, LockOptions, Locker, RedisNode, Redlock, TlsCertificates};
+    ///
+    /// let read = |path: &str| std::fs::read(path).expect("readable PEM file");
+    /// let tls = TlsCertificates {
+    ///     root_cert: Some(read("/etc/fencelock/ca.pem")),
+    ///     // Only for servers started with `--tls-auth-clients yes`.
+    ///     client_tls: Some(ClientTlsConfig {
+    ///         client_cert: read("/etc/fencelock/client.pem"),
+    ///         client_key: read("/etc/fencelock/client-key.pem"),
+    ///     }),
+    /// };
+    /// let nodes = ["rediss://10.0.0.1:6380", "rediss://10.0.0.2:6380", "rediss://10.0.0.3:6380"]
+    ///     .into_iter()
+    ///     .map(|url| RedisNode::from_url_with_tls(url, tls.clone()))
+    ///     .collect::<fencelock::Result<Vec<_>>>()?;
+    /// let locker = Locker::new(Redlock::new(nodes)?, LockOptions::default())?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn from_url_with_tls(url: &str, tls: redis::TlsCertificates) -> Result<Self> {
+        let client = redis::Client::build_with_tls(url, tls)
+            .map_err(|e| Error::InvalidOptions(format!("bad TLS node {}: {e}", redact(url))))?;
+        Self::from_connection_info(client.get_connection_info().clone(), url)
+    }
+
+    /// A node on `info` (which carries any TLS settings), with its own pool
+    /// and a client for notifications; `url` only names it in errors.
+    fn from_connection_info(info: ConnectionInfo, url: &str) -> Result<Self> {
+        #[cfg(feature = "tls")]
+        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            ensure_crypto_provider();
+        }
         let name = info.addr().to_string();
         let client = redis::Client::open(info.clone())
             .map_err(|e| Error::InvalidOptions(format!("bad node URL {}: {e}", redact(url))))?;
@@ -96,6 +152,10 @@ impl RedisNode {
                 .into_connection_info()
                 .map_err(|e| Error::InvalidOptions(e.to_string()))?,
         };
+        #[cfg(feature = "tls")]
+        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            ensure_crypto_provider();
+        }
         let name = info.addr().to_string();
         let client = redis::Client::open(info)
             .map_err(|e| Error::InvalidOptions(format!("node {name}: {e}")))?;
@@ -515,12 +575,112 @@ fn is_broken_connection(e: &RedisError) -> bool {
 }
 
 fn classify(e: &RedisError) -> NodeFault {
+    if let Some(why) = denial(e) {
+        return NodeFault::Denied(why);
+    }
+    #[cfg(feature = "tls")]
+    if let Some(tls) = tls_error(e) {
+        return tls_fault(tls);
+    }
     match e.kind() {
         // Error replies: redis-rs files unknown codes (WRONGTYPE, OOM, NOPERM,
         // our own script's errors) under Extension.
         ErrorKind::Server(_) | ErrorKind::Extension => NodeFault::Server(e.to_string()),
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType => NodeFault::Protocol(e.to_string()),
         _ => NodeFault::Connection(e.to_string()),
+    }
+}
+
+/// Why the server refused this client, when it did for a reason that
+/// trying again does not change: a wrong password (redis-rs files the
+/// `WRONGPASS` reply to `AUTH` as an authentication failure), no password
+/// where one is needed (`NOAUTH`), or a user not allowed the keys, channels
+/// or commands (`NOPERM`). The reply may be the first of a pipeline's: the
+/// scripts are loaded in one.
+fn denial(e: &RedisError) -> Option<String> {
+    if e.kind() == ErrorKind::AuthenticationFailed {
+        return Some(format!(
+            "authentication failed (wrong user name or password): {e}"
+        ));
+    }
+    let replies = e.clone().into_server_errors()?;
+    let (_, reply) = replies.first()?;
+    let why = match reply.code() {
+        "WRONGPASS" => "authentication failed (wrong user name or password)",
+        "NOAUTH" => "authentication required (no password given)",
+        "NOPERM" => "permission denied (the user may not use the lock keys, channels or commands)",
+        _ => return None,
+    };
+    Some(format!(
+        "{why}: {} {}",
+        reply.code(),
+        reply.details().unwrap_or_default()
+    ))
+}
+
+/// The rustls error under a failed TLS connection, if that is what failed.
+/// redis-rs keeps the I/O error of a failed handshake behind an `Arc`, and
+/// the I/O error keeps rustls's: both are unwrapped by type, not by text.
+#[cfg(feature = "tls")]
+fn tls_error(e: &RedisError) -> Option<&rustls::Error> {
+    use std::error::Error as _;
+    type Shared = Arc<dyn std::error::Error + Send + Sync>;
+    let mut link: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(error) = link {
+        let io = match error.downcast_ref::<Shared>() {
+            Some(shared) => shared.downcast_ref::<std::io::Error>(),
+            None => error.downcast_ref::<std::io::Error>(),
+        };
+        if let Some(found) = io
+            .and_then(std::io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(found);
+        }
+        link = error.source();
+    }
+    None
+}
+
+/// A failed TLS handshake. A certificate that does not verify (the
+/// server's, or this client's as the server judged it) is a refusal that
+/// retrying does not change; anything else (say, a server that does not
+/// speak TLS on that port) is a connection failure, named as a TLS one.
+#[cfg(feature = "tls")]
+fn tls_fault(e: &rustls::Error) -> NodeFault {
+    use rustls::AlertDescription as Alert;
+    match e {
+        rustls::Error::InvalidCertificate(_) => NodeFault::Denied(format!(
+            "TLS certificate problem: the server's certificate was not accepted ({e}); \
+             check the root certificate this node trusts and the host name in the URL"
+        )),
+        rustls::Error::AlertReceived(
+            Alert::BadCertificate
+            | Alert::UnsupportedCertificate
+            | Alert::CertificateRevoked
+            | Alert::CertificateExpired
+            | Alert::CertificateUnknown
+            | Alert::UnknownCA
+            | Alert::CertificateRequired
+            | Alert::AccessDenied,
+        ) => NodeFault::Denied(format!(
+            "TLS certificate problem: the server refused this client's certificate ({e}); \
+             check the client certificate and key given for this node"
+        )),
+        _ => NodeFault::Connection(format!("TLS handshake failed: {e}")),
+    }
+}
+
+/// Makes sure rustls has a process-wide crypto provider before a TLS
+/// connection is set up: redis-rs builds its rustls configuration with the
+/// process default, and rustls picks one by itself only when exactly one
+/// provider is compiled in. An application whose dependencies enable a
+/// second one would otherwise panic at its first TLS connection.
+#[cfg(feature = "tls")]
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer is fine: one is in place.
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 

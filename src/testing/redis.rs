@@ -5,6 +5,7 @@ use std::fmt;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -37,6 +38,9 @@ const SAME_PORT_RETRY: Duration = Duration::from_secs(1);
 const LOG_FILE: &str = "redis.log";
 /// Name of the multi-part AOF directory inside the node's directory.
 const AOF_DIR: &str = "appendonly";
+/// Name of the unix socket a TLS node also listens on, inside its
+/// directory (see [`RedisServerBuilder::tls`]).
+const SOCKET_FILE: &str = "redis.sock";
 
 /// How a node keeps its data across a restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,6 +80,15 @@ pub struct RedisServerBuilder {
     binary: Option<PathBuf>,
     persistence: Persistence,
     args: Vec<OsString>,
+    tls: Option<TlsFiles>,
+}
+
+/// The PEM files of a TLS node (see [`RedisServerBuilder::tls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
 }
 
 impl RedisServerBuilder {
@@ -107,11 +120,42 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Serves TLS only: the TCP port speaks TLS (`--tls-port`, with
+    /// `--port 0`), with the server certificate `cert` and its private key
+    /// `key` (PEM files, the certificate valid for `127.0.0.1`), and `ca`
+    /// (PEM) as the roots for client certificates. Clients are not asked
+    /// for a certificate (`--tls-auth-clients no`); `.arg("--tls-auth-clients")
+    /// .arg("yes")` asks them.
+    ///
+    /// [`url`](RedisServer::url) is then `rediss://127.0.0.1:PORT`, and
+    /// [`port`](RedisServer::port) the TLS port. The fixture itself checks
+    /// that a server is up (after a start, a restart) over a unix socket in
+    /// the node's directory, [`socket`](RedisServer::socket): that needs no
+    /// TLS client in the fixture, and no plain TCP port that a test could
+    /// reach by mistake. Tests may use the socket too, to look at the data
+    /// without TLS. Kill, pause, resume and restart work as without TLS.
+    ///
+    /// Needs a `redis-server` built with TLS (Debian's is).
+    pub fn tls(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+        ca: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls = Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+            ca: ca.into(),
+        });
+        self
+    }
+
     /// Starts one server and waits until it answers `PING`.
     pub fn start(self) -> Result<RedisServer, FixtureError> {
         let binary = resolve_redis_server(self.binary.as_deref())?;
         let port = free_ports(1)?[0];
-        let mut server = RedisServer::spawn_new(binary, self.persistence, self.args, port)?;
+        let mut server =
+            RedisServer::spawn_new(binary, self.persistence, self.args, self.tls, port)?;
         server.wait_ready_fresh()?;
         Ok(server)
     }
@@ -127,6 +171,7 @@ impl RedisServerBuilder {
                 binary.clone(),
                 self.persistence,
                 self.args.clone(),
+                self.tls.clone(),
                 port,
             )?);
         }
@@ -147,6 +192,7 @@ pub struct RedisServer {
     binary: PathBuf,
     persistence: Persistence,
     args: Vec<OsString>,
+    tls: Option<TlsFiles>,
     port: u16,
     child: Mutex<Option<Child>>,
     paused: bool,
@@ -160,6 +206,7 @@ impl fmt::Debug for RedisServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisServer")
             .field("port", &self.port)
+            .field("tls", &self.tls.is_some())
             .field("pid", &self.pid())
             .field("paused", &self.paused)
             .field("persistence", &self.persistence)
@@ -193,14 +240,29 @@ impl RedisServer {
         RedisServerBuilder::new()
     }
 
-    /// The connection URL, `redis://127.0.0.1:PORT`.
+    /// The connection URL, `redis://127.0.0.1:PORT`, or
+    /// `rediss://127.0.0.1:PORT` for a TLS node.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.is_tls() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
-    /// The TCP port. It stays the same across restarts.
+    /// The TCP port (the TLS port of a TLS node). It stays the same across
+    /// restarts.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether the node serves TLS only (see [`RedisServerBuilder::tls`]).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The unix socket a TLS node also listens on (plain RESP, for the
+    /// fixture's readiness check and for tests that look at the data);
+    /// `None` for a node without TLS. Connect with `unix://` and this path.
+    pub fn socket(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|_| self.dir.path().join(SOCKET_FILE))
     }
 
     /// The socket address, `127.0.0.1:PORT`.
@@ -319,6 +381,7 @@ impl RedisServer {
         binary: PathBuf,
         persistence: Persistence,
         args: Vec<OsString>,
+        tls: Option<TlsFiles>,
         port: u16,
     ) -> Result<Self, FixtureError> {
         let dir = tempfile::Builder::new()
@@ -329,6 +392,7 @@ impl RedisServer {
             binary,
             persistence,
             args,
+            tls,
             port,
             child: Mutex::new(None),
             paused: false,
@@ -364,9 +428,27 @@ impl RedisServer {
     fn spawn(&mut self) -> Result<(), FixtureError> {
         let dir = self.dir.path();
         let mut cmd = Command::new(&self.binary);
-        cmd.arg("--port")
-            .arg(self.port.to_string())
-            .arg("--bind")
+        match &self.tls {
+            None => {
+                cmd.arg("--port").arg(self.port.to_string());
+            }
+            Some(tls) => {
+                cmd.args(["--port", "0"])
+                    .arg("--tls-port")
+                    .arg(self.port.to_string())
+                    .arg("--tls-cert-file")
+                    .arg(&tls.cert)
+                    .arg("--tls-key-file")
+                    .arg(&tls.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&tls.ca)
+                    .args(["--tls-auth-clients", "no"])
+                    .arg("--unixsocket")
+                    .arg(dir.join(SOCKET_FILE))
+                    .args(["--unixsocketperm", "700"]);
+            }
+        }
+        cmd.arg("--bind")
             .arg("127.0.0.1")
             .arg("--dir")
             .arg(dir)
@@ -418,7 +500,11 @@ impl RedisServer {
             ));
         };
         loop {
-            if probe(self.addr(), pid) {
+            let ready = match self.socket() {
+                Some(socket) => probe_unix(&socket, pid),
+                None => probe(self.addr(), pid),
+            };
+            if ready {
                 return Ok(());
             }
             let exited = {
@@ -595,13 +681,33 @@ fn probe(addr: SocketAddr, pid: u32) -> bool {
     probe_io(addr, pid).unwrap_or(false)
 }
 
+/// The same probe over a TLS node's unix socket (a TLS port would need a
+/// TLS client here).
+fn probe_unix(socket: &Path, pid: u32) -> bool {
+    let probe = || -> io::Result<bool> {
+        let stream = UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+        stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
+        let writer = stream.try_clone()?;
+        ping_and_check_pid(writer, BufReader::new(stream), pid)
+    };
+    probe().unwrap_or(false)
+}
+
 fn probe_io(addr: SocketAddr, pid: u32) -> io::Result<bool> {
     let stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
     stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
     stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
+    let writer = stream.try_clone()?;
+    ping_and_check_pid(writer, BufReader::new(stream), pid)
+}
 
+/// `PING` must answer `+PONG`, and `INFO server` report `pid`.
+fn ping_and_check_pid(
+    mut writer: impl Write,
+    mut reader: BufReader<impl Read>,
+    pid: u32,
+) -> io::Result<bool> {
     writer.write_all(b"PING\r\n")?;
     let mut line = String::new();
     reader.read_line(&mut line)?;
