@@ -72,14 +72,9 @@ async fn the_right_user_locks_and_waits_on_release_notifications() {
             let locker = locker.clone();
             tokio::spawn(async move { locker.lock("billing").await.map(|g| g.token()) })
         };
+        let channel = common::release_channel("billing");
         common::wait_until(Duration::from_secs(10), async || {
-            let (_, listening): (String, u32) = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg("fencelock:{billing}:released")
-                .query_async(&mut watcher)
-                .await
-                .unwrap();
-            listening == 1
+            common::subscribers(&mut watcher, &channel).await == 1
         })
         .await;
         let first = guard.token();

@@ -25,23 +25,14 @@ fn slow_retry() -> LockOptions {
     options().retry(RetryPolicy::default().delay(RETRY).jitter(Duration::ZERO))
 }
 
-/// The release channel of resource `key` under the default prefix.
-fn channel(key: &str) -> String {
-    format!("fencelock:{{{key}}}:released")
-}
+use common::release_channel as channel;
 
 /// How many subscribers `channel` has on each node.
 async fn subscribers(nodes: &RedisNodes, channel: &str) -> Vec<u64> {
     let mut counts = Vec::new();
     for url in nodes.urls() {
         let mut c = common::conn(&url).await;
-        let (_, n): (String, u64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(channel)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        counts.push(n);
+        counts.push(common::subscribers(&mut c, channel).await);
     }
     counts
 }

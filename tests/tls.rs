@@ -217,14 +217,9 @@ async fn locks_fences_and_wakes_waiters_over_tls() {
             let locker = locker.clone();
             tokio::spawn(async move { locker.lock("billing").await })
         };
+        let channel = common::release_channel("billing");
         common::wait_until(Duration::from_secs(10), async || {
-            let (_, listening): (String, u32) = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg("fencelock:{billing}:released")
-                .query_async(&mut plain)
-                .await
-                .unwrap();
-            listening == 1
+            common::subscribers(&mut plain, &channel).await == 1
         })
         .await;
         let first = guard.token();

@@ -105,6 +105,23 @@ pub async fn conn(url: &str) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// The channel on which releases of resource `key` (default prefix) are
+/// announced.
+pub fn release_channel(key: &str) -> String {
+    format!("fencelock:{{{key}}}:released")
+}
+
+/// How many subscribers `channel` has on the server behind `conn`.
+pub async fn subscribers(conn: &mut redis::aio::MultiplexedConnection, channel: &str) -> u64 {
+    let (_, n): (String, u64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(conn)
+        .await
+        .unwrap();
+    n
+}
+
 /// The lock keys (not fence counters, nor `FencedStore` resources) present
 /// on one node.
 pub async fn lock_keys(url: &str) -> Vec<String> {
