@@ -277,15 +277,6 @@ impl Redlock {
     ) -> Result<FencingToken> {
         let values: Vec<u64> = granted.iter().map(|&(_, v)| v).collect();
         let (target, fast) = fence_candidate(&values, quorum);
-        if fast {
-            let behind: Vec<RedisNode> = granted
-                .iter()
-                .filter(|&&(_, v)| v < target)
-                .map(|&(i, _)| self.nodes[i].clone())
-                .collect();
-            self.lift_in_background(keys, target, behind, timeout);
-            return Ok(FencingToken::new(target));
-        }
         let lagging: Vec<&RedisNode> = self
             .nodes
             .iter()
@@ -295,6 +286,10 @@ impl Redlock {
             .filter(|&(i, _)| answered[i] && !granted.contains(&(i, target)))
             .map(|(_, n)| n)
             .collect();
+        if fast {
+            self.lift_in_background(keys, target, &lagging, timeout);
+            return Ok(FencingToken::new(target));
+        }
         let replies = join_all(
             lagging
                 .iter()
@@ -333,49 +328,57 @@ impl Redlock {
 }
 
 impl Redlock {
-    /// On the fast path `T` is final without the nodes that granted below
+    /// On the fast path `T` is final without the nodes that answered below
     /// it; their counters are lifted to `T` all the same, off the caller's
     /// path (see [`lift`]).
     fn lift_in_background(
         &self,
         keys: &Keys,
         target: u64,
-        behind: Vec<RedisNode>,
+        lagging: &[&RedisNode],
         timeout: Duration,
     ) {
-        if behind.is_empty() {
+        if lagging.is_empty() {
             return;
         }
         let running = self.background.start();
         let keys = keys.clone();
+        let lagging: Vec<RedisNode> = lagging.iter().map(|&n| n.clone()).collect();
         tokio::spawn(async move {
-            lift(&behind, &keys, target, timeout).await;
+            lift(&lagging, &keys, target, timeout).await;
             drop(running);
         });
     }
 }
 
-/// Lifts the fence counters of `nodes`, which granted this first acquire
-/// below the token `target` handed out, to `target`. A node left behind
-/// adds nothing to a later quorum: were the remembering node of that quorum
-/// to lose its data, lagging and wiped nodes together could hand out a
-/// token below `target`. (A wiped node is among them: its grant counted
-/// from 1, and `report_fresh_counters` has reported it.)
+/// Lifts the fence counters of `nodes`, which answered this acquire below
+/// the token `target` handed out (or refused it), to `target`. A node left
+/// behind adds nothing to a later quorum: were the remembering node of that
+/// quorum to lose its data, lagging and wiped nodes together could hand out
+/// a token below `target`. Reports the nodes found without a counter.
 ///
 /// Only the counter is lifted (the owner given to the script is empty,
 /// which no lock's owner is): by the time the raise lands, this owner may
-/// hold a newer lock on the node, whose token must stay its own. Only
-/// nodes that granted are lifted: they have answered, so the raise cannot
-/// overtake the acquire (see the raise step), and a node that failed is not
-/// sent more work.
+/// hold a newer lock on the node, whose token must stay its own. A node
+/// that has not answered the acquire is never lifted, as in the raise step.
+///
+/// Nodes that failed (timed out) are lifted too, on purpose: a paused node
+/// or one behind a silent link runs the lift after the requests queued
+/// before it, so it comes back lifted. Lifting only nodes that granted
+/// left them lagging; the checker's 20-minute run on forgetful nodes then
+/// found 95 tokens out of order (docs/safety.md).
 async fn lift(nodes: &[RedisNode], keys: &Keys, target: u64, timeout: Duration) {
-    // Best effort: a node that misses its lift is lifted by a later acquire.
-    join_all(
-        nodes
-            .iter()
-            .map(|n| n.raise_fence(keys, "", target, timeout)),
-    )
-    .await;
+    let raises = nodes
+        .iter()
+        .map(|n| n.raise_fence(keys, "", target, timeout));
+    let forgot = join_all(raises)
+        .await
+        .into_iter()
+        .filter(|r| r.as_ref().is_ok_and(|r| r.was_missing))
+        .count();
+    if target > 1 && forgot > 0 {
+        metrics::counter!(FENCE_COUNTER_RESET, "backend" => "redis").increment(forgot as u64);
+    }
 }
 
 /// Counts nodes whose counter for a first hold started over at 1 while the
@@ -566,8 +569,10 @@ impl Backend for Redlock {
                                     report_fresh_counters(&values, target);
                                     let behind: Vec<RedisNode> = late
                                         .iter()
-                                        .filter(|(_, r)| {
-                                            matches!(r, Ok(AcquireReply::Granted { token }) if *token < target)
+                                        .filter(|(_, r)| match r {
+                                            Ok(AcquireReply::Granted { token }) => *token < target,
+                                            Ok(_) => true,
+                                            Err(_) => false,
                                         })
                                         .map(|&(i, _)| nodes[i].clone())
                                         .collect();
