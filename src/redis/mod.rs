@@ -364,9 +364,9 @@ impl Redlock {
 ///
 /// Nodes that failed (timed out) are lifted too, on purpose: a paused node
 /// or one behind a silent link runs the lift after the requests queued
-/// before it, so it comes back lifted. Lifting only nodes that granted
-/// left them lagging; the checker's 20-minute run on forgetful nodes then
-/// found 95 tokens out of order (docs/safety.md).
+/// before it, so it comes back lifted. A 20-minute checker run on
+/// forgetful nodes with only granting nodes lifted found 95 tokens out of
+/// order (docs/safety.md).
 async fn lift(nodes: &[RedisNode], keys: &Keys, target: u64, timeout: Duration) {
     let raises = nodes
         .iter()
