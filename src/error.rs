@@ -48,7 +48,10 @@ pub enum Error {
         key: String,
     },
 
-    /// Too few nodes answered to decide: `reached` of the `needed` quorum.
+    /// No quorum decided: fewer than `needed` nodes confirmed, and too few
+    /// answered against for a certain no. `confirmed + refused +
+    /// failures.len()` is at most the number of nodes (a node whose answer
+    /// was still on its way when the round was decided is in none).
     ///
     /// Usually an outage (nodes down, paused or slow), which waiting can
     /// outlast: [`is_retryable`](Error::is_retryable) is then `true`, and
@@ -61,16 +64,22 @@ pub enum Error {
     /// [`is_denied`](Error::is_denied)), `lock` returns it at once instead
     /// of retrying for ever, and its message says so.
     #[error(
-        "quorum unavailable: {reached} of {needed} needed nodes answered; {}{}",
+        "quorum unavailable: {confirmed} of {needed} needed nodes confirmed, {refused} \
+         answered no, {} failed{}{}",
+        failures.len(),
         NodeFailures(failures),
-        DeniedHint(*reached, *needed, failures)
+        DeniedHint(*confirmed + *refused, *needed, failures)
     )]
     QuorumUnavailable {
-        /// Nodes that answered in time.
-        reached: usize,
+        /// Nodes that said yes: granted the lock, or still had the hold.
+        /// Always below `needed`.
+        confirmed: usize,
+        /// Nodes that answered no: the lock held by another owner, the hold
+        /// not (or no longer) on the node, a nested hold's parent missing.
+        refused: usize,
         /// The quorum that was needed.
         needed: usize,
-        /// What went wrong on each node that did not answer.
+        /// Each node that gave no usable answer, and why.
         failures: Vec<NodeFailure>,
     },
 
@@ -135,26 +144,26 @@ impl Error {
     pub fn is_denied(&self) -> bool {
         match self {
             Error::QuorumUnavailable {
-                reached,
+                confirmed,
+                refused,
                 needed,
                 failures,
-            } => quorum_denied(*reached, *needed, failures),
+            } => quorum_denied(confirmed + refused, *needed, failures),
             _ => false,
         }
     }
 }
 
 /// Whether the nodes that refused this client keep a quorum out of reach:
-/// at least one refused, and the nodes that answered plus those that may
-/// still answer once they are back (every failure but a refusal) are too
-/// few. Every quorum failure lists each node that did not answer, so the
-/// nodes not listed are the ones that answered (`reached`).
-fn quorum_denied(reached: usize, needed: usize, failures: &[NodeFailure]) -> bool {
+/// at least one refused, and the nodes that answered (`answered`, yes or
+/// no: a no can turn into a yes later) plus those that may still answer
+/// once they are back (every failure but a refusal) are too few.
+fn quorum_denied(answered: usize, needed: usize, failures: &[NodeFailure]) -> bool {
     let denied = failures
         .iter()
         .filter(|f| matches!(f.fault, NodeFault::Denied(_)))
         .count();
-    let may_answer = reached + (failures.len() - denied);
+    let may_answer = answered + (failures.len() - denied);
     denied > 0 && may_answer < needed
 }
 
@@ -163,8 +172,8 @@ struct DeniedHint<'a>(usize, usize, &'a [NodeFailure]);
 
 impl fmt::Display for DeniedHint<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let DeniedHint(reached, needed, failures) = *self;
-        if quorum_denied(reached, needed, failures) {
+        let DeniedHint(answered, needed, failures) = *self;
+        if quorum_denied(answered, needed, failures) {
             f.write_str(
                 "; not retried: the nodes refused this client (credentials, \
                  permissions or TLS certificate), which waiting does not change",
@@ -229,13 +238,8 @@ struct NodeFailures<'a>(&'a [NodeFailure]);
 
 impl fmt::Display for NodeFailures<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return f.write_str("no node failed");
-        }
         for (i, failure) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
+            f.write_str(if i == 0 { ": " } else { "; " })?;
             write!(f, "{failure}")?;
         }
         Ok(())
@@ -256,9 +260,10 @@ mod tests {
         }
     }
 
-    fn unavailable(reached: usize, needed: usize, failures: Vec<NodeFailure>) -> Error {
+    fn unavailable(answered: usize, needed: usize, failures: Vec<NodeFailure>) -> Error {
         Error::QuorumUnavailable {
-            reached,
+            confirmed: answered.min(needed - 1),
+            refused: answered - answered.min(needed - 1),
             needed,
             failures,
         }

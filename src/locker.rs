@@ -226,7 +226,8 @@ impl<B: Backend> Locker<B> {
             Ok(false)
         } else {
             Err(Error::QuorumUnavailable {
-                reached: locked + free,
+                confirmed: locked,
+                refused: free,
                 needed: info.quorum,
                 failures: info
                     .nodes

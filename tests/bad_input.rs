@@ -143,7 +143,8 @@ async fn an_unreachable_node_is_an_outage_not_bad_input() {
         matches!(
             err,
             Error::QuorumUnavailable {
-                reached: 0,
+                confirmed: 0,
+                refused: 0,
                 needed: 1,
                 ..
             }

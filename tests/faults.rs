@@ -70,7 +70,8 @@ async fn three_of_five_killed_is_quorum_unavailable_naming_them() {
             matches!(
                 err,
                 Error::QuorumUnavailable {
-                    reached: 2,
+                    confirmed: 2,
+                    refused: 0,
                     needed: 3,
                     ..
                 }
@@ -384,6 +385,53 @@ async fn a_nested_acquire_after_the_outer_hold_expired_is_not_held() {
             outer.token()
         );
         assert!(matches!(outer.release().await, Err(Error::NotHeld { .. })));
+    })
+    .await;
+}
+
+/// A release that is undecided says what each node said: how many still
+/// had the hold, how many did not, how many failed, and the quorum. It
+/// used to read "2 of 2 needed nodes answered" for this very case, a
+/// quorum claimed where the verdict was that none decided.
+#[tokio::test]
+async fn an_undecided_release_counts_yes_no_and_failed_apart() {
+    let mut nodes = start(3);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        common::warm_up(&locker).await;
+        let guard = locker.try_lock("split").await.unwrap();
+        locker.backend().settled().await;
+        let mut c = common::conn(&nodes.node(2).url()).await;
+        let () = redis::cmd("DEL")
+            .arg("fencelock:{split}")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        nodes.node_mut(1).kill();
+        let err = guard.release().await.unwrap_err();
+        let Error::QuorumUnavailable {
+            confirmed,
+            refused,
+            needed,
+            ref failures,
+        } = err
+        else {
+            panic!("expected QuorumUnavailable, got {err:?}");
+        };
+        assert_eq!((confirmed, refused, needed), (1, 1, 2), "{err}");
+        assert_eq!(failures.len(), 1, "{err}");
+        assert!(
+            failures[0]
+                .node
+                .ends_with(&nodes.node(1).port().to_string())
+        );
+        let message = err.to_string();
+        assert!(
+            message.starts_with(
+                "quorum unavailable: 1 of 2 needed nodes confirmed, 1 answered no, 1 failed: "
+            ),
+            "{message}"
+        );
     })
     .await;
 }

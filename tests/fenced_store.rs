@@ -256,7 +256,8 @@ async fn an_unreachable_store_is_a_one_node_outage() {
         .await
         .unwrap_err();
     let Error::QuorumUnavailable {
-        reached: 0,
+        confirmed: 0,
+        refused: 0,
         needed: 1,
         failures,
     } = &err

@@ -194,18 +194,20 @@ fn expected_fault(peer: Peer, fault: &NodeFault) -> bool {
 
 const PEERS: [Peer; 4] = [Peer::Http, Peer::Errors, Peer::HalfReply, Peer::Silent];
 
-/// Checks `err` is `QuorumUnavailable { reached, needed }` whose failures
-/// are exactly `hostile`, each with the fault `peer` causes.
-fn assert_outage(err: &Error, reached: usize, needed: usize, hostile: &[&Hostile], peer: Peer) {
+/// Checks `err` is `QuorumUnavailable { confirmed, needed }`, with no node
+/// answering no, whose failures are exactly `hostile`, each with the fault
+/// `peer` causes.
+fn assert_outage(err: &Error, confirmed: usize, needed: usize, hostile: &[&Hostile], peer: Peer) {
     let Error::QuorumUnavailable {
-        reached: r,
+        confirmed: c,
+        refused,
         needed: n,
         failures,
     } = err
     else {
         panic!("{peer:?}: expected QuorumUnavailable, got {err:?}");
     };
-    assert_eq!((*r, *n), (reached, needed), "{peer:?}: {err}");
+    assert_eq!((*c, *refused, *n), (confirmed, 0, needed), "{peer:?}: {err}");
     let mut failed: Vec<&str> = failures.iter().map(|f| f.node.as_str()).collect();
     let mut names: Vec<String> = hostile.iter().map(|h| h.name()).collect();
     failed.sort_unstable();

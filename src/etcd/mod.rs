@@ -136,7 +136,8 @@ impl Etcd {
     /// An outage: the request did not get an answer that decides.
     fn unavailable(&self, fault: NodeFault) -> Error {
         Error::QuorumUnavailable {
-            reached: 0,
+            confirmed: 0,
+            refused: 0,
             needed: 1,
             failures: vec![NodeFailure {
                 node: self.name.to_string(),

@@ -110,7 +110,8 @@ impl Redlock {
         // failing node is skipped and the listing goes on without it.
         if cursor.is_none() && answered == 0 && !failures.is_empty() {
             return Err(Error::QuorumUnavailable {
-                reached: 0,
+                confirmed: 0,
+                refused: 0,
                 needed: options.quorum_for(self.nodes.len()),
                 failures,
             });

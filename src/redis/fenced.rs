@@ -225,7 +225,8 @@ impl FencedStore {
 
     fn fault(&self, fault: NodeFault) -> Error {
         Error::QuorumUnavailable {
-            reached: 0,
+            confirmed: 0,
+            refused: 0,
             needed: 1,
             failures: vec![self.node.failure(fault)],
         }

@@ -313,13 +313,13 @@ impl Redlock {
         if fence_confirmed(target, &values, &raised, quorum) {
             Ok(FencingToken::new(target))
         } else {
-            let confirming = values.iter().filter(|&&v| v == target).count()
-                + raised
-                    .iter()
-                    .filter(|r| r.holds_lock && r.counter >= target)
-                    .count();
+            let raised_confirming = raised
+                .iter()
+                .filter(|r| r.holds_lock && r.counter >= target)
+                .count();
             Err(Error::QuorumUnavailable {
-                reached: confirming,
+                confirmed: values.iter().filter(|&&v| v == target).count() + raised_confirming,
+                refused: raised.len() - raised_confirming,
                 needed: quorum,
                 failures,
             })
@@ -456,7 +456,8 @@ impl Tally {
                 key: key.to_owned(),
             }),
             Verdict::Undecided => Err(Error::QuorumUnavailable {
-                reached: self.yes + self.no,
+                confirmed: self.yes,
+                refused: self.no,
                 needed: quorum,
                 failures: self.failures,
             }),
@@ -598,7 +599,8 @@ impl Backend for Redlock {
                 expires_in: votes.held_ttl,
             }),
             Verdict::Undecided => Err(Error::QuorumUnavailable {
-                reached: votes.granted.len() + votes.refused(),
+                confirmed: votes.granted.len(),
+                refused: votes.refused(),
                 needed: quorum,
                 failures: votes.failures,
             }),

@@ -72,7 +72,8 @@ mod tests {
             expires_in: None,
         };
         let down = Error::QuorumUnavailable {
-            reached: 1,
+            confirmed: 1,
+            refused: 0,
             needed: 3,
             failures: Vec::new(),
         };
