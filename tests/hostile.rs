@@ -194,20 +194,29 @@ fn expected_fault(peer: Peer, fault: &NodeFault) -> bool {
 
 const PEERS: [Peer; 4] = [Peer::Http, Peer::Errors, Peer::HalfReply, Peer::Silent];
 
-/// Checks `err` is `QuorumUnavailable { confirmed, needed }`, with no node
-/// answering no, whose failures are exactly `hostile`, each with the fault
+/// Checks `err` is `QuorumUnavailable` with `(confirmed, refused, needed)`
+/// as given, whose failures are exactly `hostile`, each with the fault
 /// `peer` causes.
-fn assert_outage(err: &Error, confirmed: usize, needed: usize, hostile: &[&Hostile], peer: Peer) {
+fn assert_outage(
+    err: &Error,
+    (confirmed, refused, needed): (usize, usize, usize),
+    hostile: &[&Hostile],
+    peer: Peer,
+) {
     let Error::QuorumUnavailable {
         confirmed: c,
-        refused,
+        refused: r,
         needed: n,
         failures,
     } = err
     else {
         panic!("{peer:?}: expected QuorumUnavailable, got {err:?}");
     };
-    assert_eq!((*c, *refused, *n), (confirmed, 0, needed), "{peer:?}: {err}");
+    assert_eq!(
+        (*c, *r, *n),
+        (confirmed, refused, needed),
+        "{peer:?}: {err}"
+    );
     let mut failed: Vec<&str> = failures.iter().map(|f| f.node.as_str()).collect();
     let mut names: Vec<String> = hostile.iter().map(|h| h.name()).collect();
     failed.sort_unstable();
@@ -273,7 +282,7 @@ async fn a_hostile_node_alone_is_an_outage_on_every_call() {
                 Locker::new(Redlock::from_urls([hostile.url()]).unwrap(), options()).unwrap();
 
             let err = locker.try_lock("k").await.map(|_| ()).unwrap_err();
-            assert_outage(&err, 0, 1, &[&hostile], peer);
+            assert_outage(&err, (0, 0, 1), &[&hostile], peer);
 
             let err = locker
                 .lock_timeout("k", SHORT_WAIT)
@@ -289,7 +298,7 @@ async fn a_hostile_node_alone_is_an_outage_on_every_call() {
                 Ok(view) => panic!("{peer:?}: inspect read {view:?}"),
             }
             let err = locker.is_locked("k").await.unwrap_err();
-            assert_outage(&err, 0, 1, &[&hostile], peer);
+            assert_outage(&err, (0, 0, 1), &[&hostile], peer);
 
             let forced = locker.force_release("k").await.unwrap();
             assert_eq!(forced.removed, 0, "{peer:?}");
@@ -297,7 +306,7 @@ async fn a_hostile_node_alone_is_an_outage_on_every_call() {
             assert!(expected_fault(peer, &forced.failures[0].fault), "{peer:?}");
 
             let err = locker.list_all("").await.unwrap_err();
-            assert_outage(&err, 0, 1, &[&hostile], peer);
+            assert_outage(&err, (0, 0, 1), &[&hostile], peer);
             locker.backend().settled().await;
             assert!(hostile.accepted() > 0, "{peer:?}: the peer was never asked");
         }
@@ -354,15 +363,16 @@ async fn two_hostile_nodes_make_a_quorum_unavailable_naming_them() {
             let locker = Locker::new(Redlock::from_urls(urls).unwrap(), options()).unwrap();
 
             let err = locker.try_lock("outvoted").await.map(|_| ()).unwrap_err();
-            assert_outage(&err, 1, 2, &[&a, &b], peer);
+            assert_outage(&err, (1, 0, 2), &[&a, &b], peer);
             let err = locker
                 .lock_timeout("outvoted", SHORT_WAIT)
                 .await
                 .map(|_| ())
                 .unwrap_err();
             assert!(matches!(err, Error::Timeout { .. }), "{peer:?}: {err:?}");
+            // The real node holds no lock: it answers no.
             let err = locker.is_locked("outvoted").await.unwrap_err();
-            assert_outage(&err, 1, 2, &[&a, &b], peer);
+            assert_outage(&err, (0, 1, 2), &[&a, &b], peer);
 
             // The real node granted every attempt; each was undone.
             assert_nothing_locked(locker.backend(), &[&real]).await;
