@@ -435,3 +435,103 @@ async fn an_undecided_release_counts_yes_no_and_failed_apart() {
     })
     .await;
 }
+
+/// The holds each node stores for `key`, in node order (0: none; -1: the
+/// node did not answer).
+async fn holds_per_node(locker: &fencelock::Locker<fencelock::Redlock>, key: &str) -> Vec<i64> {
+    let info = locker.inspect(key).await.unwrap();
+    info.nodes
+        .iter()
+        .map(|v| match &v.lock {
+            Ok(Some(record)) => i64::from(record.holds),
+            Ok(None) => 0,
+            Err(_) => -1,
+        })
+        .collect()
+}
+
+/// A release issued the moment an acquire returns, while one node is
+/// paused, waits there behind the acquire it undoes; it must still be
+/// sent once the acquire's request ends. It used to share the caller's
+/// deadline, about a millisecond after the acquire's, and was dropped
+/// unsent when both timers fired in one tick: the resumed node then
+/// applied the acquire and kept the released hold for the whole ttl.
+#[tokio::test]
+async fn a_release_right_after_an_acquire_reaches_a_paused_node() {
+    let mut nodes = start(3);
+    let locker = locker(&nodes, options());
+    let node_timeout = locker.options().get_node_timeout();
+    bounded(LIMIT, async {
+        common::warm_up(&locker).await;
+        for round in 0..6 {
+            let key = format!("paused-{round}");
+            nodes.node_mut(2).pause();
+            let guard = locker.try_lock(&key).await.unwrap();
+            guard.release().await.unwrap();
+            // The fault: the node stays stopped past both deadlines.
+            tokio::time::sleep(2 * node_timeout).await;
+            nodes.node_mut(2).resume();
+            locker.backend().settled().await;
+            assert_eq!(
+                holds_per_node(&locker, &key).await,
+                [0, 0, 0],
+                "round {round}: a released hold stayed on a node"
+            );
+        }
+        // The lock is free for another owner even when a node then dies.
+        nodes.node_mut(0).kill();
+        let other = locker.with_owner(fencelock::Owner::random());
+        other
+            .try_lock("paused-3")
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+/// Nested acquires wait on each node behind the hold they nest in. With
+/// one node paused past every deadline, each level is still sent there
+/// once the level below has ended, so the resumed node stores as many
+/// holds as the others; before, a level could be dropped unsent at its
+/// caller's deadline and the node stored fewer.
+#[tokio::test]
+async fn nested_acquires_behind_a_paused_node_all_land_there() {
+    let mut nodes = start(3);
+    let options = options().max_reentrancy(3);
+    let locker = locker(&nodes, options.clone());
+    let node_timeout = options.get_node_timeout();
+    bounded(LIMIT, async {
+        common::warm_up(&locker).await;
+        for round in 0..3 {
+            let key = format!("deep-{round}");
+            nodes.node_mut(2).pause();
+            let outer = locker.lock(&key).await.unwrap();
+            let middle = locker.lock(&key).await.unwrap();
+            let inner = locker.lock(&key).await.unwrap();
+            // The fault: the node stays stopped past the deadlines of all
+            // three levels (each waits up to one node timeout behind the
+            // one below it).
+            tokio::time::sleep(4 * node_timeout).await;
+            nodes.node_mut(2).resume();
+            locker.backend().settled().await;
+            assert_eq!(
+                holds_per_node(&locker, &key).await,
+                [3, 3, 3],
+                "round {round}"
+            );
+            inner.release().await.unwrap();
+            middle.release().await.unwrap();
+            outer.release().await.unwrap();
+            locker.backend().settled().await;
+            assert_eq!(
+                holds_per_node(&locker, &key).await,
+                [0, 0, 0],
+                "round {round}"
+            );
+        }
+    })
+    .await;
+}

@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use futures::future::join_all;
 
-use super::fanout::Answers;
+use super::Redlock;
+use super::fanout::{Answers, after};
 use super::scripts::{Keys, resource_of, scan_pattern};
-use super::{Redlock, after};
 use crate::admin::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, NodeView};
 use crate::error::{Error, Result};
 use crate::options::LockOptions;

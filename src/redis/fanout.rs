@@ -19,33 +19,63 @@ use crate::error::NodeFault;
 /// A node's index and its reply.
 pub(crate) type Reply<T> = (usize, Result<T, NodeFault>);
 
-/// The requests of one fan-out still out, and the deadline they share.
+/// The requests of one fan-out still out, and the replies in hand.
+///
+/// Two clocks run here. The caller's: by `deadline` it has an answer for
+/// every node, a timeout for those still out, so one stopped node costs
+/// it at most the node timeout. And each request's own: a request is never
+/// dropped at the caller's deadline, only at its own, which starts once
+/// the requests it must follow on its node (see [`FanOut::new`]) have
+/// answered there. A request that waits behind a slow acquire is still
+/// sent, with a full node timeout of its own; otherwise a release issued
+/// right after an acquire would be dropped unsent while the acquire it
+/// undoes lands on a node that was paused, leaving the hold there.
 pub(crate) struct FanOut<T> {
     pending: FuturesUnordered<BoxFuture<'static, Reply<T>>>,
-    /// One timer for the whole round instead of one per node: every node
-    /// gets the same `timeout` from the same start.
+    /// The caller's deadline: one timer for the whole round.
     deadline: Instant,
     timeout: Duration,
-    /// Indexes of the nodes that have answered.
-    answered: Vec<bool>,
-    /// Told each node that answers, as a bit mask, once asked for.
+    /// The nodes whose request ended (answered, failed or ran out of its
+    /// own time).
+    finished: Vec<bool>,
+    /// The nodes the caller has been given a reply for (a timeout, for
+    /// those still out at its deadline).
+    reported: Vec<bool>,
+    /// Replies in hand the caller has not taken: of nodes not reported
+    /// yet, and late ones of nodes it was told had timed out.
+    buffered: Vec<Reply<T>>,
+    /// Told each node whose request ended, as a bit mask, once asked for.
     announce: Option<watch::Sender<u64>>,
 }
 
-/// The nodes (bit `i` for node `i`) that have answered one fan-out; see
-/// [`FanOut::answers`]. When the fan-out is gone, every node has.
+/// The nodes (bit `i` for node `i`) whose request in one fan-out has ended;
+/// see [`FanOut::answers`]. When the fan-out is gone, every node's has.
 pub(crate) type Answers = watch::Receiver<u64>;
 
-/// Waits until node `i` has answered.
+/// Waits until node `i`'s request has ended.
 pub(crate) async fn answered(answers: &mut Answers, i: usize) {
-    // An error means the fan-out ended: every node answered or timed out.
+    // An error means the fan-out ended: every request did.
     let _ = answers.wait_for(|mask| mask & (1 << i) != 0).await;
 }
 
+/// Waits until every fan-out in `before` is done with node `i`.
+pub(crate) async fn after(before: &mut [Option<Answers>], i: usize) {
+    for answers in before.iter_mut().flatten() {
+        answered(answers, i).await;
+    }
+}
+
 impl<T: Send + 'static> FanOut<T> {
-    /// Sends `request(nodes, i)` for every node `i`, each allowed `timeout`.
-    /// The requests own what they use, so they can outlive the caller.
-    pub(crate) fn new<F, Fut>(nodes: &Arc<[RedisNode]>, timeout: Duration, request: F) -> Self
+    /// Sends `request(nodes, i)` to every node `i`, each once the fan-outs
+    /// in `before` are done with that node (ordering requests about one
+    /// hold on each node), and each allowed `timeout` from then. The
+    /// requests own what they use, so they can outlive the caller.
+    pub(crate) fn new<F, Fut>(
+        nodes: &Arc<[RedisNode]>,
+        timeout: Duration,
+        before: &[Option<Answers>],
+        request: F,
+    ) -> Self
     where
         F: Fn(Arc<[RedisNode]>, usize) -> Fut,
         Fut: Future<Output = Result<T, NodeFault>> + Send + 'static,
@@ -53,24 +83,35 @@ impl<T: Send + 'static> FanOut<T> {
         let pending = (0..nodes.len())
             .map(|i| {
                 let reply = request(Arc::clone(nodes), i);
-                async move { (i, reply.await) }.boxed()
+                let mut before = before.to_vec();
+                async move {
+                    after(&mut before, i).await;
+                    match tokio::time::timeout(timeout, reply).await {
+                        Ok(reply) => (i, reply),
+                        Err(_) => (i, Err(NodeFault::Timeout(timeout))),
+                    }
+                }
+                .boxed()
             })
             .collect();
         Self {
             pending,
             deadline: Instant::now() + timeout,
             timeout,
-            answered: vec![false; nodes.len()],
+            finished: vec![false; nodes.len()],
+            reported: vec![false; nodes.len()],
+            buffered: Vec::new(),
             announce: None,
         }
     }
 
-    /// From now on, which nodes have answered: a request that must reach
-    /// a node after this one waits for the node's bit. At most 64 nodes
-    /// (the Redlock checks it).
+    /// From now on, which nodes' requests have ended: a request that must
+    /// reach a node after this one waits for the node's bit. At most 64
+    /// nodes (the Redlock checks it).
     pub(crate) fn answers(&mut self) -> Answers {
+        self.take_ready();
         let mask = self
-            .answered
+            .finished
             .iter()
             .enumerate()
             .filter(|&(_, &a)| a)
@@ -80,43 +121,70 @@ impl<T: Send + 'static> FanOut<T> {
         rx
     }
 
-    /// The next reply, `None` once every node answered or timed out. After
-    /// the deadline, every node still out answers `Timeout`.
+    /// The next reply for the caller, `None` once it has one for every
+    /// node. After the caller's deadline, every node still out is reported
+    /// as `Timeout`; its request goes on (see [`finish_in_background`]).
+    ///
+    /// [`finish_in_background`]: Self::finish_in_background
     pub(crate) async fn next(&mut self) -> Option<Reply<T>> {
-        let unanswered = self.answered.iter().position(|a| !a)?;
-        let reply = match tokio::time::timeout_at(self.deadline.into(), self.pending.next()).await {
-            Ok(Some(reply)) => reply,
-            // Out of time: the requests still out are dropped.
-            Ok(None) | Err(_) => {
-                self.pending.clear();
-                (unanswered, Err(NodeFault::Timeout(self.timeout)))
+        loop {
+            let reported = &self.reported;
+            if let Some(at) = self.buffered.iter().position(|&(i, _)| !reported[i]) {
+                let reply = self.buffered.swap_remove(at);
+                self.reported[reply.0] = true;
+                return Some(reply);
             }
-        };
-        self.answered[reply.0] = true;
+            let unreported = self.reported.iter().position(|r| !r)?;
+            // The timer polls the requests first: replies already in are
+            // taken even past the deadline.
+            match tokio::time::timeout_at(self.deadline.into(), self.pending.next()).await {
+                Ok(Some(reply)) => self.collect(reply),
+                Ok(None) | Err(_) => {
+                    self.reported[unreported] = true;
+                    return Some((unreported, Err(NodeFault::Timeout(self.timeout))));
+                }
+            }
+        }
+    }
+
+    fn collect(&mut self, reply: Reply<T>) {
+        self.finished[reply.0] = true;
         if let Some(announce) = &self.announce {
             announce.send_modify(|mask| *mask |= 1 << reply.0);
         }
-        Some(reply)
+        self.buffered.push(reply);
     }
 
-    /// Which nodes have answered (or timed out) so far, by index.
-    pub(crate) fn answered(&self) -> &[bool] {
-        &self.answered
+    /// Takes in the replies that are ready, without waiting.
+    fn take_ready(&mut self) {
+        while let Some(Some(reply)) = self.pending.next().now_or_never() {
+            self.collect(reply);
+        }
     }
 
-    /// Whether every node answered (or timed out).
-    pub(crate) fn is_done(&self) -> bool {
-        self.answered.iter().all(|&a| a)
+    /// Which nodes' requests have ended so far, by index. A node reported
+    /// to the caller as timed out may still be waiting to send.
+    pub(crate) fn answered(&mut self) -> &[bool] {
+        self.take_ready();
+        &self.finished
+    }
+
+    /// Whether every node's request has ended.
+    pub(crate) fn is_done(&mut self) -> bool {
+        self.take_ready();
+        self.finished.iter().all(|&a| a)
     }
 
     /// Sees the requests still out through in a task of its own, then runs
-    /// `then` on their replies. Every request is bounded by the node
-    /// timeout, so the task is too.
+    /// `then` on the replies the caller did not take: those of nodes it
+    /// has no reply for, and the late ones of nodes it was told timed out.
+    /// Every request is bounded by its own timeout, so the task is too.
     ///
     /// Dropping them instead would leave unsent any request not yet handed
     /// to its connection when the caller stops polling (tokio's cooperative
-    /// budget can hold back even a first poll): a release would then never
-    /// reach that node, and a late grant there would stay until its ttl.
+    /// budget can hold back even a first poll, and a request may still wait
+    /// for the one it follows): a release would then never reach that
+    /// node, and a late grant there would stay until its ttl.
     pub(crate) fn finish_in_background<F, Fut>(self, background: &Background, then: F)
     where
         F: FnOnce(Vec<Reply<T>>) -> Fut + Send + 'static,
@@ -125,11 +193,10 @@ impl<T: Send + 'static> FanOut<T> {
         let running = background.start();
         tokio::spawn(async move {
             let mut this = self;
-            let mut replies = Vec::new();
-            while let Some(reply) = this.next().await {
-                replies.push(reply);
+            while let Some(reply) = this.pending.next().await {
+                this.collect(reply);
             }
-            then(replies).await;
+            then(std::mem::take(&mut this.buffered)).await;
             drop(running);
         });
     }

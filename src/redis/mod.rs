@@ -103,13 +103,6 @@ impl std::fmt::Debug for InflightTable {
     }
 }
 
-/// Waits until every fan-out in `before` has node `i`'s answer.
-async fn after(before: &mut [Option<Answers>], i: usize) {
-    for answers in before.iter_mut().flatten() {
-        fanout::answered(answers, i).await;
-    }
-}
-
 impl Redlock {
     /// The most nodes one coordinator takes (deployments use 3, 5 or 7).
     pub const MAX_NODES: usize = 64;
@@ -205,14 +198,9 @@ impl Redlock {
         let late = acquire.answers();
         acquire.finish_in_background(&self.background, |_| async {});
         let release = Arc::new(release);
-        // Twice the node timeout: a node may take one to answer the acquire
-        // and one more for the release.
-        let undo = FanOut::new(&self.nodes, 2 * timeout, |nodes, i| {
-            let (release, mut before) = (Arc::clone(&release), [Some(late.clone())]);
-            async move {
-                after(&mut before, i).await;
-                nodes[i].release(&release, None).await
-            }
+        let undo = FanOut::new(&self.nodes, timeout, &[Some(late)], |nodes, i| {
+            let release = Arc::clone(&release);
+            async move { nodes[i].release(&release, None).await }
         });
         self.settle_release(undo, lock_key);
     }
@@ -506,12 +494,9 @@ impl Backend for Redlock {
             ttl_ms(ttl),
             options.get_max_reentrancy(),
         ));
-        let mut acquire = FanOut::new(&self.nodes, timeout, |nodes, i| {
-            let (request, mut before) = (Arc::clone(&request), before.clone());
-            async move {
-                after(&mut before, i).await;
-                nodes[i].acquire(&request, None).await
-            }
+        let mut acquire = FanOut::new(&self.nodes, timeout, &before, |nodes, i| {
+            let request = Arc::clone(&request);
+            async move { nodes[i].acquire(&request, None).await }
         });
         // Decide as soon as the replies so far settle it; the slowest nodes
         // finish in the background.
@@ -685,16 +670,14 @@ impl Backend for Redlock {
         let timeout = options.get_node_timeout();
         let keys = Keys::new(options.get_key_prefix(), hold.key());
         let request = Arc::new(scripts::release(&keys, hold, true));
-        let mut release = FanOut::new(&self.nodes, timeout, |nodes, i| {
-            let (request, mut before) = (Arc::clone(&request), [late.clone()]);
-            async move {
-                // Never ahead of the acquire on this node.
-                after(&mut before, i).await;
-                nodes[i].release(&request, None).await
-            }
+        // Never ahead of the acquire on any node.
+        let mut release = FanOut::new(&self.nodes, timeout, &[late], |nodes, i| {
+            let request = Arc::clone(&request);
+            async move { nodes[i].release(&request, None).await }
         });
         // Answer once the replies settle it; every node still gets the
-        // release (the rest finish in the background).
+        // release, however long it waits behind the acquire (the rest
+        // finish in the background).
         let mut tally = Tally::default();
         while let Some(reply) = release.next().await {
             tally.add(&self.nodes, reply);
