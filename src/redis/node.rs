@@ -1,23 +1,27 @@
-//! One Redis server: its connection pool, the per-call timeout, and the
-//! scripts that run on it.
+//! One Redis server: its constructors, its one connection, the per-call
+//! timeout, and the scripts that run on it. What the replies mean is in
+//! `replies`, how failures count in `faults`.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-
-use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
 use std::time::Duration;
 
-use deadpool_redis::{Manager, Pool, PoolError, Runtime};
+use deadpool_redis::{Manager, Pool, Runtime};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use redis::aio::MultiplexedConnection;
 use redis::{
     AsyncConnectionConfig, Cmd, ConnectionInfo, ErrorKind, FromRedisValue, IntoConnectionInfo,
-    RedisError, ServerErrorKind,
+    ServerErrorKind,
 };
 
+#[cfg(feature = "tls")]
+use super::faults::ensure_crypto_provider;
+use super::faults::{classify, is_broken_connection, pool_fault, redact};
+use super::fence::Raised;
+use super::replies::{AcquireReply, decode_extend, decode_inspect, decode_raise, decode_release};
 use crate::admin::LockRecord;
 use crate::error::{Error, NodeFailure, NodeFault, Result};
-use crate::fencing::FencingToken;
 use crate::redis::scripts::{self, Keys};
 use crate::sync::lock;
 
@@ -441,120 +445,6 @@ enum Slot {
     Ready(MultiplexedConnection),
 }
 
-/// A node's answer to a fence raise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Raised {
-    /// The node's counter after the raise.
-    pub(crate) counter: u64,
-    /// Whether the owner's lock is on the node.
-    pub(crate) holds_lock: bool,
-    /// Whether the node had no counter before (lost data, or new).
-    pub(crate) was_missing: bool,
-}
-
-/// A node's answer to an acquire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AcquireReply {
-    /// Granted; the node's fence value (for a first hold, its new count).
-    Granted { token: u64 },
-    /// Held already (a first hold is refused over any lock); the lock's
-    /// remaining time to live on the node, when it has one.
-    Held { ttl: Option<Duration> },
-    /// The owner already has the maximum number of holds.
-    TooDeep,
-    /// A nested hold's parent is not on the node.
-    ParentMissing,
-}
-
-impl AcquireReply {
-    fn parse(reply: &[i64]) -> Result<Self, NodeFault> {
-        match reply {
-            [1, token, holds] if *token > 0 && *holds > 0 => Ok(Self::Granted {
-                token: *token as u64,
-            }),
-            [0, pttl] => Ok(Self::Held {
-                ttl: u64::try_from(*pttl).ok().map(Duration::from_millis),
-            }),
-            [2, _holds] => Ok(Self::TooDeep),
-            [3] => Ok(Self::ParentMissing),
-            other => Err(NodeFault::Protocol(format!("acquire returned {other:?}"))),
-        }
-    }
-}
-
-/// The extend script's reply: whether the hold was present.
-fn decode_extend(reply: i64) -> Result<bool, NodeFault> {
-    match reply {
-        0 => Ok(false),
-        1 => Ok(true),
-        other => Err(NodeFault::Protocol(format!("extend returned {other}"))),
-    }
-}
-
-/// The release script's reply: whether the hold was present.
-fn decode_release(reply: i64) -> Result<bool, NodeFault> {
-    match reply {
-        0 => Ok(false),
-        1 | 2 => Ok(true),
-        other => Err(NodeFault::Protocol(format!("release returned {other}"))),
-    }
-}
-
-/// The raise script's reply.
-fn decode_raise(reply: &[i64]) -> Result<Raised, NodeFault> {
-    match *reply {
-        [counter, held @ (0 | 1), missing @ (0 | 1)] if counter >= 0 => Ok(Raised {
-            counter: counter as u64,
-            holds_lock: held == 1,
-            was_missing: missing == 1,
-        }),
-        _ => Err(NodeFault::Protocol(format!("raise returned {reply:?}"))),
-    }
-}
-
-/// The inspect script's reply: `{}` or `{owner, token, holds, pttl}`.
-fn decode_inspect(reply: Vec<redis::Value>) -> Result<Option<LockRecord>, NodeFault> {
-    if reply.is_empty() {
-        return Ok(None);
-    }
-    let bad = |reply: &[redis::Value]| NodeFault::Protocol(format!("inspect returned {reply:?}"));
-    let (owner, token, holds, pttl): (String, u64, u32, i64) =
-        redis::from_redis_value(redis::Value::Array(reply.clone())).map_err(|_| bad(&reply))?;
-    Ok(Some(LockRecord {
-        owner,
-        token: FencingToken::new(token),
-        holds,
-        ttl: u64::try_from(pttl).ok().map(Duration::from_millis),
-    }))
-}
-
-/// Decodes one reply, as it came off the wire, the way each script's caller
-/// would, and checks what the decoders promise (for the fuzz targets).
-#[cfg(feature = "fuzzing")]
-pub(crate) fn decode_any(value: redis::Value) {
-    fn typed<T: FromRedisValue>(value: &redis::Value) -> Option<T> {
-        T::from_redis_value(value.clone()).ok()
-    }
-    if let Some(reply) = typed::<Vec<i64>>(&value) {
-        if let Ok(AcquireReply::Granted { token }) = AcquireReply::parse(&reply) {
-            assert!(token > 0, "a granted acquire hands out a positive token");
-        }
-        if let Ok(raised) = decode_raise(&reply) {
-            assert!(i64::try_from(raised.counter).is_ok());
-        }
-    }
-    if let Some(reply) = typed::<i64>(&value) {
-        let _ = decode_extend(reply);
-        let _ = decode_release(reply);
-    }
-    if let Some(reply) = typed::<Vec<redis::Value>>(&value)
-        && let Ok(Some(record)) = decode_inspect(reply)
-    {
-        let _ = format!("{record:?}");
-    }
-    let _ = typed::<(u64, Vec<Vec<u8>>)>(&value);
-}
-
 /// Loads every script on `conn`.
 async fn load_scripts(conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
     let mut load = redis::pipe();
@@ -562,146 +452,6 @@ async fn load_scripts(conn: &mut MultiplexedConnection) -> redis::RedisResult<()
         load.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
     }
     load.query_async(conn).await
-}
-
-/// Whether the connection must not be used again. A reply that cannot be
-/// parsed (a peer that is not Redis, or one that closed mid-reply) leaves
-/// the stream out of step with the requests, so it counts as broken too.
-fn is_broken_connection(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.kind() == ErrorKind::Parse
-}
-
-fn classify(e: &RedisError) -> NodeFault {
-    if let Some(why) = denial(e) {
-        return NodeFault::Denied(why);
-    }
-    #[cfg(feature = "tls")]
-    if let Some(tls) = tls_error(e) {
-        return tls_fault(tls);
-    }
-    match e.kind() {
-        // Error replies: redis-rs files unknown codes (WRONGTYPE, OOM, NOPERM,
-        // our own script's errors) under Extension.
-        ErrorKind::Server(_) | ErrorKind::Extension => NodeFault::Server(e.to_string()),
-        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => NodeFault::Protocol(e.to_string()),
-        _ => NodeFault::Connection(e.to_string()),
-    }
-}
-
-/// Why the server refused this client, when it did for a reason that
-/// trying again does not change: a wrong password (redis-rs files the
-/// `WRONGPASS` reply to `AUTH` as an authentication failure), no password
-/// where one is needed (`NOAUTH`), or a user not allowed the keys, channels
-/// or commands (`NOPERM`). The reply may be the first of a pipeline's: the
-/// scripts are loaded in one.
-fn denial(e: &RedisError) -> Option<String> {
-    if e.kind() == ErrorKind::AuthenticationFailed {
-        return Some(format!(
-            "authentication failed (wrong user name or password): {e}"
-        ));
-    }
-    let replies = e.clone().into_server_errors()?;
-    let (_, reply) = replies.first()?;
-    let why = match reply.code() {
-        "WRONGPASS" => "authentication failed (wrong user name or password)",
-        "NOAUTH" => "authentication required (no password given)",
-        "NOPERM" => "permission denied (the user may not use the lock keys, channels or commands)",
-        _ => return None,
-    };
-    Some(format!(
-        "{why}: {} {}",
-        reply.code(),
-        reply.details().unwrap_or_default()
-    ))
-}
-
-/// The rustls error under a failed TLS connection, if that is what failed.
-/// redis-rs keeps the I/O error of a failed handshake behind an `Arc`, and
-/// the I/O error keeps rustls's: both are unwrapped by type, not by text.
-#[cfg(feature = "tls")]
-fn tls_error(e: &RedisError) -> Option<&rustls::Error> {
-    use std::error::Error as _;
-    type Shared = Arc<dyn std::error::Error + Send + Sync>;
-    let mut link: Option<&(dyn std::error::Error + 'static)> = e.source();
-    while let Some(error) = link {
-        let io = match error.downcast_ref::<Shared>() {
-            Some(shared) => shared.downcast_ref::<std::io::Error>(),
-            None => error.downcast_ref::<std::io::Error>(),
-        };
-        if let Some(found) = io
-            .and_then(std::io::Error::get_ref)
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(found);
-        }
-        link = error.source();
-    }
-    None
-}
-
-/// A failed TLS handshake. A certificate that does not verify (the
-/// server's, or this client's as the server judged it) is a refusal that
-/// retrying does not change; anything else (say, a server that does not
-/// speak TLS on that port) is a connection failure, named as a TLS one.
-#[cfg(feature = "tls")]
-fn tls_fault(e: &rustls::Error) -> NodeFault {
-    use rustls::AlertDescription as Alert;
-    match e {
-        rustls::Error::InvalidCertificate(_) => NodeFault::Denied(format!(
-            "TLS certificate problem: the server's certificate was not accepted ({e}); \
-             check the root certificate this node trusts and the host name in the URL"
-        )),
-        rustls::Error::AlertReceived(
-            Alert::BadCertificate
-            | Alert::UnsupportedCertificate
-            | Alert::CertificateRevoked
-            | Alert::CertificateExpired
-            | Alert::CertificateUnknown
-            | Alert::UnknownCA
-            | Alert::CertificateRequired
-            | Alert::AccessDenied,
-        ) => NodeFault::Denied(format!(
-            "TLS certificate problem: the server refused this client's certificate ({e}); \
-             check the client certificate and key given for this node"
-        )),
-        _ => NodeFault::Connection(format!("TLS handshake failed: {e}")),
-    }
-}
-
-/// Makes sure rustls has a process-wide crypto provider before a TLS
-/// connection is set up: redis-rs builds its rustls configuration with the
-/// process default, and rustls picks one by itself only when exactly one
-/// provider is compiled in. An application whose dependencies enable a
-/// second one would otherwise panic at its first TLS connection.
-#[cfg(feature = "tls")]
-fn ensure_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing a race to another installer is fine: one is in place.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
-fn pool_fault(e: &PoolError) -> NodeFault {
-    match e {
-        PoolError::Backend(e) => classify(e),
-        PoolError::Timeout(_) => {
-            NodeFault::Connection("timed out waiting for a pooled connection".into())
-        }
-        other => NodeFault::Connection(other.to_string()),
-    }
-}
-
-/// Hides the password of a URL for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -739,42 +489,5 @@ mod tests {
             panic!("rediss:// needs the tls feature");
         };
         assert!(msg.contains("`tls` feature"), "{msg}");
-    }
-
-    #[test]
-    fn replies_parse_strictly() {
-        assert_eq!(
-            AcquireReply::parse(&[1, 7, 1]).unwrap(),
-            AcquireReply::Granted { token: 7 }
-        );
-        assert_eq!(
-            AcquireReply::parse(&[3]).unwrap(),
-            AcquireReply::ParentMissing
-        );
-        assert_eq!(
-            AcquireReply::parse(&[0, 1200]).unwrap(),
-            AcquireReply::Held {
-                ttl: Some(Duration::from_millis(1200))
-            }
-        );
-        // PTTL -1: a key without expiry (not one of ours).
-        assert_eq!(
-            AcquireReply::parse(&[0, -1]).unwrap(),
-            AcquireReply::Held { ttl: None }
-        );
-        assert_eq!(
-            AcquireReply::parse(&[2, 32]).unwrap(),
-            AcquireReply::TooDeep
-        );
-        for bad in [
-            &[][..],
-            &[1, 0, 1],
-            &[1, -3, 1],
-            &[1, 4, 0],
-            &[5, 1],
-            &[1, 2],
-        ] {
-            assert!(AcquireReply::parse(bad).is_err(), "{bad:?}");
-        }
     }
 }

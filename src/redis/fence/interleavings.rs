@@ -11,8 +11,7 @@ use std::collections::HashSet;
 
 use proptest::prelude::*;
 
-use super::super::node::Raised;
-use super::{fence_candidate, fence_confirmed};
+use super::rule::{Raised, fence_candidate, fence_confirmed};
 
 /// Something that happens: an acquire starts, or one of its messages arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

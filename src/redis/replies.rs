@@ -1,0 +1,157 @@
+//! What the scripts answer, decoded strictly: anything else is a
+//! protocol fault, never a guess.
+
+use std::time::Duration;
+
+#[cfg(feature = "fuzzing")]
+use redis::FromRedisValue;
+
+use super::fence::Raised;
+use crate::admin::LockRecord;
+use crate::error::NodeFault;
+use crate::fencing::FencingToken;
+
+/// A node's answer to an acquire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AcquireReply {
+    /// Granted; the node's fence value (for a first hold, its new count).
+    Granted { token: u64 },
+    /// Held already (a first hold is refused over any lock); the lock's
+    /// remaining time to live on the node, when it has one.
+    Held { ttl: Option<Duration> },
+    /// The owner already has the maximum number of holds.
+    TooDeep,
+    /// A nested hold's parent is not on the node.
+    ParentMissing,
+}
+
+impl AcquireReply {
+    pub(crate) fn parse(reply: &[i64]) -> Result<Self, NodeFault> {
+        match reply {
+            [1, token, holds] if *token > 0 && *holds > 0 => Ok(Self::Granted {
+                token: *token as u64,
+            }),
+            [0, pttl] => Ok(Self::Held {
+                ttl: u64::try_from(*pttl).ok().map(Duration::from_millis),
+            }),
+            [2, _holds] => Ok(Self::TooDeep),
+            [3] => Ok(Self::ParentMissing),
+            other => Err(NodeFault::Protocol(format!("acquire returned {other:?}"))),
+        }
+    }
+}
+
+/// The extend script's reply: whether the hold was present.
+pub(crate) fn decode_extend(reply: i64) -> Result<bool, NodeFault> {
+    match reply {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(NodeFault::Protocol(format!("extend returned {other}"))),
+    }
+}
+
+/// The release script's reply: whether the hold was present.
+pub(crate) fn decode_release(reply: i64) -> Result<bool, NodeFault> {
+    match reply {
+        0 => Ok(false),
+        1 | 2 => Ok(true),
+        other => Err(NodeFault::Protocol(format!("release returned {other}"))),
+    }
+}
+
+/// The raise script's reply.
+pub(crate) fn decode_raise(reply: &[i64]) -> Result<Raised, NodeFault> {
+    match *reply {
+        [counter, held @ (0 | 1), missing @ (0 | 1)] if counter >= 0 => Ok(Raised {
+            counter: counter as u64,
+            holds_lock: held == 1,
+            was_missing: missing == 1,
+        }),
+        _ => Err(NodeFault::Protocol(format!("raise returned {reply:?}"))),
+    }
+}
+
+/// The inspect script's reply: `{}` or `{owner, token, holds, pttl}`.
+pub(crate) fn decode_inspect(reply: Vec<redis::Value>) -> Result<Option<LockRecord>, NodeFault> {
+    if reply.is_empty() {
+        return Ok(None);
+    }
+    let bad = |reply: &[redis::Value]| NodeFault::Protocol(format!("inspect returned {reply:?}"));
+    let (owner, token, holds, pttl): (String, u64, u32, i64) =
+        redis::from_redis_value(redis::Value::Array(reply.clone())).map_err(|_| bad(&reply))?;
+    Ok(Some(LockRecord {
+        owner,
+        token: FencingToken::new(token),
+        holds,
+        ttl: u64::try_from(pttl).ok().map(Duration::from_millis),
+    }))
+}
+
+/// Decodes one reply, as it came off the wire, the way each script's caller
+/// would, and checks what the decoders promise (for the fuzz targets).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_any(value: redis::Value) {
+    fn typed<T: FromRedisValue>(value: &redis::Value) -> Option<T> {
+        T::from_redis_value(value.clone()).ok()
+    }
+    if let Some(reply) = typed::<Vec<i64>>(&value) {
+        if let Ok(AcquireReply::Granted { token }) = AcquireReply::parse(&reply) {
+            assert!(token > 0, "a granted acquire hands out a positive token");
+        }
+        if let Ok(raised) = decode_raise(&reply) {
+            assert!(i64::try_from(raised.counter).is_ok());
+        }
+    }
+    if let Some(reply) = typed::<i64>(&value) {
+        let _ = decode_extend(reply);
+        let _ = decode_release(reply);
+    }
+    if let Some(reply) = typed::<Vec<redis::Value>>(&value)
+        && let Ok(Some(record)) = decode_inspect(reply)
+    {
+        let _ = format!("{record:?}");
+    }
+    let _ = typed::<(u64, Vec<Vec<u8>>)>(&value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_parse_strictly() {
+        assert_eq!(
+            AcquireReply::parse(&[1, 7, 1]).unwrap(),
+            AcquireReply::Granted { token: 7 }
+        );
+        assert_eq!(
+            AcquireReply::parse(&[3]).unwrap(),
+            AcquireReply::ParentMissing
+        );
+        assert_eq!(
+            AcquireReply::parse(&[0, 1200]).unwrap(),
+            AcquireReply::Held {
+                ttl: Some(Duration::from_millis(1200))
+            }
+        );
+        // PTTL -1: a key without expiry (not one of ours).
+        assert_eq!(
+            AcquireReply::parse(&[0, -1]).unwrap(),
+            AcquireReply::Held { ttl: None }
+        );
+        assert_eq!(
+            AcquireReply::parse(&[2, 32]).unwrap(),
+            AcquireReply::TooDeep
+        );
+        for bad in [
+            &[][..],
+            &[1, 0, 1],
+            &[1, -3, 1],
+            &[1, 4, 0],
+            &[5, 1],
+            &[1, 2],
+        ] {
+            assert!(AcquireReply::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
