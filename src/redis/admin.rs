@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use futures::future::join_all;
 
 use super::Redlock;
-use super::fanout::{Answers, after};
+use super::fanout::after;
 use super::scripts::{Keys, resource_of, scan_pattern};
 use crate::admin::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, NodeView};
 use crate::error::{Error, Result};
@@ -172,19 +172,8 @@ impl Redlock {
         let keys = Keys::new(options.get_key_prefix(), key);
         let timeout = options.get_node_timeout();
         // Acquires and releases of the key from this process that returned
-        // on a quorum may still be on their way to the slowest nodes. The
-        // forced release reaches each node after them: a late grant landing
-        // after it would leave a copy behind, and a late release would make
-        // it report a lock that was going anyway.
-        let before: Vec<Option<Answers>> = {
-            let inflight = self.inflight.lock();
-            let acquires = inflight.acquires.values();
-            acquires
-                .filter(|(resource, _)| resource == key)
-                .map(|(_, answers)| Some(answers.clone()))
-                .chain([inflight.releases.get(&keys.lock).cloned()])
-                .collect()
-        };
+        // on a quorum may still be on their way to the slowest nodes.
+        let before = self.before_force_release(key, &keys);
         let replies = join_all(self.nodes.iter().enumerate().map(|(i, n)| {
             let (keys, mut before) = (&keys, before.clone());
             async move {

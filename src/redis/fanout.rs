@@ -58,11 +58,17 @@ pub(crate) async fn answered(answers: &mut Answers, i: usize) {
     let _ = answers.wait_for(|mask| mask & (1 << i) != 0).await;
 }
 
-/// Waits until every fan-out in `before` is done with node `i`.
-pub(crate) async fn after(before: &mut [Option<Answers>], i: usize) {
+/// Waits until every fan-out in `before` is done with node `i`; whether
+/// it had to wait at all.
+pub(crate) async fn after(before: &mut [Option<Answers>], i: usize) -> bool {
+    let mut waited = false;
     for answers in before.iter_mut().flatten() {
-        answered(answers, i).await;
+        if *answers.borrow() & (1 << i) == 0 {
+            waited = true;
+            answered(answers, i).await;
+        }
     }
+    waited
 }
 
 impl<T: Send + 'static> FanOut<T> {
@@ -80,13 +86,21 @@ impl<T: Send + 'static> FanOut<T> {
         F: Fn(Arc<[RedisNode]>, usize) -> Fut,
         Fut: Future<Output = Result<T, NodeFault>> + Send + 'static,
     {
+        let deadline = Instant::now() + timeout;
         let pending = (0..nodes.len())
             .map(|i| {
                 let reply = request(Arc::clone(nodes), i);
                 let mut before = before.to_vec();
                 async move {
-                    after(&mut before, i).await;
-                    match tokio::time::timeout(timeout, reply).await {
+                    // A request sent at once ends with the caller's
+                    // deadline, so a round that times out has every
+                    // request ended when the caller hears of it.
+                    let own = if after(&mut before, i).await {
+                        deadline.max(Instant::now() + timeout)
+                    } else {
+                        deadline
+                    };
+                    match tokio::time::timeout_at(own.into(), reply).await {
                         Ok(reply) => (i, reply),
                         Err(_) => (i, Err(NodeFault::Timeout(timeout))),
                     }
@@ -96,7 +110,7 @@ impl<T: Send + 'static> FanOut<T> {
             .collect();
         Self {
             pending,
-            deadline: Instant::now() + timeout,
+            deadline,
             timeout,
             finished: vec![false; nodes.len()],
             reported: vec![false; nodes.len()],
@@ -173,6 +187,13 @@ impl<T: Send + 'static> FanOut<T> {
     pub(crate) fn is_done(&mut self) -> bool {
         self.take_ready();
         self.finished.iter().all(|&a| a)
+    }
+
+    /// The nodes whose replies are in hand but not taken by the caller
+    /// (see [`finish_in_background`](Self::finish_in_background), which
+    /// hands them on).
+    pub(crate) fn untaken(&self) -> impl Iterator<Item = usize> + '_ {
+        self.buffered.iter().map(|&(i, _)| i)
     }
 
     /// Sees the requests still out through in a task of its own, then runs

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::error::{Error, Result};
 use crate::options::drift;
 
 /// Until when a lock whose first request went out at `started` is certainly
@@ -11,6 +12,26 @@ use crate::options::drift;
 /// replies) charges the whole round trip against the lease.
 pub(crate) fn valid_until(started: Instant, ttl: Duration, drift_factor: f64) -> Instant {
     started + ttl.saturating_sub(drift(ttl, drift_factor))
+}
+
+/// The validity of a grant of `key` whose first request went out at
+/// `started`: until [`valid_until`], or [`Error::ValidityExhausted`] when
+/// that moment has passed already (the round took the whole ttl).
+pub(crate) fn validity(
+    key: &str,
+    started: Instant,
+    ttl: Duration,
+    drift_factor: f64,
+) -> Result<Instant> {
+    let until = valid_until(started, ttl, drift_factor);
+    if Instant::now() >= until {
+        return Err(Error::ValidityExhausted {
+            key: key.to_owned(),
+            elapsed: started.elapsed(),
+            ttl,
+        });
+    }
+    Ok(until)
 }
 
 /// The verdict of one round of votes.

@@ -1,0 +1,259 @@
+//! One acquire round (docs/algorithm.md, section 2): the request to every
+//! node, the votes as they come, the token of a grant, and the undo of
+//! whatever a failed attempt got.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use redis::Cmd;
+
+use super::fanout::{FanOut, Reply};
+use super::quorum::{Verdict, validity, verdict};
+use super::replies::AcquireReply;
+use super::scripts::{self, Keys};
+use super::{RedisNode, Redlock, fence, ttl_ms};
+use crate::backend::{Grant, Hold};
+use crate::error::{Error, NodeFailure, Result};
+use crate::fencing::FencingToken;
+use crate::options::LockOptions;
+
+/// The nodes' answers to an acquire so far.
+#[derive(Default)]
+struct Votes {
+    /// (node, fence value) of the nodes that granted.
+    granted: Vec<(usize, u64)>,
+    held: usize,
+    /// The longest remaining ttl the refusing nodes reported.
+    held_ttl: Option<Duration>,
+    too_deep: usize,
+    parent_missing: usize,
+    failures: Vec<NodeFailure>,
+}
+
+impl Votes {
+    fn add(&mut self, nodes: &[RedisNode], (i, reply): Reply<AcquireReply>) {
+        match reply {
+            Ok(AcquireReply::Granted { token }) => self.granted.push((i, token)),
+            Ok(AcquireReply::Held { ttl }) => {
+                self.held += 1;
+                // The last copy to run out frees the lock everywhere.
+                self.held_ttl = self.held_ttl.max(ttl);
+            }
+            Ok(AcquireReply::TooDeep) => self.too_deep += 1,
+            Ok(AcquireReply::ParentMissing) => self.parent_missing += 1,
+            Err(fault) => self.failures.push(nodes[i].failure(fault)),
+        }
+    }
+
+    fn refused(&self) -> usize {
+        self.held + self.too_deep + self.parent_missing
+    }
+
+    fn verdict(&self, nodes: usize, quorum: usize) -> Verdict {
+        verdict(self.granted.len(), self.refused(), nodes, quorum)
+    }
+
+    fn values(&self) -> Vec<u64> {
+        self.granted.iter().map(|&(_, v)| v).collect()
+    }
+
+    /// The error of a round that did not grant.
+    fn failure(self, hold: &Hold, nodes: usize, quorum: usize, options: &LockOptions) -> Error {
+        let key = hold.key().to_owned();
+        match self.verdict(nodes, quorum) {
+            Verdict::Refused if self.too_deep > 0 => Error::ReentrancyLimit {
+                key,
+                limit: options.get_max_reentrancy(),
+            },
+            // The outer hold this one nests in is gone from a quorum.
+            Verdict::Refused if self.parent_missing > 0 => Error::NotHeld { key },
+            Verdict::Refused => Error::NotObtained {
+                key,
+                expires_in: self.held_ttl,
+            },
+            Verdict::Undecided | Verdict::Quorum => Error::QuorumUnavailable {
+                confirmed: self.granted.len(),
+                refused: self.refused(),
+                needed: quorum,
+                failures: self.failures,
+            },
+        }
+    }
+}
+
+/// What one acquire round works with.
+struct Round<'a> {
+    hold: &'a Hold,
+    keys: Keys,
+    ttl: Duration,
+    quorum: usize,
+    timeout: Duration,
+    started: Instant,
+}
+
+impl Redlock {
+    /// One attempt to acquire `hold` on a quorum (see [`Backend::try_acquire`]).
+    ///
+    /// [`Backend::try_acquire`]: crate::Backend::try_acquire
+    pub(super) async fn acquire(
+        &self,
+        hold: &Hold,
+        ttl: Duration,
+        options: &LockOptions,
+    ) -> Result<Grant> {
+        let round = Round {
+            hold,
+            keys: Keys::new(options.get_key_prefix(), hold.key()),
+            ttl,
+            quorum: options.quorum_for(self.nodes.len()),
+            timeout: options.get_node_timeout(),
+            started: Instant::now(),
+        };
+        let request = Arc::new(scripts::acquire(
+            &round.keys,
+            hold,
+            ttl_ms(ttl),
+            options.get_max_reentrancy(),
+        ));
+        let before = self.before_acquire(hold, &round.keys);
+        let mut acquire = FanOut::new(&self.nodes, round.timeout, &before, |nodes, i| {
+            let request = Arc::clone(&request);
+            async move { nodes[i].acquire(&request, None).await }
+        });
+        let votes = self.vote(&mut acquire, round.quorum).await;
+        let values = votes.values();
+        // The nodes whose request has ended by now: the fencing rule deals
+        // with them, the late replies with the rest.
+        let answered = acquire.answered().to_vec();
+        let outcome = match votes.verdict(self.nodes.len(), round.quorum) {
+            Verdict::Quorum => self.grant(&round, &votes, &answered, options).await,
+            _ => Err(votes.failure(hold, self.nodes.len(), round.quorum, options)),
+        };
+        match outcome {
+            Ok(grant) => {
+                self.keep_late_replies(acquire, &round, values, &answered, grant.token);
+                Ok(grant)
+            }
+            Err(e) => {
+                // Not announced: no lock was freed, and waiters elsewhere
+                // woken by it would only try, fail and undo in turn.
+                let release = scripts::release(&round.keys, hold, false);
+                self.undo(acquire, release, &round.keys.lock, round.timeout)
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes replies until they decide; the slowest nodes are left to the
+    /// background.
+    async fn vote(&self, acquire: &mut FanOut<AcquireReply>, quorum: usize) -> Votes {
+        let mut votes = Votes::default();
+        while let Some(reply) = acquire.next().await {
+            votes.add(&self.nodes, reply);
+            if votes.verdict(self.nodes.len(), quorum) != Verdict::Undecided {
+                break;
+            }
+        }
+        votes
+    }
+
+    /// The grant of a round a quorum said yes to: its token (a nested hold
+    /// shares its parent's; a first hold's comes from the fencing rule)
+    /// and its validity, if any is left.
+    async fn grant(
+        &self,
+        round: &Round<'_>,
+        votes: &Votes,
+        answered: &[bool],
+        options: &LockOptions,
+    ) -> Result<Grant> {
+        let token = match round.hold.parent() {
+            Some(parent) => parent.token,
+            None => {
+                self.final_token(
+                    &round.keys,
+                    round.hold.owner(),
+                    &votes.granted,
+                    answered,
+                    round.quorum,
+                    round.timeout,
+                )
+                .await?
+            }
+        };
+        let valid_until = validity(
+            round.hold.key(),
+            round.started,
+            round.ttl,
+            options.get_drift_factor(),
+        )?;
+        Ok(Grant { token, valid_until })
+    }
+
+    /// A late grant is part of the lock: released with it (after it, see
+    /// `order`) and renewed with it; a late refusal changes nothing. A first
+    /// hold's late replies, those of nodes not `answered` when the token
+    /// was decided, also feed the fencing rule's bookkeeping.
+    fn keep_late_replies(
+        &self,
+        mut acquire: FanOut<AcquireReply>,
+        round: &Round<'_>,
+        values: Vec<u64>,
+        answered: &[bool],
+        token: FencingToken,
+    ) {
+        let first = round.hold.parent().is_none();
+        // Ended first: replies taken in by the check are in hand after it.
+        let done = acquire.is_done();
+        let late_in_hand = acquire.untaken().any(|i| !answered[i]);
+        if done && !(first && late_in_hand) {
+            if first {
+                fence::report_fresh_counters(&values, token.get());
+            }
+            return;
+        }
+        let (nodes, keys, timeout) = (Arc::clone(&self.nodes), round.keys.clone(), round.timeout);
+        let answered = answered.to_vec();
+        self.settle_late(acquire, round.hold, move |late| async move {
+            if first {
+                let late = late.into_iter().filter(|&(i, _)| !answered[i]).collect();
+                fence::after_late_replies(nodes, keys, token.get(), values, late, timeout).await;
+            }
+        });
+    }
+
+    /// Sends a prepared release to every node (also those that failed or
+    /// timed out: any of them may have applied the acquire) and waits for
+    /// all.
+    async fn release_everywhere(nodes: &[RedisNode], release: &Cmd, timeout: Duration) {
+        join_all(nodes.iter().map(|n| n.release(release, Some(timeout)))).await;
+    }
+
+    /// Undoes a failed acquire on every node with `release`: at once when
+    /// every node's request has ended. Otherwise in the background, so the
+    /// caller is not held up by the slowest node: each node gets the
+    /// release once the acquire's request there has ended, and the next
+    /// acquire of the key from this process waits for it node by node, as
+    /// after any release.
+    async fn undo(
+        &self,
+        mut acquire: FanOut<AcquireReply>,
+        release: Cmd,
+        lock_key: &str,
+        timeout: Duration,
+    ) {
+        if acquire.is_done() {
+            return Self::release_everywhere(&self.nodes, &release, timeout).await;
+        }
+        let late = acquire.answers();
+        acquire.finish_in_background(&self.background, |_| async {});
+        let release = Arc::new(release);
+        let undo = FanOut::new(&self.nodes, timeout, &[Some(late)], |nodes, i| {
+            let release = Arc::clone(&release);
+            async move { nodes[i].release(&release, None).await }
+        });
+        self.settle_release(undo, lock_key);
+    }
+}

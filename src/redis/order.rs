@@ -1,0 +1,131 @@
+//! The order of one coordinator's requests on each node: acquires and
+//! releases that returned before every node answered are kept here until
+//! they end, and later requests about the same hold or key wait behind
+//! them node by node (docs/algorithm.md, section 6).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use super::Redlock;
+use super::fanout::{Answers, FanOut, Reply};
+use super::replies::AcquireReply;
+use super::scripts::Keys;
+use crate::backend::Hold;
+
+/// Requests of this coordinator that returned before every node answered,
+/// with the nodes that have answered since. A later request that must not
+/// overtake one of them on a node waits, node by node, for its answer.
+#[derive(Default)]
+pub(super) struct Inflight {
+    /// Acquires, by hold id, with their resource: the hold's release and
+    /// acquires nested in it must reach each node after the acquire, and so
+    /// must a forced release of the resource.
+    acquires: HashMap<String, (String, Answers)>,
+    /// Releases, by lock key: an acquire of the key from this process right
+    /// after a release would otherwise find the released hold still on the
+    /// slowest nodes and be refused there.
+    releases: HashMap<String, Answers>,
+}
+
+#[derive(Default)]
+pub(super) struct InflightTable(Mutex<Inflight>);
+
+impl InflightTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inflight> {
+        crate::sync::lock(&self.0)
+    }
+}
+
+impl std::fmt::Debug for InflightTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inflight = self.lock();
+        f.debug_struct("Inflight")
+            .field("acquires", &inflight.acquires.len())
+            .field("releases", &inflight.releases.len())
+            .finish()
+    }
+}
+
+impl Redlock {
+    /// What an acquire of `hold` must follow on each node: its parent's
+    /// acquire (a nested hold is granted only where its parent already
+    /// is), and the latest release of the key.
+    pub(super) fn before_acquire(&self, hold: &Hold, keys: &Keys) -> [Option<Answers>; 2] {
+        let inflight = self.inflight.lock();
+        [
+            hold.parent()
+                .and_then(|p| inflight.acquires.get(&p.id))
+                .map(|(_, answers)| answers.clone()),
+            inflight.releases.get(&keys.lock).cloned(),
+        ]
+    }
+
+    /// What the release of `hold` must follow on each node: its acquire.
+    pub(super) fn before_release(&self, hold: &Hold) -> Option<Answers> {
+        let inflight = self.inflight.lock();
+        inflight.acquires.get(hold.id()).map(|(_, a)| a.clone())
+    }
+
+    /// What a forced release of `resource` must follow on each node: every
+    /// acquire of the resource still out and the latest release of its key.
+    /// A late grant landing after it would leave a copy behind, and a late
+    /// release would make it report a lock that was going anyway.
+    pub(super) fn before_force_release(&self, resource: &str, keys: &Keys) -> Vec<Option<Answers>> {
+        let inflight = self.inflight.lock();
+        inflight
+            .acquires
+            .values()
+            .filter(|(key, _)| key == resource)
+            .map(|(_, answers)| Some(answers.clone()))
+            .chain([inflight.releases.get(&keys.lock).cloned()])
+            .collect()
+    }
+
+    /// Lets the acquire of a granted hold finish in the background; until
+    /// it has, later requests about the hold wait, node by node, for the
+    /// node's answer (see [`Inflight`]). `then` runs on the late replies.
+    pub(super) fn settle_late<F, Fut>(
+        &self,
+        mut acquire: FanOut<AcquireReply>,
+        hold: &Hold,
+        then: F,
+    ) where
+        F: FnOnce(Vec<Reply<AcquireReply>>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let id = hold.id().to_owned();
+        self.inflight
+            .lock()
+            .acquires
+            .insert(id.clone(), (hold.key().to_owned(), acquire.answers()));
+        let inflight = Arc::clone(&self.inflight);
+        acquire.finish_in_background(&self.background, move |late| async move {
+            then(late).await;
+            inflight.lock().acquires.remove(&id);
+        });
+    }
+
+    /// Lets a release finish in the background; until it has, acquires of
+    /// the key wait, node by node, for the node's answer.
+    pub(super) fn settle_release(&self, mut release: FanOut<bool>, lock_key: &str) {
+        let mine = release.answers();
+        let key = lock_key.to_owned();
+        self.inflight
+            .lock()
+            .releases
+            .insert(key.clone(), mine.clone());
+        let inflight = Arc::clone(&self.inflight);
+        release.finish_in_background(&self.background, move |_| async move {
+            let mut inflight = inflight.lock();
+            // A later release of the key may have taken the slot.
+            if inflight
+                .releases
+                .get(&key)
+                .is_some_and(|a| a.same_channel(&mine))
+            {
+                inflight.releases.remove(&key);
+            }
+        });
+    }
+}

@@ -1,0 +1,108 @@
+//! Rounds about one held hold: extend and release (docs/algorithm.md,
+//! sections 4 and 5).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+
+use super::fanout::{FanOut, Reply};
+use super::quorum::{Verdict, validity, verdict};
+use super::scripts::{self, Keys};
+use super::{RedisNode, Redlock, ttl_ms};
+use crate::backend::Hold;
+use crate::error::{Error, NodeFailure, Result};
+use crate::options::LockOptions;
+
+/// The nodes' answers to a request about one hold: present (yes) or not (no).
+#[derive(Default)]
+struct Tally {
+    yes: usize,
+    no: usize,
+    failures: Vec<NodeFailure>,
+}
+
+impl Tally {
+    fn add(&mut self, nodes: &[RedisNode], (i, reply): Reply<bool>) {
+        match reply {
+            Ok(true) => self.yes += 1,
+            Ok(false) => self.no += 1,
+            Err(fault) => self.failures.push(nodes[i].failure(fault)),
+        }
+    }
+
+    fn verdict(&self, nodes: usize, quorum: usize) -> Verdict {
+        verdict(self.yes, self.no, nodes, quorum)
+    }
+
+    /// Whether a quorum had the hold: `NotHeld` when so many did not that a
+    /// quorum was impossible, `QuorumUnavailable` when too few answered.
+    fn held(self, key: &str, nodes: usize, quorum: usize) -> Result<()> {
+        match self.verdict(nodes, quorum) {
+            Verdict::Quorum => Ok(()),
+            Verdict::Refused => Err(Error::NotHeld {
+                key: key.to_owned(),
+            }),
+            Verdict::Undecided => Err(Error::QuorumUnavailable {
+                confirmed: self.yes,
+                refused: self.no,
+                needed: quorum,
+                failures: self.failures,
+            }),
+        }
+    }
+}
+
+impl Redlock {
+    /// Makes `hold` live for `ttl` from now on a quorum (see
+    /// [`Backend::extend`](crate::Backend::extend)).
+    pub(super) async fn extend_hold(
+        &self,
+        hold: &Hold,
+        ttl: Duration,
+        options: &LockOptions,
+    ) -> Result<Instant> {
+        let keys = Keys::new(options.get_key_prefix(), hold.key());
+        let quorum = options.quorum_for(self.nodes.len());
+        let timeout = options.get_node_timeout();
+        let started = Instant::now();
+        let request = scripts::extend(&keys, hold, ttl_ms(ttl));
+        let replies = join_all(self.nodes.iter().map(|n| n.extend(&request, Some(timeout)))).await;
+        let mut tally = Tally::default();
+        for reply in replies.into_iter().enumerate() {
+            tally.add(&self.nodes, reply);
+        }
+        tally.held(hold.key(), self.nodes.len(), quorum)?;
+        validity(hold.key(), started, ttl, options.get_drift_factor())
+    }
+
+    /// Removes `hold` from every node (see
+    /// [`Backend::release`](crate::Backend::release)).
+    pub(super) async fn release_hold(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
+        let n = self.nodes.len();
+        let quorum = options.quorum_for(n);
+        let timeout = options.get_node_timeout();
+        let keys = Keys::new(options.get_key_prefix(), hold.key());
+        let request = Arc::new(scripts::release(&keys, hold, true));
+        // Never ahead of the acquire on any node.
+        let before = [self.before_release(hold)];
+        let mut release = FanOut::new(&self.nodes, timeout, &before, |nodes, i| {
+            let request = Arc::clone(&request);
+            async move { nodes[i].release(&request, None).await }
+        });
+        // Answer once the replies settle it; every node still gets the
+        // release, however long it waits behind the acquire (the rest
+        // finish in the background).
+        let mut tally = Tally::default();
+        while let Some(reply) = release.next().await {
+            tally.add(&self.nodes, reply);
+            if tally.verdict(n, quorum) != Verdict::Undecided {
+                break;
+            }
+        }
+        if !release.is_done() {
+            self.settle_release(release, &keys.lock);
+        }
+        tally.held(hold.key(), n, quorum)
+    }
+}

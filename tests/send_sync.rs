@@ -1,0 +1,60 @@
+//! The futures of the public async API are `Send`, and the handles are
+//! `Send + Sync`, so they can be spawned on a multi-threaded runtime and
+//! shared between tasks. Checked at compile time: a future that stops being
+//! `Send` fails the build of this file, not a user's.
+#![allow(dead_code, clippy::unused_async)] // compiled, never run
+
+use std::time::Duration;
+
+use fencelock::{Backend, Handoff, LockGuard, Locker, Redlock};
+
+fn send<T: Send>(_: &T) {}
+fn send_sync<T: Send + Sync>() {}
+
+async fn work(_: &LockGuard<impl Backend>) -> u64 {
+    1
+}
+
+/// Every async method of a Locker on `B` and of its guard.
+fn futures_are_send<B: Backend>(locker: &Locker<B>, guard: LockGuard<B>, handoff: &Handoff) {
+    send(&locker.try_lock("k"));
+    send(&locker.lock("k"));
+    send(&locker.lock_timeout("k", Duration::from_secs(1)));
+    send(&locker.inspect("k"));
+    send(&locker.is_locked("k"));
+    send(&locker.list("k", None));
+    send(&locker.list_all("k"));
+    send(&locker.force_release("k"));
+    send(&locker.adopt(handoff));
+    send(&locker.with_lock("k", async |g| work(g).await));
+    send(&locker.with_lock_until_lost("k", async |g| work(g).await));
+    send(&guard.lost());
+    send(&guard.extend(Duration::from_secs(1)));
+    send(&guard.release());
+}
+
+#[test]
+fn redlock_futures_and_handles_are_send() {
+    send_sync::<Locker<Redlock>>();
+    send_sync::<LockGuard<Redlock>>();
+    send_sync::<Redlock>();
+    let _ = futures_are_send::<Redlock>;
+}
+
+#[cfg(feature = "etcd")]
+#[test]
+fn etcd_futures_and_handles_are_send() {
+    send_sync::<Locker<fencelock::Etcd>>();
+    send_sync::<LockGuard<fencelock::Etcd>>();
+    let _ = futures_are_send::<fencelock::Etcd>;
+}
+
+#[test]
+fn fenced_store_futures_are_send() {
+    fn check(store: &fencelock::FencedStore) {
+        send(&store.write("r", fencelock::FencingToken::new(1), "v"));
+        send(&store.read("r"));
+    }
+    send_sync::<fencelock::FencedStore>();
+    let _ = check;
+}
