@@ -36,8 +36,6 @@ const FRESH_PORT_ATTEMPTS: usize = 5;
 const SAME_PORT_RETRY: Duration = Duration::from_secs(1);
 /// Name of the server log file inside the node's directory.
 const LOG_FILE: &str = "redis.log";
-/// Name of the multi-part AOF directory inside the node's directory.
-const AOF_DIR: &str = "appendonly";
 /// Name of the unix socket a TLS node also listens on, inside its
 /// directory (see [`RedisServerBuilder::tls`]).
 const SOCKET_FILE: &str = "redis.sock";
@@ -464,16 +462,26 @@ impl RedisServer {
                 cmd.args(["--appendonly", "no"]);
             }
             Persistence::Aof => {
+                // The append-only files' folder keeps its default name:
+                // `--appenddirname` exists from Redis 7.0 on, and 6.2
+                // refuses to start with it.
                 cmd.args(["--appendonly", "yes"])
-                    .args(["--appendfsync", "always"])
-                    .args(["--appenddirname", AOF_DIR]);
+                    .args(["--appendfsync", "always"]);
             }
         }
         cmd.args(&self.args)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            // A server that refuses its arguments says why on stderr
+            // before it opens its log: kept in the log for the panic.
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(LOG_FILE))
+                    .map_or_else(|_| Stdio::null(), Stdio::from),
+            );
         let log_offset = fs::metadata(dir.join(LOG_FILE)).map_or(0, |m| m.len() as usize);
         let child = cmd.spawn().map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
