@@ -1,6 +1,5 @@
 #![doc = include_str!("../README.md")]
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+// The lints are set in Cargo.toml, once.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod admin;
@@ -26,6 +25,7 @@ mod etcd;
 mod redis;
 
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 #[cfg(feature = "fuzzing")]
@@ -45,8 +45,10 @@ pub use owner::Owner;
 pub use telemetry::Statistics;
 
 #[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub use crate::etcd::Etcd;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::redis::{Fenced, FencedStore, FencedWrite, RedisNode, Redlock};
 /// TLS settings for [`RedisNode::from_url_with_tls`]: the root certificates
 /// to trust and an optional client certificate (redis-rs's types).
@@ -54,6 +56,8 @@ pub use crate::redis::{Fenced, FencedStore, FencedWrite, RedisNode, Redlock};
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use ::redis::{ClientTlsConfig, TlsCertificates};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use deadpool_redis;
 #[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub use etcd_client;
