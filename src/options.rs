@@ -79,6 +79,7 @@ impl Default for LockOptions {
 
 impl LockOptions {
     /// How long a lock lives on the nodes unless extended. Default: 30 s.
+    #[must_use = "a setter returns the changed options; use them"]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -86,6 +87,7 @@ impl LockOptions {
 
     /// How `lock` and `lock_timeout` wait between attempts. Default:
     /// [`RetryPolicy::default`].
+    #[must_use = "a setter returns the changed options; use them"]
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
@@ -94,6 +96,7 @@ impl LockOptions {
     /// The share of the TTL assumed lost to clock drift between nodes; the
     /// validity handed out is `ttl - elapsed - (ttl * drift_factor + 2 ms)`.
     /// Must lie in `[0, 0.5)`. Default: 0.01.
+    #[must_use = "a setter returns the changed options; use them"]
     pub fn drift_factor(mut self, factor: f64) -> Self {
         self.drift_factor = factor;
         self
@@ -101,6 +104,7 @@ impl LockOptions {
 
     /// How long one node may take to answer one request before it counts as
     /// failed for that round. Must be below the TTL. Default: 200 ms.
+    #[must_use = "a setter returns the changed options; use them"]
     pub fn node_timeout(mut self, timeout: Duration) -> Self {
         self.node_timeout = timeout;
         self
@@ -108,6 +112,7 @@ impl LockOptions {
 
     /// Prepended to every resource name to form the Redis key
     /// (`<prefix>{<resource>}`). Default: `"fencelock:"`.
+    #[must_use = "a setter returns the changed options; use them"]
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
         self
@@ -115,6 +120,7 @@ impl LockOptions {
 
     /// How many nodes must agree. Must be a majority of the nodes (more than
     /// half), else two owners could each reach it. Default: `N / 2 + 1`.
+    #[must_use = "a setter returns the changed options; use them"]
     pub fn quorum(mut self, quorum: usize) -> Self {
         self.quorum = Some(quorum);
         self
@@ -122,6 +128,7 @@ impl LockOptions {
 
     /// How deep one owner may nest the same lock: the number of its holds
     /// on it, the outermost included. Default: 32.
+    #[must_use = "a setter returns the changed options; use them"]
     pub fn max_reentrancy(mut self, depth: u32) -> Self {
         self.max_reentrancy = depth;
         self
@@ -129,6 +136,7 @@ impl LockOptions {
 
     /// Whether and how often held locks are renewed in the background.
     /// Default: [`Watchdog::Auto`], every ttl/3.
+    #[must_use = "a setter returns the changed options; use them"]
     pub fn watchdog(mut self, watchdog: Watchdog) -> Self {
         self.watchdog = watchdog;
         self
@@ -139,6 +147,7 @@ impl LockOptions {
     /// acquire, so the lock ends on the nodes at the cap and the guard is
     /// marked lost just before. Must be at least the ttl (the first grant
     /// already lasts a ttl). Default: no cap.
+    #[must_use = "a setter returns the changed options; use them"]
     pub fn max_hold(mut self, limit: Duration) -> Self {
         self.max_hold = Some(limit);
         self
@@ -147,6 +156,7 @@ impl LockOptions {
     /// Whether metrics carry a `key` label with the resource name. Off by
     /// default: one series per resource can overwhelm a metrics backend.
     /// Turn it on only for a small, fixed set of resources.
+    #[must_use = "a setter returns the changed options; use them"]
     pub fn metrics_per_key(mut self, on: bool) -> Self {
         self.metrics_per_key = on;
         self
@@ -163,6 +173,7 @@ impl LockOptions {
     /// attempt. Off: every waiter polls on its own
     /// after each retry delay, as classic Redlock clients do. See
     /// `docs/waiting.md`.
+    #[must_use = "a setter returns the changed options; use them"]
     pub fn wake_on_release(mut self, on: bool) -> Self {
         self.wake_on_release = on;
         self
@@ -400,12 +411,14 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The fixed part of the pause between attempts. Default: 100 ms.
+    #[must_use = "a setter returns the changed options; use them"]
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self
     }
 
     /// The random part, drawn uniformly from `[0, jitter]`. Default: 100 ms.
+    #[must_use = "a setter returns the changed options; use them"]
     pub fn jitter(mut self, jitter: Duration) -> Self {
         self.jitter = jitter;
         self
@@ -413,6 +426,7 @@ impl RetryPolicy {
 
     /// Stop after this many attempts (the first one included). Default:
     /// unlimited; `lock_timeout` bounds the wait by time instead.
+    #[must_use = "a setter returns the changed options; use them"]
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = Some(attempts);
         self
