@@ -198,4 +198,30 @@ pub trait Backend: Send + Sync + 'static {
     fn queues_waiters(&self) -> bool {
         false
     }
+
+    /// Waits until the work this backend left running in the background
+    /// has finished: requests still out after a call returned (Redlock
+    /// decides at a quorum and sees the slowest nodes through in the
+    /// background), undos of failed or cancelled calls, lease revokes and
+    /// the ending of waiters' places in a queue (etcd). A process that is
+    /// about to exit awaits it (through
+    /// [`Locker::settled`](crate::Locker::settled), which also waits for
+    /// the Locker's own work, such as dropped guards' releases); otherwise
+    /// the runtime's shutdown drops that work unsent, and what it would
+    /// have removed stays on the servers until its ttl, refusing others
+    /// meanwhile. Tests await it before looking at the servers.
+    ///
+    /// It waits for the work started before it is called and for work
+    /// that work starts; work started meanwhile by other calls may make it
+    /// wait longer, never for ever while no new calls come.
+    ///
+    /// Bounded: every piece of such work is bounded by the options it was
+    /// started with (for both backends, about one `node_timeout` per round
+    /// trip), so this returns within a few node timeouts of the last call.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits. Dropping it stops no work, and calling
+    /// it again waits for what is still running.
+    fn settled(&self) -> impl Future<Output = ()> + Send;
 }

@@ -369,3 +369,45 @@ fn a_dead_clients_lock_frees_when_its_lease_runs_out() {
         guard.release().await.unwrap();
     }));
 }
+
+/// What a call leaves to the background on etcd (a dropped guard's release
+/// and the revoke of its lease; a waiter's ticket, revoked when the waiter
+/// gives up) is done when `Locker::settled` returns: looked at right
+/// after, with no polling, nothing of it is left.
+#[tokio::test]
+async fn settled_waits_for_dropped_guards_and_abandoned_tickets() {
+    let cluster = start_etcd(1);
+    let locker = etcd_locker(&cluster, options());
+    let other = etcd_locker(&cluster, options());
+    let mut client = Client::connect(cluster.endpoints(), None).await.unwrap();
+    bounded(LIMIT, async {
+        let guard = locker.lock("dropped").await.unwrap();
+        let holders = GetOptions::new().with_prefix();
+        let reply = client
+            .get("fencelock:dropped/h/", Some(holders.clone()))
+            .await
+            .unwrap();
+        let lease = reply.kvs()[0].lease();
+
+        // A waiter that gives up: its ticket's lease is revoked when its
+        // place in the queue is dropped, in the background.
+        let waited = other
+            .lock_timeout("dropped", Duration::from_millis(300))
+            .await;
+        assert!(matches!(waited, Err(Error::Timeout { .. })), "{waited:?}");
+        other.settled().await;
+        assert_eq!(queued(&mut client, "dropped").await, 0);
+
+        drop(guard);
+        locker.settled().await;
+        let reply = client
+            .get("fencelock:dropped/h/", Some(holders))
+            .await
+            .unwrap();
+        assert!(reply.kvs().is_empty(), "{:?}", reply.kvs());
+        // etcd answers -1 for a lease it no longer has.
+        let left = client.lease_time_to_live(lease, None).await.unwrap();
+        assert_eq!(left.ttl(), -1, "the holder's lease is still there");
+    })
+    .await;
+}

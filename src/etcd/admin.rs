@@ -163,7 +163,7 @@ impl Etcd {
             Ok(reply) => {
                 // The holders' leases have nothing else on them.
                 for gone in reply.prev_kvs() {
-                    drop(RevokeOnDrop::new(&self.client, gone.lease(), timeout));
+                    drop(RevokeOnDrop::new(self, gone.lease(), timeout));
                 }
                 Ok(ForceReleased {
                     removed: usize::from(reply.deleted() > 0),

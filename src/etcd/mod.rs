@@ -29,6 +29,7 @@ use etcd_client::{
 
 use crate::admin::{ForceReleased, ListCursor, ListPage, LockInfo};
 use crate::backend::{Backend, Grant, Hold, Parent};
+use crate::background::Background;
 use crate::error::{Error, NodeFailure, NodeFault, Result};
 use crate::fencing::FencingToken;
 use crate::notify::ReleaseWatch;
@@ -72,6 +73,9 @@ pub struct Etcd {
     /// The queue tickets this client's waiters hold, so a waiter's
     /// attempt can claim its turn in one transaction.
     tickets: Arc<queue::Tickets>,
+    /// The lease revokes, undos and queue waiters it left running, for
+    /// [`settled`](Backend::settled).
+    background: Background,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -125,6 +129,7 @@ impl Etcd {
             client,
             name: name.into(),
             tickets: Arc::default(),
+            background: Background::default(),
         }
     }
 
@@ -258,7 +263,7 @@ impl Etcd {
         // Revoking the lease deletes whatever was attached to it: every way
         // out below that is not a grant (an error, a refusal, the caller
         // dropping this future) undoes the attempt this way.
-        let mut undo = RevokeOnDrop::new(&self.client, lease.id(), timeout);
+        let mut undo = RevokeOnDrop::new(self, lease.id(), timeout);
         let holder = keys.holder(hold.owner());
         let put = TxnOp::put(
             holder.as_str(),
@@ -372,7 +377,9 @@ impl Etcd {
         let fail = |sent: bool, e: Error| {
             if sent {
                 let (this, hold, options) = (self.clone(), hold.clone(), options.clone());
-                tokio::spawn(async move { this.release(&hold, &options).await });
+                self.background.spawn(async move {
+                    let _ = this.release(&hold, &options).await;
+                });
             }
             Err(e)
         };
@@ -506,7 +513,7 @@ impl Etcd {
                     async move { leases.grant(secs, None).await }
                 })
                 .await?;
-            let mut undo = RevokeOnDrop::new(&self.client, lease.id(), timeout);
+            let mut undo = RevokeOnDrop::new(self, lease.id(), timeout);
             let same = Compare::mod_revision(holder, CompareOp::Equal, kv.mod_revision);
             let put = TxnOp::put(
                 holder,
@@ -521,7 +528,7 @@ impl Etcd {
             }
             undo.disarm();
             // The old lease has no key left.
-            drop(RevokeOnDrop::new(&self.client, kv.lease, timeout));
+            drop(RevokeOnDrop::new(self, kv.lease, timeout));
         }
         let valid_until = valid_until(started, ttl, options.get_drift_factor());
         if Instant::now() >= valid_until {
@@ -633,40 +640,39 @@ fn first_kv(reply: &TxnResponse) -> Option<KeyValue> {
 
 /// Revokes a lease when dropped unless disarmed: the undo of a half-done
 /// acquire, also when its future is dropped. Never blocks: the revoke runs
-/// as a task, bounded by the node timeout. Without a runtime the lease ends
-/// by its ttl.
+/// as a task, bounded by the node timeout and counted for
+/// [`settled`](Backend::settled). Without a runtime the lease ends by its
+/// ttl.
 struct RevokeOnDrop {
-    client: Option<Client>,
+    armed: Option<(Client, Background)>,
     lease: i64,
     timeout: Duration,
 }
 
 impl RevokeOnDrop {
-    fn new(client: &Client, lease: i64, timeout: Duration) -> Self {
+    fn new(etcd: &Etcd, lease: i64, timeout: Duration) -> Self {
         Self {
-            client: Some(client.clone()),
+            armed: Some((etcd.client.clone(), etcd.background.clone())),
             lease,
             timeout,
         }
     }
 
     fn disarm(&mut self) {
-        self.client = None;
+        self.armed = None;
     }
 }
 
 impl Drop for RevokeOnDrop {
     fn drop(&mut self) {
-        let Some(client) = self.client.take() else {
+        let Some((client, background)) = self.armed.take() else {
             return;
         };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (lease, timeout) = (self.lease, self.timeout);
-            runtime.spawn(async move {
-                let mut leases = client.lease_client();
-                let _ = tokio::time::timeout(timeout, leases.revoke(lease)).await;
-            });
-        }
+        let (lease, timeout) = (self.lease, self.timeout);
+        background.spawn(async move {
+            let mut leases = client.lease_client();
+            let _ = tokio::time::timeout(timeout, leases.revoke(lease)).await;
+        });
     }
 }
 
@@ -756,7 +762,7 @@ impl Backend for Etcd {
                         // The lease has nothing else on it; ending it now
                         // saves the server a ttl of bookkeeping. If this
                         // fails it simply runs out.
-                        drop(RevokeOnDrop::new(&self.client, gone.lease(), timeout));
+                        drop(RevokeOnDrop::new(self, gone.lease(), timeout));
                     }
                     return Ok(());
                 }
@@ -797,7 +803,7 @@ impl Backend for Etcd {
             if reply.succeeded() {
                 // The lease has nothing else on it; ending it now saves the
                 // server a ttl of bookkeeping. If this fails it simply runs out.
-                drop(RevokeOnDrop::new(&self.client, kv.lease(), timeout));
+                drop(RevokeOnDrop::new(self, kv.lease(), timeout));
                 return Ok(());
             }
         }
@@ -838,6 +844,17 @@ impl Backend for Etcd {
     /// joined it, across processes.
     fn queues_waiters(&self) -> bool {
         true
+    }
+
+    /// Every request of a call is answered before the call returns; what
+    /// goes on afterwards is the revoke of leases that have nothing left on
+    /// them (after a release, a refused or cancelled acquire, a move to a
+    /// longer lease), the undo of a failed nested acquire, and the end of
+    /// a waiter's place in the queue: its task is aborted when the waiter
+    /// stops, and its ticket's lease revoked. This waits for all of them
+    /// (each revoke is bounded by the node timeout it was started with).
+    async fn settled(&self) {
+        self.background.idle().await;
     }
 }
 

@@ -707,4 +707,8 @@ impl Backend for Redlock {
         }
         tally.held(hold.key(), n, quorum)
     }
+
+    async fn settled(&self) {
+        Redlock::settled(self).await;
+    }
 }

@@ -2,6 +2,8 @@
 //! and direct looks at what the nodes store.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod harness;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
