@@ -513,7 +513,13 @@ impl Etcd {
                     async move { leases.grant(secs, None).await }
                 })
                 .await?;
-            let mut undo = RevokeOnDrop::new(self, lease.id(), timeout);
+            // No revoke of the new lease when this is cut off or fails
+            // without an answer: the move may still land after the revoke
+            // would, or have landed already, and the revoke would then
+            // delete a live holder key, freeing the lock under a guard
+            // that still counts on it. Unused, the new lease only runs out
+            // by its ttl; used, the key sits on it and renewals keep it
+            // (they follow the key's lease), while the old one runs out.
             let same = Compare::mod_revision(holder, CompareOp::Equal, kv.mod_revision);
             let put = TxnOp::put(
                 holder,
@@ -524,9 +530,11 @@ impl Etcd {
                 .txn(Txn::new().when([same]).and_then([put]), timeout)
                 .await?;
             if !reply.succeeded() {
+                // Answered no: the move can never land, so the new lease
+                // has nothing on it for good.
+                drop(RevokeOnDrop::new(self, lease.id(), timeout));
                 return Ok(Renewal::Changed);
             }
-            undo.disarm();
             // The old lease has no key left.
             drop(RevokeOnDrop::new(self, kv.lease, timeout));
         }
