@@ -357,6 +357,14 @@ impl Etcd {
 
     /// A nested hold: its id added to the holder key, which must still
     /// carry the parent hold (and the parent's token).
+    ///
+    /// The id goes in by a compare-and-swap on the key's mod revision. If
+    /// this future is dropped (or a request times out) with the swap on
+    /// its way, the undo (a release of the hold) may read the key before
+    /// etcd applies the swap; the release then writes the key even though
+    /// it finds no id, which makes the late swap's compare fail (see
+    /// `release`). So a swap lands before the undo's write or never, and
+    /// one that landed is found and removed by the undo.
     async fn acquire_nested(
         &self,
         keys: &LockKeys,
@@ -792,10 +800,23 @@ impl Backend for Etcd {
             let before = holds.len();
             holds.retain(|h| h != hold.id());
             if holds.len() == before {
-                // Never applied, or released already: nothing to undo.
-                return Err(Error::NotHeld {
-                    key: hold.key().to_owned(),
-                });
+                // Never applied, released already, or not applied *yet*:
+                // this may be the undo of a nested acquire that was cut off
+                // (or timed out) with its compare-and-swap on its way, and
+                // etcd may apply that swap after this read (a request cut
+                // off on its way can still reach etcd, after requests sent
+                // later). The swap compares the key's mod
+                // revision with one read before it was sent, hence before
+                // this undo began: writing the key unchanged moves its mod
+                // revision on, so that swap can no longer land and add an
+                // id nobody will remove. An absent key needs no write: a
+                // swap's compare never matches it, nor a key made anew.
+                if self.swap(&holder, &kv, &holds, timeout).await?.is_some() {
+                    return Err(Error::NotHeld {
+                        key: hold.key().to_owned(),
+                    });
+                }
+                continue;
             }
             if !holds.is_empty() {
                 if self.swap(&holder, &kv, &holds, timeout).await?.is_some() {
