@@ -426,7 +426,7 @@ impl Etcd {
                     ..seen
                 };
             }
-            match self.keep(&holder, &seen, ttl, options, started).await {
+            match self.keep(hold, &holder, &seen, ttl, options, started).await {
                 Ok(Renewal::Kept(valid_until)) => {
                     return Ok(Grant {
                         token: parent.token,
@@ -470,8 +470,13 @@ impl Etcd {
     /// keep-alive of its lease, or, when the lease's ttl is shorter than
     /// `ttl`, a move of the key onto a new, longer lease. A lease is never
     /// shortened: another hold of the owner may count on it.
+    ///
+    /// `hold` is the hold being kept, for errors: they name its resource,
+    /// never the holder key, whose name contains the owner id (a secret:
+    /// whoever knows it can extend and release the owner's locks).
     async fn keep(
         &self,
+        hold: &Hold,
         holder: &str,
         kv: &Seen,
         ttl: Duration,
@@ -549,7 +554,7 @@ impl Etcd {
         let valid_until = valid_until(started, ttl, options.get_drift_factor());
         if Instant::now() >= valid_until {
             return Err(Error::ValidityExhausted {
-                key: holder.to_owned(),
+                key: hold.key().to_owned(),
                 elapsed: started.elapsed(),
                 ttl,
             });
@@ -739,7 +744,7 @@ impl Backend for Etcd {
                 return Err(not_held());
             }
             match self
-                .keep(&holder, &Seen::of(&kv), ttl, options, started)
+                .keep(hold, &holder, &Seen::of(&kv), ttl, options, started)
                 .await?
             {
                 Renewal::Kept(valid_until) => return Ok(valid_until),
