@@ -342,3 +342,41 @@ async fn list_cursors_show_no_owner() {
     })
     .await;
 }
+
+/// A client the servers refuse (a final denial): wrong credentials on
+/// Redis, a user without permissions on etcd.
+#[tokio::test]
+async fn refusals_show_no_owner() {
+    let mut builder = RedisServer::builder();
+    for arg in ["--user", "alice", "on", ">s3cret", "~*", "&*", "+@all"] {
+        builder = builder.arg(arg);
+    }
+    let server = builder
+        .start()
+        .expect("start redis-server (run scripts/setup)");
+    let cluster = common::start_etcd(1);
+    let owner = Owner::random();
+    let mut secrets = Secrets::default();
+    secrets.hide(owner.to_string());
+    bounded(LIMIT, async {
+        let url = format!("redis://alice:wrong@{}", server.addr());
+        let redis = Locker::new(Redlock::from_urls([url]).unwrap(), options())
+            .unwrap()
+            .with_owner(owner.clone());
+        let refused = redis.try_lock("refused").await;
+        assert_eq!(secrets.failure("a wrong password", refused), "Denied");
+
+        common::enable_etcd_auth(&cluster).await;
+        let etcd =
+            common::etcd_locker_as(&cluster, Some(common::ETCD_NO_PERMISSIONS_USER), options())
+                .await
+                .unwrap()
+                .with_owner(owner);
+        let refused = etcd.try_lock("refused").await;
+        assert_eq!(
+            secrets.failure("a user without permissions", refused),
+            "Denied"
+        );
+    })
+    .await;
+}

@@ -57,7 +57,9 @@ const CAS_ROUNDS: usize = 8;
 ///
 /// Authentication and TLS are set with [`etcd_client::ConnectOptions`]
 /// (`with_user`, and `with_tls` with the feature `etcd-tls`). Every request
-/// is bounded by the options' `node_timeout`.
+/// is bounded by the options' `node_timeout`. A refused user, password or
+/// permission is a final [`Error::QuorumUnavailable`] with a
+/// [`NodeFault::Denied`] failure ([`Error::is_denied`]), as on Redis.
 ///
 /// Waiters queue fairly across processes: the lock goes to the waiter that
 /// queued first, even while it is momentarily free, so `try_lock` is
@@ -100,9 +102,16 @@ impl Etcd {
             return Err(Error::InvalidOptions("no etcd endpoints given".into()));
         }
         let names: Vec<&str> = endpoints.iter().map(AsRef::as_ref).collect();
+        let name = format!("etcd[{}]", names.join(","));
         // A member cut off from the leader fails requests at once instead
-        // of leaving watches silent and keep-alives unanswered.
-        let options = options.unwrap_or_default().with_require_leader(true);
+        // of leaving watches silent and keep-alives unanswered. With
+        // credentials, an expired token (etcd's simple tokens last 5
+        // minutes) is renewed and the request sent again, instead of the
+        // refusal reading as denied credentials, which it is not.
+        let options = options
+            .unwrap_or_default()
+            .with_require_leader(true)
+            .with_auto_token_refresh(true);
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| match e {
@@ -111,12 +120,17 @@ impl Etcd {
                 | etcd_client::Error::EndpointError(_) => {
                     Error::InvalidOptions(format!("bad etcd endpoint in {names:?}: {e}"))
                 }
+                // With credentials, connecting signs in: a refused sign-in
+                // is a denial, like any refused request.
+                etcd_client::Error::GRpcStatus(status) if denies_client(&status) => {
+                    unavailable(&name, NodeFault::Denied(describe(&status)))
+                }
                 e => Error::Backend {
                     message: format!("cannot connect to etcd at {names:?}"),
                     source: Some(Box::new(e)),
                 },
             })?;
-        Ok(Self::named(client, format!("etcd[{}]", names.join(","))))
+        Ok(Self::named(client, name))
     }
 
     /// A backend on a client the caller already has (and configured).
@@ -138,24 +152,18 @@ impl Etcd {
         &self.client
     }
 
-    /// An outage: the request did not get an answer that decides.
+    /// An outage: the request did not get an answer that decides (final
+    /// when `fault` is a denial, see [`Error::is_denied`]).
     fn unavailable(&self, fault: NodeFault) -> Error {
-        Error::QuorumUnavailable {
-            confirmed: 0,
-            refused: 0,
-            needed: 1,
-            failures: vec![NodeFailure {
-                node: self.name.to_string(),
-                fault,
-            }],
-        }
+        unavailable(&self.name, fault)
     }
 
     /// Runs one request, bounded by `timeout`. A failure that may pass (no
     /// leader, a member down, a timeout) is an outage, which waiters retry:
     /// the request may or may not have been applied. One that will not pass
-    /// by waiting (denied, a request etcd cannot take, a full database) is
-    /// final.
+    /// by waiting is final: a refusal of this client (credentials,
+    /// permissions) as a denial, as on Redis; a request etcd cannot take or
+    /// a full database as [`Error::Backend`].
     async fn call<T>(
         &self,
         timeout: Duration,
@@ -172,7 +180,13 @@ impl Etcd {
     /// The error for a request etcd answered with `status`.
     fn refused(&self, status: &tonic::Status) -> Error {
         use tonic::Code;
-        let what = format!("{:?}: {}", status.code(), status.message());
+        let what = describe(status);
+        if denies_client(status) {
+            return self.unavailable(NodeFault::Denied(what));
+        }
+        if status.message().contains(AUTH_STORE_CHANGED) {
+            return self.unavailable(NodeFault::Server(what));
+        }
         match status.code() {
             Code::PermissionDenied
             | Code::Unauthenticated
@@ -212,7 +226,9 @@ impl Etcd {
                 {
                     tokio::time::sleep(Duration::from_millis(5).min(left)).await;
                 }
-                Err(Error::QuorumUnavailable { .. }) if tokio::time::Instant::now() >= deadline => {
+                Err(e @ Error::QuorumUnavailable { .. })
+                    if !e.is_denied() && tokio::time::Instant::now() >= deadline =>
+                {
                     return Err(self.unavailable(NodeFault::Timeout(timeout)));
                 }
                 other => return other,
@@ -572,6 +588,55 @@ impl Etcd {
     }
 }
 
+/// An outage of the cluster called `name`: a request without an answer
+/// that decides. Final when `fault` is a denial (see [`Error::is_denied`]).
+fn unavailable(name: &str, fault: NodeFault) -> Error {
+    Error::QuorumUnavailable {
+        confirmed: 0,
+        refused: 0,
+        needed: 1,
+        failures: vec![NodeFailure {
+            node: name.to_owned(),
+            fault,
+        }],
+    }
+}
+
+/// How a refusal reads in errors: etcd's code and message.
+fn describe(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+/// What etcd answers when the auth store changed under a request (a user
+/// or role was edited meanwhile): sent again it passes, so an outage.
+const AUTH_STORE_CHANGED: &str = "revision of auth store is old";
+
+/// Whether etcd refused this client itself, for a reason waiting does not
+/// change: a user without the permission (`PermissionDenied`), a token
+/// etcd does not accept (`Unauthenticated`, left after the client's own
+/// renewal of an expired one), a wrong user name or password, no user
+/// where authentication is on, or a user where it is off (etcd's
+/// `InvalidArgument` and `FailedPrecondition` with these messages). The
+/// same as Redis's `WRONGPASS`, `NOAUTH` and `NOPERM`, and reported the
+/// same way: [`NodeFault::Denied`].
+fn denies_client(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    const REFUSALS: [&str; 5] = [
+        "authentication failed",
+        "user name is empty",
+        "user name not found",
+        "authentication is not enabled",
+        "permission denied",
+    ];
+    match status.code() {
+        Code::PermissionDenied | Code::Unauthenticated => true,
+        Code::InvalidArgument | Code::FailedPrecondition => {
+            REFUSALS.iter().any(|m| status.message().contains(m))
+        }
+        _ => false,
+    }
+}
+
 /// Whether a failure shows the request never left this client (no
 /// connection to the member it was sent to), so it cannot have been applied.
 fn never_sent(fault: &NodeFault) -> bool {
@@ -900,9 +965,34 @@ mod tests {
     async fn final_refusals_are_not_retried_and_outages_are() {
         // No request is made: the client dials on first use.
         let etcd = Etcd::connect(["http://127.0.0.1:9"], None).await.unwrap();
+        for (code, message) in [
+            (
+                tonic::Code::PermissionDenied,
+                "etcdserver: permission denied",
+            ),
+            (
+                tonic::Code::Unauthenticated,
+                "etcdserver: invalid auth token",
+            ),
+            (
+                tonic::Code::InvalidArgument,
+                "etcdserver: authentication failed, invalid user ID or password",
+            ),
+            (
+                tonic::Code::InvalidArgument,
+                "etcdserver: user name is empty",
+            ),
+            (
+                tonic::Code::FailedPrecondition,
+                "etcdserver: authentication is not enabled",
+            ),
+        ] {
+            let e = etcd.refused(&tonic::Status::new(code, message));
+            assert!(e.is_denied() && !e.is_retryable(), "{code:?}: {e:?}");
+            assert!(e.to_string().contains("127.0.0.1:9"), "{e}");
+            assert!(e.to_string().contains(message), "{e}");
+        }
         for code in [
-            tonic::Code::PermissionDenied,
-            tonic::Code::Unauthenticated,
             tonic::Code::InvalidArgument,
             tonic::Code::ResourceExhausted,
             tonic::Code::FailedPrecondition,
@@ -912,6 +1002,11 @@ mod tests {
             assert!(!e.is_retryable(), "{code:?}");
             assert!(e.to_string().contains("127.0.0.1:9"), "{e}");
         }
+        let changed = tonic::Status::new(
+            tonic::Code::InvalidArgument,
+            "etcdserver: revision of auth store is old",
+        );
+        assert!(etcd.refused(&changed).is_retryable());
         for code in [
             tonic::Code::Unavailable,
             tonic::Code::DeadlineExceeded,
