@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use crate::error::{NodeFailure, NodeFault};
 use crate::fencing::FencingToken;
+use crate::owner::Redacted;
 
-/// A lock as one node stores it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A lock as one node stores it. `Debug` shows only the first digits of
+/// the owner id, a secret (see [`Owner`](crate::Owner)).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LockRecord {
     /// The owner id (instance id and task, or an explicit [`Owner`](crate::Owner)).
@@ -22,6 +24,17 @@ pub struct LockRecord {
     pub ttl: Option<Duration>,
 }
 
+impl fmt::Debug for LockRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockRecord")
+            .field("owner", &Redacted(&self.owner))
+            .field("token", &self.token)
+            .field("holds", &self.holds)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
 /// One node's answer about a lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -32,14 +45,24 @@ pub struct NodeView {
     pub lock: Result<Option<LockRecord>, NodeFault>,
 }
 
-/// Who holds a lock according to a quorum.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who holds a lock according to a quorum. `Debug` shows only the first
+/// digits of the owner id, a secret (see [`Owner`](crate::Owner)).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Holder {
     /// The owner id.
     pub owner: String,
     /// The fencing token.
     pub token: FencingToken,
+}
+
+impl fmt::Debug for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Holder")
+            .field("owner", &Redacted(&self.owner))
+            .field("token", &self.token)
+            .finish()
+    }
 }
 
 /// A lock across all nodes, from [`Locker::inspect`](crate::Locker::inspect).

@@ -11,11 +11,16 @@ use crate::error::Result;
 use crate::fencing::FencingToken;
 use crate::notify::ReleaseWatch;
 use crate::options::LockOptions;
+use crate::owner::Redacted;
 
 /// One hold on a lock: which resource, which owner, and the id of this
 /// particular acquisition. Nested acquisitions by one owner are separate
 /// holds with separate ids; the lock is free when its last hold is gone.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// Owner and hold ids are secrets (whoever knows them can extend and
+/// release the lock): `Debug` shows only their first digits, and a
+/// backend's errors name the resource ([`key`](Hold::key)), never them.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Hold {
     key: String,
     owner: String,
@@ -23,13 +28,34 @@ pub struct Hold {
     parent: Option<Parent>,
 }
 
-/// The hold a nested hold sits inside, and its token.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold")
+            .field("key", &self.key)
+            .field("owner", &Redacted(&self.owner))
+            .field("id", &Redacted(&self.id))
+            .field("parent", &self.parent)
+            .finish()
+    }
+}
+
+/// The hold a nested hold sits inside, and its token. `Debug` shows only
+/// the first digits of the id.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Parent {
     /// The parent hold's id.
     pub id: String,
     /// The parent hold's fencing token, which the nested hold shares.
     pub token: FencingToken,
+}
+
+impl std::fmt::Debug for Parent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parent")
+            .field("id", &Redacted(&self.id))
+            .field("token", &self.token)
+            .finish()
+    }
 }
 
 impl Hold {
@@ -198,4 +224,30 @@ pub trait Backend: Send + Sync + 'static {
     fn queues_waiters(&self) -> bool {
         false
     }
+
+    /// Waits until the work this backend left running in the background
+    /// has finished: requests still out after a call returned (Redlock
+    /// decides at a quorum and sees the slowest nodes through in the
+    /// background), undos of failed or cancelled calls, lease revokes and
+    /// the ending of waiters' places in a queue (etcd). A process that is
+    /// about to exit awaits it (through
+    /// [`Locker::settled`](crate::Locker::settled), which also waits for
+    /// the Locker's own work, such as dropped guards' releases); otherwise
+    /// the runtime's shutdown drops that work unsent, and what it would
+    /// have removed stays on the servers until its ttl, refusing others
+    /// meanwhile. Tests await it before looking at the servers.
+    ///
+    /// It waits for the work started before it is called and for work
+    /// that work starts; work started meanwhile by other calls may make it
+    /// wait longer, never for ever while no new calls come.
+    ///
+    /// Bounded: every piece of such work is bounded by the options it was
+    /// started with (for both backends, about one `node_timeout` per round
+    /// trip), so this returns within a few node timeouts of the last call.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits. Dropping it stops no work, and calling
+    /// it again waits for what is still running.
+    fn settled(&self) -> impl Future<Output = ()> + Send;
 }

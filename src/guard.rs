@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Hold};
+use crate::background::Background;
 use crate::error::{Error, Result};
 use crate::fencing::FencingToken;
 use crate::handoff::Handoff;
@@ -21,6 +22,9 @@ pub(crate) struct Shared<B: Backend> {
     pub(crate) live: Arc<LiveHolds>,
     pub(crate) telemetry: Arc<Telemetry>,
     pub(crate) lines: Arc<WaitLines>,
+    /// Dropped guards' releases and stopped watchdogs still running, for
+    /// [`Locker::settled`](crate::Locker::settled).
+    pub(crate) background: Background,
 }
 
 impl<B: Backend> Clone for Shared<B> {
@@ -31,6 +35,7 @@ impl<B: Backend> Clone for Shared<B> {
             live: Arc::clone(&self.live),
             telemetry: Arc::clone(&self.telemetry),
             lines: Arc::clone(&self.lines),
+            background: self.background.clone(),
         }
     }
 }
@@ -107,11 +112,13 @@ impl<B: Backend> Drop for ReleaseOnDrop<B> {
             .live
             .remove(self.shared.options.get_key_prefix(), &hold);
         let held_for = self.held_since.map(|since| since.elapsed());
-        // Never block in drop: hand the release to the runtime. Without a
-        // runtime (dropped after shutdown) the lock simply expires by its ttl.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        // Never block in drop: hand the release to the runtime, counted
+        // until it is done so that `Locker::settled` can wait for it.
+        // Without a runtime (dropped after shutdown) the lock simply expires
+        // by its ttl.
+        if tokio::runtime::Handle::try_current().is_ok() {
             let shared = self.shared.clone();
-            runtime.spawn(async move {
+            self.shared.background.spawn(async move {
                 // No caller is left to tell; an error here means the hold is
                 // gone already or will expire. It is still counted.
                 let result = shared.backend.release(&hold, &shared.options).await;

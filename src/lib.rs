@@ -4,6 +4,7 @@
 
 mod admin;
 mod backend;
+mod background;
 mod error;
 mod fencing;
 mod guard;

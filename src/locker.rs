@@ -76,6 +76,7 @@ impl<B: Backend> Locker<B> {
                 options: Arc::new(options),
                 live: Arc::default(),
                 lines: Arc::default(),
+                background: Default::default(),
             },
             instance: new_instance_id(),
             owner: None,
@@ -125,6 +126,32 @@ impl<B: Backend> Locker<B> {
     /// with or without a metrics recorder.
     pub fn statistics(&self) -> Statistics {
         self.shared.telemetry.snapshot()
+    }
+
+    /// Waits until the background work of this Locker (and its clones and
+    /// derived Lockers) and of its backend has finished: the releases of
+    /// guards that were dropped instead of released, the undo of cancelled
+    /// calls, watchdogs stopping, and what the backend left running (see
+    /// [`Backend::settled`]). A process awaits it before it exits, after
+    /// its last call: the runtime's shutdown would drop that work unsent,
+    /// and a dropped guard's lock (or, on etcd, a waiter's place in the
+    /// queue) would stay on the servers until its ttl, refusing others
+    /// meanwhile.
+    ///
+    /// Guards still held are not waited for: only what they left behind
+    /// once dropped. Bounded: each piece of that work is bounded by about a
+    /// node timeout per round trip, so this returns within a few node
+    /// timeouts of the last call (or drop) made before it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits, and dropping it stops no work.
+    pub async fn settled(&self) {
+        // The Locker's own work (a dropped guard's release) may start
+        // backend work (etcd revokes the lease), never the other way round:
+        // this order sees both through.
+        self.shared.background.idle().await;
+        self.shared.backend.settled().await;
     }
 
     /// One attempt: the lock now, or [`Error::NotObtained`] when another

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout_at};
 
 use crate::backend::{Backend, Hold};
@@ -12,18 +11,14 @@ use crate::error::Error;
 use crate::guard::Shared;
 use crate::lease::Lease;
 
-/// The running watchdog of one guard. Dropping it stops the task at once;
-/// a renewal already on the wire cannot bring a released hold back, because
-/// the extend script only lengthens holds that are still present.
+/// The running watchdog of one guard. Dropping it stops the task at once
+/// (until its future is dropped, `Locker::settled` waits for it: a renewal
+/// cut off may leave an undo to the backend); a renewal already on the wire
+/// cannot bring a released hold back, because the extend script only
+/// lengthens holds that are still present.
 #[derive(Debug)]
 pub(crate) struct WatchdogHandle {
-    task: JoinHandle<()>,
-}
-
-impl Drop for WatchdogHandle {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: crate::background::Owned,
 }
 
 /// What one watchdog needs to renew one hold.
@@ -38,8 +33,9 @@ pub(crate) struct Renewal<B: Backend> {
 
 impl<B: Backend> Renewal<B> {
     pub(crate) fn spawn(self) -> WatchdogHandle {
+        let background = self.shared.background.clone();
         WatchdogHandle {
-            task: tokio::spawn(self.run()),
+            _task: background.spawn_owned(self.run()),
         }
     }
 

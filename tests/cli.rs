@@ -491,6 +491,15 @@ async fn dev_cluster_serves_locks_and_stops_its_nodes() {
     .await;
 }
 
+/// `fencelock` with the members of `cluster` in its environment.
+#[cfg(feature = "etcd")]
+fn fencelock_on_etcd(cluster: &fencelock::testing::EtcdCluster) -> Command {
+    let mut cmd = bare();
+    cmd.env("FENCELOCK_ETCD", cluster.endpoints().join(","))
+        .env("FENCELOCK_NODE_TIMEOUT", "500ms");
+    cmd
+}
+
 /// The same commands on etcd (`--etcd`): a held key is refused, a free one
 /// runs the command with its token, inspect and list see the lock, and a
 /// forced release frees it.
@@ -498,13 +507,7 @@ async fn dev_cluster_serves_locks_and_stops_its_nodes() {
 #[tokio::test]
 async fn the_commands_work_on_etcd_too() {
     let cluster = common::start_etcd(1);
-    let endpoints = cluster.endpoints().join(",");
-    let on_etcd = || {
-        let mut cmd = bare();
-        cmd.env("FENCELOCK_ETCD", &endpoints)
-            .env("FENCELOCK_NODE_TIMEOUT", "500ms");
-        cmd
-    };
+    let on_etcd = || fencelock_on_etcd(&cluster);
     let locker = common::etcd_locker(&cluster, LockOptions::default());
     bounded(LIMIT, async {
         let output = run(on_etcd().args([
@@ -546,6 +549,80 @@ async fn the_commands_work_on_etcd_too() {
         let output =
             run(on_etcd().args(["--json", "list", "--nodes", "redis://127.0.0.1:1"])).await;
         assert_eq!(code(&output), USAGE, "{}", stderr(&output));
+    })
+    .await;
+}
+
+/// An `exec --wait` that gives up on etcd takes its place in the lock's
+/// queue away before the process exits. A ticket left behind would hold
+/// the queue for its lease (up to 5 s): meanwhile the lock, though free,
+/// would go to nobody, and an `exec --no-wait` run by cron would be
+/// refused (fairness makes a try refused while anyone queues).
+#[cfg(feature = "etcd")]
+#[tokio::test]
+async fn a_wait_that_gives_up_on_etcd_leaves_no_ticket_behind() {
+    let cluster = common::start_etcd(1);
+    let locker = common::etcd_locker(&cluster, LockOptions::default());
+    bounded(LIMIT, async {
+        let guard = locker.try_lock("queued").await.unwrap();
+        let output = run(fencelock_on_etcd(&cluster)
+            .args(["exec", "--key", "queued", "--wait", "1s", "--", "true"]))
+        .await;
+        assert_eq!(code(&output), NOT_OBTAINED, "{}", stderr(&output));
+        // Looked at once the process is gone: no waiting, no polling.
+        let info = locker.inspect("queued").await.unwrap();
+        assert_eq!(info.queued, Some(0), "a ticket outlived its process");
+        guard.release().await.unwrap();
+        let output = run(fencelock_on_etcd(&cluster).args([
+            "exec",
+            "--key",
+            "queued",
+            "--no-wait",
+            "--",
+            "true",
+        ]))
+        .await;
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+    })
+    .await;
+}
+
+/// The same when the wait ends by a signal: fencelock exits at once
+/// (128 + 15 for SIGTERM), and its place in the queue is gone by then.
+#[cfg(feature = "etcd")]
+#[tokio::test]
+async fn a_wait_ended_by_a_signal_on_etcd_leaves_no_ticket_behind() {
+    let cluster = common::start_etcd(1);
+    let locker = common::etcd_locker(&cluster, LockOptions::default());
+    bounded(LIMIT, async {
+        let guard = locker.try_lock("signalled").await.unwrap();
+        let child = fencelock_on_etcd(&cluster)
+            .args(["exec", "--key", "signalled", "--wait", "60s", "--", "true"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Another process's state: nothing signals it, so it is polled.
+        wait_until(Duration::from_secs(10), async || {
+            locker.inspect("signalled").await.unwrap().queued == Some(1)
+        })
+        .await;
+        kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+        let output = child.wait_with_output().await.unwrap();
+        assert_eq!(code(&output), 128 + 15, "{}", stderr(&output));
+        let info = locker.inspect("signalled").await.unwrap();
+        assert_eq!(info.queued, Some(0), "a ticket outlived its process");
+        guard.release().await.unwrap();
+        let output = run(fencelock_on_etcd(&cluster).args([
+            "exec",
+            "--key",
+            "signalled",
+            "--no-wait",
+            "--",
+            "true",
+        ]))
+        .await;
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
     })
     .await;
 }

@@ -13,106 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::harness::{EtcdMembers, Harness, Redis};
 use common::{bounded, wait_until};
-use fencelock::etcd_client::GetOptions;
-use fencelock::testing::{EtcdCluster, RedisNodes};
-use fencelock::{
-    Backend, Error, Etcd, Handoff, LockOptions, Locker, Owner, Redlock, RetryPolicy, Watchdog,
-};
+use fencelock::{Backend, Error, Handoff, LockOptions, Locker, Owner, RetryPolicy, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// What the suite needs from a configuration: real servers, a Locker on
-/// them, and a way to make the servers go away.
-trait Harness: Sized + Send + 'static {
-    type B: Backend;
-    /// Cases this configuration cannot honour, each with the reason.
-    const UNSUPPORTED: &'static [(&'static str, &'static str)] = &[];
-    fn start() -> Self;
-    fn locker(&self, options: LockOptions) -> Locker<Self::B>;
-    /// Waits until work the backend left running in the background is done,
-    /// so the servers show the whole truth.
-    async fn settle(locker: &Locker<Self::B>);
-    /// Takes every server away (stopped, not killed: no data is lost).
-    fn pause_all(&mut self);
-    fn resume_all(&mut self);
-}
-
-/// Redis: one node (N = 1) or a Redlock quorum of N nodes.
-struct Redis<const N: usize>(RedisNodes);
-
-impl<const N: usize> Harness for Redis<N> {
-    type B = Redlock;
-
-    fn start() -> Self {
-        Self(common::start(N))
-    }
-
-    fn locker(&self, options: LockOptions) -> Locker<Redlock> {
-        common::locker(&self.0, options)
-    }
-
-    async fn settle(locker: &Locker<Redlock>) {
-        locker.backend().settled().await;
-    }
-
-    fn pause_all(&mut self) {
-        for node in self.0.iter_mut() {
-            node.pause();
-        }
-    }
-
-    fn resume_all(&mut self) {
-        for node in self.0.iter_mut() {
-            node.resume();
-        }
-    }
-}
-
-/// etcd: one member (N = 1) or a cluster of N members, each Locker with a
-/// client of its own (as separate processes would have).
-struct EtcdMembers<const N: usize>(EtcdCluster);
-
-impl<const N: usize> Harness for EtcdMembers<N> {
-    type B = Etcd;
-
-    fn start() -> Self {
-        Self(common::start_etcd(N))
-    }
-
-    fn locker(&self, options: LockOptions) -> Locker<Etcd> {
-        common::etcd_locker(&self.0, options)
-    }
-
-    async fn settle(locker: &Locker<Etcd>) {
-        // Every etcd request answers before it returns, but undos of
-        // cancelled acquires and the tickets of waiters that stopped go by
-        // revokes in the background: wait until no ticket is left.
-        let mut client = locker.backend().client().clone();
-        let prefix = locker.options().get_key_prefix().to_owned();
-        wait_until(Duration::from_secs(10), async || {
-            let keys = GetOptions::new().with_prefix().with_keys_only();
-            let reply = client.get(prefix.as_str(), Some(keys)).await.unwrap();
-            !reply
-                .kvs()
-                .iter()
-                .any(|kv| kv.key_str().is_ok_and(|k| k.contains("/t/")))
-        })
-        .await;
-    }
-
-    fn pause_all(&mut self) {
-        for member in self.0.iter_mut() {
-            member.pause();
-        }
-    }
-
-    fn resume_all(&mut self) {
-        for member in self.0.iter_mut() {
-            member.resume();
-        }
-    }
-}
 
 /// Options for the suite: quick retries, a short node timeout.
 fn options() -> LockOptions {
@@ -167,7 +72,7 @@ async fn mutual_exclusion<H: Harness>() {
             task.await.unwrap();
         }
         assert_eq!(entries.load(Ordering::SeqCst), 80);
-        H::settle(&locker).await;
+        locker.settled().await;
         nothing_locked(&locker).await;
     })
     .await;
@@ -268,7 +173,7 @@ async fn release_after_expiry_is_not_held<H: Harness>() {
     bounded(LIMIT, async {
         let guard = locker.lock("fleeting").await.unwrap();
         guard.lost().await;
-        H::settle(&locker).await;
+        locker.settled().await;
         wait_until(Duration::from_secs(5), async || {
             matches!(other.is_locked("fleeting").await, Ok(false))
         })
@@ -351,7 +256,7 @@ async fn loss_is_signalled_when_the_servers_go_away<H: Harness>() {
         .node_timeout(Duration::from_millis(100));
     let locker = servers.locker(short);
     let guard = bounded(LIMIT, locker.lock("doomed")).await.unwrap();
-    bounded(LIMIT, H::settle(&locker)).await;
+    bounded(LIMIT, locker.settled()).await;
     let validity = guard.expires_at();
     servers.pause_all();
     // lost() completes before the lock could have run out on the servers.
@@ -403,7 +308,7 @@ async fn cancelled_acquires_leave_nothing_behind<H: Harness>() {
             let cut = Duration::from_micros(i * 20);
             let _ = tokio::time::timeout(cut, locker.lock("cut")).await;
         }
-        H::settle(&locker).await;
+        locker.settled().await;
         nothing_locked(&locker).await;
         common::lock_once(&locker, "cut").await;
     })
@@ -427,7 +332,7 @@ async fn inspect_list_and_force_release<H: Harness>() {
         let other = holder.lock("jobs/c").await.unwrap();
         let unrelated = holder.lock("jobsx").await.unwrap();
         // Every node's answer is in (Redlock returns at a quorum).
-        H::settle(&holder).await;
+        holder.settled().await;
         let info = locker.inspect(odd).await.unwrap();
         let agreed = info.agreed.clone().expect("a holder all agree on");
         assert_eq!(agreed.token, guard.token());
@@ -450,11 +355,11 @@ async fn inspect_list_and_force_release<H: Harness>() {
         assert!(next.token() > agreed.token, "tokens go on increasing");
         // Nothing forced on a free lock.
         next.release().await.unwrap();
-        H::settle(&locker).await;
+        locker.settled().await;
         assert_eq!(locker.force_release(odd).await.unwrap().removed, 0);
         other.release().await.unwrap();
         unrelated.release().await.unwrap();
-        H::settle(&locker).await;
+        locker.settled().await;
         nothing_locked(&locker).await;
     })
     .await;

@@ -7,9 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{bounded, etcd_locker, start_etcd, wait_until};
+use common::{
+    ETCD_LOCK_USER, ETCD_NO_PERMISSIONS_USER, bounded, enable_etcd_auth, etcd_locker,
+    etcd_locker_as, start_etcd, wait_until,
+};
 use fencelock::etcd_client::{Client, GetOptions, PutOptions};
-use fencelock::{Error, LockOptions, Owner, RetryPolicy};
+use fencelock::{Error, LockOptions, NodeFault, Owner, RetryPolicy};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -368,4 +371,129 @@ fn a_dead_clients_lock_frees_when_its_lease_runs_out() {
         );
         guard.release().await.unwrap();
     }));
+}
+
+/// What a call leaves to the background on etcd (a dropped guard's release
+/// and the revoke of its lease; a waiter's ticket, revoked when the waiter
+/// gives up) is done when `Locker::settled` returns: looked at right
+/// after, with no polling, nothing of it is left.
+#[tokio::test]
+async fn settled_waits_for_dropped_guards_and_abandoned_tickets() {
+    let cluster = start_etcd(1);
+    let locker = etcd_locker(&cluster, options());
+    let other = etcd_locker(&cluster, options());
+    let mut client = Client::connect(cluster.endpoints(), None).await.unwrap();
+    bounded(LIMIT, async {
+        let guard = locker.lock("dropped").await.unwrap();
+        let holders = GetOptions::new().with_prefix();
+        let reply = client
+            .get("fencelock:dropped/h/", Some(holders.clone()))
+            .await
+            .unwrap();
+        let lease = reply.kvs()[0].lease();
+
+        // A waiter that gives up: its ticket's lease is revoked when its
+        // place in the queue is dropped, in the background.
+        let waited = other
+            .lock_timeout("dropped", Duration::from_millis(300))
+            .await;
+        assert!(matches!(waited, Err(Error::Timeout { .. })), "{waited:?}");
+        other.settled().await;
+        assert_eq!(queued(&mut client, "dropped").await, 0);
+
+        drop(guard);
+        locker.settled().await;
+        let reply = client
+            .get("fencelock:dropped/h/", Some(holders))
+            .await
+            .unwrap();
+        assert!(reply.kvs().is_empty(), "{:?}", reply.kvs());
+        // etcd answers -1 for a lease it no longer has.
+        let left = client.lease_time_to_live(lease, None).await.unwrap();
+        assert_eq!(left.ttl(), -1, "the holder's lease is still there");
+    })
+    .await;
+}
+
+/// How soon a final refusal must come back: a few round trips on
+/// loopback, with room for a busy machine.
+const PROMPT: Duration = Duration::from_secs(5);
+
+/// A refusal that waiting does not change, reported as on Redis: a
+/// `QuorumUnavailable` whose one failure is a `NodeFault::Denied` naming
+/// the cluster's members, final (`is_denied`, not retryable).
+fn assert_denied(error: &Error, cluster: &fencelock::testing::EtcdCluster) {
+    let Error::QuorumUnavailable { failures, .. } = error else {
+        panic!("expected QuorumUnavailable, got {error:?}");
+    };
+    assert_eq!(failures.len(), 1, "{error}");
+    assert!(matches!(failures[0].fault, NodeFault::Denied(_)), "{error}");
+    for endpoint in cluster.endpoints() {
+        assert!(failures[0].node.contains(&endpoint), "{error}");
+    }
+    assert!(error.is_denied() && !error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("not retried"), "{error}");
+}
+
+/// With authentication on, a wrong password, an unknown user, no
+/// credentials and a user without permissions are refusals that waiting
+/// does not cure: each is a final denial, and `lock` (even
+/// `lock_timeout` with a long wait) returns it at once instead of
+/// retrying. The right user locks and waits as usual.
+#[tokio::test]
+async fn refused_credentials_and_permissions_are_final_denials() {
+    let cluster = start_etcd(1);
+    enable_etcd_auth(&cluster).await;
+    bounded(LIMIT, async {
+        let locker = etcd_locker_as(&cluster, Some(ETCD_LOCK_USER), options())
+            .await
+            .unwrap();
+        let other = etcd_locker_as(&cluster, Some(ETCD_LOCK_USER), options())
+            .await
+            .unwrap();
+        let guard = locker.lock("guarded").await.unwrap();
+        let waited = other
+            .lock_timeout("guarded", Duration::from_millis(300))
+            .await;
+        assert!(matches!(waited, Err(Error::Timeout { .. })), "{waited:?}");
+        guard.release().await.unwrap();
+        other
+            .try_lock("guarded")
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+
+        for user in [(ETCD_LOCK_USER.0, "wrong"), ("ghost", "pw")] {
+            let asked = Instant::now();
+            let refused = etcd_locker_as(&cluster, Some(user), options()).await;
+            assert_denied(&refused.unwrap_err(), &cluster);
+            assert!(asked.elapsed() < PROMPT, "{user:?}: {:?}", asked.elapsed());
+        }
+
+        for user in [None, Some(ETCD_NO_PERMISSIONS_USER)] {
+            let locker = etcd_locker_as(&cluster, user, options()).await.unwrap();
+            let asked = Instant::now();
+            assert_denied(&locker.lock("guarded").await.unwrap_err(), &cluster);
+            let waited = locker
+                .lock_timeout("guarded", Duration::from_secs(30))
+                .await;
+            assert_denied(&waited.unwrap_err(), &cluster);
+            assert!(asked.elapsed() < PROMPT, "{user:?}: {:?}", asked.elapsed());
+        }
+    })
+    .await;
+}
+
+/// Credentials given to a cluster without authentication are refused by
+/// etcd ("authentication is not enabled"): a denial too, not an outage.
+#[tokio::test]
+async fn credentials_for_a_cluster_without_auth_are_a_denial() {
+    let cluster = start_etcd(1);
+    bounded(LIMIT, async {
+        let refused = etcd_locker_as(&cluster, Some(ETCD_LOCK_USER), options()).await;
+        assert_denied(&refused.unwrap_err(), &cluster);
+    })
+    .await;
 }

@@ -131,10 +131,7 @@ impl Etcd {
         resources.sort();
         resources.dedup();
         let next = match reply.kvs().last() {
-            Some(last) if reply.more() => {
-                let last = String::from_utf8_lossy(last.key()).into_owned();
-                Some(ListCursor(format!("{last}\0")))
-            }
+            Some(last) if reply.more() => Some(cursor_after(key_prefix, last.key())),
             _ => None,
         };
         Ok(ListPage {
@@ -163,7 +160,7 @@ impl Etcd {
             Ok(reply) => {
                 // The holders' leases have nothing else on them.
                 for gone in reply.prev_kvs() {
-                    drop(RevokeOnDrop::new(&self.client, gone.lease(), timeout));
+                    drop(RevokeOnDrop::new(self, gone.lease(), timeout));
                 }
                 Ok(ForceReleased {
                     removed: usize::from(reply.deleted() > 0),
@@ -176,6 +173,27 @@ impl Etcd {
             }),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Where the next page starts after a page that ended at `last`: past every
+/// key of the resource `last` belongs to. Its keys that sort before `last`
+/// were on this page, and this one is listed already, so the rest of its
+/// range (more tickets, say) is not needed. Not `last` itself: a cursor is
+/// shown to callers (`Display`, `Debug`), and a holder key's name contains
+/// its owner's id, a secret. A key that is no resource's (no `/` after the
+/// prefix) is passed as it is.
+fn cursor_after(key_prefix: &str, last: &[u8]) -> ListCursor {
+    let last = String::from_utf8_lossy(last);
+    match last
+        .strip_prefix(key_prefix)
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((escaped, _)) => {
+            let base = format!("{key_prefix}{escaped}/");
+            ListCursor(String::from_utf8_lossy(&prefix_end(base.as_bytes())).into_owned())
+        }
+        None => ListCursor(format!("{last}\0")),
     }
 }
 
@@ -195,7 +213,18 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_end;
+    use super::{cursor_after, prefix_end};
+
+    #[test]
+    fn cursors_skip_the_rest_of_a_resource_and_name_no_owner() {
+        let owner = "0123456789abcdef0123456789abcdef";
+        let holder = format!("p/x:jobs%2Fa/h/{owner}");
+        let cursor = cursor_after("p/x:", holder.as_bytes()).to_string();
+        assert_eq!(cursor, "p/x:jobs%2Fa0");
+        assert!(cursor.as_str() > holder.as_str() && !cursor.contains(owner));
+        assert!(cursor.as_str() > "p/x:jobs%2Fa/t/ffff" && cursor.as_str() < "p/x:jobs%2Fa0b/h/o");
+        assert_eq!(cursor_after("p/x:", b"p/x:odd").to_string(), "p/x:odd\0");
+    }
 
     #[test]
     fn prefix_ends() {

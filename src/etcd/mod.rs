@@ -29,6 +29,7 @@ use etcd_client::{
 
 use crate::admin::{ForceReleased, ListCursor, ListPage, LockInfo};
 use crate::backend::{Backend, Grant, Hold, Parent};
+use crate::background::Background;
 use crate::error::{Error, NodeFailure, NodeFault, Result};
 use crate::fencing::FencingToken;
 use crate::notify::ReleaseWatch;
@@ -56,7 +57,9 @@ const CAS_ROUNDS: usize = 8;
 ///
 /// Authentication and TLS are set with [`etcd_client::ConnectOptions`]
 /// (`with_user`, and `with_tls` with the feature `etcd-tls`). Every request
-/// is bounded by the options' `node_timeout`.
+/// is bounded by the options' `node_timeout`. A refused user, password or
+/// permission is a final [`Error::QuorumUnavailable`] with a
+/// [`NodeFault::Denied`] failure ([`Error::is_denied`]), as on Redis.
 ///
 /// Waiters queue fairly across processes: the lock goes to the waiter that
 /// queued first, even while it is momentarily free, so `try_lock` is
@@ -72,6 +75,9 @@ pub struct Etcd {
     /// The queue tickets this client's waiters hold, so a waiter's
     /// attempt can claim its turn in one transaction.
     tickets: Arc<queue::Tickets>,
+    /// The lease revokes, undos and queue waiters it left running, for
+    /// [`settled`](Backend::settled).
+    background: Background,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -96,9 +102,16 @@ impl Etcd {
             return Err(Error::InvalidOptions("no etcd endpoints given".into()));
         }
         let names: Vec<&str> = endpoints.iter().map(AsRef::as_ref).collect();
+        let name = format!("etcd[{}]", names.join(","));
         // A member cut off from the leader fails requests at once instead
-        // of leaving watches silent and keep-alives unanswered.
-        let options = options.unwrap_or_default().with_require_leader(true);
+        // of leaving watches silent and keep-alives unanswered. With
+        // credentials, an expired token (etcd's simple tokens last 5
+        // minutes) is renewed and the request sent again, instead of the
+        // refusal reading as denied credentials, which it is not.
+        let options = options
+            .unwrap_or_default()
+            .with_require_leader(true)
+            .with_auto_token_refresh(true);
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| match e {
@@ -107,12 +120,17 @@ impl Etcd {
                 | etcd_client::Error::EndpointError(_) => {
                     Error::InvalidOptions(format!("bad etcd endpoint in {names:?}: {e}"))
                 }
+                // With credentials, connecting signs in: a refused sign-in
+                // is a denial, like any refused request.
+                etcd_client::Error::GRpcStatus(status) if denies_client(&status) => {
+                    unavailable(&name, NodeFault::Denied(describe(&status)))
+                }
                 e => Error::Backend {
                     message: format!("cannot connect to etcd at {names:?}"),
                     source: Some(Box::new(e)),
                 },
             })?;
-        Ok(Self::named(client, format!("etcd[{}]", names.join(","))))
+        Ok(Self::named(client, name))
     }
 
     /// A backend on a client the caller already has (and configured).
@@ -125,6 +143,7 @@ impl Etcd {
             client,
             name: name.into(),
             tickets: Arc::default(),
+            background: Background::default(),
         }
     }
 
@@ -133,24 +152,18 @@ impl Etcd {
         &self.client
     }
 
-    /// An outage: the request did not get an answer that decides.
+    /// An outage: the request did not get an answer that decides (final
+    /// when `fault` is a denial, see [`Error::is_denied`]).
     fn unavailable(&self, fault: NodeFault) -> Error {
-        Error::QuorumUnavailable {
-            confirmed: 0,
-            refused: 0,
-            needed: 1,
-            failures: vec![NodeFailure {
-                node: self.name.to_string(),
-                fault,
-            }],
-        }
+        unavailable(&self.name, fault)
     }
 
     /// Runs one request, bounded by `timeout`. A failure that may pass (no
     /// leader, a member down, a timeout) is an outage, which waiters retry:
     /// the request may or may not have been applied. One that will not pass
-    /// by waiting (denied, a request etcd cannot take, a full database) is
-    /// final.
+    /// by waiting is final: a refusal of this client (credentials,
+    /// permissions) as a denial, as on Redis; a request etcd cannot take or
+    /// a full database as [`Error::Backend`].
     async fn call<T>(
         &self,
         timeout: Duration,
@@ -167,7 +180,13 @@ impl Etcd {
     /// The error for a request etcd answered with `status`.
     fn refused(&self, status: &tonic::Status) -> Error {
         use tonic::Code;
-        let what = format!("{:?}: {}", status.code(), status.message());
+        let what = describe(status);
+        if denies_client(status) {
+            return self.unavailable(NodeFault::Denied(what));
+        }
+        if status.message().contains(AUTH_STORE_CHANGED) {
+            return self.unavailable(NodeFault::Server(what));
+        }
         match status.code() {
             Code::PermissionDenied
             | Code::Unauthenticated
@@ -207,7 +226,9 @@ impl Etcd {
                 {
                     tokio::time::sleep(Duration::from_millis(5).min(left)).await;
                 }
-                Err(Error::QuorumUnavailable { .. }) if tokio::time::Instant::now() >= deadline => {
+                Err(e @ Error::QuorumUnavailable { .. })
+                    if !e.is_denied() && tokio::time::Instant::now() >= deadline =>
+                {
                     return Err(self.unavailable(NodeFault::Timeout(timeout)));
                 }
                 other => return other,
@@ -258,7 +279,7 @@ impl Etcd {
         // Revoking the lease deletes whatever was attached to it: every way
         // out below that is not a grant (an error, a refusal, the caller
         // dropping this future) undoes the attempt this way.
-        let mut undo = RevokeOnDrop::new(&self.client, lease.id(), timeout);
+        let mut undo = RevokeOnDrop::new(self, lease.id(), timeout);
         let holder = keys.holder(hold.owner());
         let put = TxnOp::put(
             holder.as_str(),
@@ -352,6 +373,14 @@ impl Etcd {
 
     /// A nested hold: its id added to the holder key, which must still
     /// carry the parent hold (and the parent's token).
+    ///
+    /// The id goes in by a compare-and-swap on the key's mod revision. If
+    /// this future is dropped (or a request times out) with the swap on
+    /// its way, the undo (a release of the hold) may read the key before
+    /// etcd applies the swap; the release then writes the key even though
+    /// it finds no id, which makes the late swap's compare fail (see
+    /// `release`). So a swap lands before the undo's write or never, and
+    /// one that landed is found and removed by the undo.
     async fn acquire_nested(
         &self,
         keys: &LockKeys,
@@ -372,7 +401,9 @@ impl Etcd {
         let fail = |sent: bool, e: Error| {
             if sent {
                 let (this, hold, options) = (self.clone(), hold.clone(), options.clone());
-                tokio::spawn(async move { this.release(&hold, &options).await });
+                self.background.spawn(async move {
+                    let _ = this.release(&hold, &options).await;
+                });
             }
             Err(e)
         };
@@ -411,7 +442,7 @@ impl Etcd {
                     ..seen
                 };
             }
-            match self.keep(&holder, &seen, ttl, options, started).await {
+            match self.keep(hold, &holder, &seen, ttl, options, started).await {
                 Ok(Renewal::Kept(valid_until)) => {
                     return Ok(Grant {
                         token: parent.token,
@@ -455,8 +486,13 @@ impl Etcd {
     /// keep-alive of its lease, or, when the lease's ttl is shorter than
     /// `ttl`, a move of the key onto a new, longer lease. A lease is never
     /// shortened: another hold of the owner may count on it.
+    ///
+    /// `hold` is the hold being kept, for errors: they name its resource,
+    /// never the holder key, whose name contains the owner id (a secret:
+    /// whoever knows it can extend and release the owner's locks).
     async fn keep(
         &self,
+        hold: &Hold,
         holder: &str,
         kv: &Seen,
         ttl: Duration,
@@ -506,7 +542,13 @@ impl Etcd {
                     async move { leases.grant(secs, None).await }
                 })
                 .await?;
-            let mut undo = RevokeOnDrop::new(&self.client, lease.id(), timeout);
+            // No revoke of the new lease when this is cut off or fails
+            // without an answer: the move may still land after the revoke
+            // would, or have landed already, and the revoke would then
+            // delete a live holder key, freeing the lock under a guard
+            // that still counts on it. Unused, the new lease only runs out
+            // by its ttl; used, the key sits on it and renewals keep it
+            // (they follow the key's lease), while the old one runs out.
             let same = Compare::mod_revision(holder, CompareOp::Equal, kv.mod_revision);
             let put = TxnOp::put(
                 holder,
@@ -517,16 +559,18 @@ impl Etcd {
                 .txn(Txn::new().when([same]).and_then([put]), timeout)
                 .await?;
             if !reply.succeeded() {
+                // Answered no: the move can never land, so the new lease
+                // has nothing on it for good.
+                drop(RevokeOnDrop::new(self, lease.id(), timeout));
                 return Ok(Renewal::Changed);
             }
-            undo.disarm();
             // The old lease has no key left.
-            drop(RevokeOnDrop::new(&self.client, kv.lease, timeout));
+            drop(RevokeOnDrop::new(self, kv.lease, timeout));
         }
         let valid_until = valid_until(started, ttl, options.get_drift_factor());
         if Instant::now() >= valid_until {
             return Err(Error::ValidityExhausted {
-                key: holder.to_owned(),
+                key: hold.key().to_owned(),
                 elapsed: started.elapsed(),
                 ttl,
             });
@@ -541,6 +585,55 @@ impl Etcd {
             ),
             source: None,
         }
+    }
+}
+
+/// An outage of the cluster called `name`: a request without an answer
+/// that decides. Final when `fault` is a denial (see [`Error::is_denied`]).
+fn unavailable(name: &str, fault: NodeFault) -> Error {
+    Error::QuorumUnavailable {
+        confirmed: 0,
+        refused: 0,
+        needed: 1,
+        failures: vec![NodeFailure {
+            node: name.to_owned(),
+            fault,
+        }],
+    }
+}
+
+/// How a refusal reads in errors: etcd's code and message.
+fn describe(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+/// What etcd answers when the auth store changed under a request (a user
+/// or role was edited meanwhile): sent again it passes, so an outage.
+const AUTH_STORE_CHANGED: &str = "revision of auth store is old";
+
+/// Whether etcd refused this client itself, for a reason waiting does not
+/// change: a user without the permission (`PermissionDenied`), a token
+/// etcd does not accept (`Unauthenticated`, left after the client's own
+/// renewal of an expired one), a wrong user name or password, no user
+/// where authentication is on, or a user where it is off (etcd's
+/// `InvalidArgument` and `FailedPrecondition` with these messages). The
+/// same as Redis's `WRONGPASS`, `NOAUTH` and `NOPERM`, and reported the
+/// same way: [`NodeFault::Denied`].
+fn denies_client(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    const REFUSALS: [&str; 5] = [
+        "authentication failed",
+        "user name is empty",
+        "user name not found",
+        "authentication is not enabled",
+        "permission denied",
+    ];
+    match status.code() {
+        Code::PermissionDenied | Code::Unauthenticated => true,
+        Code::InvalidArgument | Code::FailedPrecondition => {
+            REFUSALS.iter().any(|m| status.message().contains(m))
+        }
+        _ => false,
     }
 }
 
@@ -633,40 +726,39 @@ fn first_kv(reply: &TxnResponse) -> Option<KeyValue> {
 
 /// Revokes a lease when dropped unless disarmed: the undo of a half-done
 /// acquire, also when its future is dropped. Never blocks: the revoke runs
-/// as a task, bounded by the node timeout. Without a runtime the lease ends
-/// by its ttl.
+/// as a task, bounded by the node timeout and counted for
+/// [`settled`](Backend::settled). Without a runtime the lease ends by its
+/// ttl.
 struct RevokeOnDrop {
-    client: Option<Client>,
+    armed: Option<(Client, Background)>,
     lease: i64,
     timeout: Duration,
 }
 
 impl RevokeOnDrop {
-    fn new(client: &Client, lease: i64, timeout: Duration) -> Self {
+    fn new(etcd: &Etcd, lease: i64, timeout: Duration) -> Self {
         Self {
-            client: Some(client.clone()),
+            armed: Some((etcd.client.clone(), etcd.background.clone())),
             lease,
             timeout,
         }
     }
 
     fn disarm(&mut self) {
-        self.client = None;
+        self.armed = None;
     }
 }
 
 impl Drop for RevokeOnDrop {
     fn drop(&mut self) {
-        let Some(client) = self.client.take() else {
+        let Some((client, background)) = self.armed.take() else {
             return;
         };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (lease, timeout) = (self.lease, self.timeout);
-            runtime.spawn(async move {
-                let mut leases = client.lease_client();
-                let _ = tokio::time::timeout(timeout, leases.revoke(lease)).await;
-            });
-        }
+        let (lease, timeout) = (self.lease, self.timeout);
+        background.spawn(async move {
+            let mut leases = client.lease_client();
+            let _ = tokio::time::timeout(timeout, leases.revoke(lease)).await;
+        });
     }
 }
 
@@ -717,7 +809,7 @@ impl Backend for Etcd {
                 return Err(not_held());
             }
             match self
-                .keep(&holder, &Seen::of(&kv), ttl, options, started)
+                .keep(hold, &holder, &Seen::of(&kv), ttl, options, started)
                 .await?
             {
                 Renewal::Kept(valid_until) => return Ok(valid_until),
@@ -756,7 +848,7 @@ impl Backend for Etcd {
                         // The lease has nothing else on it; ending it now
                         // saves the server a ttl of bookkeeping. If this
                         // fails it simply runs out.
-                        drop(RevokeOnDrop::new(&self.client, gone.lease(), timeout));
+                        drop(RevokeOnDrop::new(self, gone.lease(), timeout));
                     }
                     return Ok(());
                 }
@@ -778,10 +870,23 @@ impl Backend for Etcd {
             let before = holds.len();
             holds.retain(|h| h != hold.id());
             if holds.len() == before {
-                // Never applied, or released already: nothing to undo.
-                return Err(Error::NotHeld {
-                    key: hold.key().to_owned(),
-                });
+                // Never applied, released already, or not applied *yet*:
+                // this may be the undo of a nested acquire that was cut off
+                // (or timed out) with its compare-and-swap on its way, and
+                // etcd may apply that swap after this read (a request cut
+                // off on its way can still reach etcd, after requests sent
+                // later). The swap compares the key's mod
+                // revision with one read before it was sent, hence before
+                // this undo began: writing the key unchanged moves its mod
+                // revision on, so that swap can no longer land and add an
+                // id nobody will remove. An absent key needs no write: a
+                // swap's compare never matches it, nor a key made anew.
+                if self.swap(&holder, &kv, &holds, timeout).await?.is_some() {
+                    return Err(Error::NotHeld {
+                        key: hold.key().to_owned(),
+                    });
+                }
+                continue;
             }
             if !holds.is_empty() {
                 if self.swap(&holder, &kv, &holds, timeout).await?.is_some() {
@@ -797,7 +902,7 @@ impl Backend for Etcd {
             if reply.succeeded() {
                 // The lease has nothing else on it; ending it now saves the
                 // server a ttl of bookkeeping. If this fails it simply runs out.
-                drop(RevokeOnDrop::new(&self.client, kv.lease(), timeout));
+                drop(RevokeOnDrop::new(self, kv.lease(), timeout));
                 return Ok(());
             }
         }
@@ -839,6 +944,17 @@ impl Backend for Etcd {
     fn queues_waiters(&self) -> bool {
         true
     }
+
+    /// Every request of a call is answered before the call returns; what
+    /// goes on afterwards is the revoke of leases that have nothing left on
+    /// them (after a release, a refused or cancelled acquire, a move to a
+    /// longer lease), the undo of a failed nested acquire, and the end of
+    /// a waiter's place in the queue: its task is aborted when the waiter
+    /// stops, and its ticket's lease revoked. This waits for all of them
+    /// (each revoke is bounded by the node timeout it was started with).
+    async fn settled(&self) {
+        self.background.idle().await;
+    }
 }
 
 #[cfg(test)]
@@ -849,9 +965,34 @@ mod tests {
     async fn final_refusals_are_not_retried_and_outages_are() {
         // No request is made: the client dials on first use.
         let etcd = Etcd::connect(["http://127.0.0.1:9"], None).await.unwrap();
+        for (code, message) in [
+            (
+                tonic::Code::PermissionDenied,
+                "etcdserver: permission denied",
+            ),
+            (
+                tonic::Code::Unauthenticated,
+                "etcdserver: invalid auth token",
+            ),
+            (
+                tonic::Code::InvalidArgument,
+                "etcdserver: authentication failed, invalid user ID or password",
+            ),
+            (
+                tonic::Code::InvalidArgument,
+                "etcdserver: user name is empty",
+            ),
+            (
+                tonic::Code::FailedPrecondition,
+                "etcdserver: authentication is not enabled",
+            ),
+        ] {
+            let e = etcd.refused(&tonic::Status::new(code, message));
+            assert!(e.is_denied() && !e.is_retryable(), "{code:?}: {e:?}");
+            assert!(e.to_string().contains("127.0.0.1:9"), "{e}");
+            assert!(e.to_string().contains(message), "{e}");
+        }
         for code in [
-            tonic::Code::PermissionDenied,
-            tonic::Code::Unauthenticated,
             tonic::Code::InvalidArgument,
             tonic::Code::ResourceExhausted,
             tonic::Code::FailedPrecondition,
@@ -861,6 +1002,11 @@ mod tests {
             assert!(!e.is_retryable(), "{code:?}");
             assert!(e.to_string().contains("127.0.0.1:9"), "{e}");
         }
+        let changed = tonic::Status::new(
+            tonic::Code::InvalidArgument,
+            "etcdserver: revision of auth store is old",
+        );
+        assert!(etcd.refused(&changed).is_retryable());
         for code in [
             tonic::Code::Unavailable,
             tonic::Code::DeadlineExceeded,

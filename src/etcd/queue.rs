@@ -31,7 +31,6 @@ use etcd_client::{
     SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchFilterType, WatchOptions, WatchStream,
 };
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::keys::LockKeys;
@@ -65,18 +64,12 @@ pub(crate) fn line_up(
         timeout: options.get_node_timeout(),
         signal,
     };
-    ReleaseWatch::new(watch, AbortOnDrop(tokio::spawn(waiter.wait())))
-}
-
-/// Ends the waiting when the last clone of the watch is dropped. The task
-/// owns its ticket, so aborting it (dropping its future) revokes the
-/// ticket's lease whatever the task was doing at that moment.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    // The waiting ends when the last clone of the watch is dropped: the
+    // handle aborts the task. The task owns its ticket, so dropping its
+    // future revokes the ticket's lease whatever the task was doing at that
+    // moment; until that revoke is done, the backend's `settled` waits.
+    let background = waiter.etcd.background.clone();
+    ReleaseWatch::new(watch, background.spawn_owned(waiter.wait()))
 }
 
 /// One waiter in the queue.
@@ -197,7 +190,7 @@ impl Waiter {
             })
             .await?;
         // From here on every way out, an abort included, ends the lease.
-        let revoke = RevokeOnDrop::new(&etcd.client, lease.id(), self.timeout);
+        let revoke = RevokeOnDrop::new(etcd, lease.id(), self.timeout);
         let key = self
             .keys
             .ticket(&format!("{:032x}", rand::random::<u128>()));

@@ -201,4 +201,8 @@ impl Backend for Redlock {
     async fn release(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
         self.release_hold(hold, options).await
     }
+
+    async fn settled(&self) {
+        Redlock::settled(self).await;
+    }
 }

@@ -2,6 +2,8 @@
 //! and direct looks at what the nodes store.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod harness;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -293,4 +295,45 @@ impl Recorded {
             .iter()
             .any(|(_, labels, _)| labels.iter().any(|(k, _)| k == label))
     }
+}
+
+/// The users [`enable_etcd_auth`] makes, as `(name, password)`: one that
+/// may use the locks (read and write under the default prefix
+/// `fencelock:`), and one with no permission at all.
+pub const ETCD_LOCK_USER: (&str, &str) = ("locker", "locker-pw");
+pub const ETCD_NO_PERMISSIONS_USER: (&str, &str) = ("nobody", "nobody-pw");
+
+/// Turns authentication on in `cluster` through etcd's own auth API (no
+/// `etcdctl` needed): a `root` user with the root role, which etcd insists
+/// on, and the users of [`ETCD_LOCK_USER`] and [`ETCD_NO_PERMISSIONS_USER`].
+/// From then on a request without valid credentials is refused.
+pub async fn enable_etcd_auth(cluster: &fencelock::testing::EtcdCluster) {
+    use fencelock::etcd_client::{Client, Permission};
+    let mut client = Client::connect(cluster.endpoints(), None).await.unwrap();
+    client.user_add("root", "root-pw", None).await.unwrap();
+    client.user_grant_role("root", "root").await.unwrap();
+    client.role_add("locks").await.unwrap();
+    client
+        .role_grant_permission("locks", Permission::read_write("fencelock:").with_prefix())
+        .await
+        .unwrap();
+    let (name, password) = ETCD_LOCK_USER;
+    client.user_add(name, password, None).await.unwrap();
+    client.user_grant_role(name, "locks").await.unwrap();
+    let (name, password) = ETCD_NO_PERMISSIONS_USER;
+    client.user_add(name, password, None).await.unwrap();
+    client.auth_enable().await.unwrap();
+}
+
+/// An etcd Locker that signs in as `user` (`None`: no credentials).
+pub async fn etcd_locker_as(
+    cluster: &fencelock::testing::EtcdCluster,
+    user: Option<(&str, &str)>,
+    options: LockOptions,
+) -> fencelock::Result<Locker<fencelock::Etcd>> {
+    let connect = user.map(|(name, password)| {
+        fencelock::etcd_client::ConnectOptions::new().with_user(name, password)
+    });
+    let etcd = fencelock::Etcd::connect(cluster.endpoints(), connect).await?;
+    Ok(Locker::new(etcd, options).unwrap())
 }

@@ -2,10 +2,10 @@
 
 use std::fmt::Write as _;
 
-use fencelock::{LockInfo, LockOptions, Locker, NodeFailure};
+use fencelock::{Backend, LockInfo, LockOptions, Locker, NodeFailure};
 use serde::Serialize;
 
-use crate::connect::{self, BackendArgs, Connected, Job};
+use crate::connect::{self, BackendArgs, Job};
 use crate::exit;
 use crate::output::Output;
 
@@ -187,7 +187,7 @@ impl InspectView {
 }
 
 impl Job for Inspect {
-    async fn run<B: Connected>(self, locker: Locker<B>) -> u8 {
+    async fn run<B: Backend>(self, locker: Locker<B>) -> u8 {
         match locker.inspect(&self.key).await {
             Ok(info) => {
                 let view = InspectView::new(info);
@@ -238,7 +238,7 @@ impl From<&NodeFailure> for FailureView {
 }
 
 impl Job for List {
-    async fn run<B: Connected>(self, locker: Locker<B>) -> u8 {
+    async fn run<B: Backend>(self, locker: Locker<B>) -> u8 {
         // Page by page rather than `list_all`, to keep the failed nodes.
         let mut resources = std::collections::BTreeSet::new();
         let mut failures = Vec::new();
@@ -293,7 +293,7 @@ struct ReleasedView {
 }
 
 impl Job for ForceRelease {
-    async fn run<B: Connected>(self, locker: Locker<B>) -> u8 {
+    async fn run<B: Backend>(self, locker: Locker<B>) -> u8 {
         match locker.force_release(&self.key).await {
             Ok(released) => {
                 let view = ReleasedView {

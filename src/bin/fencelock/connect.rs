@@ -1,7 +1,7 @@
 //! Which backend the commands talk to: the one place that knows the
-//! backends (Redis nodes, or with the feature `etcd` an etcd cluster). Every command is generic over [`Connected`], so a new backend
-//! is one option in [`BackendArgs`], one arm in [`run`] and one impl of
-//! [`Connected`].
+//! backends (Redis nodes, or with the feature `etcd` an etcd cluster).
+//! Every command is generic over [`Backend`], so a new backend is one
+//! option in [`BackendArgs`] and one arm in [`run`].
 
 use std::future::Future;
 use std::time::Duration;
@@ -74,29 +74,6 @@ impl BackendArgs {
     }
 }
 
-/// A backend the commands can use: the library's trait plus what a
-/// short-lived process needs before it exits.
-pub trait Connected: Backend {
-    /// Waits (bounded) until requests left running in the background after
-    /// a call returned at quorum have finished, so that no node keeps a lock
-    /// after the process is gone.
-    fn settle(&self) -> impl Future<Output = ()>;
-}
-
-impl Connected for Redlock {
-    async fn settle(&self) {
-        self.settled().await;
-    }
-}
-
-#[cfg(feature = "etcd")]
-impl Connected for fencelock::Etcd {
-    /// Every request is answered before it returns; a lease revoke left in
-    /// the background only saves the server bookkeeping (the keys on it
-    /// are gone already).
-    async fn settle(&self) {}
-}
-
 /// The URLs of a comma-separated list, trimmed; `None` (reported) when
 /// one is empty.
 fn trimmed<'a>(urls: &'a [String], from: &str, output: &Output) -> Option<Vec<&'a str>> {
@@ -114,7 +91,7 @@ fn trimmed<'a>(urls: &'a [String], from: &str, output: &Output) -> Option<Vec<&'
 /// Work to do with a Locker, whatever its backend.
 pub trait Job {
     /// Runs the job; returns the exit code.
-    fn run<B: Connected>(self, locker: Locker<B>) -> impl Future<Output = u8>;
+    fn run<B: Backend>(self, locker: Locker<B>) -> impl Future<Output = u8>;
 }
 
 /// Connects to the backend `args` names, with `options` (plus the shared
@@ -140,9 +117,7 @@ pub async fn run(args: &BackendArgs, options: LockOptions, job: impl Job, output
             }
         };
         return match Locker::new(etcd, options) {
-            // Every etcd request is answered before it returns: nothing
-            // to settle.
-            Ok(locker) => job.run(locker).await,
+            Ok(locker) => run_and_settle(locker, job, node_timeout).await,
             Err(e) => {
                 output.error("usage", &e.to_string());
                 exit::USAGE
@@ -164,14 +139,23 @@ pub async fn run(args: &BackendArgs, options: LockOptions, job: impl Job, output
             return exit::USAGE;
         }
     };
-    let backend = locker.clone();
+    run_and_settle(locker, job, node_timeout).await
+}
+
+/// Runs `job`, then waits until the work it left in the background is
+/// done ([`Locker::settled`]): once `main` returns, the runtime's shutdown
+/// would drop it unsent, and what it would have removed (a Redis node's
+/// late grant, an etcd waiter's queue ticket, a dropped guard's lock) would
+/// stay on the servers until its ttl, refusing other runs meanwhile.
+async fn run_and_settle<B: Backend>(
+    locker: Locker<B>,
+    job: impl Job,
+    node_timeout: Duration,
+) -> u8 {
+    let settle = locker.clone();
     let code = job.run(locker).await;
-    // Each background request is bounded by the node timeout; the margin
-    // is for a busy machine.
-    let _ = tokio::time::timeout(
-        node_timeout * 4 + Duration::from_secs(1),
-        backend.backend().settle(),
-    )
-    .await;
+    // `settled` is bounded by a few node timeouts; this bound is only a
+    // last resort, with a margin for a busy machine.
+    let _ = tokio::time::timeout(node_timeout * 4 + Duration::from_secs(1), settle.settled()).await;
     code
 }

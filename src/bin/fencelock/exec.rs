@@ -14,14 +14,14 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use clap::Args;
-use fencelock::{Error, FencingToken, LockGuard, LockOptions, Locker};
+use fencelock::{Backend, Error, FencingToken, LockGuard, LockOptions, Locker};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::connect::{self, BackendArgs, Connected, Job};
+use crate::connect::{self, BackendArgs, Job};
 use crate::output::Output;
 use crate::{exit, parse_duration};
 
@@ -119,7 +119,7 @@ enum Event {
 }
 
 impl Job for Exec {
-    async fn run<B: Connected>(self, locker: Locker<B>) -> u8 {
+    async fn run<B: Backend>(self, locker: Locker<B>) -> u8 {
         let Exec { args, output } = self;
         let report = Report {
             output: &output,
@@ -254,7 +254,7 @@ impl Job for Exec {
 /// Explains why the lock was not had and returns the exit code. A wait
 /// that ran out is told apart from an outage: the nodes are asked once
 /// whether a quorum of them answers at all.
-async fn not_obtained<B: Connected>(
+async fn not_obtained<B: Backend>(
     locker: &Locker<B>,
     key: &str,
     error: Error,
@@ -347,7 +347,7 @@ enum Released {
 
 /// Releases the lock; an outage is a warning (the ttl frees the lock), a
 /// lock that was no longer ours is [`Released::WasLost`].
-async fn release<B: Connected>(guard: LockGuard<B>, output: &Output) -> Released {
+async fn release<B: Backend>(guard: LockGuard<B>, output: &Output) -> Released {
     let key = guard.key().to_owned();
     // An outage at release hides whether the lease had run out: ask first.
     let held = guard.is_held();
