@@ -4,16 +4,16 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 
 use super::RedisNode;
+use crate::background::Background;
 use crate::error::NodeFault;
 
 /// A node's index and its reply.
@@ -220,60 +220,5 @@ impl<T: Send + 'static> FanOut<T> {
             then(std::mem::take(&mut this.buffered)).await;
             drop(running);
         });
-    }
-}
-
-/// Counts the background work of one coordinator, so callers can wait for
-/// it to end.
-#[derive(Default)]
-pub(crate) struct Background {
-    running: Arc<Running>,
-}
-
-impl std::fmt::Debug for Background {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Background")
-            .field("tasks", &self.running.tasks.load(Ordering::Relaxed))
-            .finish()
-    }
-}
-
-#[derive(Default)]
-struct Running {
-    tasks: AtomicUsize,
-    idle: Notify,
-}
-
-/// One piece of background work; it ends when this is dropped (also when
-/// its task is aborted at runtime shutdown).
-pub(crate) struct Task(Arc<Running>);
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        if self.0.tasks.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
-impl Background {
-    /// Counts one more piece of background work, until the result is dropped.
-    pub(crate) fn start(&self) -> Task {
-        self.running.tasks.fetch_add(1, Ordering::AcqRel);
-        Task(Arc::clone(&self.running))
-    }
-
-    /// Waits until no background work is running.
-    pub(crate) async fn idle(&self) {
-        loop {
-            let idle = self.running.idle.notified();
-            tokio::pin!(idle);
-            // Registered before the check, so a wake-up in between is kept.
-            idle.as_mut().enable();
-            if self.running.tasks.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            idle.await;
-        }
     }
 }

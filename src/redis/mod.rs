@@ -34,10 +34,10 @@ pub use node::RedisNode;
 
 use crate::admin::{ForceReleased, ListCursor, ListPage, LockInfo};
 use crate::backend::{Backend, Grant, Hold};
+use crate::background::Background;
 use crate::error::{Error, Result};
 use crate::notify::ReleaseWatch;
 use crate::options::LockOptions;
-use fanout::Background;
 use order::InflightTable;
 use scripts::Keys;
 use subscriber::Subscriptions;
