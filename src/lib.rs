@@ -2,23 +2,22 @@
 // The lints are set in Cargo.toml, once.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod admin;
-mod backend;
-mod background;
+pub mod backend;
 mod error;
 mod fencing;
-mod guard;
-mod handoff;
-mod lease;
 mod locker;
 pub mod metrics;
-mod notify;
 mod options;
-mod owner;
-mod queue;
 mod sync;
-mod telemetry;
-mod watchdog;
+
+// Old paths of modules that moved into `backend/`, for the backend files
+// still using them (until they are moved over).
+#[allow(unused_imports)]
+use backend as admin;
+#[allow(unused_imports)]
+use backend as background;
+#[allow(unused_imports)]
+use backend as notify;
 
 #[cfg(feature = "etcd")]
 mod etcd;
@@ -33,17 +32,13 @@ pub mod testing;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use admin::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, NodeView};
-pub use backend::{Backend, Grant, Hold, Parent};
+pub use backend::{
+    Backend, ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, NodeView,
+};
 pub use error::{Error, NodeFailure, NodeFault, Result};
 pub use fencing::FencingToken;
-pub use guard::LockGuard;
-pub use handoff::Handoff;
-pub use locker::Locker;
-pub use notify::{ReleaseWatch, Signal};
+pub use locker::{Handoff, LockGuard, Locker, Owner, Statistics};
 pub use options::{LockOptions, MAX_KEY_LEN, MAX_PREFIX_LEN, MAX_TTL, RetryPolicy, Watchdog};
-pub use owner::Owner;
-pub use telemetry::Statistics;
 
 #[cfg(feature = "etcd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{bounded, lock_keys, locker, options, start, wait_until_no_locks};
-use fencelock::{Backend, Error, Hold};
+use fencelock::backend::Hold;
+use fencelock::{Backend, Error};
 
 const LIMIT: Duration = Duration::from_secs(60);
 

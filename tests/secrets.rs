@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use common::harness::{EtcdMembers, Harness, Redis};
 use common::{bounded, options};
+use fencelock::backend::Hold;
 use fencelock::testing::{EtcdServer, RedisServer, TcpProxy};
-use fencelock::{Error, Etcd, Hold, LockOptions, Locker, Owner, Redlock, Result, Watchdog};
+use fencelock::{Error, Etcd, LockOptions, Locker, Owner, Redlock, Result, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -200,7 +201,7 @@ fn holds_show_no_owner_or_id() {
     let mut secrets = Secrets::default();
     secrets.hide(owner.clone());
     secrets.hide(id.clone());
-    let parent = fencelock::Parent {
+    let parent = fencelock::backend::Parent {
         id: Owner::random().to_string(),
         token: fencelock::FencingToken::new(7),
     };

@@ -941,8 +941,8 @@ impl Backend for Etcd {
 
     /// etcd keeps the queue: waiters get the lock in the order they
     /// joined it, across processes.
-    fn queues_waiters(&self) -> bool {
-        true
+    fn waiting(&self) -> crate::backend::Waiting {
+        crate::backend::Waiting::Queued
     }
 
     /// Every request of a call is answered before the call returns; what

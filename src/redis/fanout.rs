@@ -13,7 +13,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 
 use super::RedisNode;
-use crate::background::Background;
+use crate::backend::Background;
 use crate::error::NodeFault;
 
 /// A node's index and its reply.

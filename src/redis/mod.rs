@@ -32,11 +32,11 @@ use std::time::{Duration, Instant};
 pub use fenced::{Fenced, FencedStore, FencedWrite};
 pub use node::RedisNode;
 
-use crate::admin::{ForceReleased, ListCursor, ListPage, LockInfo};
+use crate::backend::Background;
+use crate::backend::ReleaseWatch;
 use crate::backend::{Backend, Grant, Hold};
-use crate::background::Background;
+use crate::backend::{ForceReleased, ListCursor, ListPage, LockInfo};
 use crate::error::{Error, Result};
-use crate::notify::ReleaseWatch;
 use crate::options::LockOptions;
 use order::InflightTable;
 use scripts::Keys;
@@ -181,6 +181,10 @@ impl Backend for Redlock {
 
     async fn force_release(&self, key: &str, options: &LockOptions) -> Result<ForceReleased> {
         self.force_release_lock(key, options).await
+    }
+
+    fn waiting(&self) -> crate::backend::Waiting {
+        crate::backend::Waiting::Notified
     }
 
     fn watch_releases(

@@ -20,7 +20,7 @@ use super::faults::ensure_crypto_provider;
 use super::faults::{classify, is_broken_connection, pool_fault, redact};
 use super::fence::Raised;
 use super::replies::{AcquireReply, decode_extend, decode_inspect, decode_raise, decode_release};
-use crate::admin::LockRecord;
+use crate::backend::LockRecord;
 use crate::error::{Error, NodeFailure, NodeFault, Result};
 use crate::redis::scripts::{self, Keys};
 use crate::sync::lock;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::FromRedisValue;
 
 use super::fence::Raised;
-use crate::admin::LockRecord;
+use crate::backend::LockRecord;
 use crate::error::NodeFault;
 use crate::fencing::FencingToken;
 

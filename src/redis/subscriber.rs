@@ -16,7 +16,7 @@ use futures::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::notify::{ReleaseWatch, Signal};
+use crate::backend::{ReleaseWatch, Signal};
 
 /// Bounds connecting and each (un)subscribe round trip of a listener.
 const LISTENER_TIMEOUT: Duration = Duration::from_secs(1);

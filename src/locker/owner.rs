@@ -1,11 +1,8 @@
 //! Who holds a lock: the identity that may re-enter, extend and release it.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
 
-use crate::backend::{Hold, Parent};
 use crate::error::Error;
 
 /// An explicit lock owner: 128 random bits, for locks that are handed over
@@ -45,22 +42,6 @@ impl fmt::Display for Owner {
 impl fmt::Debug for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Owner({}…)", &self.0[..8])
-    }
-}
-
-/// An owner id or hold id as `Debug` output shows it: its first 8
-/// characters, enough to tell ids apart in a log, never enough to act on
-/// (whoever knows a whole id can extend and release its locks). An id too
-/// short for a prefix to hide the rest (foreign data) shows nothing.
-pub(crate) struct Redacted<'a>(pub(crate) &'a str);
-
-impl fmt::Debug for Redacted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = match self.0.char_indices().nth(8) {
-            Some((end, _)) if self.0.chars().count() >= 16 => &self.0[..end],
-            _ => "",
-        };
-        write!(f, "\"{}…\"", shown.escape_debug())
     }
 }
 
@@ -106,62 +87,6 @@ pub(crate) fn next_hold_id() -> String {
 /// A new unguessable instance id.
 pub(crate) fn new_instance_id() -> u128 {
     rand::random()
-}
-
-/// The holds this Locker (and its clones) currently has, by owner, key
-/// prefix and resource: Lockers derived with `with_options` share the
-/// registry, and the same resource name under another prefix is another
-/// lock.
-///
-/// Whether an acquire is nested is decided here, not guessed on the nodes:
-/// a lock of the same owner found on a node may be a stale leftover of a
-/// release that missed that node, and treating it as an outer hold would
-/// hand out an old token again.
-#[derive(Debug, Default)]
-pub(crate) struct LiveHolds {
-    holds: Mutex<HashMap<Slot, Vec<Parent>>>,
-}
-
-/// Owner, key prefix, resource.
-type Slot = (String, String, String);
-
-fn slot(owner: &str, prefix: &str, key: &str) -> Slot {
-    (owner.to_owned(), prefix.to_owned(), key.to_owned())
-}
-
-impl LiveHolds {
-    /// The outermost live hold of `owner` on `key` under `prefix`, if any.
-    pub(crate) fn parent(&self, owner: &str, prefix: &str, key: &str) -> Option<Parent> {
-        let map = self.map();
-        map.get(&slot(owner, prefix, key))
-            .and_then(|holds| holds.first().cloned())
-    }
-
-    pub(crate) fn insert(&self, prefix: &str, hold: &Hold, token: crate::FencingToken) {
-        let parent = Parent {
-            id: hold.id().to_owned(),
-            token,
-        };
-        self.map()
-            .entry(slot(hold.owner(), prefix, hold.key()))
-            .or_default()
-            .push(parent);
-    }
-
-    pub(crate) fn remove(&self, prefix: &str, hold: &Hold) {
-        let mut map = self.map();
-        let slot = slot(hold.owner(), prefix, hold.key());
-        if let Some(holds) = map.get_mut(&slot) {
-            holds.retain(|h| h.id != hold.id());
-            if holds.is_empty() {
-                map.remove(&slot);
-            }
-        }
-    }
-
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Slot, Vec<Parent>>> {
-        crate::sync::lock(&self.holds)
-    }
 }
 
 #[cfg(test)]

@@ -1,17 +1,25 @@
-//! The trait every backend implements: the seam between the [`Locker`] and
-//! the servers that keep the locks.
+//! The seam: the trait every backend implements, what it takes and returns,
+//! and the machinery the backends share (background work, release watches,
+//! the reports of the admin calls).
 //!
 //! [`Locker`]: crate::Locker
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::admin::{ForceReleased, ListCursor, ListPage, LockInfo};
 use crate::error::Result;
 use crate::fencing::FencingToken;
-use crate::notify::ReleaseWatch;
 use crate::options::LockOptions;
-use crate::owner::Redacted;
+
+mod background;
+mod notify;
+mod redact;
+mod report;
+
+pub(crate) use background::{Background, Owned};
+pub use notify::{ReleaseWatch, Signal};
+pub(crate) use redact::Redacted;
+pub use report::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, NodeView};
 
 /// One hold on a lock: which resource, which owner, and the id of this
 /// particular acquisition. Nested acquisitions by one owner are separate
@@ -107,7 +115,39 @@ pub struct Grant {
     pub valid_until: Instant,
 }
 
+/// How the waiters of a backend learn that the lock they wait for may have
+/// been freed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Waiting {
+    /// No news of releases: waiters try again after their retry delay.
+    Polling,
+    /// News of releases per key ([`Backend::watch_releases`]), as Redis
+    /// pub/sub gives. The Locker lines its own waiters for a key up, lets
+    /// only the head try, and shares one watch between them.
+    Notified,
+    /// A fair queue of waiters across processes, kept by the backend (etcd):
+    /// each waiter's watch is its own place in that queue, and it tries
+    /// when the queue says its turn has come.
+    Queued,
+}
+
+/// Only this crate's backends implement [`Backend`]: the types its methods
+/// take and return (such as [`Hold`] and [`ReleaseWatch`]) and the contract
+/// they keep are not yet a stable interface for others.
+mod sealed {
+    pub trait Sealed {}
+    #[cfg(feature = "redis")]
+    impl Sealed for crate::redis::Redlock {}
+    #[cfg(feature = "etcd")]
+    impl Sealed for crate::etcd::Etcd {}
+}
+
 /// A store that keeps locks.
+///
+/// Sealed: the backends are [`Redlock`](crate::Redlock) (Redis, one node or
+/// a quorum) and [`Etcd`](crate::Etcd). What they share, and how a new one
+/// would plug in, is in `docs/architecture.md`.
 ///
 /// # Contract
 ///
@@ -136,7 +176,7 @@ pub struct Grant {
 ///   (for Redis, about one `node_timeout` per round trip).
 /// - **No partial failure left behind**: `try_acquire` that returns an error
 ///   has already undone (or scheduled the undo of) whatever it got.
-pub trait Backend: Send + Sync + 'static {
+pub trait Backend: sealed::Sealed + Send + Sync + 'static {
     /// A short name for metrics and messages, such as `"redis"`.
     fn name(&self) -> &'static str;
 
@@ -197,33 +237,22 @@ pub trait Backend: Send + Sync + 'static {
         options: &LockOptions,
     ) -> impl Future<Output = Result<ForceReleased>> + Send;
 
+    /// How this backend's waiters learn that a lock may have been freed:
+    /// the Locker's waiting follows from it (see [`Waiting`]).
+    fn waiting(&self) -> Waiting;
+
     /// Release notifications for `key`, asked for by a waiter of `owner`: a
     /// watch that fires when the lock may have been freed, so the waiter
-    /// tries again at once instead of after its retry delay. `None` (the
-    /// default) when this backend cannot tell; waiters then poll. The
-    /// subscription ends when the last clone of the watch is dropped.
+    /// tries again at once instead of after its retry delay. `None` when
+    /// this backend cannot tell (it waits by [`Waiting::Polling`]) or
+    /// cannot subscribe now; waiters then poll. The subscription ends when
+    /// the last clone of the watch is dropped.
     ///
-    /// A backend that [queues waiters](Backend::queues_waiters) makes the
-    /// watch the waiter's place in its queue: `try_acquire` for `owner`
-    /// then succeeds only when that place comes first.
-    fn watch_releases(
-        &self,
-        key: &str,
-        owner: &str,
-        options: &LockOptions,
-    ) -> Option<ReleaseWatch> {
-        let _ = (key, owner, options);
-        None
-    }
-
-    /// Whether this backend keeps a fair queue of waiters itself, across
-    /// processes (etcd). The Locker then gives each waiter a watch of its
-    /// own, its place in that queue, instead of lining up its waiters
-    /// locally and sharing one watch between them (what it does for
-    /// backends without a queue, such as Redis). Default `false`.
-    fn queues_waiters(&self) -> bool {
-        false
-    }
+    /// For a backend that waits by [`Waiting::Queued`], the watch is the
+    /// waiter's place in its queue: `try_acquire` for `owner` then succeeds
+    /// only when that place comes first.
+    fn watch_releases(&self, key: &str, owner: &str, options: &LockOptions)
+    -> Option<ReleaseWatch>;
 
     /// Waits until the work this backend left running in the background
     /// has finished: requests still out after a call returned (Redlock

@@ -3,63 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::handoff::Handoff;
+use super::lease::Lease;
+use super::shared::Shared;
+use super::watchdog::{Renewal, WatchdogHandle};
 use crate::backend::{Backend, Hold};
-use crate::background::Background;
 use crate::error::{Error, Result};
 use crate::fencing::FencingToken;
-use crate::handoff::Handoff;
-use crate::lease::Lease;
-use crate::options::LockOptions;
-use crate::owner::LiveHolds;
-use crate::queue::WaitLines;
-use crate::telemetry::{Key, Telemetry};
-use crate::watchdog::{Renewal, WatchdogHandle};
-
-/// What a Locker shares with its clones, guards and watchdogs.
-pub(crate) struct Shared<B: Backend> {
-    pub(crate) backend: Arc<B>,
-    pub(crate) options: Arc<LockOptions>,
-    pub(crate) live: Arc<LiveHolds>,
-    pub(crate) telemetry: Arc<Telemetry>,
-    pub(crate) lines: Arc<WaitLines>,
-    /// Dropped guards' releases and stopped watchdogs still running, for
-    /// [`Locker::settled`](crate::Locker::settled).
-    pub(crate) background: Background,
-}
-
-impl<B: Backend> Clone for Shared<B> {
-    fn clone(&self) -> Self {
-        Self {
-            backend: Arc::clone(&self.backend),
-            options: Arc::clone(&self.options),
-            live: Arc::clone(&self.live),
-            telemetry: Arc::clone(&self.telemetry),
-            lines: Arc::clone(&self.lines),
-            background: self.background.clone(),
-        }
-    }
-}
-
-impl<B: Backend> Shared<B> {
-    /// Settles a hold whose lease was just found lost (`newly_lost` when
-    /// this caller was the one that marked it): nothing may nest inside it
-    /// any more, so the owner's next acquire counts afresh, and the loss is
-    /// counted once.
-    pub(crate) fn forget_lost(&self, hold: &Hold, newly_lost: bool) {
-        self.live.remove(self.options.get_key_prefix(), hold);
-        if newly_lost {
-            self.telemetry.lost(self.key(hold.key()));
-        }
-    }
-
-    /// The record key for `name` under these options.
-    pub(crate) fn key<'a>(&'a self, name: &'a str) -> Key<'a> {
-        Key {
-            name,
-            options: &self.options,
-        }
-    }
-}
 
 /// A hold that is released in the background if it is dropped while armed.
 ///

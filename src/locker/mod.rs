@@ -1,17 +1,34 @@
-//! The user-facing entry point: take locks on a backend.
+//! The front: what a user holds (the Locker, its guards) and the machinery
+//! behind them (watchdog, waiting, owners, hand-off, telemetry).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::admin::{ForceReleased, ListCursor, ListPage, LockInfo};
 use crate::backend::{Backend, Hold, Parent};
 use crate::error::{Error, Result};
-use crate::guard::{LockGuard, ReleaseOnDrop, Shared};
-use crate::handoff::Handoff;
-use crate::notify::ReleaseWatch;
 use crate::options::{LockOptions, validate_key};
-use crate::owner::{Owner, current_owner, new_instance_id, next_hold_id};
-use crate::telemetry::{Statistics, Telemetry};
+
+mod admin;
+mod guard;
+mod handoff;
+mod lease;
+mod line;
+mod owner;
+mod reentry;
+mod shared;
+mod telemetry;
+mod wait;
+mod watchdog;
+
+pub use guard::LockGuard;
+pub use handoff::Handoff;
+pub use owner::Owner;
+pub use telemetry::Statistics;
+
+use guard::ReleaseOnDrop;
+use owner::{current_owner, new_instance_id, next_hold_id};
+use shared::Shared;
+use telemetry::Telemetry;
 
 /// Takes locks on a backend. Cheap to clone: clones share the backend, the
 /// options and the instance identity.
@@ -53,7 +70,7 @@ impl<B: Backend> std::fmt::Debug for Locker<B> {
 }
 
 #[cfg(feature = "redis")]
-impl Locker<crate::Redlock> {
+impl Locker<crate::redis::Redlock> {
     /// A Locker over Redis nodes given by URL, with default options.
     /// One URL is a single-instance lock; several form a Redlock quorum.
     pub fn redis<I, S>(urls: I) -> Result<Self>
@@ -61,7 +78,10 @@ impl Locker<crate::Redlock> {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        Self::new(crate::Redlock::from_urls(urls)?, LockOptions::default())
+        Self::new(
+            crate::redis::Redlock::from_urls(urls)?,
+            LockOptions::default(),
+        )
     }
 }
 
@@ -232,90 +252,6 @@ impl<B: Backend> Locker<B> {
             .acquire(self.shared.key(key), outcome, took);
     }
 
-    /// Each node's view of the lock on `key` (owner, fencing token, holds,
-    /// remaining ttl) and the holder a quorum agrees on, if any. Read-only.
-    pub async fn inspect(&self, key: &str) -> Result<LockInfo> {
-        validate_key(key)?;
-        self.shared.backend.inspect(key, &self.shared.options).await
-    }
-
-    /// Whether `key` is locked: `true` when a quorum of nodes store a lock
-    /// on it (no other owner could take it now), `false` when so many store
-    /// none that no quorum can hold it, and [`Error::QuorumUnavailable`]
-    /// when too few answered to tell.
-    pub async fn is_locked(&self, key: &str) -> Result<bool> {
-        let info = self.inspect(key).await?;
-        let (locked, free) = (info.locked_nodes(), info.free_nodes());
-        let nodes = info.nodes.len();
-        if locked >= info.quorum {
-            Ok(true)
-        } else if free > nodes - info.quorum {
-            Ok(false)
-        } else {
-            Err(Error::QuorumUnavailable {
-                confirmed: locked,
-                refused: free,
-                needed: info.quorum,
-                failures: info
-                    .nodes
-                    .into_iter()
-                    .filter_map(|v| {
-                        v.lock.err().map(|fault| crate::NodeFailure {
-                            node: v.node,
-                            fault,
-                        })
-                    })
-                    .collect(),
-            })
-        }
-    }
-
-    /// One page of the resources whose name starts with `prefix` (`""` for
-    /// all) that have a lock on some node, merged across nodes. Pass the
-    /// page's `next` cursor back for the next page. Uses SCAN, never KEYS,
-    /// so a large keyspace is never blocked.
-    pub async fn list(&self, prefix: &str, cursor: Option<&ListCursor>) -> Result<ListPage> {
-        if prefix.len() > crate::MAX_KEY_LEN {
-            return Err(Error::InvalidKey(format!(
-                "the prefix is {} bytes; at most {} are allowed",
-                prefix.len(),
-                crate::MAX_KEY_LEN
-            )));
-        }
-        self.shared
-            .backend
-            .list(prefix, cursor, &self.shared.options)
-            .await
-    }
-
-    /// Every resource starting with `prefix` that has a lock on some node,
-    /// sorted and without duplicates: [`list`](Locker::list) page by page.
-    pub async fn list_all(&self, prefix: &str) -> Result<Vec<String>> {
-        let mut all = std::collections::BTreeSet::new();
-        let mut cursor = None;
-        loop {
-            let page = self.list(prefix, cursor.as_ref()).await?;
-            all.extend(page.resources);
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => return Ok(all.into_iter().collect()),
-            }
-        }
-    }
-
-    /// Removes the lock on `key` on every node, whatever owner and holds it
-    /// has: an explicit admin operation for a lock whose holder is known to
-    /// be gone. The holder's guard finds out at its next renewal (it is then
-    /// lost); the fencing counter stays, so the next holder's token is
-    /// higher. Nodes that do not answer are listed in the result.
-    pub async fn force_release(&self, key: &str) -> Result<ForceReleased> {
-        validate_key(key)?;
-        self.shared
-            .backend
-            .force_release(key, &self.shared.options)
-            .await
-    }
-
     /// Takes over a lock another guard [handed off](LockGuard::hand_off),
     /// here or in another process: renews it for a ttl on a quorum and
     /// returns a guard (with a watchdog, as the options say) that keeps the
@@ -367,122 +303,6 @@ impl<B: Backend> Locker<B> {
         };
         self.record_wait(key, &result, started);
         result
-    }
-
-    /// The retry loop of `lock` and `lock_timeout`, not recorded.
-    ///
-    /// With release notifications, a waiter tries again as soon as the lock
-    /// may have been freed, and after the retry delay otherwise. Waiters of
-    /// this Locker with task-bound owners also line up per key, and only
-    /// the head of the line tries. Waiters with an explicit owner never line
-    /// up: a task sharing the owner may take the lock meanwhile, and the
-    /// waiter must then nest at once instead of queueing behind others that
-    /// wait for that very lock. Nested acquires and waiters with an attempt
-    /// limit never line up either. A backend that queues waiters itself
-    /// (etcd) orders them across processes, so there each waiter takes its
-    /// own place in that queue instead.
-    async fn wait_for(&self, key: &str) -> Result<LockGuard<B>> {
-        validate_key(key)?;
-        let options = &self.shared.options;
-        let retry = options.get_retry();
-        let wake = options.get_wake_on_release();
-        let owner = current_owner(self.instance, self.owner.as_ref());
-        // A waiter with an attempt limit does not line up either: in the
-        // line it could wait any time behind others before its first try.
-        let ticket = (wake
-            && !self.shared.backend.queues_waiters()
-            && self.owner.is_none()
-            && retry.get_max_attempts().is_none()
-            && self
-                .shared
-                .live
-                .parent(&owner, self.prefix(), key)
-                .is_none())
-        .then(|| self.shared.lines.join(options.get_key_prefix(), key));
-        let _turn = match &ticket {
-            Some(ticket) => Some(ticket.turn().await),
-            None => None,
-        };
-        // A backend's own queue is trusted to wake a task-bound waiter.
-        // One with an explicit owner polls too: a task sharing the owner
-        // may take the lock, and the waiter must then nest at once.
-        let trust_queue = self.shared.backend.queues_waiters() && self.owner.is_none();
-        let mut watch: Option<ReleaseWatch> = None;
-        let mut subscribe = wake;
-        let mut attempts = 0u32;
-        loop {
-            attempts = attempts.saturating_add(1);
-            if let Some(watch) = &mut watch {
-                watch.mark_seen();
-            }
-            match self.attempt_as(key, &owner).await {
-                Ok(guard) => return Ok(guard),
-                Err(e)
-                    if e.is_retryable()
-                        && retry.get_max_attempts().is_none_or(|max| attempts < max) =>
-                {
-                    if subscribe {
-                        subscribe = false;
-                        let make = || {
-                            self.shared
-                                .backend
-                                .watch_releases(key, owner.as_str(), options)
-                        };
-                        let subscribed = match &ticket {
-                            Some(ticket) => ticket.watch(make),
-                            None => make(),
-                        };
-                        if let Some(mut subscribed) = subscribed {
-                            // A release between the failed attempt and the
-                            // subscription would go unheard: once enough
-                            // servers listen (or a node timeout passed), try
-                            // again.
-                            subscribed.listening(options.get_node_timeout()).await;
-                            watch = Some(subscribed);
-                            // A queue says itself when the turn comes
-                            // (also if it came already); a try before that
-                            // is refused for sure.
-                            if !(trust_queue && matches!(e, Error::NotObtained { .. })) {
-                                // This extra try does not count as an attempt.
-                                attempts -= 1;
-                                continue;
-                            }
-                        }
-                    }
-                    let mut delay = retry.next_delay();
-                    match e {
-                        Error::NotObtained {
-                            expires_in: Some(left),
-                            ..
-                        } => {
-                            // An expiry is announced by nobody: be there when
-                            // the lock runs out, if that comes first.
-                            delay = delay.min(left + Duration::from_millis(1));
-                        }
-                        Error::NotObtained { .. } if watch.is_some() && trust_queue => {
-                            // The queue tells this waiter when it is its
-                            // turn, expiries included, and takes a ticket
-                            // anew after an outage; a try before that is
-                            // refused for sure and costs the servers
-                            // writes. Keep a slow poll as a safety net.
-                            delay = delay.max(options.get_ttl());
-                        }
-                        _ => {}
-                    }
-                    let delay = tokio::time::sleep(delay);
-                    match &mut watch {
-                        Some(watch) => {
-                            tokio::select! {
-                                () = watch.released() => {}
-                                () = delay => {}
-                            }
-                        }
-                        None => delay.await,
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
     }
 
     fn record_wait(&self, key: &str, result: &Result<LockGuard<B>>, started: Instant) {

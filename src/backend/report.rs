@@ -5,9 +5,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::Redacted;
 use crate::error::{NodeFailure, NodeFault};
 use crate::fencing::FencingToken;
-use crate::owner::Redacted;
 
 /// A lock as one node stores it. `Debug` shows only the first digits of
 /// the owner id, a secret (see [`Owner`](crate::Owner)).

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use tokio::time::{sleep_until, timeout_at};
 
+use super::lease::Lease;
+use super::shared::Shared;
 use crate::backend::{Backend, Hold};
 use crate::error::Error;
-use crate::guard::Shared;
-use crate::lease::Lease;
 
 /// The running watchdog of one guard. Dropping it stops the task at once
 /// (until its future is dropped, `Locker::settled` waits for it: a renewal

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::notify::ReleaseWatch;
+use crate::backend::ReleaseWatch;
 
 /// The lines of one Locker (and its clones), by key prefix and resource:
 /// what the backend tells apart, the line tells apart.
@@ -24,8 +24,8 @@ pub(crate) struct WaitLines {
 }
 
 struct Slot {
-    /// Tickets out for this line; the line goes when the last is dropped.
-    tickets: usize,
+    /// Places taken in this line; the line goes when the last is dropped.
+    places: usize,
     line: Arc<Line>,
 }
 
@@ -41,21 +41,21 @@ impl WaitLines {
     }
 
     /// Joins the line for `resource` under `prefix`.
-    pub(crate) fn join(self: &Arc<Self>, prefix: &str, resource: &str) -> Ticket {
+    pub(crate) fn join(self: &Arc<Self>, prefix: &str, resource: &str) -> Place {
         let key = (prefix.to_owned(), resource.to_owned());
         let line = {
             let mut lines = self.lock();
             let slot = lines.entry(key.clone()).or_insert_with(|| Slot {
-                tickets: 0,
+                places: 0,
                 line: Arc::new(Line {
                     turn: Semaphore::new(1),
                     watch: Mutex::new(None),
                 }),
             });
-            slot.tickets += 1;
+            slot.places += 1;
             Arc::clone(&slot.line)
         };
-        Ticket {
+        Place {
             lines: Arc::clone(self),
             key,
             line,
@@ -69,13 +69,13 @@ impl WaitLines {
 }
 
 /// A place in one line.
-pub(crate) struct Ticket {
+pub(crate) struct Place {
     lines: Arc<WaitLines>,
     key: (String, String),
     line: Arc<Line>,
 }
 
-impl Ticket {
+impl Place {
     /// Waits until every waiter that joined before has had its turn.
     pub(crate) async fn turn(&self) -> SemaphorePermit<'_> {
         self.line
@@ -99,12 +99,12 @@ impl Ticket {
     }
 }
 
-impl Drop for Ticket {
+impl Drop for Place {
     fn drop(&mut self) {
         let mut lines = self.lines.lock();
         if let Some(slot) = lines.get_mut(&self.key) {
-            slot.tickets -= 1;
-            if slot.tickets == 0 {
+            slot.places -= 1;
+            if slot.places == 0 {
                 lines.remove(&self.key);
             }
         }
@@ -124,10 +124,10 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut waiters = Vec::new();
         for i in 0..5 {
-            let ticket = lines.join("p:", "k");
+            let place = lines.join("p:", "k");
             let tx = tx.clone();
             let mut waiter = Box::pin(async move {
-                let _turn = ticket.turn().await;
+                let _turn = place.turn().await;
                 tx.send(i).unwrap();
             });
             // Polled once here, so it is in the line before the next one.
@@ -153,6 +153,6 @@ mod tests {
             w.await.unwrap();
         }
         drop(first);
-        assert_eq!(lines.len(), 0, "no line outlives its tickets");
+        assert_eq!(lines.len(), 0, "no line outlives its places");
     }
 }

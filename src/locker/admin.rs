@@ -1,0 +1,94 @@
+//! The admin calls of a Locker: look at locks and remove them, whoever
+//! holds them. Each passes through to the backend after checking its input.
+
+use crate::backend::{Backend, ForceReleased, ListCursor, ListPage, LockInfo};
+use crate::error::{Error, Result};
+use crate::options::{MAX_KEY_LEN, validate_key};
+
+use super::Locker;
+
+impl<B: Backend> Locker<B> {
+    /// Each node's view of the lock on `key` (owner, fencing token, holds,
+    /// remaining ttl) and the holder a quorum agrees on, if any. Read-only.
+    pub async fn inspect(&self, key: &str) -> Result<LockInfo> {
+        validate_key(key)?;
+        self.shared.backend.inspect(key, &self.shared.options).await
+    }
+
+    /// Whether `key` is locked: `true` when a quorum of nodes store a lock
+    /// on it (no other owner could take it now), `false` when so many store
+    /// none that no quorum can hold it, and [`Error::QuorumUnavailable`]
+    /// when too few answered to tell.
+    pub async fn is_locked(&self, key: &str) -> Result<bool> {
+        let info = self.inspect(key).await?;
+        let (locked, free) = (info.locked_nodes(), info.free_nodes());
+        let nodes = info.nodes.len();
+        if locked >= info.quorum {
+            Ok(true)
+        } else if free > nodes - info.quorum {
+            Ok(false)
+        } else {
+            Err(Error::QuorumUnavailable {
+                confirmed: locked,
+                refused: free,
+                needed: info.quorum,
+                failures: info
+                    .nodes
+                    .into_iter()
+                    .filter_map(|v| {
+                        v.lock.err().map(|fault| crate::error::NodeFailure {
+                            node: v.node,
+                            fault,
+                        })
+                    })
+                    .collect(),
+            })
+        }
+    }
+
+    /// One page of the resources whose name starts with `prefix` (`""` for
+    /// all) that have a lock on some node, merged across nodes. Pass the
+    /// page's `next` cursor back for the next page. Uses SCAN, never KEYS,
+    /// so a large keyspace is never blocked.
+    pub async fn list(&self, prefix: &str, cursor: Option<&ListCursor>) -> Result<ListPage> {
+        if prefix.len() > MAX_KEY_LEN {
+            return Err(Error::InvalidKey(format!(
+                "the prefix is {} bytes; at most {} are allowed",
+                prefix.len(),
+                MAX_KEY_LEN
+            )));
+        }
+        self.shared
+            .backend
+            .list(prefix, cursor, &self.shared.options)
+            .await
+    }
+
+    /// Every resource starting with `prefix` that has a lock on some node,
+    /// sorted and without duplicates: [`list`](Locker::list) page by page.
+    pub async fn list_all(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut all = std::collections::BTreeSet::new();
+        let mut cursor = None;
+        loop {
+            let page = self.list(prefix, cursor.as_ref()).await?;
+            all.extend(page.resources);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all.into_iter().collect()),
+            }
+        }
+    }
+
+    /// Removes the lock on `key` on every node, whatever owner and holds it
+    /// has: an explicit admin operation for a lock whose holder is known to
+    /// be gone. The holder's guard finds out at its next renewal (it is then
+    /// lost); the fencing counter stays, so the next holder's token is
+    /// higher. Nodes that do not answer are listed in the result.
+    pub async fn force_release(&self, key: &str) -> Result<ForceReleased> {
+        validate_key(key)?;
+        self.shared
+            .backend
+            .force_release(key, &self.shared.options)
+            .await
+    }
+}

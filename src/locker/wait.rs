@@ -1,0 +1,195 @@
+//! Waiting for a lock: the retry loop of [`Locker::lock`] and
+//! [`Locker::lock_timeout`], and how a waiter learns the lock may be free.
+//!
+//! Waiting comes in three rooms, all entered from here: the local line
+//! ([`line`](super::line)) for backends that only announce releases, the
+//! backend's release watch ([`ReleaseWatch`]), and a backend's own fair queue
+//! (etcd's `queue.rs`), whose place the watch then is. Which of them a waiter
+//! uses is decided by the predicates of [`Waiter`].
+
+use std::time::Duration;
+
+use crate::backend::{Backend, ReleaseWatch, Waiting};
+use crate::error::{Error, Result};
+use crate::options::validate_key;
+
+use super::Locker;
+use super::guard::LockGuard;
+use super::line::Place;
+use super::owner::current_owner;
+
+/// One waiter for one lock: its attempts so far and its release watch.
+struct Waiter<'a, B: Backend> {
+    locker: &'a Locker<B>,
+    key: &'a str,
+    owner: String,
+    /// The release watch, once subscribed.
+    watch: Option<ReleaseWatch>,
+    /// Whether to subscribe after the next refused attempt.
+    subscribe: bool,
+    attempts: u32,
+}
+
+impl<B: Backend> Locker<B> {
+    /// The retry loop of `lock` and `lock_timeout`, not recorded.
+    ///
+    /// With release notifications, a waiter tries again as soon as the lock
+    /// may have been freed, and after the retry delay otherwise.
+    pub(super) async fn wait_for(&self, key: &str) -> Result<LockGuard<B>> {
+        validate_key(key)?;
+        let mut waiter = Waiter::new(self, key);
+        let place = waiter
+            .lines_up()
+            .then(|| self.shared.lines.join(self.prefix(), key));
+        let _turn = match &place {
+            Some(place) => Some(place.turn().await),
+            None => None,
+        };
+        loop {
+            let refused = match waiter.attempt().await {
+                Ok(guard) => return Ok(guard),
+                Err(e) if waiter.may_retry(&e) => e,
+                Err(e) => return Err(e),
+            };
+            if waiter.subscribe(place.as_ref(), &refused).await {
+                continue;
+            }
+            waiter.pause(&refused).await;
+        }
+    }
+}
+
+impl<'a, B: Backend> Waiter<'a, B> {
+    fn new(locker: &'a Locker<B>, key: &'a str) -> Self {
+        Self {
+            locker,
+            key,
+            owner: current_owner(locker.instance, locker.owner.as_ref()),
+            watch: None,
+            subscribe: locker.shared.options.get_wake_on_release()
+                && locker.shared.backend.waiting() != Waiting::Polling,
+            attempts: 0,
+        }
+    }
+
+    /// Whether this waiter takes a place in the Locker's local line for its
+    /// key, where only the head of the line tries.
+    ///
+    /// Not with a backend that queues waiters itself (its queue orders them
+    /// across processes, so each waiter takes its own place there), nor
+    /// without release news (nothing would tell the head that it may try
+    /// again sooner than its retry delay: lining up would only add waits).
+    /// Not with an explicit owner: a task sharing the owner may take the
+    /// lock meanwhile, and this waiter must then nest at once instead of
+    /// queueing behind others that wait for that very lock. Not for a nested
+    /// acquire, for the same reason. And not with an attempt limit: in the
+    /// line it could wait any time behind others before its first try.
+    fn lines_up(&self) -> bool {
+        let shared = &self.locker.shared;
+        self.subscribe
+            && shared.backend.waiting() == Waiting::Notified
+            && self.locker.owner.is_none()
+            && shared.options.get_retry().get_max_attempts().is_none()
+            && shared
+                .live
+                .parent(&self.owner, self.locker.prefix(), self.key)
+                .is_none()
+    }
+
+    /// Whether the backend's own queue is trusted to wake this waiter when
+    /// its turn comes. One with an explicit owner polls too: a task sharing
+    /// the owner may take the lock, and the waiter must then nest at once.
+    fn trusts_queue(&self) -> bool {
+        self.locker.shared.backend.waiting() == Waiting::Queued && self.locker.owner.is_none()
+    }
+
+    async fn attempt(&mut self) -> Result<LockGuard<B>> {
+        self.attempts = self.attempts.saturating_add(1);
+        if let Some(watch) = &mut self.watch {
+            watch.mark_seen();
+        }
+        self.locker.attempt_as(self.key, &self.owner).await
+    }
+
+    /// Whether a refusal is worth another attempt under the retry policy.
+    fn may_retry(&self, e: &Error) -> bool {
+        let retry = self.locker.shared.options.get_retry();
+        e.is_retryable()
+            && retry
+                .get_max_attempts()
+                .is_none_or(|max| self.attempts < max)
+    }
+
+    /// Subscribes to release news after the first refusal; `true` when the
+    /// waiter should try again at once, before any pause.
+    async fn subscribe(&mut self, place: Option<&Place>, refused: &Error) -> bool {
+        if !std::mem::take(&mut self.subscribe) {
+            return false;
+        }
+        let shared = &self.locker.shared;
+        let make = || {
+            shared
+                .backend
+                .watch_releases(self.key, &self.owner, &shared.options)
+        };
+        let subscribed = match place {
+            Some(place) => place.watch(make),
+            None => make(),
+        };
+        let Some(mut subscribed) = subscribed else {
+            return false;
+        };
+        // A release between the failed attempt and the subscription would
+        // go unheard: once enough servers listen (or a node timeout passed),
+        // try again.
+        subscribed
+            .listening(shared.options.get_node_timeout())
+            .await;
+        self.watch = Some(subscribed);
+        // A queue says itself when the turn comes (also if it came already);
+        // a try before that is refused for sure.
+        if self.trusts_queue() && matches!(refused, Error::NotObtained { .. }) {
+            return false;
+        }
+        // This extra try does not count as an attempt.
+        self.attempts -= 1;
+        true
+    }
+
+    /// Waits until the lock may be free: release news, or the retry delay.
+    async fn pause(&mut self, refused: &Error) {
+        let delay = tokio::time::sleep(self.delay(refused));
+        match &mut self.watch {
+            Some(watch) => {
+                tokio::select! {
+                    () = watch.released() => {}
+                    () = delay => {}
+                }
+            }
+            None => delay.await,
+        }
+    }
+
+    fn delay(&self, refused: &Error) -> Duration {
+        let options = &self.locker.shared.options;
+        let delay = options.get_retry().next_delay();
+        match refused {
+            Error::NotObtained {
+                expires_in: Some(left),
+                ..
+            } => {
+                // An expiry is announced by nobody: be there when the lock
+                // runs out, if that comes first.
+                delay.min(*left + Duration::from_millis(1))
+            }
+            Error::NotObtained { .. } if self.watch.is_some() && self.trusts_queue() => {
+                // The queue tells this waiter when it is its turn, expiries
+                // included, and takes a place anew after an outage; a try
+                // before that is refused for sure and costs the servers
+                // writes. Keep a slow poll as a safety net.
+                delay.max(options.get_ttl())
+            }
+            _ => delay,
+        }
+    }
+}
