@@ -2,6 +2,7 @@
 //! and reports each node's answer beside the quorum's view.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use futures::future::join_all;
 
@@ -9,7 +10,7 @@ use super::Redlock;
 use super::fanout::after;
 use super::scripts::{Keys, resource_of, scan_pattern};
 use crate::admin::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, NodeView};
-use crate::error::{Error, Result};
+use crate::error::{Error, NodeFault, Result};
 use crate::options::LockOptions;
 
 /// Keys asked of each node per SCAN step: a hint to Redis, which may return
@@ -69,17 +70,9 @@ impl Redlock {
             Some(cursor) => self.parse_cursor(cursor, &listing)?,
         };
         let pattern = scan_pattern(key_prefix, prefix);
-        let timeout = options.get_node_timeout();
-        let steps = join_all(self.nodes.iter().zip(&cursors).map(|(node, cursor)| {
-            let pattern = &pattern;
-            async move {
-                match cursor {
-                    Some(at) => Some(node.scan(*at, pattern, SCAN_COUNT, timeout).await),
-                    None => None,
-                }
-            }
-        }))
-        .await;
+        let steps = self
+            .scan_step(&cursors, &pattern, options.get_node_timeout())
+            .await;
         let mut resources = BTreeSet::new();
         let mut failures = Vec::new();
         let mut answered = 0;
@@ -88,16 +81,7 @@ impl Redlock {
                 None => {}
                 Some(Ok((next, keys))) => {
                     answered += 1;
-                    resources.extend(
-                        keys.iter()
-                            // Not ours if not UTF-8: every name we write is.
-                            .filter_map(|k| std::str::from_utf8(k).ok())
-                            .filter_map(|k| resource_of(key_prefix, k))
-                            // The pattern's '{' + prefix + '*' also matches
-                            // shorter names when the prefix holds a '}'.
-                            .filter(|name| name.starts_with(prefix))
-                            .map(str::to_owned),
-                    );
+                    resources.extend(resources_in(&keys, key_prefix, prefix));
                     *cursor = (next != 0).then_some(next);
                 }
                 Some(Err(fault)) => {
@@ -116,18 +100,33 @@ impl Redlock {
                 failures,
             });
         }
-        let next = cursors.iter().any(Option::is_some).then(|| {
-            let parts: Vec<String> = cursors
-                .iter()
-                .map(|c| c.map_or_else(|| DONE.to_owned(), |c| c.to_string()))
-                .collect();
-            ListCursor(format!("{listing}:{}", parts.join(",")))
-        });
         Ok(ListPage {
             resources: resources.into_iter().collect(),
-            next,
+            next: next_cursor(&listing, &cursors),
             failures,
         })
+    }
+
+    /// One SCAN step on each node from its cursor, all at once: the next
+    /// cursor and the keys found, or `None` for a node already done.
+    async fn scan_step(
+        &self,
+        cursors: &[Option<u64>],
+        pattern: &str,
+        timeout: Duration,
+    ) -> Vec<Option<Result<(u64, Vec<Vec<u8>>), NodeFault>>> {
+        join_all(
+            self.nodes
+                .iter()
+                .zip(cursors)
+                .map(|(node, cursor)| async move {
+                    match cursor {
+                        Some(at) => Some(node.scan(*at, pattern, SCAN_COUNT, timeout).await),
+                        None => None,
+                    }
+                }),
+        )
+        .await
     }
 
     /// Names one listing (key prefix, name prefix, nodes), so a cursor is
@@ -193,4 +192,33 @@ impl Redlock {
         }
         Ok(ForceReleased { removed, failures })
     }
+}
+
+/// The resource names among one node's SCAN keys that belong to the
+/// listing.
+fn resources_in<'k>(
+    keys: &'k [Vec<u8>],
+    key_prefix: &'k str,
+    prefix: &'k str,
+) -> impl Iterator<Item = String> + 'k {
+    keys.iter()
+        // Not ours if not UTF-8: every name we write is.
+        .filter_map(|k| std::str::from_utf8(k).ok())
+        .filter_map(move |k| resource_of(key_prefix, k))
+        // The pattern's '{' + prefix + '*' also matches
+        // shorter names when the prefix holds a '}'.
+        .filter(move |name| name.starts_with(prefix))
+        .map(str::to_owned)
+}
+
+/// The cursor that resumes `listing` where `cursors` stand (the form
+/// `parse_cursor` reads); `None` when every node is done.
+fn next_cursor(listing: &str, cursors: &[Option<u64>]) -> Option<ListCursor> {
+    cursors.iter().any(Option::is_some).then(|| {
+        let parts: Vec<String> = cursors
+            .iter()
+            .map(|c| c.map_or_else(|| DONE.to_owned(), |c| c.to_string()))
+            .collect();
+        ListCursor(format!("{listing}:{}", parts.join(",")))
+    })
 }

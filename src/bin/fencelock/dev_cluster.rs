@@ -3,10 +3,10 @@
 
 use fencelock::testing::{FixtureError, RedisNodes};
 use serde_json::json;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::exit;
 use crate::output::Output;
+use crate::signals::Signals;
 
 /// Starts `count` nodes, prints where they are, and waits for SIGINT,
 /// SIGTERM or SIGHUP to stop them. Exit 0 when stopped that way, 69 when
@@ -14,13 +14,9 @@ use crate::output::Output;
 pub async fn run(count: usize, output: &Output) -> u8 {
     // Signal handlers first: a stop request during start-up must still
     // reach the code that stops the nodes.
-    let (mut interrupt, mut terminate, mut hangup) = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(i), Ok(t), Ok(h)) => (i, t, h),
-        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
             output.error("internal", &format!("cannot handle signals: {e}"));
             return exit::INTERNAL;
         }
@@ -53,11 +49,7 @@ pub async fn run(count: usize, output: &Output) -> u8 {
     );
     output.say("running; Ctrl-C or SIGTERM stops the nodes");
 
-    let signal = tokio::select! {
-        _ = interrupt.recv() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
-        _ = hangup.recv() => "SIGHUP",
-    };
+    let signal = signals.recv().await.as_str();
     let count = nodes.len();
     // Dropping the fixtures kills and reaps every server and removes its
     // temporary directory.

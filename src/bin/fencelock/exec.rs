@@ -19,10 +19,10 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
 use tokio::process::{Child, Command};
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::connect::{self, BackendArgs, Job};
 use crate::output::Output;
+use crate::signals::Signals;
 use crate::{exit, parse_duration};
 
 /// `fencelock exec` options.
@@ -120,21 +120,47 @@ enum Event {
 
 impl Job for Exec {
     async fn run<B: Backend>(self, locker: Locker<B>) -> u8 {
-        let Exec { args, output } = self;
-        let report = Report {
-            output: &output,
-            key: &args.key,
-        };
         // Installed before the wait for the lock, so that a Ctrl-C while
         // waiting cancels the wait cleanly instead of killing the process.
         let mut signals = match Signals::new() {
             Ok(signals) => signals,
             Err(e) => {
                 let message = format!("cannot handle signals: {e}");
-                return report.finish(None, Outcome::Internal, exit::INTERNAL, &message);
+                return self
+                    .report()
+                    .finish(None, Outcome::Internal, exit::INTERNAL, &message);
             }
         };
+        let guard = match self.acquire(&locker, &mut signals).await {
+            Ok(guard) => guard,
+            Err(code) => return code,
+        };
+        let child = match spawn(&self.args.command, &self.args.key, guard.token()) {
+            Ok(child) => child,
+            Err(e) => return self.spawn_failed(guard, &e).await,
+        };
+        self.supervise(child, guard, &mut signals).await
+    }
+}
 
+impl Exec {
+    /// Where this run's final word goes.
+    fn report(&self) -> Report<'_> {
+        Report {
+            output: &self.output,
+            key: &self.args.key,
+        }
+    }
+
+    /// Takes the lock, at once (`--no-wait`) or waiting up to `--wait`,
+    /// and announces it. `Err` is the exit code when the command is not to
+    /// run: the lock was not had, or a signal came first (both reported).
+    async fn acquire<B: Backend>(
+        &self,
+        locker: &Locker<B>,
+        signals: &mut Signals,
+    ) -> Result<LockGuard<B>, u8> {
+        let args = &self.args;
         let acquire = async {
             if args.no_wait {
                 locker.try_lock(&args.key).await
@@ -150,104 +176,157 @@ impl Job for Exec {
         };
         let guard = match acquired {
             Ok(Ok(guard)) => guard,
-            Ok(Err(e)) => return not_obtained(&locker, &args.key, e, &output).await,
+            Ok(Err(e)) => return Err(not_obtained(locker, &args.key, e, &self.output).await),
             Err(signal) => {
                 let message =
                     format!("got {signal} while waiting for the lock; not running the command");
                 let code = exit::signalled(signal as i32);
-                return report.finish(None, Outcome::Interrupted, code, &message);
+                return Err(self
+                    .report()
+                    .finish(None, Outcome::Interrupted, code, &message));
             }
         };
-        let token = guard.token();
-        output.event(&json!({
+        self.output.event(&json!({
             "event": "acquired",
             "key": args.key,
-            "token": token.get(),
+            "token": guard.token().get(),
             "valid_ms": guard.remaining().as_millis(),
         }));
+        Ok(guard)
+    }
 
-        let mut child = match spawn(&args.command, &args.key, token) {
-            Ok(child) => child,
-            Err(e) => {
-                let code = match e.kind() {
-                    io::ErrorKind::NotFound => exit::NOT_FOUND,
-                    _ => exit::CANNOT_EXECUTE,
-                };
-                let message = format!("cannot run {}: {e}", args.command[0].to_string_lossy());
-                let _ = release(guard, &output).await;
-                return report.finish(Some(token), Outcome::SpawnFailed, code, &message);
-            }
+    /// The command could not be started: gives the lock back and exits as
+    /// shells do (127 not found, 126 otherwise).
+    async fn spawn_failed<B: Backend>(&self, guard: LockGuard<B>, error: &io::Error) -> u8 {
+        let token = guard.token();
+        let code = match error.kind() {
+            io::ErrorKind::NotFound => exit::NOT_FOUND,
+            _ => exit::CANNOT_EXECUTE,
         };
+        let message = format!(
+            "cannot run {}: {error}",
+            self.args.command[0].to_string_lossy()
+        );
+        let _ = release(guard, &self.output).await;
+        self.report()
+            .finish(Some(token), Outcome::SpawnFailed, code, &message)
+    }
 
+    /// Waits for whichever comes first: the command's exit, the lock's
+    /// loss or a signal to fencelock; then ends the run accordingly.
+    async fn supervise<B: Backend>(
+        &self,
+        mut child: Child,
+        guard: LockGuard<B>,
+        signals: &mut Signals,
+    ) -> u8 {
         let event = tokio::select! {
             status = child.wait() => Event::Exited(status),
             () = guard.lost() => Event::Lost,
             signal = signals.recv() => Event::Signal(signal),
         };
         match event {
-            Event::Exited(Ok(status)) => {
+            Event::Exited(Ok(status)) => self.command_exited(status, guard).await,
+            Event::Exited(Err(e)) => self.wait_failed(&e, child, guard, signals).await,
+            Event::Lost => self.lock_lost(child, guard, signals).await,
+            Event::Signal(signal) => self.stopped_by(signal, child, guard, signals).await,
+        }
+    }
+
+    /// The command exited by itself: its status is the exit code, unless
+    /// the release finds that the lock had been lost meanwhile.
+    async fn command_exited<B: Backend>(&self, status: ExitStatus, guard: LockGuard<B>) -> u8 {
+        let token = guard.token();
+        match release(guard, &self.output).await {
+            Released::Yes => {
                 let code = status_code(status);
-                match release(guard, &output).await {
-                    Released::Yes => report.finish(Some(token), Outcome::Completed, code, ""),
-                    Released::WasLost => {
-                        let message = format!(
-                            "the lock on {:?} was lost before the command finished ({}): \
-                             the run was not protected throughout",
-                            args.key,
-                            describe(status)
-                        );
-                        report.finish(Some(token), Outcome::Lost, exit::LOST, &message)
-                    }
-                }
+                self.report()
+                    .finish(Some(token), Outcome::Completed, code, "")
             }
-            Event::Exited(Err(e)) => {
-                let message = format!("lost track of the command: {e}");
-                let _ = stop(&mut child, args.grace, &mut signals).await;
-                let _ = release(guard, &output).await;
-                report.finish(Some(token), Outcome::Internal, exit::INTERNAL, &message)
-            }
-            Event::Lost => {
-                output.say(&format!(
-                    "lost the lock on {:?} (token {token}): stopping the command \
-                     (SIGTERM, SIGKILL after {})",
-                    args.key,
-                    humantime::format_duration(args.grace)
-                ));
-                output.event(&json!({"event": "lost", "key": args.key, "token": token.get()}));
-                let status = stop(&mut child, args.grace, &mut signals).await;
-                // Only cleanup of what is left: the loss is the news, and
-                // whatever the nodes that still answer say adds nothing.
-                let _ = guard.release().await;
+            Released::WasLost => {
                 let message = format!(
-                    "the lock on {:?} was lost while the command ran; the command was stopped ({})",
-                    args.key,
-                    status.map_or_else(|e| e.to_string(), describe)
+                    "the lock on {:?} was lost before the command finished ({}): \
+                     the run was not protected throughout",
+                    self.args.key,
+                    describe(status)
                 );
-                report.finish(Some(token), Outcome::Lost, exit::LOST, &message)
-            }
-            Event::Signal(signal) => {
-                output.say(&format!(
-                    "got {signal}: stopping the command (SIGTERM, SIGKILL after {})",
-                    humantime::format_duration(args.grace)
-                ));
-                output.event(&json!({"event": "signal", "signal": signal.as_str()}));
-                let status = stop(&mut child, args.grace, &mut signals).await;
-                let released = release(guard, &output).await;
-                let mut message = format!(
-                    "stopped by {signal}; the command was stopped ({})",
-                    status.map_or_else(|e| e.to_string(), describe)
-                );
-                if released == Released::WasLost {
-                    message.push_str("; the lock had been lost before");
-                }
-                report.finish(
-                    Some(token),
-                    Outcome::Interrupted,
-                    exit::signalled(signal as i32),
-                    &message,
-                )
+                self.report()
+                    .finish(Some(token), Outcome::Lost, exit::LOST, &message)
             }
         }
+    }
+
+    /// Waiting for the command failed: stops it and gives the lock back.
+    async fn wait_failed<B: Backend>(
+        &self,
+        error: &io::Error,
+        mut child: Child,
+        guard: LockGuard<B>,
+        signals: &mut Signals,
+    ) -> u8 {
+        let token = guard.token();
+        let message = format!("lost track of the command: {error}");
+        let _ = stop(&mut child, self.args.grace, signals).await;
+        let _ = release(guard, &self.output).await;
+        self.report()
+            .finish(Some(token), Outcome::Internal, exit::INTERNAL, &message)
+    }
+
+    /// The lock was lost while the command ran: stops the command.
+    async fn lock_lost<B: Backend>(
+        &self,
+        mut child: Child,
+        guard: LockGuard<B>,
+        signals: &mut Signals,
+    ) -> u8 {
+        let (key, token) = (&self.args.key, guard.token());
+        self.output.say(&format!(
+            "lost the lock on {key:?} (token {token}): stopping the command \
+             (SIGTERM, SIGKILL after {})",
+            humantime::format_duration(self.args.grace)
+        ));
+        self.output
+            .event(&json!({"event": "lost", "key": key, "token": token.get()}));
+        let status = stop(&mut child, self.args.grace, signals).await;
+        // Only cleanup of what is left: the loss is the news, and
+        // whatever the nodes that still answer say adds nothing.
+        let _ = guard.release().await;
+        let message = format!(
+            "the lock on {key:?} was lost while the command ran; the command was stopped ({})",
+            status.map_or_else(|e| e.to_string(), describe)
+        );
+        self.report()
+            .finish(Some(token), Outcome::Lost, exit::LOST, &message)
+    }
+
+    /// fencelock got `signal`: stops the command and gives the lock back;
+    /// the exit code is the signal's.
+    async fn stopped_by<B: Backend>(
+        &self,
+        signal: Signal,
+        mut child: Child,
+        guard: LockGuard<B>,
+        signals: &mut Signals,
+    ) -> u8 {
+        let token = guard.token();
+        self.output.say(&format!(
+            "got {signal}: stopping the command (SIGTERM, SIGKILL after {})",
+            humantime::format_duration(self.args.grace)
+        ));
+        self.output
+            .event(&json!({"event": "signal", "signal": signal.as_str()}));
+        let status = stop(&mut child, self.args.grace, signals).await;
+        let released = release(guard, &self.output).await;
+        let mut message = format!(
+            "stopped by {signal}; the command was stopped ({})",
+            status.map_or_else(|e| e.to_string(), describe)
+        );
+        if released == Released::WasLost {
+            message.push_str("; the lock had been lost before");
+        }
+        let code = exit::signalled(signal as i32);
+        self.report()
+            .finish(Some(token), Outcome::Interrupted, code, &message)
     }
 }
 
@@ -415,30 +494,4 @@ fn describe(status: ExitStatus) -> String {
 
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// The signals that make fencelock stop the command and give the lock back.
-struct Signals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-    hangup: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> io::Result<Self> {
-        Ok(Self {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-            hangup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    /// The next of them to arrive.
-    async fn recv(&mut self) -> Signal {
-        tokio::select! {
-            _ = self.interrupt.recv() => Signal::SIGINT,
-            _ = self.terminate.recv() => Signal::SIGTERM,
-            _ = self.hangup.recv() => Signal::SIGHUP,
-        }
-    }
 }

@@ -19,6 +19,7 @@ mod dev_cluster;
 mod exec;
 mod exit;
 mod output;
+mod signals;
 
 use std::process::ExitCode;
 use std::time::Duration;

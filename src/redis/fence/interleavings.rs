@@ -110,72 +110,89 @@ impl World {
 
     /// Applies one enabled event.
     fn step(&mut self, event: Event) -> Result<(), String> {
-        let n = self.counters.len();
         match event {
-            Event::Start => self.acquires.push(Acquire {
-                phase: Phase::Granting,
-                asked: vec![false; n],
-                votes: vec![None; n],
-                target: 0,
-                raised: Vec::new(),
-                raise_sent: vec![false; n],
-                expired: false,
-            }),
-            // The acquire script arrives at a node.
-            Event::Grant(a, node) => {
-                self.acquires[a].asked[node] = true;
-                if self.holder[node].is_none() {
-                    self.counters[node] += 1;
-                    self.holder[node] = Some(a);
-                    self.acquires[a].votes[node] = Some(self.counters[node]);
-                }
-            }
-            // The coordinator counts the votes (unanswered nodes timed out).
-            Event::Decide(a) => {
-                let votes = self.votes(a);
-                if votes.len() < self.quorum {
-                    self.fail(a);
-                } else {
-                    let (target, fast) = fence_candidate(&votes, self.quorum);
-                    self.acquires[a].target = target;
-                    if fast {
-                        self.hand_out(a)?;
-                    } else {
-                        self.acquires[a].phase = Phase::Raising;
-                    }
-                }
-            }
-            // The raise script arrives at a node that did not vote the target.
-            Event::Raise(a, node) => {
-                let target = self.acquires[a].target;
-                self.acquires[a].raise_sent[node] = true;
-                self.counters[node] = self.counters[node].max(target);
-                let raised = Raised {
-                    counter: self.counters[node],
-                    holds_lock: self.holder[node] == Some(a),
-                    was_missing: false,
-                };
-                self.acquires[a].raised.push(raised);
-            }
-            // The coordinator counts the raise replies (the rest timed out).
-            Event::Finalize(a) => {
-                let votes = self.votes(a);
-                let acq = &self.acquires[a];
-                if fence_confirmed(acq.target, &votes, &acq.raised, self.quorum) {
-                    self.hand_out(a)?;
-                } else {
-                    self.fail(a);
-                }
-            }
+            Event::Start => self.start(),
+            Event::Grant(a, node) => self.grant(a, node),
+            Event::Decide(a) => self.decide(a)?,
+            Event::Raise(a, node) => self.raise(a, node),
+            Event::Finalize(a) => self.finalize(a)?,
             // The holder releases everywhere.
             Event::Release(a) => self.fail(a),
-            // The lock expires on a node while its acquire still runs.
-            Event::Expire(a, node) => {
-                self.holder[node] = None;
-                self.acquires[a].expired = true;
-            }
+            Event::Expire(a, node) => self.expire(a, node),
         }
         Ok(())
+    }
+
+    /// A new acquire begins.
+    fn start(&mut self) {
+        let n = self.counters.len();
+        self.acquires.push(Acquire {
+            phase: Phase::Granting,
+            asked: vec![false; n],
+            votes: vec![None; n],
+            target: 0,
+            raised: Vec::new(),
+            raise_sent: vec![false; n],
+            expired: false,
+        });
+    }
+
+    /// The acquire script arrives at a node.
+    fn grant(&mut self, a: usize, node: usize) {
+        self.acquires[a].asked[node] = true;
+        if self.holder[node].is_none() {
+            self.counters[node] += 1;
+            self.holder[node] = Some(a);
+            self.acquires[a].votes[node] = Some(self.counters[node]);
+        }
+    }
+
+    /// The coordinator counts the votes (unanswered nodes timed out).
+    fn decide(&mut self, a: usize) -> Result<(), String> {
+        let votes = self.votes(a);
+        if votes.len() < self.quorum {
+            self.fail(a);
+            return Ok(());
+        }
+        let (target, fast) = fence_candidate(&votes, self.quorum);
+        self.acquires[a].target = target;
+        if fast {
+            self.hand_out(a)?;
+        } else {
+            self.acquires[a].phase = Phase::Raising;
+        }
+        Ok(())
+    }
+
+    /// The raise script arrives at a node that did not vote the target.
+    fn raise(&mut self, a: usize, node: usize) {
+        let target = self.acquires[a].target;
+        self.acquires[a].raise_sent[node] = true;
+        self.counters[node] = self.counters[node].max(target);
+        let raised = Raised {
+            counter: self.counters[node],
+            holds_lock: self.holder[node] == Some(a),
+            was_missing: false,
+        };
+        self.acquires[a].raised.push(raised);
+    }
+
+    /// The coordinator counts the raise replies (the rest timed out).
+    fn finalize(&mut self, a: usize) -> Result<(), String> {
+        let votes = self.votes(a);
+        let acq = &self.acquires[a];
+        if fence_confirmed(acq.target, &votes, &acq.raised, self.quorum) {
+            self.hand_out(a)
+        } else {
+            self.fail(a);
+            Ok(())
+        }
+    }
+
+    /// The lock expires on a node while its acquire still runs.
+    fn expire(&mut self, a: usize, node: usize) {
+        self.holder[node] = None;
+        self.acquires[a].expired = true;
     }
 
     fn hand_out(&mut self, a: usize) -> Result<(), String> {
