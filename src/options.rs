@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
+// Until the etcd backend imports it from `backend`.
+pub(crate) use crate::backend::drift;
 use crate::error::{Error, Result};
+use crate::locker::Timing;
 
 /// The longest resource name accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 512;
@@ -271,23 +274,21 @@ impl LockOptions {
             return bad("max_reentrancy must be at least 1".into());
         }
         if let Some(interval) = self.watchdog_interval() {
-            // The watchdog (src/watchdog.rs) needs room, within one validity,
-            // for the renewal interval, a failed try (one node_timeout), the
-            // pause before the next, that try, and a node_timeout of warning
-            // before it gives up: otherwise one slow answer would lose the
-            // lock.
+            // The watchdog (src/locker/watchdog.rs) needs room, within one
+            // validity, for the renewal interval, a failed try (one
+            // node_timeout), and then its reserve: the pause before the next
+            // try, that try, and a node_timeout of warning before it gives
+            // up. Otherwise one slow answer would lose the lock.
             let validity = self.ttl - drift(self.ttl, self.drift_factor);
             if interval < Duration::from_millis(1) {
                 return bad(format!("watchdog interval {interval:?} is below 1 ms"));
             }
-            let pause = (interval / 4)
-                .min(self.node_timeout)
-                .max(Duration::from_millis(1));
+            let timing = Timing::new(interval, self.node_timeout);
             // Checked: an interval near Duration::MAX must be refused, not
             // overflow.
             let needed = interval
-                .checked_add(pause)
-                .and_then(|d| d.checked_add(3 * self.node_timeout));
+                .checked_add(self.node_timeout)
+                .and_then(|d| d.checked_add(timing.reserve));
             if needed.is_none_or(|needed| needed >= validity) {
                 return bad(format!(
                     "watchdog interval {interval:?} with node_timeout {:?} leaves no room to retry a \
@@ -363,12 +364,6 @@ impl LockOptions {
         }
         Ok(())
     }
-}
-
-/// The clock-drift allowance for a TTL: `ttl * factor + 2 ms` (the 2 ms
-/// cover the granularity of Redis expiry).
-pub fn drift(ttl: Duration, factor: f64) -> Duration {
-    ttl.mul_f64(factor) + Duration::from_millis(2)
 }
 
 /// Checks a resource name: non-empty and at most [`MAX_KEY_LEN`] bytes.

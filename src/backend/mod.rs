@@ -13,13 +13,17 @@ use crate::options::LockOptions;
 
 mod background;
 mod notify;
+mod quorum;
 mod redact;
 mod report;
+mod validity;
 
 pub(crate) use background::{Background, Owned};
 pub use notify::{ReleaseWatch, Signal};
+pub(crate) use quorum::{Verdict, verdict};
 pub(crate) use redact::Redacted;
 pub use report::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, NodeView};
+pub(crate) use validity::{drift, validity};
 
 /// One hold on a lock: which resource, which owner, and the id of this
 /// particular acquisition. Nested acquisitions by one owner are separate

@@ -1,8 +1,8 @@
 //! The admin calls of a Locker: look at locks and remove them, whoever
 //! holds them. Each passes through to the backend after checking its input.
 
-use crate::backend::{Backend, ForceReleased, ListCursor, ListPage, LockInfo};
-use crate::error::{Error, Result};
+use crate::backend::{Backend, ForceReleased, ListCursor, ListPage, LockInfo, Verdict, verdict};
+use crate::error::{Error, NodeFailure, Result};
 use crate::options::{MAX_KEY_LEN, validate_key};
 
 use super::Locker;
@@ -22,13 +22,10 @@ impl<B: Backend> Locker<B> {
     pub async fn is_locked(&self, key: &str) -> Result<bool> {
         let info = self.inspect(key).await?;
         let (locked, free) = (info.locked_nodes(), info.free_nodes());
-        let nodes = info.nodes.len();
-        if locked >= info.quorum {
-            Ok(true)
-        } else if free > nodes - info.quorum {
-            Ok(false)
-        } else {
-            Err(Error::QuorumUnavailable {
+        match verdict(locked, free, info.nodes.len(), info.quorum) {
+            Verdict::Quorum => Ok(true),
+            Verdict::Refused => Ok(false),
+            Verdict::Undecided => Err(Error::QuorumUnavailable {
                 confirmed: locked,
                 refused: free,
                 needed: info.quorum,
@@ -36,13 +33,13 @@ impl<B: Backend> Locker<B> {
                     .nodes
                     .into_iter()
                     .filter_map(|v| {
-                        v.lock.err().map(|fault| crate::error::NodeFailure {
+                        v.lock.err().map(|fault| NodeFailure {
                             node: v.node,
                             fault,
                         })
                     })
                     .collect(),
-            })
+            }),
         }
     }
 

@@ -30,6 +30,8 @@ use owner::{current_owner, new_instance_id, next_hold_id};
 use shared::Shared;
 use telemetry::Telemetry;
 
+pub(crate) use watchdog::Timing;
+
 /// Takes locks on a backend. Cheap to clone: clones share the backend, the
 /// options and the instance identity.
 ///

@@ -21,6 +21,29 @@ pub(crate) struct WatchdogHandle {
     _task: crate::background::Owned,
 }
 
+/// The watchdog's timing around a failed renewal, for a renewal interval
+/// and a node timeout. [`LockOptions::validate`](crate::LockOptions::validate)
+/// refuses intervals that leave no room for it within one validity.
+pub(crate) struct Timing {
+    /// After a failed renewal, try again this soon, but not in a tight loop.
+    pub(crate) pause: Duration,
+    /// What must remain of the validity for one more try: the pause, the
+    /// try itself (up to a node_timeout), and a node_timeout of warning, so
+    /// a holder told of a loss still has time to stop its work.
+    pub(crate) reserve: Duration,
+}
+
+impl Timing {
+    pub(crate) fn new(interval: Duration, node_timeout: Duration) -> Self {
+        // (Validation keeps node_timeout at 1 ms or more; max() last anyway.)
+        let pause = (interval / 4)
+            .min(node_timeout)
+            .max(Duration::from_millis(1));
+        let reserve = pause.saturating_add(node_timeout.saturating_mul(2));
+        Self { pause, reserve }
+    }
+}
+
 /// What one watchdog needs to renew one hold.
 pub(crate) struct Renewal<B: Backend> {
     pub(crate) shared: Shared<B>,
@@ -47,15 +70,7 @@ impl<B: Backend> Renewal<B> {
             .options
             .get_max_hold()
             .map(|m| self.acquired_at + m);
-        // After a failed renewal, try again soon, but not in a tight loop.
-        // (Validation keeps node_timeout at 1 ms or more; max() last anyway.)
-        let pause = (self.interval / 4)
-            .min(node_timeout)
-            .max(Duration::from_millis(1));
-        // What must remain of the validity for one more try: the pause, the
-        // try itself (up to a node_timeout), and a node_timeout of warning,
-        // so a holder told of a loss still has time to stop its work.
-        let reserve = pause + 2 * node_timeout;
+        let Timing { pause, reserve } = Timing::new(self.interval, node_timeout);
         let schedule = |now: Instant, valid_until: Instant| {
             let latest = valid_until.checked_sub(reserve).unwrap_or(now);
             (now + self.interval).min(latest).max(now + pause)

@@ -9,11 +9,11 @@ use futures::future::join_all;
 use redis::Cmd;
 
 use super::fanout::{FanOut, Reply};
-use super::quorum::{Verdict, validity, verdict};
 use super::replies::AcquireReply;
 use super::scripts::{self, Keys};
 use super::{RedisNode, Redlock, fence, ttl_ms};
 use crate::backend::{Grant, Hold};
+use crate::backend::{Verdict, validity, verdict};
 use crate::error::{Error, NodeFailure, Result};
 use crate::fencing::FencingToken;
 use crate::options::LockOptions;

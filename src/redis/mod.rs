@@ -13,7 +13,6 @@ mod fence;
 mod fenced;
 mod node;
 mod order;
-mod quorum;
 mod release;
 mod replies;
 mod scripts;

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use super::fanout::{FanOut, Reply};
-use super::quorum::{Verdict, validity, verdict};
 use super::scripts::{self, Keys};
 use super::{RedisNode, Redlock, ttl_ms};
 use crate::backend::Hold;
+use crate::backend::{Verdict, validity, verdict};
 use crate::error::{Error, NodeFailure, Result};
 use crate::options::LockOptions;
 
