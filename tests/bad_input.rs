@@ -35,9 +35,6 @@ fn bad_options_are_rejected_by_name() {
             1,
             "ttl",
         ),
-        (LockOptions::default().quorum(4), 3, "quorum 4 exceeds"),
-        (LockOptions::default().quorum(0), 3, "quorum"),
-        (LockOptions::default().quorum(1), 3, "majority"),
         (LockOptions::default().drift_factor(-0.1), 1, "drift"),
         (
             LockOptions::default().node_timeout(Duration::ZERO),
@@ -103,6 +100,14 @@ fn no_nodes_and_bad_urls_are_rejected() {
     assert!(invalid_options(twice).contains("listed twice"));
     let too_many = (0..=Redlock::MAX_NODES).map(|i| format!("redis://127.0.0.1:{}", 7000 + i));
     assert!(invalid_options(Redlock::from_urls(too_many)).contains("at most 64"));
+    for (quorum, needle) in [(4, "quorum 4 exceeds"), (0, "at least 1"), (1, "majority")] {
+        let msg = invalid_options(redlock(3).with_quorum(quorum));
+        assert!(
+            msg.contains(needle),
+            "quorum {quorum}: {msg:?} lacks {needle:?}"
+        );
+    }
+    assert_eq!(redlock(3).with_quorum(3).unwrap().quorum(), 3);
     let msg = invalid_options(RedisNode::from_url("redis://user:s3cret@127.0.0.1:port"));
     assert!(!msg.contains("s3cret"), "password leaked: {msg}");
 }

@@ -165,7 +165,7 @@ async fn waiters_take_turns_in_arrival_order(members: usize, kill_leader: bool) 
             .collect();
         client = Client::connect(living, None).await.unwrap();
         // A ttl's worth of the tickets' renewals go through the new leader.
-        let ttl = options().get_ttl().min(Duration::from_secs(5));
+        let ttl = options().ttl.min(Duration::from_secs(5));
         let since = Instant::now();
         wait_until(ttl + Duration::from_secs(10), async || {
             since.elapsed() > ttl && queued(&mut client, "fifo").await == 4

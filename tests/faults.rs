@@ -61,7 +61,7 @@ async fn three_of_five_killed_is_quorum_unavailable_naming_them() {
         for i in [0, 2, 4] {
             nodes.node_mut(i).kill();
         }
-        let node_timeout = locker.options().get_node_timeout();
+        let node_timeout = locker.options().node_timeout;
         let started = Instant::now();
         let err = locker.try_lock("doomed").await.unwrap_err();
         let took = started.elapsed();
@@ -95,7 +95,7 @@ async fn three_of_five_paused_fails_within_two_node_timeouts() {
         for i in [1, 2, 3] {
             nodes.node_mut(i).pause();
         }
-        let node_timeout = locker.options().get_node_timeout();
+        let node_timeout = locker.options().node_timeout;
         let started = Instant::now();
         let err = locker.try_lock("frozen").await.unwrap_err();
         let took = started.elapsed();
@@ -131,7 +131,7 @@ async fn two_of_five_paused_still_acquires_within_the_node_timeout() {
         common::warm_up(&locker).await;
         nodes.node_mut(0).pause();
         nodes.node_mut(4).pause();
-        let node_timeout = locker.options().get_node_timeout();
+        let node_timeout = locker.options().node_timeout;
         for _ in 0..3 {
             let started = Instant::now();
             let guard = locker.try_lock("stalled").await.unwrap();
@@ -460,7 +460,7 @@ async fn holds_per_node(locker: &fencelock::Locker<fencelock::Redlock>, key: &st
 async fn a_release_right_after_an_acquire_reaches_a_paused_node() {
     let mut nodes = start(3);
     let locker = locker(&nodes, options());
-    let node_timeout = locker.options().get_node_timeout();
+    let node_timeout = locker.options().node_timeout;
     bounded(LIMIT, async {
         common::warm_up(&locker).await;
         for round in 0..6 {
@@ -502,7 +502,7 @@ async fn nested_acquires_behind_a_paused_node_all_land_there() {
     let mut nodes = start(3);
     let options = options().max_reentrancy(3);
     let locker = locker(&nodes, options.clone());
-    let node_timeout = options.get_node_timeout();
+    let node_timeout = options.node_timeout;
     bounded(LIMIT, async {
         common::warm_up(&locker).await;
         for round in 0..3 {

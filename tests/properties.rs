@@ -191,9 +191,6 @@ impl Generated {
                 Some(None) => Watchdog::Off,
                 Some(Some(ns)) => Watchdog::Every(dur(ns)),
             });
-        if let Some(q) = self.quorum {
-            options = options.quorum(q);
-        }
         if let Some(cap) = self.max_hold_ns {
             options = options.max_hold(dur(cap));
         }
@@ -242,9 +239,6 @@ impl Generated {
         if self.prefix_len > MAX_PREFIX_LEN {
             broken.push("key_prefix");
         }
-        if self.quorum == Some(0) {
-            broken.push("quorum");
-        }
         if self.max_reentrancy == 0 {
             broken.push("max_reentrancy");
         }
@@ -286,22 +280,46 @@ impl Generated {
         if self.delay_ns == 0 && self.jitter_ns == 0 {
             broken.push("retry");
         }
-        // Against the nodes.
-        if self.nodes == 0 {
-            broken.push("no nodes");
-        } else {
-            let quorum = self.quorum.unwrap_or(self.nodes / 2 + 1);
-            if quorum > self.nodes || 2 * quorum <= self.nodes {
-                broken.push("quorum");
-            }
-        }
         Some(broken)
+    }
+
+    /// The rules the Redlock itself breaks: its nodes and its quorum.
+    fn broken_redlock_rules(&self) -> Vec<&'static str> {
+        if self.nodes == 0 {
+            return vec!["no nodes"];
+        }
+        let quorum = self.quorum.unwrap_or(self.nodes / 2 + 1);
+        if quorum == 0 {
+            vec!["at least 1"]
+        } else if quorum > self.nodes || 2 * quorum <= self.nodes {
+            vec!["quorum"]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The Redlock of this set, with its explicit quorum if it has one.
+    fn redlock(&self) -> fencelock::Result<Redlock> {
+        let urls = (0..self.nodes).map(|i| format!("redis://127.0.0.1:{}", 1 + i));
+        let redlock = Redlock::from_urls(urls)?;
+        match self.quorum {
+            Some(q) => redlock.with_quorum(q),
+            None => Ok(redlock),
+        }
     }
 }
 
 /// Redlock over `n` distinct addresses; nothing connects until first use.
 fn redlock(n: usize) -> Redlock {
     Redlock::from_urls((0..n).map(|i| format!("redis://127.0.0.1:{}", 1 + i))).unwrap()
+}
+
+/// The error of a refused Redlock, for [`check_verdict`].
+fn clone_invalid(e: &Error) -> Error {
+    match e {
+        Error::InvalidOptions(msg) => Error::InvalidOptions(msg.clone()),
+        other => Error::InvalidOptions(format!("not InvalidOptions: {other:?}")),
+    }
 }
 
 fn check_verdict(
@@ -341,9 +359,18 @@ fn options_are_accepted_iff_the_model_accepts() {
         };
         accepted.set(accepted.get() + u32::from(broken.is_empty()));
         let options = g.options();
-        check_verdict(options.validate_for(g.nodes), &broken, "validate_for")?;
-        if g.nodes > 0 {
-            let locker = Locker::new(redlock(g.nodes), options);
+        check_verdict(options.validate(), &broken, "validate")?;
+        // A Locker is refused for the Redlock's faults first, then for the
+        // options'.
+        let redlock = g.redlock();
+        let redlock_broken = g.broken_redlock_rules();
+        check_verdict(
+            redlock.as_ref().map(|_| ()).map_err(clone_invalid),
+            &redlock_broken,
+            "Redlock",
+        )?;
+        if let Ok(redlock) = redlock {
+            let locker = Locker::new(redlock, options);
             check_verdict(locker.map(|_| ()), &broken, "Locker::new")?;
         }
         Ok(())
@@ -364,14 +391,16 @@ proptest! {
     /// The quorum in force is the explicit one or `N / 2 + 1`, and every
     /// accepted quorum makes any two quorums of the nodes intersect.
     #[test]
-    fn accepted_quorums_intersect(n in 1usize..=9, explicit in prop::option::of(1usize..=10)) {
-        let mut options = LockOptions::default();
-        if let Some(q) = explicit {
-            options = options.quorum(q);
-        }
-        let quorum = options.quorum_for(n);
-        prop_assert_eq!(quorum, explicit.unwrap_or(n / 2 + 1));
-        if options.validate_for(n).is_ok() {
+    fn accepted_quorums_intersect(n in 1usize..=9, explicit in prop::option::of(0usize..=10)) {
+        let redlock = redlock(n);
+        prop_assert_eq!(redlock.quorum(), n / 2 + 1);
+        let redlock = match explicit {
+            Some(q) => redlock.with_quorum(q),
+            None => Ok(redlock),
+        };
+        if let Ok(redlock) = redlock {
+            let quorum = redlock.quorum();
+            prop_assert_eq!(quorum, explicit.unwrap_or(n / 2 + 1));
             prop_assert!(quorum <= n);
             // Two sets of `quorum` nodes out of n share at least this many.
             prop_assert!(2 * quorum > n, "quorum {} of {} lets two owners in", quorum, n);

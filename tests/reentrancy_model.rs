@@ -408,7 +408,7 @@ fn run_model_on_redis(n: usize) {
         let _entered = rt.enter();
         locker(&nodes, model_options())
     };
-    let quorum = base.options().quorum_for(n);
+    let quorum = base.backend().quorum();
     run_model(&rt, &base, &format!("redis-{n}"), n == 1, quorum);
 }
 

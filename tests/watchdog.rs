@@ -152,7 +152,7 @@ async fn a_hold_removed_behind_the_watchdogs_back_is_lost_at_the_next_renewal() 
         // At the next renewal, not after retries until the reserve runs out.
         let after = deleted.elapsed();
         assert!(
-            after < interval + options.get_node_timeout() + Duration::from_millis(50),
+            after < interval + options.node_timeout + Duration::from_millis(50),
             "lost {after:?} after the hold was removed"
         );
         let renewals = recorded.counter_with(WATCHDOG_RENEW, "result", "not_held");
@@ -220,8 +220,8 @@ async fn max_hold_stops_renewing_and_the_lock_runs_out() {
         // its validity is short of the cap by the drift allowance.
         let options = one_second();
         let earliest = cap
-            - options.get_node_timeout()
-            - options.get_ttl().mul_f64(options.get_drift_factor())
+            - options.node_timeout
+            - options.ttl.mul_f64(options.drift_factor)
             - Duration::from_millis(2)
             - Duration::from_millis(50);
         assert!(

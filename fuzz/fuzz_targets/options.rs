@@ -1,11 +1,12 @@
 //! Option sets from arbitrary bytes: validation answers `Ok` or
 //! `InvalidOptions` without panicking (no overflow, no float trap), and an
-//! accepted set keeps the promises the rest of the library relies on.
+//! accepted set keeps the promises the rest of the library relies on. The
+//! same for a Redlock's node count and quorum.
 #![no_main]
 
 use std::time::Duration;
 
-use fencelock::{Error, LockOptions, RetryPolicy, Watchdog};
+use fencelock::{Error, LockOptions, Redlock, RetryPolicy, Watchdog};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
@@ -47,30 +48,42 @@ fn options(u: &mut Unstructured) -> Result<(LockOptions, usize, Duration)> {
             _ => Watchdog::Every(duration(u)?),
         });
     if u.arbitrary()? {
-        options = options.quorum(u.int_in_range(0..=70)?);
-    }
-    if u.arbitrary()? {
         options = options.max_hold(duration(u)?);
     }
-    Ok((options, u.int_in_range(0..=70)?, duration(u)?))
+    let quorum = if u.arbitrary()? {
+        Some(u.int_in_range(0..=70)?)
+    } else {
+        None
+    };
+    Ok((options, (u.int_in_range(0..=70)?, quorum), duration(u)?))
 }
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
-    let Ok((options, nodes, extend_ttl)) = options(&mut u) else {
+    let Ok((options, (nodes, quorum), extend_ttl)) = options(&mut u) else {
         return;
     };
-    match options.validate_for(nodes) {
-        Ok(()) => {
-            let ttl = options.get_ttl();
-            let quorum = options.quorum_for(nodes);
+    let urls = (0..nodes).map(|i| format!("redis://127.0.0.1:{}", 1 + i));
+    match Redlock::from_urls(urls).and_then(|r| match quorum {
+        Some(q) => r.with_quorum(q),
+        None => Ok(r),
+    }) {
+        Ok(redlock) => {
+            let quorum = redlock.quorum();
             assert!(quorum <= nodes && 2 * quorum > nodes, "{quorum} of {nodes}");
-            assert!(!ttl.is_zero() && options.get_node_timeout() < ttl);
+        }
+        Err(Error::InvalidOptions(msg)) => assert!(!msg.is_empty()),
+        Err(other) => panic!("not InvalidOptions: {other:?}"),
+    }
+    match options.validate() {
+        Ok(()) => {
+            let ttl = options.ttl;
+            assert!(!ttl.is_zero() && options.node_timeout < ttl);
             if let Some(interval) = options.watchdog_interval() {
                 assert!(!interval.is_zero() && interval < ttl);
             }
             // A waiter's pause is bounded and computed without overflow.
-            let _ = options.get_retry().next_delay();
+            let _ = options.retry.next_delay();
         }
         Err(Error::InvalidOptions(msg)) => assert!(!msg.is_empty()),
         Err(other) => panic!("not InvalidOptions: {other:?}"),

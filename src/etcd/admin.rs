@@ -14,7 +14,7 @@ const PAGE: i64 = 1000;
 
 impl Etcd {
     pub(crate) async fn inspect_lock(&self, key: &str, options: &LockOptions) -> Result<LockInfo> {
-        let keys = LockKeys::new(options.get_key_prefix(), key);
+        let keys = LockKeys::new(&options.key_prefix, key);
         let (lock, queued) = match self.holder_record(&keys, options).await {
             Ok((record, queued)) => (Ok(record), Some(queued)),
             Err(Error::QuorumUnavailable { mut failures, .. }) if !failures.is_empty() => {
@@ -48,7 +48,7 @@ impl Etcd {
         keys: &LockKeys,
         options: &LockOptions,
     ) -> Result<(Option<LockRecord>, usize)> {
-        let timeout = options.get_node_timeout();
+        let timeout = options.node_timeout;
         let oldest = GetOptions::new()
             .with_prefix()
             .with_sort(SortTarget::Create, SortOrder::Ascend)
@@ -99,7 +99,7 @@ impl Etcd {
         cursor: Option<&ListCursor>,
         options: &LockOptions,
     ) -> Result<ListPage> {
-        let key_prefix = options.get_key_prefix();
+        let key_prefix = &options.key_prefix;
         let range = format!("{key_prefix}{}", escape(prefix));
         let start = match cursor {
             None => range.clone(),
@@ -116,7 +116,7 @@ impl Etcd {
             .with_keys_only()
             .with_limit(PAGE);
         let reply = self
-            .call_again(options.get_node_timeout(), || {
+            .call_again(options.node_timeout, || {
                 let mut kv = self.client.kv_client();
                 let (start, page) = (start.clone(), page.clone());
                 async move { kv.get(start, Some(page)).await }
@@ -146,8 +146,8 @@ impl Etcd {
         key: &str,
         options: &LockOptions,
     ) -> Result<ForceReleased> {
-        let keys = LockKeys::new(options.get_key_prefix(), key);
-        let timeout = options.get_node_timeout();
+        let keys = LockKeys::new(&options.key_prefix, key);
+        let timeout = options.node_timeout;
         let delete = DeleteOptions::new().with_prefix().with_prev_key();
         match self
             .call_again(timeout, || {

@@ -268,7 +268,7 @@ impl Etcd {
         options: &LockOptions,
         started: Instant,
     ) -> Result<Grant> {
-        let timeout = options.get_node_timeout();
+        let timeout = options.node_timeout;
         let leases = self.client.lease_client();
         let lease = self
             .call_again(timeout, || {
@@ -356,7 +356,7 @@ impl Etcd {
                 expires_in: None,
             });
         };
-        let valid_until = valid_until(started, ttl, options.get_drift_factor());
+        let valid_until = valid_until(started, ttl, options.drift_factor);
         if Instant::now() >= valid_until {
             return Err(Error::ValidityExhausted {
                 key: hold.key().to_owned(),
@@ -390,7 +390,7 @@ impl Etcd {
         options: &LockOptions,
         started: Instant,
     ) -> Result<Grant> {
-        let timeout = options.get_node_timeout();
+        let timeout = options.node_timeout;
         let holder = keys.holder(hold.owner());
         let not_held = || Error::NotHeld {
             key: hold.key().to_owned(),
@@ -420,12 +420,12 @@ impl Etcd {
             }
             let mut seen = Seen::of(&kv);
             if !holds.iter().any(|h| h == hold.id()) {
-                if holds.len() >= options.get_max_reentrancy() as usize {
+                if holds.len() >= options.max_reentrancy as usize {
                     return fail(
                         sent,
                         Error::ReentrancyLimit {
                             key: hold.key().to_owned(),
-                            limit: options.get_max_reentrancy(),
+                            limit: options.max_reentrancy,
                         },
                     );
                 }
@@ -499,7 +499,7 @@ impl Etcd {
         options: &LockOptions,
         started: Instant,
     ) -> Result<Renewal> {
-        let timeout = options.get_node_timeout();
+        let timeout = options.node_timeout;
         let secs = lease_secs(ttl);
         // Opening the keep-alive stream refreshes the lease once (the
         // client reads that first answer itself and fails with "lease not
@@ -567,7 +567,7 @@ impl Etcd {
             // The old lease has no key left.
             drop(RevokeOnDrop::new(self, kv.lease, timeout));
         }
-        let valid_until = valid_until(started, ttl, options.get_drift_factor());
+        let valid_until = valid_until(started, ttl, options.drift_factor);
         if Instant::now() >= valid_until {
             return Err(Error::ValidityExhausted {
                 key: hold.key().to_owned(),
@@ -770,7 +770,7 @@ impl Backend for Etcd {
     /// The options on their own, and as for one node: etcd keeps its own
     /// quorum, so an explicit `quorum` above 1 is refused.
     fn check_options(&self, options: &LockOptions) -> Result<()> {
-        options.validate_for(1)
+        options.validate()
     }
 
     async fn try_acquire(
@@ -779,7 +779,7 @@ impl Backend for Etcd {
         ttl: Duration,
         options: &LockOptions,
     ) -> Result<Grant> {
-        let keys = LockKeys::new(options.get_key_prefix(), hold.key());
+        let keys = LockKeys::new(&options.key_prefix, hold.key());
         let started = Instant::now();
         match hold.parent() {
             Some(parent) => {
@@ -791,9 +791,9 @@ impl Backend for Etcd {
     }
 
     async fn extend(&self, hold: &Hold, ttl: Duration, options: &LockOptions) -> Result<Instant> {
-        let keys = LockKeys::new(options.get_key_prefix(), hold.key());
+        let keys = LockKeys::new(&options.key_prefix, hold.key());
         let holder = keys.holder(hold.owner());
-        let timeout = options.get_node_timeout();
+        let timeout = options.node_timeout;
         let not_held = || Error::NotHeld {
             key: hold.key().to_owned(),
         };
@@ -822,9 +822,9 @@ impl Backend for Etcd {
     }
 
     async fn release(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
-        let keys = LockKeys::new(options.get_key_prefix(), hold.key());
+        let keys = LockKeys::new(&options.key_prefix, hold.key());
         let holder = keys.holder(hold.owner());
-        let timeout = options.get_node_timeout();
+        let timeout = options.node_timeout;
         // The common case, the only hold goes, takes one transaction; any
         // other reads the key in the same one, for the compare-and-swap.
         let only = Compare::value(
@@ -935,7 +935,7 @@ impl Backend for Etcd {
         owner: &str,
         options: &LockOptions,
     ) -> Option<ReleaseWatch> {
-        let keys = LockKeys::new(options.get_key_prefix(), key);
+        let keys = LockKeys::new(&options.key_prefix, key);
         Some(queue::line_up(self.clone(), keys, owner, options))
     }
 

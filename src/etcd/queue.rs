@@ -60,8 +60,8 @@ pub(crate) fn line_up(
         etcd,
         keys,
         owner: owner.to_owned(),
-        ttl: options.get_ttl().min(MAX_TICKET_TTL),
-        timeout: options.get_node_timeout(),
+        ttl: options.ttl.min(MAX_TICKET_TTL),
+        timeout: options.node_timeout,
         signal,
     };
     // The waiting ends when the last clone of the watch is dropped: the

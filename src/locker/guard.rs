@@ -34,7 +34,7 @@ impl<B: Backend> ReleaseOnDrop<B> {
 
     /// Records the hold as live, so acquires by its owner nest inside it.
     pub(crate) fn register(&mut self, token: FencingToken) {
-        let prefix = self.shared.options.get_key_prefix();
+        let prefix = &self.shared.options.key_prefix;
         self.shared.live.insert(prefix, self.hold(), token);
         self.held_since = Some(Instant::now());
     }
@@ -60,7 +60,7 @@ impl<B: Backend> Drop for ReleaseOnDrop<B> {
         };
         self.shared
             .live
-            .remove(self.shared.options.get_key_prefix(), &hold);
+            .remove(&self.shared.options.key_prefix, &hold);
         let held_for = self.held_since.map(|since| since.elapsed());
         // Never block in drop: hand the release to the runtime, counted
         // until it is done so that `Locker::settled` can wait for it.
@@ -262,7 +262,7 @@ impl<B: Backend> LockGuard<B> {
         // From now on nothing may nest inside this hold.
         shared
             .live
-            .remove(shared.options.get_key_prefix(), self.hold.hold());
+            .remove(&shared.options.key_prefix, self.hold.hold());
         // The hold stays armed until the nodes answered, so a release whose
         // future is dropped half-way is finished in the background.
         let result = shared
@@ -306,7 +306,7 @@ impl<B: Backend> LockGuard<B> {
         let shared = self.hold.shared.clone();
         shared
             .live
-            .remove(shared.options.get_key_prefix(), self.hold.hold());
+            .remove(&shared.options.key_prefix, self.hold.hold());
         let held_for = self.hold.held_for();
         let hold = self.hold.disarm();
         // This guard ends here; the adopter counts its own.

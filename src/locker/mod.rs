@@ -135,7 +135,7 @@ impl<B: Backend> Locker<B> {
     }
 
     fn prefix(&self) -> &str {
-        self.shared.options.get_key_prefix()
+        &self.shared.options.key_prefix
     }
 
     /// The backend.
@@ -228,7 +228,7 @@ impl<B: Backend> Locker<B> {
             hold = hold.nested_in(parent);
         }
         let mut armed = ReleaseOnDrop::arm(shared, hold);
-        let ttl = shared.options.get_ttl();
+        let ttl = shared.options.ttl;
         match shared
             .backend
             .try_acquire(armed.hold(), ttl, &shared.options)
@@ -273,7 +273,7 @@ impl<B: Backend> Locker<B> {
         let hold = Hold::new(&handoff.key, &handoff.owner, &handoff.hold_id);
         let valid_until = shared
             .backend
-            .extend(&hold, shared.options.get_ttl(), &shared.options)
+            .extend(&hold, shared.options.ttl, &shared.options)
             .await?;
         let mut armed = ReleaseOnDrop::arm(shared, hold);
         armed.register(handoff.token);

@@ -44,7 +44,7 @@ impl<B: Backend> Shared<B> {
     /// any more, so the owner's next acquire counts afresh, and the loss is
     /// counted once.
     pub(crate) fn forget_lost(&self, hold: &Hold, newly_lost: bool) {
-        self.live.remove(self.options.get_key_prefix(), hold);
+        self.live.remove(&self.options.key_prefix, hold);
         if newly_lost {
             self.telemetry.lost(self.key(hold.key()));
         }

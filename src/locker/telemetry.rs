@@ -125,7 +125,7 @@ impl Telemetry {
             labels.push(Label::new("result", result));
         }
         // Opt-in: one series per resource can explode a metrics backend.
-        if key.options.get_metrics_per_key() {
+        if key.options.metrics_per_key {
             labels.push(Label::new("key", key.name.to_owned()));
         }
         labels

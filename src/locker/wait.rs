@@ -66,7 +66,7 @@ impl<'a, B: Backend> Waiter<'a, B> {
             key,
             owner: current_owner(locker.instance, locker.owner.as_ref()),
             watch: None,
-            subscribe: locker.shared.options.get_wake_on_release()
+            subscribe: locker.shared.options.wake_on_release
                 && locker.shared.backend.waiting() != Waiting::Polling,
             attempts: 0,
         }
@@ -89,7 +89,7 @@ impl<'a, B: Backend> Waiter<'a, B> {
         self.subscribe
             && shared.backend.waiting() == Waiting::Notified
             && self.locker.owner.is_none()
-            && shared.options.get_retry().get_max_attempts().is_none()
+            && shared.options.retry.max_attempts.is_none()
             && shared
                 .live
                 .parent(&self.owner, self.locker.prefix(), self.key)
@@ -113,11 +113,8 @@ impl<'a, B: Backend> Waiter<'a, B> {
 
     /// Whether a refusal is worth another attempt under the retry policy.
     fn may_retry(&self, e: &Error) -> bool {
-        let retry = self.locker.shared.options.get_retry();
-        e.is_retryable()
-            && retry
-                .get_max_attempts()
-                .is_none_or(|max| self.attempts < max)
+        let retry = &self.locker.shared.options.retry;
+        e.is_retryable() && retry.max_attempts.is_none_or(|max| self.attempts < max)
     }
 
     /// Subscribes to release news after the first refusal; `true` when the
@@ -142,9 +139,7 @@ impl<'a, B: Backend> Waiter<'a, B> {
         // A release between the failed attempt and the subscription would
         // go unheard: once enough servers listen (or a node timeout passed),
         // try again.
-        subscribed
-            .listening(shared.options.get_node_timeout())
-            .await;
+        subscribed.listening(shared.options.node_timeout).await;
         self.watch = Some(subscribed);
         // A queue says itself when the turn comes (also if it came already);
         // a try before that is refused for sure.
@@ -172,7 +167,7 @@ impl<'a, B: Backend> Waiter<'a, B> {
 
     fn delay(&self, refused: &Error) -> Duration {
         let options = &self.locker.shared.options;
-        let delay = options.get_retry().next_delay();
+        let delay = options.retry.next_delay();
         match refused {
             Error::NotObtained {
                 expires_in: Some(left),
@@ -187,7 +182,7 @@ impl<'a, B: Backend> Waiter<'a, B> {
                 // included, and takes a place anew after an outage; a try
                 // before that is refused for sure and costs the servers
                 // writes. Keep a slow poll as a safety net.
-                delay.max(options.get_ttl())
+                delay.max(options.ttl)
             }
             _ => delay,
         }

@@ -63,13 +63,9 @@ impl<B: Backend> Renewal<B> {
     }
 
     async fn run(self) {
-        let ttl = self.shared.options.get_ttl();
-        let node_timeout = self.shared.options.get_node_timeout();
-        let cap = self
-            .shared
-            .options
-            .get_max_hold()
-            .map(|m| self.acquired_at + m);
+        let ttl = self.shared.options.ttl;
+        let node_timeout = self.shared.options.node_timeout;
+        let cap = self.shared.options.max_hold.map(|m| self.acquired_at + m);
         let Timing { pause, reserve } = Timing::new(self.interval, node_timeout);
         let schedule = |now: Instant, valid_until: Instant| {
             let latest = valid_until.checked_sub(reserve).unwrap_or(now);

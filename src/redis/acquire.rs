@@ -64,7 +64,7 @@ impl Votes {
         match self.verdict(nodes, quorum) {
             Verdict::Refused if self.too_deep > 0 => Error::ReentrancyLimit {
                 key,
-                limit: options.get_max_reentrancy(),
+                limit: options.max_reentrancy,
             },
             // The outer hold this one nests in is gone from a quorum.
             Verdict::Refused if self.parent_missing > 0 => Error::NotHeld { key },
@@ -104,17 +104,17 @@ impl Redlock {
     ) -> Result<Grant> {
         let round = Round {
             hold,
-            keys: Keys::new(options.get_key_prefix(), hold.key()),
+            keys: Keys::new(&options.key_prefix, hold.key()),
             ttl,
-            quorum: options.quorum_for(self.nodes.len()),
-            timeout: options.get_node_timeout(),
+            quorum: self.quorum,
+            timeout: options.node_timeout,
             started: Instant::now(),
         };
         let request = Arc::new(scripts::acquire(
             &round.keys,
             hold,
             ttl_ms(ttl),
-            options.get_max_reentrancy(),
+            options.max_reentrancy,
         ));
         let before = self.before_acquire(hold, &round.keys);
         let mut acquire = FanOut::new(&self.nodes, round.timeout, &before, |nodes, i| {
@@ -187,7 +187,7 @@ impl Redlock {
             round.hold.key(),
             round.started,
             round.ttl,
-            options.get_drift_factor(),
+            options.drift_factor,
         )?;
         Ok(Grant { token, valid_until })
     }

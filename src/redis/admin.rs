@@ -22,8 +22,8 @@ const DONE: &str = "-";
 
 impl Redlock {
     pub(crate) async fn inspect_lock(&self, key: &str, options: &LockOptions) -> Result<LockInfo> {
-        let keys = Keys::new(options.get_key_prefix(), key);
-        let timeout = options.get_node_timeout();
+        let keys = Keys::new(&options.key_prefix, key);
+        let timeout = options.node_timeout;
         let replies = join_all(self.nodes.iter().map(|n| n.inspect(&keys, timeout))).await;
         let nodes: Vec<NodeView> = self
             .nodes
@@ -34,7 +34,7 @@ impl Redlock {
                 lock,
             })
             .collect();
-        let quorum = options.quorum_for(self.nodes.len());
+        let quorum = self.quorum;
         let agreed = nodes.iter().find_map(|view| {
             let record = view.lock.as_ref().ok()?.as_ref()?;
             let same = nodes
@@ -63,7 +63,7 @@ impl Redlock {
         cursor: Option<&ListCursor>,
         options: &LockOptions,
     ) -> Result<ListPage> {
-        let key_prefix = options.get_key_prefix();
+        let key_prefix = &options.key_prefix;
         let listing = self.listing_id(key_prefix, prefix);
         let mut cursors = match cursor {
             None => vec![Some(0u64); self.nodes.len()],
@@ -71,7 +71,7 @@ impl Redlock {
         };
         let pattern = scan_pattern(key_prefix, prefix);
         let steps = self
-            .scan_step(&cursors, &pattern, options.get_node_timeout())
+            .scan_step(&cursors, &pattern, options.node_timeout)
             .await;
         let mut resources = BTreeSet::new();
         let mut failures = Vec::new();
@@ -96,7 +96,7 @@ impl Redlock {
             return Err(Error::QuorumUnavailable {
                 confirmed: 0,
                 refused: 0,
-                needed: options.quorum_for(self.nodes.len()),
+                needed: self.quorum,
                 failures,
             });
         }
@@ -168,8 +168,8 @@ impl Redlock {
         key: &str,
         options: &LockOptions,
     ) -> Result<ForceReleased> {
-        let keys = Keys::new(options.get_key_prefix(), key);
-        let timeout = options.get_node_timeout();
+        let keys = Keys::new(&options.key_prefix, key);
+        let timeout = options.node_timeout;
         // Acquires and releases of the key from this process that returned
         // on a quorum may still be on their way to the slowest nodes.
         let before = self.before_force_release(key, &keys);

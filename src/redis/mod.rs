@@ -65,6 +65,8 @@ pub struct Redlock {
     /// Fan-outs still out that later requests must not overtake.
     inflight: Arc<InflightTable>,
     background: Background,
+    /// How many nodes must agree: a majority of them.
+    quorum: usize,
 }
 
 impl Redlock {
@@ -100,11 +102,44 @@ impl Redlock {
                 .collect(),
         );
         Ok(Self {
+            quorum: nodes.len() / 2 + 1,
             nodes: nodes.into(),
             subscriptions,
             inflight: Arc::default(),
             background: Background::default(),
         })
+    }
+
+    /// The same coordinator with another quorum: how many nodes must agree
+    /// to grant, extend or release a lock. Default: a majority, `N / 2 + 1`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] unless `quorum` is a majority of the nodes
+    /// and at most their number: with less, two owners could each reach a
+    /// quorum at once.
+    pub fn with_quorum(mut self, quorum: usize) -> Result<Self> {
+        let nodes = self.nodes.len();
+        if quorum == 0 {
+            return Err(Error::InvalidOptions("quorum must be at least 1".into()));
+        }
+        if quorum > nodes {
+            return Err(Error::InvalidOptions(format!(
+                "quorum {quorum} exceeds the {nodes} nodes"
+            )));
+        }
+        if quorum * 2 <= nodes {
+            return Err(Error::InvalidOptions(format!(
+                "quorum {quorum} of {nodes} nodes is not a majority: two owners could each reach it"
+            )));
+        }
+        self.quorum = quorum;
+        Ok(self)
+    }
+
+    /// How many nodes must agree.
+    pub fn quorum(&self) -> usize {
+        self.quorum
     }
 
     /// A coordinator over nodes given by URL (see [`RedisNode::from_url`]).
@@ -149,7 +184,7 @@ impl Backend for Redlock {
     }
 
     fn check_options(&self, options: &LockOptions) -> Result<()> {
-        options.validate_for(self.nodes.len())
+        options.validate()
     }
 
     async fn try_acquire(
@@ -192,11 +227,11 @@ impl Backend for Redlock {
         _owner: &str,
         options: &LockOptions,
     ) -> Option<ReleaseWatch> {
-        let lock = Keys::lock_key(options.get_key_prefix(), key);
+        let lock = Keys::lock_key(&options.key_prefix, key);
         // A release is announced by the nodes that held the lock, at least a
         // quorum: listening on n - quorum + 1 nodes hears one of them.
         let n = self.nodes.len();
-        let enough = n + 1 - options.quorum_for(n).min(n);
+        let enough = n + 1 - self.quorum.min(n);
         self.subscriptions
             .watch(subscriber::channel_of(&lock), enough)
     }

@@ -62,9 +62,9 @@ impl Redlock {
         ttl: Duration,
         options: &LockOptions,
     ) -> Result<Instant> {
-        let keys = Keys::new(options.get_key_prefix(), hold.key());
-        let quorum = options.quorum_for(self.nodes.len());
-        let timeout = options.get_node_timeout();
+        let keys = Keys::new(&options.key_prefix, hold.key());
+        let quorum = self.quorum;
+        let timeout = options.node_timeout;
         let started = Instant::now();
         let request = scripts::extend(&keys, hold, ttl_ms(ttl));
         let replies = join_all(self.nodes.iter().map(|n| n.extend(&request, Some(timeout)))).await;
@@ -73,16 +73,16 @@ impl Redlock {
             tally.add(&self.nodes, reply);
         }
         tally.held(hold.key(), self.nodes.len(), quorum)?;
-        validity(hold.key(), started, ttl, options.get_drift_factor())
+        validity(hold.key(), started, ttl, options.drift_factor)
     }
 
     /// Removes `hold` from every node (see
     /// [`Backend::release`](crate::Backend::release)).
     pub(super) async fn release_hold(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
         let n = self.nodes.len();
-        let quorum = options.quorum_for(n);
-        let timeout = options.get_node_timeout();
-        let keys = Keys::new(options.get_key_prefix(), hold.key());
+        let quorum = self.quorum;
+        let timeout = options.node_timeout;
+        let keys = Keys::new(&options.key_prefix, hold.key());
         let request = Arc::new(scripts::release(&keys, hold, true));
         // Never ahead of the acquire on any node.
         let before = [self.before_release(hold)];

@@ -99,7 +99,7 @@ pub trait Job {
 /// before any I/O, as usage errors.
 pub async fn run(args: &BackendArgs, options: LockOptions, job: impl Job, output: &Output) -> u8 {
     let options = args.options(options);
-    let node_timeout = options.get_node_timeout();
+    let node_timeout = options.node_timeout;
     #[cfg(feature = "etcd")]
     if let Some(endpoints) = &args.target.etcd {
         let Some(endpoints) = trimmed(endpoints, "--etcd / FENCELOCK_ETCD", output) else {
