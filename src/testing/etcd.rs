@@ -9,24 +9,16 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{self, Signal};
-use nix::unistd::Pid;
-use tempfile::TempDir;
-
-use super::{
-    FixtureError, PANIC_LOG_LINES, alive, free_ports, kill_and_reap, read_lossy, resolve_binary,
-    tail,
-};
+use super::process::{self, Capture, PANIC_LOG_LINES, Process, Server};
+use super::{FixtureError, free_ports, resolve_binary};
 
 /// Environment variable that overrides the `etcd` binary to use.
 pub const ETCD_ENV: &str = "FENCELOCK_ETCD";
@@ -49,10 +41,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest HTTP response a probe reads (a member list of a few members is
 /// well under a kilobyte).
 const MAX_RESPONSE: usize = 64 * 1024;
-/// How many fresh sets of ports a new cluster tries when a port was taken.
-const FRESH_PORT_ATTEMPTS: usize = 5;
-/// How long a restart keeps retrying its (fixed) ports when they are in use.
-const SAME_PORT_RETRY: Duration = Duration::from_secs(1);
 /// Default `--heartbeat-interval`. etcd's own default is 100 ms.
 const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
 /// Default `--election-timeout`. etcd's own default is 1000 ms.
@@ -181,54 +169,56 @@ impl EtcdServerBuilder {
     /// until it reports healthy.
     pub fn start_cluster(self, n: usize) -> Result<EtcdCluster, FixtureError> {
         let binary = resolve_etcd(self.binary.as_deref())?;
-        let mut attempt = 1;
-        loop {
-            // A fresh token per attempt: a failed attempt's members are gone,
-            // but nothing should ever mistake the next one for them.
-            let token = format!(
-                "fencelock-{}-{}",
-                std::process::id(),
-                NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed)
-            );
-            // Every port up front: the initial cluster lists all peer URLs.
-            let ports = free_ports(2 * n)?;
-            let (client_ports, peer_ports) = ports.split_at(n);
-            // The names embed the token, which makes them unique; the
-            // readiness probe relies on that to recognise its own member.
-            let names: Vec<String> = (0..n).map(|i| format!("{token}-m{i}")).collect();
-            let initial_cluster = names
-                .iter()
-                .zip(peer_ports)
-                .map(|(name, port)| format!("{name}=http://127.0.0.1:{port}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            let mut members = Vec::with_capacity(n);
-            for ((name, &client_port), &peer_port) in
-                names.into_iter().zip(client_ports).zip(peer_ports)
-            {
-                // On error, the members spawned so far are dropped: killed.
-                members.push(EtcdServer::spawn_new(Config {
-                    binary: binary.clone(),
-                    name,
-                    token: token.clone(),
-                    client_port,
-                    peer_port,
-                    initial_cluster: initial_cluster.clone(),
-                    heartbeat_interval: self.heartbeat_interval,
-                    election_timeout: self.election_timeout,
-                    args: self.args.clone(),
-                })?);
-            }
-            let ready = wait_ready(&mut members.iter_mut().collect::<Vec<_>>(), None);
-            match ready {
-                Ok(()) => return Ok(EtcdCluster { token, members }),
-                // Another process took one of the ports between free_ports
-                // and the spawn: start over with a new cluster on new ports
-                // (dropping the members kills them and removes their dirs).
-                Err(ReadyError::AddrInUse(_)) if attempt < FRESH_PORT_ATTEMPTS => attempt += 1,
-                Err(ReadyError::AddrInUse(e) | ReadyError::Other(e)) => return Err(e),
-            }
+        // When another process took one of the ports between free_ports and
+        // the spawn, this starts over with a new cluster on new ports
+        // (dropping the members kills them and removes their dirs).
+        process::start_on_fresh_ports(|| {
+            let mut cluster = self.spawn_cluster(&binary, n)?;
+            process::wait_ready(&mut cluster.members.iter_mut().collect::<Vec<_>>(), None)?;
+            Ok(cluster)
+        })
+    }
+
+    /// Spawns the members of a new `n`-member cluster on fresh ports,
+    /// without waiting for them.
+    fn spawn_cluster(&self, binary: &Path, n: usize) -> Result<EtcdCluster, FixtureError> {
+        // A fresh token per attempt: a failed attempt's members are gone,
+        // but nothing should ever mistake the next one for them.
+        let token = format!(
+            "fencelock-{}-{}",
+            std::process::id(),
+            NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed)
+        );
+        // Every port up front: the initial cluster lists all peer URLs.
+        let ports = free_ports(2 * n)?;
+        let (client_ports, peer_ports) = ports.split_at(n);
+        // The names embed the token, which makes them unique; the
+        // readiness probe relies on that to recognise its own member.
+        let names: Vec<String> = (0..n).map(|i| format!("{token}-m{i}")).collect();
+        let initial_cluster = names
+            .iter()
+            .zip(peer_ports)
+            .map(|(name, port)| format!("{name}=http://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::with_capacity(n);
+        for ((name, &client_port), &peer_port) in
+            names.into_iter().zip(client_ports).zip(peer_ports)
+        {
+            // On error, the members spawned so far are dropped: killed.
+            members.push(EtcdServer::spawn_new(Config {
+                binary: binary.to_owned(),
+                name,
+                token: token.clone(),
+                client_port,
+                peer_port,
+                initial_cluster: initial_cluster.clone(),
+                heartbeat_interval: self.heartbeat_interval,
+                election_timeout: self.election_timeout,
+                args: self.args.clone(),
+            })?);
         }
+        Ok(EtcdCluster { token, members })
     }
 }
 
@@ -254,12 +244,7 @@ struct Config {
 /// stderr.
 pub struct EtcdServer {
     config: Config,
-    child: Mutex<Option<Child>>,
-    paused: bool,
-    /// Size of the log file when the current process was spawned.
-    log_offset: usize,
-    // Declared last so it is removed after the process is gone.
-    dir: TempDir,
+    process: Process,
 }
 
 impl fmt::Debug for EtcdServer {
@@ -269,26 +254,10 @@ impl fmt::Debug for EtcdServer {
             .field("client_port", &self.config.client_port)
             .field("peer_port", &self.config.peer_port)
             .field("pid", &self.pid())
-            .field("paused", &self.paused)
-            .field("dir", &self.dir.path())
+            .field("paused", &self.process.pause_requested())
+            .field("dir", &self.dir())
             .field("binary", &self.config.binary)
             .finish()
-    }
-}
-
-/// Outcome of waiting for spawned members.
-enum ReadyError {
-    /// A member exited because one of its ports was taken.
-    AddrInUse(FixtureError),
-    /// Any other failure.
-    Other(FixtureError),
-}
-
-impl ReadyError {
-    fn into_inner(self) -> FixtureError {
-        match self {
-            ReadyError::AddrInUse(e) | ReadyError::Other(e) => e,
-        }
     }
 }
 
@@ -345,31 +314,28 @@ impl EtcdServer {
 
     /// The member's directory (`data/` and `etcd.log`).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.process.dir()
     }
 
     /// The member's data directory (`--data-dir`), kept across restarts.
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join(DATA_DIR)
+        self.dir().join(DATA_DIR)
     }
 
     /// The process id, or `None` when the process is not running (killed or
     /// exited on its own).
     pub fn pid(&self) -> Option<u32> {
-        let mut child = self.lock_child();
-        alive(&mut child)
-            .then(|| child.as_ref().map(Child::id))
-            .flatten()
+        self.process.pid()
     }
 
     /// Whether the process is alive. A paused process counts as running.
     pub fn is_running(&self) -> bool {
-        alive(&mut self.lock_child())
+        self.process.is_running()
     }
 
     /// Whether the process is alive and paused by [`pause`](Self::pause).
     pub fn is_paused(&self) -> bool {
-        self.paused && self.is_running()
+        self.process.is_paused()
     }
 
     /// One probe: whether the process is running and answers `GET /health`
@@ -378,7 +344,7 @@ impl EtcdServer {
     /// the cluster has just lost its quorum; a paused member is reported
     /// unhealthy without probing.
     pub fn is_healthy(&self) -> bool {
-        !self.paused && self.is_running() && probe_health(self.client_addr())
+        !self.process.pause_requested() && self.is_running() && probe_health(self.client_addr())
     }
 
     /// Probes until [`is_healthy`](Self::is_healthy) or until `timeout` has
@@ -390,33 +356,21 @@ impl EtcdServer {
     /// Kills the process with SIGKILL and reaps it. Works while paused.
     /// No-op if it is not running. The data directory is kept.
     pub fn kill(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(mut child) = child.take() {
-            kill_and_reap(&mut child, "etcd", self.config.client_port);
-        }
-        self.paused = false;
+        self.process.kill();
     }
 
     /// Pauses the process with SIGSTOP: it keeps its sockets open but answers
     /// nothing (neither clients nor peers) until [`resume`](Self::resume).
     /// No-op if not running.
     pub fn pause(&mut self) {
-        if let Some(pid) = self.raw_pid_if_running()
-            && signal::kill(pid, Signal::SIGSTOP).is_ok()
-        {
-            self.paused = true;
-        }
+        self.process.pause();
     }
 
     /// Resumes a paused process with SIGCONT, without waiting for it to be
     /// healthy again (see [`wait_healthy`](Self::wait_healthy)). No-op if
     /// not running.
     pub fn resume(&mut self) {
-        if let Some(pid) = self.raw_pid_if_running() {
-            // Ignoring the error: the process may have died in the meantime.
-            let _ = signal::kill(pid, Signal::SIGCONT);
-        }
-        self.paused = false;
+        self.process.resume();
     }
 
     /// Kills the process if it is running, then starts it again on the same
@@ -427,51 +381,26 @@ impl EtcdServer {
     /// lost a majority, restart several members at once with
     /// [`EtcdCluster::restart_members`]. On error the process is killed.
     pub fn restart(&mut self) -> Result<(), FixtureError> {
-        restart_batch(&mut [self])
+        process::restart(&mut [self])
     }
 
     /// The whole log (etcd's output; read from disk, empty if unreadable).
     /// It is appended to across restarts.
     pub fn log(&self) -> String {
-        read_lossy(&self.log_path())
+        self.process.log()
     }
 
     /// The last `lines` lines of the log.
     pub fn log_tail(&self, lines: usize) -> String {
-        tail(&self.log(), lines)
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join(LOG_FILE)
-    }
-
-    /// What the current process has logged so far.
-    fn log_since_spawn(&self) -> String {
-        let log = fs::read(self.log_path()).unwrap_or_default();
-        String::from_utf8_lossy(log.get(self.log_offset..).unwrap_or(&[])).into_owned()
-    }
-
-    fn lock_child(&self) -> MutexGuard<'_, Option<Child>> {
-        self.child.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn raw_pid_if_running(&self) -> Option<Pid> {
-        let pid = self.pid()?;
-        Some(Pid::from_raw(i32::try_from(pid).ok()?))
+        self.process.log_tail(lines)
     }
 
     /// Creates the directory and spawns a new member (without waiting).
     fn spawn_new(config: Config) -> Result<Self, FixtureError> {
-        let dir = tempfile::Builder::new()
-            .prefix("fencelock-etcd-")
-            .tempdir()
-            .map_err(|e| FixtureError::io("creating the temp dir for etcd", e))?;
+        let label = format!("etcd {} 127.0.0.1:{}", config.name, config.client_port);
         let mut member = EtcdServer {
             config,
-            child: Mutex::new(None),
-            paused: false,
-            log_offset: 0,
-            dir,
+            process: Process::new(label, "fencelock-etcd-", LOG_FILE)?,
         };
         member.spawn(ClusterState::New)?;
         Ok(member)
@@ -480,25 +409,23 @@ impl EtcdServer {
     /// Spawns the process on the member's ports (the previous one must be
     /// gone), with its output appended to the log file.
     fn spawn(&mut self, state: ClusterState) -> Result<(), FixtureError> {
+        let mut cmd = self.command(state);
+        self.process.spawn(&mut cmd, Capture::All, |binary| {
+            FixtureError::EtcdBinaryNotFound { binary }
+        })
+    }
+
+    /// The command line: the member's identity, URLs and cluster, its
+    /// timings, then the builder's arguments; without `ETCD_*` variables.
+    fn command(&self, state: ClusterState) -> Command {
         let config = &self.config;
-        let dir = self.dir.path();
-        let log_path = dir.join(LOG_FILE);
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| FixtureError::io(format!("opening {}", log_path.display()), e))?;
-        let log_offset = log.metadata().map_or(0, |m| m.len() as usize);
-        let log_for_stderr = log
-            .try_clone()
-            .map_err(|e| FixtureError::io(format!("opening {}", log_path.display()), e))?;
         let client_url = self.endpoint();
         let peer_url = self.peer_url();
         let mut cmd = Command::new(&config.binary);
         cmd.arg("--name")
             .arg(&config.name)
             .arg("--data-dir")
-            .arg(dir.join(DATA_DIR))
+            .arg(self.data_dir())
             .arg("--listen-client-urls")
             .arg(&client_url)
             .arg("--advertise-client-urls")
@@ -529,47 +456,7 @@ impl EtcdServer {
                 cmd.env_remove(&key);
             }
         }
-        cmd.current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_for_stderr);
-        let child = cmd.spawn().map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                FixtureError::EtcdBinaryNotFound {
-                    binary: config.binary.display().to_string(),
-                }
-            } else {
-                FixtureError::io(format!("spawning {}", config.binary.display()), e)
-            }
-        })?;
-        *self.child.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(child);
-        self.log_offset = log_offset;
-        self.paused = false;
-        Ok(())
-    }
-
-    /// Whether the spawned process is ready: healthy, and the member list it
-    /// serves names this member. The second check makes sure the answer
-    /// came from this fixture's process and not from another etcd that took
-    /// the port meanwhile (the names are unique); it is asked only once
-    /// healthy because etcd 3.5+ serves the list through raft.
-    fn probe_ready(&self) -> bool {
-        probe_health(self.client_addr()) && probe_identity(self.client_addr(), &self.config.name)
-    }
-
-    /// If the process has exited, reaps it and says how; `None` while it
-    /// runs.
-    fn exit_status(&mut self) -> Option<String> {
-        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
-        match child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => None,
-            Some(Ok(Some(status))) => {
-                *child = None;
-                Some(status.to_string())
-            }
-            Some(Err(e)) => Some(format!("waiting for the process failed: {e}")),
-            None => Some("the process is gone".to_owned()),
-        }
+        cmd
     }
 
     /// The log tail labelled with the member's name and ports.
@@ -584,19 +471,42 @@ impl EtcdServer {
     }
 }
 
-impl Drop for EtcdServer {
-    fn drop(&mut self) {
-        self.kill();
-        if thread::panicking() {
-            eprintln!(
-                "---- etcd {} 127.0.0.1:{} log (last {PANIC_LOG_LINES} lines) ----\n{}\n\
-                 ---- end of etcd {} 127.0.0.1:{} log ----",
-                self.config.name,
-                self.config.client_port,
-                self.log_tail(PANIC_LOG_LINES).trim_end(),
-                self.config.name,
-                self.config.client_port,
-            );
+impl Server for EtcdServer {
+    const ADDR_IN_USE: &'static str = ADDR_IN_USE;
+    const READY_TIMEOUT: Duration = READY_TIMEOUT;
+    const POLL_INTERVAL: Duration = POLL_INTERVAL;
+    const NOT_READY: &'static str = "not healthy";
+
+    fn process(&self) -> &Process {
+        &self.process
+    }
+
+    fn process_mut(&mut self) -> &mut Process {
+        &mut self.process
+    }
+
+    fn respawn(&mut self) -> Result<(), FixtureError> {
+        self.spawn(ClusterState::Existing)
+    }
+
+    /// Whether the spawned process is ready: healthy, and the member list it
+    /// serves names this member. The second check makes sure the answer
+    /// came from this fixture's process and not from another etcd that took
+    /// the port meanwhile (the names are unique); it is asked only once
+    /// healthy because etcd 3.5+ serves the list through raft.
+    fn probe_ready(&self, _pid: u32) -> bool {
+        probe_health(self.client_addr()) && probe_identity(self.client_addr(), &self.config.name)
+    }
+
+    /// The error for member `i` of a batch, with every batch member's log
+    /// tail (the cause of a cluster that does not form may be in any of
+    /// them).
+    fn start_failed(members: &[&mut Self], i: usize, reason: &str) -> FixtureError {
+        FixtureError::EtcdStartFailed {
+            name: members[i].config.name.clone(),
+            client_port: members[i].config.client_port,
+            reason: reason.to_owned(),
+            log_tail: members.iter().map(|m| m.labelled_log_tail()).collect(),
         }
     }
 }
@@ -703,7 +613,7 @@ impl EtcdCluster {
             .filter(|(i, _)| indices.contains(i))
             .map(|(_, member)| member)
             .collect();
-        restart_batch(&mut batch)
+        process::restart(&mut batch)
     }
 
     /// Probes until every member is healthy in the same round, or until
@@ -731,94 +641,6 @@ impl<'a> IntoIterator for &'a EtcdCluster {
 
     fn into_iter(self) -> Self::IntoIter {
         self.members.iter()
-    }
-}
-
-/// Kills every member of `batch`, respawns them all with their data, and
-/// waits until all are healthy; kills them again on failure.
-fn restart_batch(batch: &mut [&mut EtcdServer]) -> Result<(), FixtureError> {
-    // Starts before the kills: the ports a killed member held are free at
-    // once (SIGKILL closes its listeners), so a conflict means another
-    // process took them, which is worth retrying only briefly.
-    let respawn_until = Instant::now() + SAME_PORT_RETRY;
-    for member in batch.iter_mut() {
-        member.kill();
-    }
-    let result = batch
-        .iter_mut()
-        .try_for_each(|member| member.spawn(ClusterState::Existing))
-        .and_then(|()| wait_ready(batch, Some(respawn_until)).map_err(ReadyError::into_inner));
-    if result.is_err() {
-        for member in batch.iter_mut() {
-            member.kill();
-        }
-    }
-    result
-}
-
-/// Waits until every spawned member of `members` is ready, with one
-/// deadline for all: a member of a forming cluster is healthy only once a
-/// quorum of them is up, so they are polled in turn rather than one after
-/// the other. A member that exits fails the wait at once. If its port was
-/// taken and `respawn_until` is given and not yet passed, it is respawned
-/// on the same ports instead.
-fn wait_ready(
-    members: &mut [&mut EtcdServer],
-    respawn_until: Option<Instant>,
-) -> Result<(), ReadyError> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    let mut ready = vec![false; members.len()];
-    loop {
-        for i in 0..members.len() {
-            if ready[i] {
-                continue;
-            }
-            if members[i].probe_ready() {
-                ready[i] = true;
-                continue;
-            }
-            let Some(status) = members[i].exit_status() else {
-                continue;
-            };
-            // The log is appended to across restarts: only this start's
-            // part matters.
-            let addr_in_use = members[i].log_since_spawn().contains(ADDR_IN_USE);
-            if addr_in_use && respawn_until.is_some_and(|until| Instant::now() < until) {
-                thread::sleep(Duration::from_millis(20));
-                members[i]
-                    .spawn(ClusterState::Existing)
-                    .map_err(ReadyError::Other)?;
-                continue;
-            }
-            let error = start_failed(members, i, &format!("the process exited ({status})"));
-            return Err(if addr_in_use {
-                ReadyError::AddrInUse(error)
-            } else {
-                ReadyError::Other(error)
-            });
-        }
-        let Some(waiting) = ready.iter().position(|&r| !r) else {
-            return Ok(());
-        };
-        if Instant::now() >= deadline {
-            return Err(ReadyError::Other(start_failed(
-                members,
-                waiting,
-                &format!("not healthy within {READY_TIMEOUT:?}"),
-            )));
-        }
-        thread::sleep(POLL_INTERVAL);
-    }
-}
-
-/// The error for member `i` of a batch, with every batch member's log tail
-/// (the cause of a cluster that does not form may be in any of them).
-fn start_failed(members: &[&mut EtcdServer], i: usize, reason: &str) -> FixtureError {
-    FixtureError::EtcdStartFailed {
-        name: members[i].config.name.clone(),
-        client_port: members[i].config.client_port,
-        reason: reason.to_owned(),
-        log_tail: members.iter().map(|m| m.labelled_log_tail()).collect(),
     }
 }
 

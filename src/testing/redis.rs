@@ -7,33 +7,17 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use nix::sys::signal::{self, Signal};
-use nix::unistd::Pid;
-use tempfile::TempDir;
-
-use super::{
-    FixtureError, PANIC_LOG_LINES, alive, free_ports, kill_and_reap, read_lossy, resolve_binary,
-    tail,
-};
+use super::process::{self, Capture, PANIC_LOG_LINES, Process, Server};
+use super::{FixtureError, free_ports, resolve_binary};
 
 /// Environment variable that overrides the `redis-server` binary to use.
 pub const REDIS_SERVER_ENV: &str = "FENCELOCK_REDIS_SERVER";
 
-/// How long a server may take to answer `PING` after being spawned.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Poll interval while waiting for readiness.
-const POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// Socket timeouts used by the readiness probe.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
-/// How many fresh ports a new server tries when its port was taken.
-const FRESH_PORT_ATTEMPTS: usize = 5;
-/// How long a restart keeps retrying its (fixed) port when it is in use.
-const SAME_PORT_RETRY: Duration = Duration::from_secs(1);
 /// Name of the server log file inside the node's directory.
 const LOG_FILE: &str = "redis.log";
 /// Name of the unix socket a TLS node also listens on, inside its
@@ -150,33 +134,22 @@ impl RedisServerBuilder {
 
     /// Starts one server and waits until it answers `PING`.
     pub fn start(self) -> Result<RedisServer, FixtureError> {
-        let binary = resolve_redis_server(self.binary.as_deref())?;
-        let port = free_ports(1)?[0];
-        let mut server =
-            RedisServer::spawn_new(binary, self.persistence, self.args, self.tls, port)?;
-        server.wait_ready_fresh()?;
-        Ok(server)
+        let mut nodes = self.start_nodes(1)?;
+        Ok(nodes.nodes.remove(0))
     }
 
     /// Starts `n` independent servers in parallel (all spawned first, then
     /// all awaited) and waits until every one answers `PING`.
     pub fn start_nodes(self, n: usize) -> Result<RedisNodes, FixtureError> {
         let binary = resolve_redis_server(self.binary.as_deref())?;
-        let ports = free_ports(n)?;
-        let mut nodes = Vec::with_capacity(n);
-        for port in ports {
-            nodes.push(RedisServer::spawn_new(
-                binary.clone(),
-                self.persistence,
-                self.args.clone(),
-                self.tls.clone(),
-                port,
-            )?);
-        }
-        for node in &mut nodes {
-            node.wait_ready_fresh()?;
-        }
-        Ok(RedisNodes { nodes })
+        process::start_on_fresh_ports(|| {
+            let mut nodes = Vec::with_capacity(n);
+            for port in free_ports(n)? {
+                nodes.push(RedisServer::spawn_new(&self, binary.clone(), port)?);
+            }
+            process::wait_ready(&mut nodes.iter_mut().collect::<Vec<_>>(), None)?;
+            Ok(RedisNodes { nodes })
+        })
     }
 }
 
@@ -192,12 +165,7 @@ pub struct RedisServer {
     args: Vec<OsString>,
     tls: Option<TlsFiles>,
     port: u16,
-    child: Mutex<Option<Child>>,
-    paused: bool,
-    /// Size of the log file when the current process was spawned.
-    log_offset: usize,
-    // Declared last so it is removed after the process is gone.
-    dir: TempDir,
+    process: Process,
 }
 
 impl fmt::Debug for RedisServer {
@@ -206,20 +174,12 @@ impl fmt::Debug for RedisServer {
             .field("port", &self.port)
             .field("tls", &self.tls.is_some())
             .field("pid", &self.pid())
-            .field("paused", &self.paused)
+            .field("paused", &self.process.pause_requested())
             .field("persistence", &self.persistence)
-            .field("dir", &self.dir.path())
+            .field("dir", &self.dir())
             .field("binary", &self.binary)
             .finish()
     }
-}
-
-/// Outcome of waiting for a spawned server.
-enum ReadyError {
-    /// The server exited because its port was taken.
-    AddrInUse(FixtureError),
-    /// Any other failure.
-    Other(FixtureError),
 }
 
 impl RedisServer {
@@ -260,7 +220,7 @@ impl RedisServer {
     /// fixture's readiness check and for tests that look at the data);
     /// `None` for a node without TLS. Connect with `unix://` and this path.
     pub fn socket(&self) -> Option<PathBuf> {
-        self.tls.as_ref().map(|_| self.dir.path().join(SOCKET_FILE))
+        self.tls.as_ref().map(|_| self.dir().join(SOCKET_FILE))
     }
 
     /// The socket address, `127.0.0.1:PORT`.
@@ -270,7 +230,7 @@ impl RedisServer {
 
     /// The node's directory (data files and `redis.log`).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.process.dir()
     }
 
     /// The persistence mode the server was started with.
@@ -281,49 +241,34 @@ impl RedisServer {
     /// The process id, or `None` when the process is not running (killed or
     /// exited on its own).
     pub fn pid(&self) -> Option<u32> {
-        let mut child = self.lock_child();
-        alive(&mut child)
-            .then(|| child.as_ref().map(Child::id))
-            .flatten()
+        self.process.pid()
     }
 
     /// Whether the process is alive. A paused process counts as running.
     pub fn is_running(&self) -> bool {
-        alive(&mut self.lock_child())
+        self.process.is_running()
     }
 
     /// Whether the process is alive and paused by [`pause`](Self::pause).
     pub fn is_paused(&self) -> bool {
-        self.paused && self.is_running()
+        self.process.is_paused()
     }
 
     /// Kills the process with SIGKILL and reaps it. Works while paused.
     /// No-op if it is not running.
     pub fn kill(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(mut child) = child.take() {
-            kill_and_reap(&mut child, "redis-server", self.port);
-        }
-        self.paused = false;
+        self.process.kill();
     }
 
     /// Pauses the process with SIGSTOP: it keeps its sockets open but answers
     /// nothing until [`resume`](Self::resume). No-op if not running.
     pub fn pause(&mut self) {
-        if let Some(pid) = self.raw_pid_if_running()
-            && signal::kill(pid, Signal::SIGSTOP).is_ok()
-        {
-            self.paused = true;
-        }
+        self.process.pause();
     }
 
     /// Resumes a paused process with SIGCONT. No-op if not running.
     pub fn resume(&mut self) {
-        if let Some(pid) = self.raw_pid_if_running() {
-            // Ignoring the error: the process may have died in the meantime.
-            let _ = signal::kill(pid, Signal::SIGCONT);
-        }
-        self.paused = false;
+        self.process.resume();
     }
 
     /// Kills the process if it is running, then starts it again on the same
@@ -335,117 +280,52 @@ impl RedisServer {
         if data == Restart::WipeData {
             self.wipe_data()?;
         }
-        let deadline = Instant::now() + SAME_PORT_RETRY;
-        loop {
-            self.spawn()?;
-            match self.wait_ready() {
-                Ok(()) => return Ok(()),
-                Err(ReadyError::AddrInUse(_)) if Instant::now() < deadline => {
-                    thread::sleep(Duration::from_millis(20));
-                }
-                Err(ReadyError::AddrInUse(e) | ReadyError::Other(e)) => {
-                    self.kill();
-                    return Err(e);
-                }
-            }
-        }
+        process::restart(&mut [self])
     }
 
     /// The whole server log file (read from disk; empty if unreadable).
     pub fn log(&self) -> String {
-        read_lossy(&self.log_path())
+        self.process.log()
     }
 
     /// The last `lines` lines of the server log.
     pub fn log_tail(&self, lines: usize) -> String {
-        tail(&self.log(), lines)
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join(LOG_FILE)
-    }
-
-    fn lock_child(&self) -> MutexGuard<'_, Option<Child>> {
-        self.child.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn raw_pid_if_running(&self) -> Option<Pid> {
-        let pid = self.pid()?;
-        Some(Pid::from_raw(i32::try_from(pid).ok()?))
+        self.process.log_tail(lines)
     }
 
     /// Creates the directory and spawns the process (without waiting).
     fn spawn_new(
+        builder: &RedisServerBuilder,
         binary: PathBuf,
-        persistence: Persistence,
-        args: Vec<OsString>,
-        tls: Option<TlsFiles>,
         port: u16,
     ) -> Result<Self, FixtureError> {
-        let dir = tempfile::Builder::new()
-            .prefix("fencelock-redis-")
-            .tempdir()
-            .map_err(|e| FixtureError::io("creating the temp dir for redis-server", e))?;
+        let label = format!("redis-server 127.0.0.1:{port}");
         let mut server = RedisServer {
             binary,
-            persistence,
-            args,
-            tls,
+            persistence: builder.persistence,
+            args: builder.args.clone(),
+            tls: builder.tls.clone(),
             port,
-            child: Mutex::new(None),
-            paused: false,
-            log_offset: 0,
-            dir,
+            process: Process::new(label, "fencelock-redis-", LOG_FILE)?,
         };
         server.spawn()?;
         Ok(server)
     }
 
-    /// Waits for a freshly created server; if its port was taken, retries
-    /// on new ports a few times.
-    fn wait_ready_fresh(&mut self) -> Result<(), FixtureError> {
-        let mut attempt = 1;
-        loop {
-            match self.wait_ready() {
-                Ok(()) => return Ok(()),
-                Err(ReadyError::AddrInUse(_)) if attempt < FRESH_PORT_ATTEMPTS => {
-                    attempt += 1;
-                    self.kill();
-                    self.port = free_ports(1)?[0];
-                    self.spawn()?;
-                }
-                Err(ReadyError::AddrInUse(e) | ReadyError::Other(e)) => {
-                    self.kill();
-                    return Err(e);
-                }
-            }
-        }
-    }
-
     /// Spawns the process on `self.port` (the previous one must be gone).
     fn spawn(&mut self) -> Result<(), FixtureError> {
-        let dir = self.dir.path();
+        let mut cmd = self.command();
+        self.process.spawn(&mut cmd, Capture::Stderr, |binary| {
+            FixtureError::BinaryNotFound { binary }
+        })
+    }
+
+    /// The command line: where to listen, where the files go, how the data
+    /// is kept, then the builder's arguments.
+    fn command(&self) -> Command {
+        let dir = self.dir();
         let mut cmd = Command::new(&self.binary);
-        match &self.tls {
-            None => {
-                cmd.arg("--port").arg(self.port.to_string());
-            }
-            Some(tls) => {
-                cmd.args(["--port", "0"])
-                    .arg("--tls-port")
-                    .arg(self.port.to_string())
-                    .arg("--tls-cert-file")
-                    .arg(&tls.cert)
-                    .arg("--tls-key-file")
-                    .arg(&tls.key)
-                    .arg("--tls-ca-cert-file")
-                    .arg(&tls.ca)
-                    .args(["--tls-auth-clients", "no"])
-                    .arg("--unixsocket")
-                    .arg(dir.join(SOCKET_FILE))
-                    .args(["--unixsocketperm", "700"]);
-            }
-        }
+        self.listen_args(&mut cmd);
         cmd.arg("--bind")
             .arg("127.0.0.1")
             .arg("--dir")
@@ -469,96 +349,35 @@ impl RedisServer {
                     .args(["--appendfsync", "always"]);
             }
         }
-        cmd.args(&self.args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            // A server that refuses its arguments says why on stderr
-            // before it opens its log: kept in the log for the panic.
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join(LOG_FILE))
-                    .map_or_else(|_| Stdio::null(), Stdio::from),
-            );
-        let log_offset = fs::metadata(dir.join(LOG_FILE)).map_or(0, |m| m.len() as usize);
-        let child = cmd.spawn().map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                FixtureError::BinaryNotFound {
-                    binary: self.binary.display().to_string(),
-                }
-            } else {
-                FixtureError::io(format!("spawning {}", self.binary.display()), e)
-            }
-        })?;
-        *self.child.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(child);
-        self.log_offset = log_offset;
-        self.paused = false;
-        Ok(())
+        cmd.args(&self.args);
+        cmd
     }
 
-    /// Waits until the spawned process answers `PING` itself (verified with
-    /// its process id, in case another server grabbed the port).
-    fn wait_ready(&mut self) -> Result<(), ReadyError> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let Some(pid) = self.lock_child().as_ref().map(Child::id) else {
-            return Err(ReadyError::Other(
-                self.start_failed("the process is not running"),
-            ));
+    /// The port arguments: plain TCP, or TLS only plus the unix socket
+    /// the readiness probe uses.
+    fn listen_args(&self, cmd: &mut Command) {
+        let Some(tls) = &self.tls else {
+            cmd.arg("--port").arg(self.port.to_string());
+            return;
         };
-        loop {
-            let ready = match self.socket() {
-                Some(socket) => probe_unix(&socket, pid),
-                None => probe(self.addr(), pid),
-            };
-            if ready {
-                return Ok(());
-            }
-            let exited = {
-                let mut child = self.lock_child();
-                match child.as_mut().map(Child::try_wait) {
-                    Some(Ok(None)) => None,
-                    Some(Ok(Some(status))) => {
-                        *child = None;
-                        Some(status.to_string())
-                    }
-                    Some(Err(e)) => Some(format!("waiting for the process failed: {e}")),
-                    None => Some("the process is gone".to_owned()),
-                }
-            };
-            if let Some(status) = exited {
-                let log = fs::read(self.log_path()).unwrap_or_default();
-                // The log is appended to across restarts: only this start's
-                // part matters.
-                let this_start = String::from_utf8_lossy(log.get(self.log_offset..).unwrap_or(&[]));
-                let error = self.start_failed(&format!("the process exited ({status})"));
-                return if this_start.contains("Address already in use") {
-                    Err(ReadyError::AddrInUse(error))
-                } else {
-                    Err(ReadyError::Other(error))
-                };
-            }
-            if Instant::now() >= deadline {
-                return Err(ReadyError::Other(
-                    self.start_failed(&format!("no +PONG within {READY_TIMEOUT:?}")),
-                ));
-            }
-            thread::sleep(POLL_INTERVAL);
-        }
-    }
-
-    fn start_failed(&self, reason: &str) -> FixtureError {
-        FixtureError::StartFailed {
-            port: self.port,
-            reason: reason.to_owned(),
-            log_tail: self.log_tail(PANIC_LOG_LINES),
-        }
+        cmd.args(["--port", "0"])
+            .arg("--tls-port")
+            .arg(self.port.to_string())
+            .arg("--tls-cert-file")
+            .arg(&tls.cert)
+            .arg("--tls-key-file")
+            .arg(&tls.key)
+            .arg("--tls-ca-cert-file")
+            .arg(&tls.ca)
+            .args(["--tls-auth-clients", "no"])
+            .arg("--unixsocket")
+            .arg(self.dir().join(SOCKET_FILE))
+            .args(["--unixsocketperm", "700"]);
     }
 
     /// Deletes everything in the node's directory except the log file.
     fn wipe_data(&self) -> Result<(), FixtureError> {
-        let dir = self.dir.path();
+        let dir = self.dir();
         let entries =
             fs::read_dir(dir).map_err(|e| FixtureError::io("listing the redis data dir", e))?;
         for entry in entries {
@@ -579,17 +398,38 @@ impl RedisServer {
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-        if thread::panicking() {
-            eprintln!(
-                "---- redis-server 127.0.0.1:{} log (last {PANIC_LOG_LINES} lines) ----\n{}\n\
-                 ---- end of redis-server 127.0.0.1:{} log ----",
-                self.port,
-                self.log_tail(PANIC_LOG_LINES).trim_end(),
-                self.port,
-            );
+impl Server for RedisServer {
+    const ADDR_IN_USE: &'static str = "Address already in use";
+    const READY_TIMEOUT: Duration = Duration::from_secs(10);
+    const POLL_INTERVAL: Duration = Duration::from_millis(5);
+    const NOT_READY: &'static str = "no +PONG";
+
+    fn process(&self) -> &Process {
+        &self.process
+    }
+
+    fn process_mut(&mut self) -> &mut Process {
+        &mut self.process
+    }
+
+    fn respawn(&mut self) -> Result<(), FixtureError> {
+        self.spawn()
+    }
+
+    /// `PING` answered by the process itself (its `INFO` names its pid).
+    fn probe_ready(&self, pid: u32) -> bool {
+        match self.socket() {
+            Some(socket) => probe_unix(&socket, pid),
+            None => probe(self.addr(), pid),
+        }
+    }
+
+    /// The error of node `i` alone: nodes are independent.
+    fn start_failed(batch: &[&mut Self], i: usize, reason: &str) -> FixtureError {
+        FixtureError::StartFailed {
+            port: batch[i].port,
+            reason: reason.to_owned(),
+            log_tail: batch[i].log_tail(PANIC_LOG_LINES),
         }
     }
 }
