@@ -8,16 +8,8 @@ mod fencing;
 mod locker;
 pub mod metrics;
 mod options;
+mod retry;
 mod sync;
-
-// Old paths of modules that moved into `backend/`, for the backend files
-// still using them (until they are moved over).
-#[allow(unused_imports)]
-use backend as admin;
-#[allow(unused_imports)]
-use backend as background;
-#[allow(unused_imports)]
-use backend as notify;
 
 #[cfg(feature = "etcd")]
 mod etcd;
@@ -38,7 +30,8 @@ pub use backend::{
 pub use error::{Error, NodeFailure, NodeFault, Result};
 pub use fencing::FencingToken;
 pub use locker::{Handoff, LockGuard, Locker, Owner, Statistics};
-pub use options::{LockOptions, MAX_KEY_LEN, MAX_PREFIX_LEN, MAX_TTL, RetryPolicy, Watchdog};
+pub use options::{LockOptions, MAX_KEY_LEN, MAX_PREFIX_LEN, MAX_TTL, Watchdog};
+pub use retry::{MAX_RETRY_PAUSE, RetryPolicy};
 
 #[cfg(feature = "etcd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]

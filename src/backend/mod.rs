@@ -23,6 +23,7 @@ pub use notify::{ReleaseWatch, Signal};
 pub(crate) use quorum::{Verdict, verdict};
 pub(crate) use redact::Redacted;
 pub use report::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, NodeView};
+#[cfg_attr(not(any(feature = "redis", feature = "etcd")), allow(unused_imports))]
 pub(crate) use validity::{drift, validity};
 
 /// One hold on a lock: which resource, which owner, and the id of this

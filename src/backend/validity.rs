@@ -15,13 +15,15 @@ pub(crate) fn drift(ttl: Duration, factor: f64) -> Duration {
 /// Until when a lock whose first request went out at `started` is certainly
 /// held: `started + ttl - drift`. Measuring from the start (not from the
 /// replies) charges the whole round trip against the lease.
-pub(crate) fn valid_until(started: Instant, ttl: Duration, drift_factor: f64) -> Instant {
+#[cfg_attr(not(any(feature = "redis", feature = "etcd")), allow(dead_code))]
+fn valid_until(started: Instant, ttl: Duration, drift_factor: f64) -> Instant {
     started + ttl.saturating_sub(drift(ttl, drift_factor))
 }
 
 /// The validity of a grant of `key` whose first request went out at
 /// `started`: until [`valid_until`], or [`Error::ValidityExhausted`] when
 /// that moment has passed already (the round took the whole ttl).
+#[cfg_attr(not(any(feature = "redis", feature = "etcd")), allow(dead_code))]
 pub(crate) fn validity(
     key: &str,
     started: Instant,

@@ -3,9 +3,10 @@
 
 use etcd_client::{DeleteOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse};
 
+use super::Etcd;
+use super::holder::token_of;
 use super::keys::{LockKeys, decode_holds, escape, resource_of_holder};
-use super::{Etcd, RevokeOnDrop, token_of};
-use crate::admin::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, NodeView};
+use crate::backend::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, NodeView};
 use crate::error::{Error, Result};
 use crate::options::LockOptions;
 
@@ -160,7 +161,7 @@ impl Etcd {
             Ok(reply) => {
                 // The holders' leases have nothing else on them.
                 for gone in reply.prev_kvs() {
-                    drop(RevokeOnDrop::new(self, gone.lease(), timeout));
+                    self.revoke_unused(gone.lease(), timeout);
                 }
                 Ok(ForceReleased {
                     removed: usize::from(reply.deleted() > 0),

@@ -33,10 +33,11 @@ use etcd_client::{
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::Etcd;
 use super::keys::LockKeys;
-use super::{Etcd, RevokeOnDrop, lease_secs};
+use super::lease::{RevokeOnDrop, lease_not_found, lease_secs};
+use crate::backend::{ReleaseWatch, Signal};
 use crate::error::{Error, NodeFault, Result};
-use crate::notify::{ReleaseWatch, Signal};
 use crate::options::LockOptions;
 
 /// The longest a ticket outlives a waiter that died without revoking it:
@@ -182,13 +183,7 @@ impl Waiter {
     async fn take_ticket(&self) -> Result<Ticket> {
         let etcd = &self.etcd;
         let asked = Instant::now();
-        let lease = etcd
-            .call_again(self.timeout, || {
-                let mut leases = etcd.client.lease_client();
-                let secs = lease_secs(self.ttl);
-                async move { leases.grant(secs, None).await }
-            })
-            .await?;
+        let lease = etcd.grant_lease(lease_secs(self.ttl), self.timeout).await?;
         // From here on every way out, an abort included, ends the lease.
         let revoke = RevokeOnDrop::new(etcd, lease.id(), self.timeout);
         let key = self
@@ -269,7 +264,7 @@ impl Waiter {
                     *open = Some(pair);
                     Ok(true)
                 }
-                Err(e) if super::lease_not_found(&e) => Ok(false),
+                Err(e) if lease_not_found(&e) => Ok(false),
                 Err(e) => Err(e),
             };
         };

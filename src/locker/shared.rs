@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
+use crate::backend::Background;
 use crate::backend::{Backend, Hold};
-use crate::background::Background;
 use crate::options::LockOptions;
 
 use super::line::WaitLines;

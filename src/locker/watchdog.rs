@@ -18,7 +18,7 @@ use crate::error::Error;
 /// lengthens holds that are still present.
 #[derive(Debug)]
 pub(crate) struct WatchdogHandle {
-    _task: crate::background::Owned,
+    _task: crate::backend::Owned,
 }
 
 /// The watchdog's timing around a failed renewal, for a renewal interval
@@ -63,75 +63,97 @@ impl<B: Backend> Renewal<B> {
     }
 
     async fn run(self) {
-        let ttl = self.shared.options.ttl;
-        let node_timeout = self.shared.options.node_timeout;
-        let cap = self.shared.options.max_hold.map(|m| self.acquired_at + m);
-        let Timing { pause, reserve } = Timing::new(self.interval, node_timeout);
-        let schedule = |now: Instant, valid_until: Instant| {
-            let latest = valid_until.checked_sub(reserve).unwrap_or(now);
-            (now + self.interval).min(latest).max(now + pause)
-        };
-        let mut next = schedule(self.acquired_at, self.lease.valid_until());
+        let timing = Timing::new(self.interval, self.shared.options.node_timeout);
+        let mut next = self.schedule(&timing, self.acquired_at);
         loop {
             sleep_until(next.into()).await;
-            if !self.lease.is_held() {
-                // Lost or lapsed meanwhile (a manual extend found it gone,
-                // or this task was starved): nothing left to keep.
-                return self.lost();
-            }
-            let now = Instant::now();
-            let valid_until = self.lease.valid_until();
-            // The ttl to ask for; with a cap, the lock must end by the cap.
-            let want = cap.map_or(ttl, |end| ttl.min(end.saturating_duration_since(now)));
-            if want < Duration::from_millis(1) {
-                // The cap is reached: let the lock run out (a manual extend
-                // may still push it out), then say so.
-                while Instant::now() < self.lease.valid_until() {
-                    sleep_until(self.lease.valid_until().into()).await;
-                }
-                return self.lost();
-            }
-            if valid_until.saturating_duration_since(now) <= node_timeout {
-                // No try could finish in time (this task was starved).
-                return self.lost();
-            }
-            // A renewal counts only if a quorum confirms it while the lock
-            // is still certainly ours.
-            let renewal = self
-                .shared
-                .backend
-                .extend(&self.hold, want, &self.shared.options);
-            match timeout_at(valid_until.into(), renewal).await {
-                Ok(Ok(until)) => {
-                    if let Err(newly_lost) = self.lease.renewed(until) {
-                        // Confirmed only after the validity ended: too late.
-                        // `renewed` marked the lease lost itself.
-                        self.count("failed");
-                        return self.shared.forget_lost(&self.hold, newly_lost);
-                    }
-                    self.count("renewed");
-                    next = schedule(now, self.lease.valid_until());
-                }
-                Ok(Err(e)) if !e.is_retryable() => {
-                    self.count(if matches!(e, Error::NotHeld { .. }) {
-                        "not_held"
-                    } else {
-                        "error"
-                    });
-                    return self.lost();
-                }
-                Ok(Err(_)) | Err(_) => {
-                    self.count("failed");
-                    let now = Instant::now();
-                    // A manual extend may have moved the deadline meanwhile.
-                    let valid_until = self.lease.valid_until();
-                    if valid_until.saturating_duration_since(now) <= reserve {
-                        return self.lost();
-                    }
-                    next = now + pause;
-                }
+            match self.renew(&timing).await {
+                Some(due) => next = due,
+                None => return,
             }
         }
+    }
+
+    /// When to renew next, after a renewal (or the acquire) at `now`: an
+    /// interval on, but early enough to keep the reserve for one more try.
+    fn schedule(&self, timing: &Timing, now: Instant) -> Instant {
+        let latest = self
+            .lease
+            .valid_until()
+            .checked_sub(timing.reserve)
+            .unwrap_or(now);
+        (now + self.interval).min(latest).max(now + timing.pause)
+    }
+
+    /// The renewal that is due: when the next one is, or `None` once the
+    /// lock is lost (and marked so).
+    async fn renew(&self, timing: &Timing) -> Option<Instant> {
+        if !self.lease.is_held() {
+            // Lost or lapsed meanwhile (a manual extend found it gone, or
+            // this task was starved): nothing left to keep.
+            return self.lost();
+        }
+        let options = &self.shared.options;
+        let now = Instant::now();
+        let valid_until = self.lease.valid_until();
+        let Some(want) = self.want(now) else {
+            return self.run_out().await;
+        };
+        if valid_until.saturating_duration_since(now) <= options.node_timeout {
+            // No try could finish in time (this task was starved).
+            return self.lost();
+        }
+        // A renewal counts only if a quorum confirms it while the lock is
+        // still certainly ours.
+        let renewal = self.shared.backend.extend(&self.hold, want, options);
+        match timeout_at(valid_until.into(), renewal).await {
+            Ok(Ok(until)) => {
+                if let Err(newly_lost) = self.lease.renewed(until) {
+                    // Confirmed only after the validity ended: too late.
+                    // `renewed` marked the lease lost itself.
+                    self.count("failed");
+                    self.shared.forget_lost(&self.hold, newly_lost);
+                    return None;
+                }
+                self.count("renewed");
+                Some(self.schedule(timing, now))
+            }
+            Ok(Err(e)) if !e.is_retryable() => {
+                self.count(if matches!(e, Error::NotHeld { .. }) {
+                    "not_held"
+                } else {
+                    "error"
+                });
+                self.lost()
+            }
+            Ok(Err(_)) | Err(_) => {
+                self.count("failed");
+                // A manual extend may have moved the deadline meanwhile.
+                let now = Instant::now();
+                if self.lease.valid_until().saturating_duration_since(now) <= timing.reserve {
+                    return self.lost();
+                }
+                Some(now + timing.pause)
+            }
+        }
+    }
+
+    /// The ttl to ask for at `now`; with a cap, the lock must end by the
+    /// cap. `None` once the cap is reached.
+    fn want(&self, now: Instant) -> Option<Duration> {
+        let ttl = self.shared.options.ttl;
+        let cap = self.shared.options.max_hold.map(|m| self.acquired_at + m);
+        let want = cap.map_or(ttl, |end| ttl.min(end.saturating_duration_since(now)));
+        (want >= Duration::from_millis(1)).then_some(want)
+    }
+
+    /// The cap is reached: lets the lock run out (a manual extend may still
+    /// push it out), then says so.
+    async fn run_out(&self) -> Option<Instant> {
+        while Instant::now() < self.lease.valid_until() {
+            sleep_until(self.lease.valid_until().into()).await;
+        }
+        self.lost()
     }
 
     fn count(&self, result: &'static str) {
@@ -139,8 +161,10 @@ impl<B: Backend> Renewal<B> {
         self.shared.telemetry.renewal(key, result);
     }
 
-    fn lost(&self) {
+    /// Marks the lease lost; `None`, for the renewal that found out.
+    fn lost(&self) -> Option<Instant> {
         let newly_lost = self.lease.mark_lost();
         self.shared.forget_lost(&self.hold, newly_lost);
+        None
     }
 }

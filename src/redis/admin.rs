@@ -9,7 +9,7 @@ use futures::future::join_all;
 use super::Redlock;
 use super::fanout::after;
 use super::scripts::{Keys, resource_of, scan_pattern};
-use crate::admin::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, NodeView};
+use crate::backend::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, NodeView};
 use crate::error::{Error, NodeFault, Result};
 use crate::options::LockOptions;
 

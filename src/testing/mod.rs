@@ -63,15 +63,12 @@
 //! # Ok::<(), fencelock::testing::FixtureError>(())
 //! ```
 
-use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::thread;
-use std::time::{Duration, Instant};
 
 mod etcd;
+mod process;
 mod proxy;
 mod redis;
 
@@ -80,11 +77,6 @@ pub use proxy::TcpProxy;
 pub use redis::{
     Persistence, REDIS_SERVER_ENV, RedisNodes, RedisServer, RedisServerBuilder, Restart,
 };
-
-/// Upper bound for reaping a killed process.
-const REAP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Number of log lines printed when a server is dropped during a panic.
-const PANIC_LOG_LINES: usize = 30;
 
 /// Error from the fixtures.
 #[derive(Debug, thiserror::Error)]
@@ -156,40 +148,6 @@ impl FixtureError {
     }
 }
 
-/// Whether the child is alive; reaps it (and forgets it) if it has exited.
-fn alive(child: &mut Option<Child>) -> bool {
-    let exited = match child.as_mut() {
-        None => return false,
-        Some(c) => !matches!(c.try_wait(), Ok(None)),
-    };
-    if exited {
-        *child = None;
-    }
-    !exited
-}
-
-/// SIGKILL (which also ends a stopped process), then reap, bounded. `server`
-/// and `port` only label the warning printed if the process does not go.
-fn kill_and_reap(child: &mut Child, server: &str, port: u16) {
-    // Fails only if the process was already reaped; nothing to do then.
-    let _ = child.kill();
-    let deadline = Instant::now() + REAP_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) | Err(_) => return,
-            Ok(None) if Instant::now() >= deadline => {
-                eprintln!(
-                    "fencelock::testing: {server} 127.0.0.1:{port} (pid {}) \
-                     did not exit within {REAP_TIMEOUT:?} of SIGKILL",
-                    child.id()
-                );
-                return;
-            }
-            Ok(None) => thread::sleep(Duration::from_millis(1)),
-        }
-    }
-}
-
 /// Finds a server binary: `explicit`, else the value of the environment
 /// variable `env`, else `default` on `PATH`. A bare name (no `/`) is looked
 /// up on `PATH`. The error is the path or name that was looked for, for the
@@ -234,20 +192,4 @@ fn free_ports(n: usize) -> Result<Vec<u16>, FixtureError> {
                 .map_err(|e| FixtureError::io("reading a free port", e))
         })
         .collect()
-}
-
-fn read_lossy(path: &Path) -> String {
-    fs::read(path)
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .unwrap_or_default()
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    let start = all.len().saturating_sub(lines);
-    let mut out = all[start..].join("\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    out
 }
