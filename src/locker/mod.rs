@@ -11,6 +11,7 @@ use crate::options::{LockOptions, validate_key};
 mod admin;
 mod guard;
 mod handoff;
+mod held;
 mod lease;
 mod line;
 mod owner;
@@ -25,7 +26,7 @@ pub use handoff::Handoff;
 pub use owner::Owner;
 pub use telemetry::Statistics;
 
-use guard::ReleaseOnDrop;
+use held::ReleaseOnDrop;
 use owner::{current_owner, new_instance_id, next_hold_id};
 use shared::Shared;
 use telemetry::Telemetry;

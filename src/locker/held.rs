@@ -1,0 +1,276 @@
+//! One granted hold kept alive: the part every guard shares, and the
+//! drop-time release that never blocks.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::handoff::Handoff;
+use super::lease::Lease;
+use super::shared::Shared;
+use super::watchdog::{Renewal, WatchdogHandle};
+use crate::backend::{Backend, Hold};
+use crate::error::{Error, Result};
+use crate::fencing::FencingToken;
+
+/// A hold that is released in the background if it is dropped while armed.
+///
+/// The Locker arms one before the first request of an acquire goes out, so a
+/// cancelled acquire (its future dropped at any await point) still undoes
+/// whatever the nodes granted; the guard keeps it armed until `release`.
+pub(crate) struct ReleaseOnDrop<B: Backend> {
+    shared: Shared<B>,
+    hold: Option<Hold>,
+    /// Since when the hold is granted and live; `None` while acquiring.
+    held_since: Option<Instant>,
+}
+
+impl<B: Backend> ReleaseOnDrop<B> {
+    pub(crate) fn arm(shared: &Shared<B>, hold: Hold) -> Self {
+        Self {
+            shared: shared.clone(),
+            hold: Some(hold),
+            held_since: None,
+        }
+    }
+
+    /// Records the hold as live, so acquires by its owner nest inside it.
+    pub(crate) fn register(&mut self, token: FencingToken) {
+        let prefix = &self.shared.options.key_prefix;
+        self.shared.live.insert(prefix, self.hold(), token);
+        self.held_since = Some(Instant::now());
+    }
+
+    pub(crate) fn hold(&self) -> &Hold {
+        self.hold.as_ref().expect("armed until disarmed")
+    }
+
+    pub(crate) fn disarm(&mut self) -> Hold {
+        self.hold.take().expect("disarmed once")
+    }
+
+    fn held_for(&self) -> Duration {
+        self.held_since
+            .map_or(Duration::ZERO, |since| since.elapsed())
+    }
+}
+
+impl<B: Backend> Drop for ReleaseOnDrop<B> {
+    fn drop(&mut self) {
+        let Some(hold) = self.hold.take() else {
+            return;
+        };
+        self.shared
+            .live
+            .remove(&self.shared.options.key_prefix, &hold);
+        let held_for = self.held_since.map(|since| since.elapsed());
+        // Never block in drop: hand the release to the runtime, counted
+        // until it is done so that `Locker::settled` can wait for it.
+        // Without a runtime (dropped after shutdown) the lock simply expires
+        // by its ttl.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let shared = self.shared.clone();
+            self.shared.background.spawn(async move {
+                // No caller is left to tell; an error here means the hold is
+                // gone already or will expire. It is still counted.
+                let result = shared.backend.release(&hold, &shared.options).await;
+                if let Some(held_for) = held_for {
+                    let key = shared.key(hold.key());
+                    shared
+                        .telemetry
+                        .release(key, result.as_ref().map(|_| ()), held_for);
+                }
+            });
+        } else if let Some(held_for) = held_for {
+            // No runtime: the lock expires by its ttl. The guard still ended.
+            let error = Error::Lost {
+                key: hold.key().to_owned(),
+            };
+            let key = self.shared.key(hold.key());
+            self.shared.telemetry.release(key, Err(&error), held_for);
+        }
+    }
+}
+
+/// One granted hold, kept alive and watched: what every guard is made of.
+///
+/// It owns the hold armed for release on drop, the lease (the validity and
+/// the loss signal) and the watchdog that renews it, and does what every
+/// guard does with them: extend, release, hand off, tell whether it is held
+/// and when it is lost, with the counts and metrics of each. A guard of a
+/// new primitive wraps one (see `docs/architecture.md`).
+pub(crate) struct Held<B: Backend> {
+    // Declared first so it is stopped before the drop-time release starts.
+    watchdog: Option<WatchdogHandle>,
+    hold: ReleaseOnDrop<B>,
+    token: FencingToken,
+    lease: Arc<Lease>,
+}
+
+impl<B: Backend> Held<B> {
+    pub(crate) fn new(hold: ReleaseOnDrop<B>, token: FencingToken, valid_until: Instant) -> Self {
+        let lease = Arc::new(Lease::new(valid_until));
+        let watchdog = hold.shared.options.watchdog_interval().map(|interval| {
+            Renewal {
+                shared: hold.shared.clone(),
+                hold: hold.hold().clone(),
+                lease: Arc::clone(&lease),
+                interval,
+                acquired_at: Instant::now(),
+            }
+            .spawn()
+        });
+        Self {
+            watchdog,
+            hold,
+            token,
+            lease,
+        }
+    }
+
+    pub(crate) fn has_watchdog(&self) -> bool {
+        self.watchdog.is_some()
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        self.hold.hold().key()
+    }
+
+    pub(crate) fn token(&self) -> FencingToken {
+        self.token
+    }
+
+    pub(crate) fn expires_at(&self) -> Instant {
+        self.lease.valid_until()
+    }
+
+    pub(crate) fn remaining(&self) -> Duration {
+        self.expires_at().saturating_duration_since(Instant::now())
+    }
+
+    pub(crate) fn is_held(&self) -> bool {
+        self.lease.is_held()
+    }
+
+    pub(crate) async fn lost(&self) {
+        self.lease.lost().await;
+    }
+
+    pub(crate) async fn extend(&self, ttl: Duration) -> Result<()> {
+        let result = self.try_extend(ttl).await;
+        let key = self.hold.shared.key(self.key());
+        self.hold
+            .shared
+            .telemetry
+            .extend(key, result.as_ref().map(|_| ()));
+        result
+    }
+
+    async fn try_extend(&self, ttl: Duration) -> Result<()> {
+        let shared = &self.hold.shared;
+        shared.options.validate_ttl(ttl)?;
+        if !self.lease.is_held() {
+            self.mark_lost();
+            return Err(self.lost_error());
+        }
+        // Like a watchdog renewal, an extend counts only if it is confirmed
+        // while the lock is still certainly held.
+        let deadline = self.lease.valid_until();
+        let extend = shared
+            .backend
+            .extend(self.hold.hold(), ttl, &shared.options);
+        match tokio::time::timeout_at(deadline.into(), extend).await {
+            Ok(Ok(until)) => match self.lease.renewed(until) {
+                Ok(()) => Ok(()),
+                Err(newly_lost) => {
+                    shared.forget_lost(self.hold.hold(), newly_lost);
+                    Err(self.lost_error())
+                }
+            },
+            Ok(Err(e @ Error::NotHeld { .. })) => {
+                self.mark_lost();
+                Err(e)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_elapsed) => {
+                self.mark_lost();
+                Err(self.lost_error())
+            }
+        }
+    }
+
+    pub(crate) async fn release(mut self) -> Result<()> {
+        // No renewal may start from now on; one already sent finds the hold
+        // gone (the extend script never recreates a hold).
+        self.watchdog.take();
+        let held_until_now = self.lease.is_held();
+        let shared = self.hold.shared.clone();
+        // From now on nothing may nest inside this hold.
+        shared
+            .live
+            .remove(&shared.options.key_prefix, self.hold.hold());
+        // The hold stays armed until the nodes answered, so a release whose
+        // future is dropped half-way is finished in the background.
+        let result = shared
+            .backend
+            .release(self.hold.hold(), &shared.options)
+            .await;
+        // Nodes that still had the hold do not prove it was certainly held
+        // all along once the validity lapsed: the holder must hear of it.
+        let result = match result {
+            Ok(()) if !held_until_now => {
+                self.mark_lost();
+                Err(self.lost_error())
+            }
+            other => other,
+        };
+        // Counted once, with what the caller sees.
+        let held_for = self.hold.held_for();
+        shared.telemetry.release(
+            shared.key(self.key()),
+            result.as_ref().map(|_| ()),
+            held_for,
+        );
+        if matches!(result, Err(Error::QuorumUnavailable { .. })) {
+            // The retry on drop is not counted again: its answer would
+            // mostly say NotHeld for a release that in fact went through.
+            self.hold.held_since = None;
+        } else {
+            self.hold.disarm();
+        }
+        // Still armed after an unknown outcome on too many nodes: dropping
+        // `self` tries once more in the background (and counts it there);
+        // the ttl is the last resort.
+        result
+    }
+
+    pub(crate) fn hand_off(mut self) -> Handoff {
+        self.watchdog.take();
+        let shared = self.hold.shared.clone();
+        shared
+            .live
+            .remove(&shared.options.key_prefix, self.hold.hold());
+        let held_for = self.hold.held_for();
+        let hold = self.hold.disarm();
+        // This guard ends here; the adopter counts its own.
+        shared
+            .telemetry
+            .release(shared.key(hold.key()), Ok(()), held_for);
+        Handoff {
+            key: hold.key().to_owned(),
+            owner: hold.owner().to_owned(),
+            hold_id: hold.id().to_owned(),
+            token: self.token,
+        }
+    }
+
+    fn mark_lost(&self) {
+        let newly_lost = self.lease.mark_lost();
+        self.hold.shared.forget_lost(self.hold.hold(), newly_lost);
+    }
+
+    fn lost_error(&self) -> Error {
+        Error::Lost {
+            key: self.key().to_owned(),
+        }
+    }
+}
