@@ -193,6 +193,10 @@ impl LockOptions {
     }
 
     /// Checks the options on their own (without knowing the nodes).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] naming the first rule the options break.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidOptions(msg));
         if self.node_timeout < Duration::from_millis(1) {
@@ -252,6 +256,10 @@ impl LockOptions {
     /// accepts, and room for the node timeout and the clock-drift allowance.
     /// (Used for [`LockGuard::extend`](crate::LockGuard::extend), whose ttl
     /// is not the configured one.)
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] naming the bound `ttl` breaks.
     pub fn validate_ttl(&self, ttl: Duration) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidOptions(msg));
         if ttl.is_zero() {

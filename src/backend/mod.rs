@@ -187,11 +187,27 @@ pub trait Backend: sealed::Sealed + Send + Sync + 'static {
 
     /// Checks options against this backend (e.g. the quorum against the node
     /// count). Called by [`Locker::new`](crate::Locker::new) before any I/O.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`](crate::Error::InvalidOptions) naming the rule
+    /// broken.
     fn check_options(&self, options: &LockOptions) -> Result<()>;
 
     /// One attempt to acquire `hold` for `ttl`. Fails with
     /// [`Error::NotObtained`](crate::Error::NotObtained) when another owner
     /// holds the key.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future is allowed at any await point and leaves nothing
+    /// that the Locker's undo (an idempotent `release`) cannot clean up; see
+    /// the contract.
+    ///
+    /// # Errors
+    ///
+    /// As the contract says; a backend's own failures are
+    /// [`Error::QuorumUnavailable`](crate::Error::QuorumUnavailable) or [`Error::Backend`](crate::Error::Backend).
     fn try_acquire(
         &self,
         hold: &Hold,
@@ -201,6 +217,17 @@ pub trait Backend: sealed::Sealed + Send + Sync + 'static {
 
     /// Makes the lock of `hold` live for `ttl` from now; returns the new
     /// validity deadline.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future is allowed at any await point and leaves nothing
+    /// that the Locker's undo (an idempotent `release`) cannot clean up; see
+    /// the contract.
+    ///
+    /// # Errors
+    ///
+    /// As the contract says; a backend's own failures are
+    /// [`Error::QuorumUnavailable`](crate::Error::QuorumUnavailable) or [`Error::Backend`](crate::Error::Backend).
     fn extend(
         &self,
         hold: &Hold,
@@ -209,6 +236,17 @@ pub trait Backend: sealed::Sealed + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Instant>> + Send;
 
     /// Removes `hold`. Idempotent (see the contract).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future is allowed at any await point and leaves nothing
+    /// that the Locker's undo (an idempotent `release`) cannot clean up; see
+    /// the contract.
+    ///
+    /// # Errors
+    ///
+    /// As the contract says; a backend's own failures are
+    /// [`Error::QuorumUnavailable`](crate::Error::QuorumUnavailable) or [`Error::Backend`](crate::Error::Backend).
     fn release(
         &self,
         hold: &Hold,
@@ -217,7 +255,18 @@ pub trait Backend: sealed::Sealed + Send + Sync + 'static {
 
     /// What each node stores for `key`, and the holder a quorum agrees on.
     /// Read-only; a node that fails is reported in its
-    /// [`NodeView`](crate::NodeView).
+    /// [`NodeView`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future is allowed at any await point and leaves nothing
+    /// that the Locker's undo (an idempotent `release`) cannot clean up; see
+    /// the contract.
+    ///
+    /// # Errors
+    ///
+    /// As the contract says; a backend's own failures are
+    /// [`Error::QuorumUnavailable`](crate::Error::QuorumUnavailable) or [`Error::Backend`](crate::Error::Backend).
     fn inspect(
         &self,
         key: &str,
@@ -227,6 +276,17 @@ pub trait Backend: sealed::Sealed + Send + Sync + 'static {
     /// One page of the resources whose name starts with `prefix` and that
     /// have a lock on some node, from `cursor` (`None`: the first page).
     /// Never a blocking full scan.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future is allowed at any await point and leaves nothing
+    /// that the Locker's undo (an idempotent `release`) cannot clean up; see
+    /// the contract.
+    ///
+    /// # Errors
+    ///
+    /// As the contract says; a backend's own failures are
+    /// [`Error::QuorumUnavailable`](crate::Error::QuorumUnavailable) or [`Error::Backend`](crate::Error::Backend).
     fn list(
         &self,
         prefix: &str,
@@ -236,6 +296,17 @@ pub trait Backend: sealed::Sealed + Send + Sync + 'static {
 
     /// Removes the lock on `key` on every node, whatever its holds; the
     /// fencing counter stays, so tokens keep increasing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future is allowed at any await point and leaves nothing
+    /// that the Locker's undo (an idempotent `release`) cannot clean up; see
+    /// the contract.
+    ///
+    /// # Errors
+    ///
+    /// As the contract says; a backend's own failures are
+    /// [`Error::QuorumUnavailable`](crate::Error::QuorumUnavailable) or [`Error::Backend`](crate::Error::Backend).
     fn force_release(
         &self,
         key: &str,

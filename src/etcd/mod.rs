@@ -98,6 +98,18 @@ impl Etcd {
     /// Connects to the cluster at `endpoints` (`http://host:port`, or
     /// `https://` with the feature `etcd-tls`). Without credentials in
     /// `options` no request is made here: members are dialled on first use.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a dropped connect leaves nothing behind but the sockets it
+    /// opened, which close with it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] for no endpoints or ones that do not parse;
+    /// with credentials, a final [`Error::QuorumUnavailable`] whose fault is
+    /// [`NodeFault::Denied`](crate::NodeFault::Denied) when the cluster
+    /// refused them, and [`Error::Backend`] when it could not be reached.
     pub async fn connect<E, S>(endpoints: S, options: Option<ConnectOptions>) -> Result<Self>
     where
         E: AsRef<str>,

@@ -10,6 +10,15 @@ use super::Locker;
 impl<B: Backend> Locker<B> {
     /// Each node's view of the lock on `key` (owner, fencing token, holds,
     /// remaining ttl) and the holder a quorum agrees on, if any. Read-only.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] for a bad key; a node that fails is reported in its
+    /// [`NodeView`](crate::NodeView), not as an error.
     pub async fn inspect(&self, key: &str) -> Result<LockInfo> {
         validate_key(key)?;
         self.shared.backend.inspect(key, &self.shared.options).await
@@ -19,6 +28,15 @@ impl<B: Backend> Locker<B> {
     /// on it (no other owner could take it now), `false` when so many store
     /// none that no quorum can hold it, and [`Error::QuorumUnavailable`]
     /// when too few answered to tell.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`]; [`Error::QuorumUnavailable`] when too few nodes
+    /// answered to tell.
     pub async fn is_locked(&self, key: &str) -> Result<bool> {
         let info = self.inspect(key).await?;
         let (locked, free) = (info.locked_nodes(), info.free_nodes());
@@ -47,6 +65,16 @@ impl<B: Backend> Locker<B> {
     /// all) that have a lock on some node, merged across nodes. Pass the
     /// page's `next` cursor back for the next page. Uses SCAN, never KEYS,
     /// so a large keyspace is never blocked.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] for an oversized prefix, [`Error::InvalidOptions`]
+    /// for a cursor of another listing, and [`Error::QuorumUnavailable`] when too
+    /// few nodes answered for the page to be complete.
     pub async fn list(&self, prefix: &str, cursor: Option<&ListCursor>) -> Result<ListPage> {
         if prefix.len() > MAX_KEY_LEN {
             return Err(Error::InvalidKey(format!(
@@ -63,6 +91,14 @@ impl<B: Backend> Locker<B> {
 
     /// Every resource starting with `prefix` that has a lock on some node,
     /// sorted and without duplicates: [`list`](Locker::list) page by page.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads. A dropped call leaves nothing behind.
+    ///
+    /// # Errors
+    ///
+    /// As [`list`](Locker::list), for any page.
     pub async fn list_all(&self, prefix: &str) -> Result<Vec<String>> {
         let mut all = std::collections::BTreeSet::new();
         let mut cursor = None;
@@ -81,6 +117,16 @@ impl<B: Backend> Locker<B> {
     /// be gone. The holder's guard finds out at its next renewal (it is then
     /// lost); the fencing counter stays, so the next holder's token is
     /// higher. Nodes that do not answer are listed in the result.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe in effect: the removal may have reached some nodes and
+    /// not others. Call it again to finish it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`]; nodes that fail are listed in the result, not as an
+    /// error.
     pub async fn force_release(&self, key: &str) -> Result<ForceReleased> {
         validate_key(key)?;
         self.shared

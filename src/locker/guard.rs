@@ -92,17 +92,32 @@ impl<B: Backend> LockGuard<B> {
     /// guard.release().await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits; call it again to wait again.
     pub async fn lost(&self) {
         self.held.lost().await
     }
 
     /// Makes the lock live for `ttl` from now on a quorum of nodes.
     ///
-    /// Fails with [`Error::NotHeld`] when the lock was already gone (the
-    /// guard is then lost), with [`Error::Lost`] when it had been lost or its
+    /// Fails with [`Error::NotHeld`](crate::Error::NotHeld) when the lock was already gone (the
+    /// guard is then lost), with [`Error::Lost`](crate::Error::Lost) when it had been lost or its
     /// validity had run out (too late: another owner may have held it in
-    /// between), and with [`Error::InvalidOptions`] for a ttl the options
+    /// between), and with [`Error::InvalidOptions`](crate::Error::InvalidOptions) for a ttl the options
     /// would reject.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a dropped extend leaves the lock held as before, or extended
+    /// on the nodes it reached; the validity this guard counts on only moves
+    /// when a quorum confirmed in time.
+    ///
+    /// # Errors
+    ///
+    /// As listed above, and [`Error::QuorumUnavailable`](crate::Error::QuorumUnavailable) when too few nodes
+    /// answered (the lock is then still held until its current validity).
     pub async fn extend(&self, ttl: Duration) -> Result<()> {
         self.held.extend(ttl).await
     }
@@ -110,11 +125,22 @@ impl<B: Backend> LockGuard<B> {
     /// Gives the lock back on every node, after stopping the watchdog.
     ///
     /// `Ok` only when the lock was held throughout: returns
-    /// [`Error::NotHeld`] when a quorum no longer had it (it expired or was
-    /// taken over), and [`Error::Lost`] when the nodes still had it but the
+    /// [`Error::NotHeld`](crate::Error::NotHeld) when a quorum no longer had it (it expired or was
+    /// taken over), and [`Error::Lost`](crate::Error::Lost) when the nodes still had it but the
     /// guard had been lost or its validity had run out before the release.
     /// Either way work done under it may have overlapped with another
     /// holder. Never a silent success.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a release whose future is dropped half-way is finished in
+    /// the background, as if the guard had been dropped.
+    ///
+    /// # Errors
+    ///
+    /// As listed above, and [`Error::QuorumUnavailable`](crate::Error::QuorumUnavailable) when too few nodes
+    /// answered; the release is then tried once more in the background, and the
+    /// ttl is the last resort.
     pub async fn release(self) -> Result<()> {
         self.held.release().await
     }

@@ -46,6 +46,25 @@ pub(crate) use watchdog::Timing;
 /// in for the task. A guard moved to another task still belongs to the task
 /// that took it; for locks that travel, use [`with_owner`](Locker::with_owner).
 /// See `docs/reentrancy-and-watchdog.md`.
+///
+/// # Examples
+///
+/// Take a lock, write under its fencing token, give it back. (The hidden
+/// lines start a private redis-server for the example.)
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = fencelock::testing::RedisServer::start()?;
+/// # let url = server.url();
+/// use fencelock::Locker;
+///
+/// let locker = Locker::redis([url.as_str()])?;
+/// let guard = locker.lock("nightly-report").await?;
+/// println!("writing with fencing token {}", guard.token());
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
 pub struct Locker<B: Backend> {
     shared: Shared<B>,
     instance: u128,
@@ -76,6 +95,11 @@ impl<B: Backend> std::fmt::Debug for Locker<B> {
 impl Locker<crate::redis::Redlock> {
     /// A Locker over Redis nodes given by URL, with default options.
     /// One URL is a single-instance lock; several form a Redlock quorum.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] for a bad or repeated URL, no URLs, or more than
+    /// [`Redlock::MAX_NODES`](crate::Redlock::MAX_NODES).
     pub fn redis<I, S>(urls: I) -> Result<Self>
     where
         I: IntoIterator<Item = S>,
@@ -90,6 +114,11 @@ impl Locker<crate::redis::Redlock> {
 
 impl<B: Backend> Locker<B> {
     /// A Locker on `backend`. The options are checked here, before any I/O.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] naming the first rule the options break (see
+    /// [`LockOptions::validate`]).
     pub fn new(backend: B, options: LockOptions) -> Result<Self> {
         backend.check_options(&options)?;
         Ok(Self {
@@ -108,6 +137,10 @@ impl<B: Backend> Locker<B> {
 
     /// The same Locker (backend and owner identity) with other options, for
     /// locks that need, say, another ttl.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] as [`new`](Locker::new).
     pub fn with_options(&self, options: LockOptions) -> Result<Self> {
         self.shared.backend.check_options(&options)?;
         let mut locker = self.clone();
@@ -182,6 +215,43 @@ impl<B: Backend> Locker<B> {
     ///
     /// Cancellation safe: dropping the returned future at any point leaves no
     /// lock behind (whatever was granted is released in the background).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future at any await point leaves no lock
+    /// behind. The hold is armed for release before the first request goes
+    /// out, and whatever the nodes granted is released in the background
+    /// ([`settled`](Locker::settled) waits for that).
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NotObtained`] when another owner holds the lock;
+    /// - [`Error::InvalidKey`] for an empty or oversized key, before any I/O;
+    /// - [`Error::QuorumUnavailable`] when too few nodes answered to decide;
+    /// - [`Error::ValidityExhausted`] when the round took the whole ttl;
+    /// - [`Error::ReentrancyLimit`] when this owner already holds the key
+    ///   `max_reentrancy` deep;
+    /// - [`Error::NotHeld`] for a nested acquire whose outer hold is gone from the
+    ///   servers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = fencelock::testing::RedisServer::start()?;
+    /// # let url = server.url();
+    /// use fencelock::{Error, Locker};
+    ///
+    /// let locker = Locker::redis([url.as_str()])?;
+    /// let held = locker.try_lock("invoices").await?;
+    /// // Another task is another owner: it is refused at once.
+    /// let other = locker.clone();
+    /// let refused = tokio::spawn(async move { other.try_lock("invoices").await }).await?;
+    /// assert!(matches!(refused, Err(Error::NotObtained { .. })));
+    /// held.release().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn try_lock(&self, key: &str) -> Result<LockGuard<B>> {
         let started = Instant::now();
         let result = self.attempt(key).await;
@@ -268,6 +338,17 @@ impl<B: Backend> Locker<B> {
     /// was, or renewed by one ttl if the renewal reached the nodes: adopt the
     /// same handoff again to take it. Adopt each handoff once successfully:
     /// two guards for one hold would release each other's lock.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in the sense above: the lock is as it was, or renewed by one
+    /// ttl; adopt the same handoff again to take it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotHeld`] when the lock is gone; [`Error::InvalidKey`],
+    /// [`Error::QuorumUnavailable`] and [`Error::Lost`] (the renewal came too late)
+    /// as for [`LockGuard::extend`].
     pub async fn adopt(&self, handoff: &Handoff) -> Result<LockGuard<B>> {
         validate_key(&handoff.key)?;
         let shared = &self.shared;
@@ -286,6 +367,23 @@ impl<B: Backend> Locker<B> {
     /// the failure is retryable (contention, an outage). Without
     /// `max_attempts` in the policy this waits as long as it takes; see
     /// [`lock_timeout`](Locker::lock_timeout) for a bounded wait.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future at any await point leaves no lock
+    /// behind. The hold is armed for release before the first request goes
+    /// out, and whatever the nodes granted is released in the background
+    /// ([`settled`](Locker::settled) waits for that).
+    ///
+    /// A waiter's place in a waiting line (local, or etcd's queue) is given up
+    /// when the future is dropped.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NotObtained`] or [`Error::QuorumUnavailable`] when the retry
+    ///   policy's `max_attempts` ran out (the last attempt's error);
+    /// - [`Error::InvalidKey`] for an empty or oversized key, before any I/O;
+    /// - the errors of [`try_lock`](Locker::try_lock) that are not retryable.
     pub async fn lock(&self, key: &str) -> Result<LockGuard<B>> {
         let started = Instant::now();
         let result = self.wait_for(key).await;
@@ -295,6 +393,17 @@ impl<B: Backend> Locker<B> {
 
     /// Waits at most `wait` for the lock, then fails with [`Error::Timeout`].
     /// An attempt still in flight at the deadline is cancelled and undone.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future at any await point leaves no lock
+    /// behind. The hold is armed for release before the first request goes
+    /// out, and whatever the nodes granted is released in the background
+    /// ([`settled`](Locker::settled) waits for that).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when `wait` ran out; otherwise as [`lock`](Locker::lock).
     pub async fn lock_timeout(&self, key: &str, wait: Duration) -> Result<LockGuard<B>> {
         let started = Instant::now();
         let result = match tokio::time::timeout(wait, self.wait_for(key)).await {
@@ -322,6 +431,38 @@ impl<B: Backend> Locker<B> {
     /// release found it gone. The work may then have overlapped with another
     /// holder, and the caller must know. To stop the work as soon as the lock
     /// is lost, use [`with_lock_until_lost`](Locker::with_lock_until_lost).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future drops the work at its current await point
+    /// and releases the lock in the background, like a dropped guard.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`lock`](Locker::lock) before the work runs; after it,
+    /// [`Error::Lost`] or [`Error::NotHeld`] as described above, and
+    /// [`Error::QuorumUnavailable`] when the release could not be confirmed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = fencelock::testing::RedisServer::start()?;
+    /// # let url = server.url();
+    /// use fencelock::Locker;
+    ///
+    /// let locker = Locker::redis([url.as_str()])?;
+    /// let total = locker
+    ///     .with_lock("ledger", async |guard| {
+    ///         // Pass guard.token() to every write the lock protects.
+    ///         assert!(guard.is_held());
+    ///         40 + 2
+    ///     })
+    ///     .await?;
+    /// assert_eq!(total, 42);
+    /// # Ok(()) }
+    /// ```
     pub async fn with_lock<T, F>(&self, key: &str, work: F) -> Result<T>
     where
         F: AsyncFnOnce(&LockGuard<B>) -> T,
@@ -339,6 +480,15 @@ impl<B: Backend> Locker<B> {
     ///
     /// Cancellation stops the work only at an await point, and a write may
     /// already be on its way: keep passing the fencing token to the resource.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`with_lock`](Locker::with_lock).
+    ///
+    /// # Errors
+    ///
+    /// As [`with_lock`](Locker::with_lock); [`Error::Lost`] when the lock was lost
+    /// and the work cancelled.
     pub async fn with_lock_until_lost<T, F>(&self, key: &str, work: F) -> Result<T>
     where
         F: AsyncFnOnce(&LockGuard<B>) -> T,

@@ -108,12 +108,20 @@ impl FencedStore {
 
     /// A store on the server at `url` (see [`RedisNode::from_url`]); nothing
     /// connects until first use.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] for a bad URL, as [`RedisNode::from_url`].
     pub fn from_url(url: &str) -> Result<Self> {
         RedisNode::from_url(url).map(Self::new)
     }
 
     /// The same store with resources under `prefix`: at most
     /// [`MAX_PREFIX_LEN`] bytes, else [`Error::InvalidOptions`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] for a prefix over [`MAX_PREFIX_LEN`] bytes.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
         let prefix = prefix.into();
         if prefix.len() > MAX_PREFIX_LEN {
@@ -128,6 +136,10 @@ impl FencedStore {
 
     /// The same store with every call bounded by `timeout` (more than zero,
     /// else [`Error::InvalidOptions`]). Default: 1 s.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] for a zero timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self> {
         if timeout.is_zero() {
             return Err(Error::InvalidOptions(
@@ -155,6 +167,18 @@ impl FencedStore {
     /// An empty or oversized resource name is [`Error::InvalidKey`], before
     /// any I/O. A key holding data of another kind is a
     /// [`NodeFault::Server`] naming it.
+    ///
+    /// # Cancel safety
+    ///
+    /// One script call, atomic on the server: a dropped call either ran whole
+    /// or not at all, but the caller cannot tell which. Read the resource to
+    /// find out.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] as above; [`Error::Backend`] with the node's
+    /// [`NodeFault`] when the server fails, times out or answers something else
+    /// (the write may then have happened or not).
     pub async fn write(
         &self,
         resource: &str,
@@ -186,6 +210,15 @@ impl FencedStore {
 
     /// What `resource` stores: the last accepted value and its token, or
     /// `None` when nothing was written.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] for a bad resource name; [`Error::Backend`] with the
+    /// node's [`NodeFault`] when the server fails or times out.
     pub async fn read(&self, resource: &str) -> Result<Option<Fenced>> {
         validate_key(resource)?;
         let key = self.redis_key(resource);

@@ -75,6 +75,12 @@ impl Redlock {
 
     /// A coordinator over `nodes`: at least one and at most
     /// [`MAX_NODES`](Self::MAX_NODES), each a different server.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] for no nodes, more than
+    /// [`MAX_NODES`](Self::MAX_NODES), or one server listed twice (it would vote
+    /// twice).
     pub fn new(nodes: Vec<RedisNode>) -> Result<Self> {
         if nodes.is_empty() {
             return Err(Error::InvalidOptions("no nodes given".into()));
@@ -143,6 +149,10 @@ impl Redlock {
     }
 
     /// A coordinator over nodes given by URL (see [`RedisNode::from_url`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisNode::from_url`] for each URL, then as [`new`](Self::new).
     pub fn from_urls<I, S>(urls: I) -> Result<Self>
     where
         I: IntoIterator<Item = S>,
@@ -168,6 +178,10 @@ impl Redlock {
     /// a runtime down, release guards explicitly and then await it. A guard
     /// that was dropped instead releases from a task of its own, which this
     /// waits for only once that task has sent its requests.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits, and dropping it stops no work.
     pub async fn settled(&self) {
         self.background.idle().await;
     }

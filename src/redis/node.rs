@@ -64,6 +64,12 @@ impl RedisNode {
     /// Connections are made with no response timeout of their own: the
     /// per-node timeout of [`LockOptions`](crate::LockOptions) bounds every
     /// call instead.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] for a URL that does not parse, an unsupported
+    /// scheme, or `rediss://` without the `tls` feature. The message never shows
+    /// a password.
     pub fn from_url(url: &str) -> Result<Self> {
         if cfg!(not(feature = "tls")) && url.starts_with("rediss://") {
             return Err(Error::InvalidOptions(format!(
@@ -115,6 +121,10 @@ impl RedisNode {
     /// let locker = Locker::new(Redlock::new(nodes)?, LockOptions::default())?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] for a bad URL or certificates redis-rs refuses.
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn from_url_with_tls(url: &str, tls: redis::TlsCertificates) -> Result<Self> {
@@ -145,6 +155,11 @@ impl RedisNode {
     }
 
     /// A node from a deadpool-redis configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] when the configuration has neither a URL nor
+    /// connection settings, or they do not make a pool.
     pub fn from_config(config: &deadpool_redis::Config) -> Result<Self> {
         let info: ConnectionInfo = match (&config.url, &config.connection) {
             (Some(url), _) => url

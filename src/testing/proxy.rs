@@ -83,6 +83,10 @@ impl Shared {
 
 impl TcpProxy {
     /// Starts a proxy to `upstream` on a free loopback port.
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError`] when the listening socket cannot be bound (its log's last lines are in the message).
     pub fn start(upstream: SocketAddr) -> Result<Self, FixtureError> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .map_err(|e| FixtureError::io("binding the proxy to 127.0.0.1:0", e))?;

@@ -96,6 +96,11 @@ impl EtcdServerBuilder {
     }
 
     /// Starts a one-member cluster and waits until it reports healthy.
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError`] when the server binary is missing, cannot start, or does
+    /// not answer in time (its log's last lines are in the message).
     pub fn start(self) -> Result<EtcdServer, FixtureError> {
         let mut cluster = self.start_cluster(1)?;
         Ok(cluster.members.remove(0))
@@ -104,6 +109,11 @@ impl EtcdServerBuilder {
     /// Starts an `n`-member cluster: all members are spawned first (a quorum
     /// has to form before any of them is healthy), then every one is awaited
     /// until it reports healthy.
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError`] when the server binary is missing, cannot start, or does
+    /// not answer in time (its log's last lines are in the message).
     pub fn start_cluster(self, n: usize) -> Result<EtcdCluster, FixtureError> {
         let binary = resolve_etcd(self.binary.as_deref())?;
         // When another process took one of the ports between free_ports and

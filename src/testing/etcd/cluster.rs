@@ -37,6 +37,11 @@ pub struct EtcdCluster {
 impl EtcdCluster {
     /// Starts an `n`-member cluster with the default settings and waits
     /// until every member reports healthy.
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError`] when the server binary is missing, cannot start, or does
+    /// not answer in time (its log's last lines are in the message).
     pub fn start(n: usize) -> Result<Self, FixtureError> {
         EtcdServer::builder().start_cluster(n)
     }
@@ -95,6 +100,11 @@ impl EtcdCluster {
     ///
     /// # Panics
     /// If an index is `>= self.len()`.
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError`] when the server binary is missing, cannot start, or does
+    /// not answer in time (its log's last lines are in the message).
     pub fn restart_members(&mut self, indices: &[usize]) -> Result<(), FixtureError> {
         if let Some(&i) = indices.iter().find(|&&i| i >= self.members.len()) {
             panic!(

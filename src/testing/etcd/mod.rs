@@ -97,6 +97,11 @@ impl fmt::Debug for EtcdServer {
 
 impl EtcdServer {
     /// Starts a one-member cluster with the default settings.
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError`] when the server binary is missing, cannot start, or does
+    /// not answer in time (its log's last lines are in the message).
     pub fn start() -> Result<Self, FixtureError> {
         Self::builder().start()
     }
@@ -214,6 +219,11 @@ impl EtcdServer {
     /// A member only becomes healthy with a quorum: in a cluster that has
     /// lost a majority, restart several members at once with
     /// [`EtcdCluster::restart_members`]. On error the process is killed.
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError`] when the server binary is missing, cannot start, or does
+    /// not answer in time (its log's last lines are in the message).
     pub fn restart(&mut self) -> Result<(), FixtureError> {
         process::restart(&mut [self])
     }

@@ -106,6 +106,11 @@ impl RedisServerBuilder {
     }
 
     /// Starts one server and waits until it answers `PING`.
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError`] when the server binary is missing, cannot start, or does
+    /// not answer in time (its log's last lines are in the message).
     pub fn start(self) -> Result<RedisServer, FixtureError> {
         let mut nodes = self.start_nodes(1)?;
         Ok(nodes.nodes.remove(0))
@@ -113,6 +118,11 @@ impl RedisServerBuilder {
 
     /// Starts `n` independent servers in parallel (all spawned first, then
     /// all awaited) and waits until every one answers `PING`.
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError`] when the server binary is missing, cannot start, or does
+    /// not answer in time (its log's last lines are in the message).
     pub fn start_nodes(self, n: usize) -> Result<RedisNodes, FixtureError> {
         let binary = resolve_redis_server(self.binary.as_deref())?;
         process::start_on_fresh_ports(|| {

@@ -74,11 +74,21 @@ impl fmt::Debug for RedisServer {
 
 impl RedisServer {
     /// Starts a server with [`Persistence::None`].
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError`] when the server binary is missing, cannot start, or does
+    /// not answer in time (its log's last lines are in the message).
     pub fn start() -> Result<Self, FixtureError> {
         Self::builder().start()
     }
 
     /// Starts a server with the given persistence.
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError`] when the server binary is missing, cannot start, or does
+    /// not answer in time (its log's last lines are in the message).
     pub fn start_with(persistence: Persistence) -> Result<Self, FixtureError> {
         Self::builder().persistence(persistence).start()
     }
@@ -165,6 +175,11 @@ impl RedisServer {
     /// port and in the same directory, and waits until it answers `PING`
     /// (with [`Persistence::Aof`] and [`Restart::KeepData`], after the data
     /// is loaded).
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError`] when the server binary is missing, cannot start, or does
+    /// not answer in time (its log's last lines are in the message).
     pub fn restart(&mut self, data: Restart) -> Result<(), FixtureError> {
         self.kill();
         if data == Restart::WipeData {

@@ -15,11 +15,21 @@ pub struct RedisNodes {
 
 impl RedisNodes {
     /// Starts `n` nodes with [`Persistence::None`], in parallel.
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError`] when the server binary is missing, cannot start, or does
+    /// not answer in time (its log's last lines are in the message).
     pub fn start(n: usize) -> Result<Self, FixtureError> {
         RedisServer::builder().start_nodes(n)
     }
 
     /// Starts `n` nodes with the given persistence, in parallel.
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError`] when the server binary is missing, cannot start, or does
+    /// not answer in time (its log's last lines are in the message).
     pub fn start_with(n: usize, persistence: Persistence) -> Result<Self, FixtureError> {
         RedisServer::builder()
             .persistence(persistence)
