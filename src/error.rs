@@ -185,6 +185,7 @@ impl fmt::Display for DeniedHint<'_> {
 
 /// Why one node did not answer a request usefully.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NodeFailure {
     /// The node's address (never its password).
     pub node: String,

@@ -112,6 +112,7 @@ impl Hold {
 
 /// What a successful acquire hands back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Grant {
     /// The fencing token of this holder.
     pub token: FencingToken,

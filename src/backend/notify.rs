@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 /// The state a backend publishes to the waiters of one key.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Signal {
     /// How many times the lock may have been freed so far: releases heard,
     /// plus reconnects of a listener that may have missed one. Waiters only

@@ -64,6 +64,8 @@ pub struct FencedStore {
 /// The outcome of [`FencedStore::write`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "a rejected write means the lock was lost: the caller must stop"]
+// Deliberately exhaustive: a new outcome of a fenced write must make every
+// caller decide what it means, not fall into a wildcard arm.
 pub enum FencedWrite {
     /// The value was written; the resource's fence is now the token.
     Accepted,

@@ -80,6 +80,7 @@ pub use redis::{
 
 /// Error from the fixtures.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FixtureError {
     /// The `redis-server` binary could not be found.
     #[error(
