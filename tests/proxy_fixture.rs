@@ -76,6 +76,41 @@ fn a_silent_link_times_out_and_healing_restores_new_connections() {
     assert_eq!(ping(&mut fresh).unwrap(), "PONG");
 }
 
+/// A partition holds bytes, it does not lose them: a request sent while the
+/// link is silent gets no answer until the link heals, then its answer, in
+/// order, on the same connection (as TCP would deliver it). A link that lost
+/// bytes would leave a pipelined connection answering the wrong requests.
+#[test]
+fn a_silent_link_holds_bytes_and_delivers_them_in_order_once_healed() {
+    use std::io::{Read, Write};
+    let (_server, proxy) = setup();
+    let mut raw = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    raw.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut reply = [0u8; 64];
+    raw.write_all(b"ECHO one\r\n").unwrap();
+    let n = raw.read(&mut reply).unwrap();
+    assert_eq!(&reply[..n], b"$3\r\none\r\n");
+    proxy.set_silent(true);
+    raw.write_all(b"ECHO two\r\nECHO three\r\n").unwrap();
+    let err = raw.read(&mut reply).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{err}"
+    );
+    proxy.set_silent(false);
+    let expected = b"$3\r\ntwo\r\n$5\r\nthree\r\n";
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        let n = raw.read(&mut reply).unwrap();
+        assert!(n > 0, "the connection ended");
+        got.extend_from_slice(&reply[..n]);
+    }
+    assert_eq!(got, expected);
+}
+
 #[test]
 fn cut_ends_open_connections_and_new_ones_work() {
     let (_server, proxy) = setup();

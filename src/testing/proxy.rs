@@ -18,6 +18,9 @@ const PUMP_STACK: usize = 64 * 1024;
 /// How long connecting to the upstream server may take before the client's
 /// connection is dropped (as if the server were unreachable).
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a pump holding bytes on a silent link looks whether it passes
+/// again.
+const SILENT_POLL: Duration = Duration::from_millis(1);
 
 /// A TCP proxy on a free loopback port that forwards every connection to one
 /// upstream address (typically a [`RedisServer`](super::RedisServer)), and
@@ -25,9 +28,9 @@ const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 ///
 /// - [`set_latency`](Self::set_latency): every chunk of bytes waits this
 ///   long before it is passed on, in each direction;
-/// - [`set_silent`](Self::set_silent): bytes are read and thrown away in
-///   both directions, and new connections are accepted but get nothing, as
-///   in a partition where packets vanish (clients see timeouts, not errors);
+/// - [`set_silent`](Self::set_silent): nothing passes in either direction,
+///   on open connections and new ones, as in a partition (clients see
+///   timeouts, not errors); what was sent meanwhile arrives once it heals;
 /// - [`cut`](Self::cut): every open connection is closed at once (clients
 ///   see the connection end mid-conversation); new ones work again.
 ///
@@ -131,9 +134,13 @@ impl TcpProxy {
         self.shared.latency_us.store(micros, Ordering::SeqCst);
     }
 
-    /// Makes the link drop everything (`true`) or pass it on again
-    /// (`false`). Bytes dropped while silent are lost for good, so a
-    /// connection that was used meanwhile is usually broken for the client.
+    /// Makes the link pass nothing (`true`) or pass again (`false`), as a
+    /// network partition does: bytes sent meanwhile are held, not lost, and
+    /// arrive in order once the link passes again, as TCP's retransmissions
+    /// would deliver them. (Losing bytes inside a connection that stays
+    /// open is not something TCP does; it would desynchronise a pipelined
+    /// Redis connection for good.) A [`cut`](Self::cut) still ends the
+    /// connections, bytes held included.
     pub fn set_silent(&self, silent: bool) {
         self.shared.silent.store(silent, Ordering::SeqCst);
     }
@@ -219,8 +226,15 @@ fn pump(mut from: TcpStream, mut to: &TcpStream, shared: &Shared) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if shared.silent.load(Ordering::SeqCst) {
-            continue;
+        // A partition holds what is in flight: TCP never loses bytes inside
+        // a connection that stays open, it retransmits them once the path
+        // is back (or the connection ends). Reading no more meanwhile lets
+        // flow control stop the sender, as a real partition would.
+        while shared.silent.load(Ordering::SeqCst) {
+            if shared.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            thread::sleep(SILENT_POLL);
         }
         let latency = shared.latency_us.load(Ordering::SeqCst);
         if latency > 0 {
