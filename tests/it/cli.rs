@@ -2,12 +2,11 @@
 //! between processes, lock loss, signals, exit codes and `--json`.
 #![cfg(feature = "cli")]
 
-mod common;
-
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bounded, lock_keys, wait_until};
+use crate::common;
+use crate::common::{bounded, lock_keys, wait_until};
 use fencelock::testing::RedisNodes;
 use fencelock::{LockOptions, Locker, Redlock};
 use nix::sys::signal::{Signal, kill};

@@ -1,13 +1,12 @@
 //! etcd-specific behaviour against real members: member failures, the
 //! cross-process queue, and a dead client's lock running out with its lease.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common;
+use crate::common::{
     ETCD_LOCK_USER, ETCD_NO_PERMISSIONS_USER, bounded, enable_etcd_auth, etcd_locker,
     etcd_locker_as, start_etcd, wait_until,
 };
