@@ -19,57 +19,47 @@ pub trait Harness: Sized + Send + 'static {
     fn resume_all(&mut self);
 }
 
-/// Redis: one node (N = 1) or a Redlock quorum of N nodes.
-pub struct Redis<const N: usize>(pub RedisNodes);
+/// A configuration of `N` servers of one kind: the harness of each kind is
+/// the same but for the type of its server set, the backend, and how they
+/// start.
+macro_rules! harness {
+    ($(#[$doc:meta])* $name:ident($servers:ty): $backend:ty, $start:path, $locker:path) => {
+        $(#[$doc])*
+        pub struct $name<const N: usize>(pub $servers);
 
-impl<const N: usize> Harness for Redis<N> {
-    type B = Redlock;
+        impl<const N: usize> Harness for $name<N> {
+            type B = $backend;
 
-    fn start() -> Self {
-        Self(super::start(N))
-    }
+            fn start() -> Self {
+                Self($start(N))
+            }
 
-    fn locker(&self, options: LockOptions) -> Locker<Redlock> {
-        super::locker(&self.0, options)
-    }
+            fn locker(&self, options: LockOptions) -> Locker<$backend> {
+                $locker(&self.0, options)
+            }
 
-    fn pause_all(&mut self) {
-        for node in self.0.iter_mut() {
-            node.pause();
+            fn pause_all(&mut self) {
+                for server in self.0.iter_mut() {
+                    server.pause();
+                }
+            }
+
+            fn resume_all(&mut self) {
+                for server in self.0.iter_mut() {
+                    server.resume();
+                }
+            }
         }
-    }
-
-    fn resume_all(&mut self) {
-        for node in self.0.iter_mut() {
-            node.resume();
-        }
-    }
+    };
 }
 
-/// etcd: one member (N = 1) or a cluster of N members, each Locker with a
-/// client of its own (as separate processes would have).
-pub struct EtcdMembers<const N: usize>(pub EtcdCluster);
+harness!(
+    /// Redis: one node (N = 1) or a Redlock quorum of N nodes.
+    Redis(RedisNodes): Redlock, super::start, super::locker
+);
 
-impl<const N: usize> Harness for EtcdMembers<N> {
-    type B = Etcd;
-
-    fn start() -> Self {
-        Self(super::start_etcd(N))
-    }
-
-    fn locker(&self, options: LockOptions) -> Locker<Etcd> {
-        super::etcd_locker(&self.0, options)
-    }
-
-    fn pause_all(&mut self) {
-        for member in self.0.iter_mut() {
-            member.pause();
-        }
-    }
-
-    fn resume_all(&mut self) {
-        for member in self.0.iter_mut() {
-            member.resume();
-        }
-    }
-}
+harness!(
+    /// etcd: one member (N = 1) or a cluster of N members, each Locker with
+    /// a client of its own (as separate processes would have).
+    EtcdMembers(EtcdCluster): Etcd, super::start_etcd, super::etcd_locker
+);
