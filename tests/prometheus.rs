@@ -3,6 +3,7 @@
 //! real redis-server nodes. (The same wiring as examples/metrics_server.rs.)
 //! One test in this binary: it installs the process-wide recorder.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::time::Duration;

@@ -16,7 +16,7 @@
 //! and `FENCELOCK_CHECKER_SEED` replays a fault schedule (the timing of the
 //! clients still differs from run to run).
 
-#[path = "../common/mod.rs"]
+#[path = "../it/common/mod.rs"]
 mod common;
 
 mod client;

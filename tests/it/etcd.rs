@@ -1,13 +1,12 @@
 //! etcd-specific behaviour against real members: member failures, the
 //! cross-process queue, and a dead client's lock running out with its lease.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common;
+use crate::common::{
     ETCD_LOCK_USER, ETCD_NO_PERMISSIONS_USER, bounded, enable_etcd_auth, etcd_locker,
     etcd_locker_as, start_etcd, wait_until,
 };
@@ -47,32 +46,61 @@ async fn leader(cluster: &fencelock::testing::EtcdCluster) -> usize {
     panic!("no member leads");
 }
 
+/// The leader dies while a lock is held: the other two elect another, and
+/// the watchdog's renewals, retried meanwhile, go through it in time.
+///
+/// The failover must finish before the lock's validity, less the
+/// watchdog's reserve (a retry pause and two node timeouts, 0.75 s here),
+/// runs out: the watchdog gives up then. The leader is killed right after
+/// a renewal, so that leaves about ttl - 0.75 s = 3.25 s; killed at any
+/// moment, as this test used to, a renewal interval (ttl/3) less. The
+/// fixture's elections take 0.5 to 1 s a round and a split vote needs
+/// another: with the former 2 s ttl, which left 0.67 to 1.33 s, a failover
+/// on a loaded machine took 1.4 s and the lock was lost. 3.25 s is three
+/// rounds or more.
 #[tokio::test]
 async fn losing_the_leader_keeps_locks_working_across_renewals() {
     let mut cluster = start_etcd(3);
-    let locker = etcd_locker(&cluster, options().ttl(Duration::from_secs(2)));
+    let ttl = Duration::from_secs(4);
+    let locker = etcd_locker(&cluster, options().ttl(ttl));
     let other = etcd_locker(&cluster, options());
     bounded(LIMIT, async {
         let held = locker.lock("sturdy").await.unwrap();
-        let renewed = locker.statistics().renewals;
         let leader = leader(&cluster).await;
+        // Renewals leave no trace but the count: polled for.
+        let before = locker.statistics().renewals;
+        wait_until(ttl, async || locker.statistics().renewals > before).await;
+        let renewed = locker.statistics().renewals;
+        let killed = Instant::now();
         cluster.member_mut(leader).kill();
-        // The other two elect a leader within about an election timeout;
-        // meanwhile requests fail and are retried.
-        for i in 0..5 {
-            let key = format!("after-{i}");
-            let guard = other
-                .lock_timeout(&key, Duration::from_secs(10))
-                .await
-                .unwrap();
-            guard.release().await.unwrap();
+        let survived = async {
+            // The other two elect a leader within an election round or
+            // a few; meanwhile requests fail and are retried.
+            for i in 0..5 {
+                let key = format!("after-{i}");
+                let guard = other
+                    .lock_timeout(&key, Duration::from_secs(10))
+                    .await
+                    .unwrap();
+                guard.release().await.unwrap();
+            }
+            // Renewals every ttl/3: three more span a whole ttl after the
+            // kill, so the lock lives only if they went through the new
+            // leader.
+            wait_until(Duration::from_secs(20), async || {
+                locker.statistics().renewals >= renewed + 3
+            })
+            .await;
+        };
+        tokio::select! {
+            () = survived => {}
+            () = held.lost() => panic!(
+                "lost {:?} after the leader was killed: {:?}\n{}",
+                killed.elapsed(),
+                locker.statistics(),
+                cluster.logs()
+            ),
         }
-        // Renewals every ttl/3: three more span a whole ttl after the kill,
-        // so the lock lives only if they went through the new leader.
-        wait_until(Duration::from_secs(20), async || {
-            locker.statistics().renewals >= renewed + 3
-        })
-        .await;
         assert!(matches!(
             other.try_lock("sturdy").await,
             Err(Error::NotObtained { .. })

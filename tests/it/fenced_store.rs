@@ -1,12 +1,10 @@
 //! `FencedStore`: a Redis-side check-and-set on fencing tokens, against a
 //! real redis-server.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{bounded, conn, short_ttl_options};
+use crate::common::{bounded, conn, short_ttl_options};
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisServer;
 use fencelock::{

@@ -8,14 +8,13 @@
 //! broken or foreign peer, not Redis's behaviour); every Redis here is a
 //! real redis-server.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{bounded, conn, wait_until};
+use crate::common;
+use crate::common::{bounded, conn, wait_until};
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisServer;
 use fencelock::{

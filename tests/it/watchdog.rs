@@ -2,13 +2,12 @@
 //! stops for good on release, and tells the holder when the lock is lost:
 //! nodes stopped, the hold gone, or the hold-time cap reached.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{bounded, locker, options, pttl, script_calls, start, wait_until_no_locks};
+use crate::common;
+use crate::common::{bounded, locker, options, pttl, script_calls, start, wait_until_no_locks};
 use fencelock::metrics::{LOCK_LOST, WATCHDOG_RENEW};
 use fencelock::{Error, LockOptions, Watchdog};
 use metrics_util::debugging::DebuggingRecorder;

@@ -1,11 +1,10 @@
 //! Metrics and statistics against real redis-server nodes: every outcome is
 //! counted once, under the right result label, with and without a recorder.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{bounded, locker, options, start, try_from_another_task};
+use crate::common;
+use crate::common::{bounded, locker, options, start, try_from_another_task};
 use fencelock::Error;
 use fencelock::metrics::{ACQUIRE, EXTEND, HOLD_SECONDS, RELEASE, WAIT_SECONDS};
 use metrics_util::debugging::DebuggingRecorder;

@@ -2,11 +2,10 @@
 //! is_locked, list (SCAN, paged, merged across nodes) and force_release,
 //! with every node up and with one down.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{bounded, locker, options, start, wait_until_no_locks};
+use crate::common;
+use crate::common::{bounded, locker, options, start, wait_until_no_locks};
 use fencelock::deadpool_redis::redis;
 use fencelock::metrics::WATCHDOG_RENEW;
 use fencelock::{Error, LockOptions, NodeFault, Watchdog};

@@ -7,12 +7,11 @@
 //! in bounded time; client certificates when the server asks for them.
 #![cfg(feature = "tls")]
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::bounded;
+use crate::common;
+use crate::common::bounded;
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisServer;
 use fencelock::{

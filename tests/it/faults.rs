@@ -1,10 +1,9 @@
 //! Redlock with real faults: killed, paused (SIGSTOP) and restarted nodes.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{bounded, locker, options, start, wait_until_no_locks};
+use crate::common;
+use crate::common::{bounded, locker, options, start, wait_until_no_locks};
 use fencelock::deadpool_redis::redis;
 use fencelock::metrics::FENCE_COUNTER_RESET;
 use fencelock::testing::{Persistence, RedisNodes, Restart};

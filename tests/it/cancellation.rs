@@ -4,12 +4,11 @@
 //! acquires, extends, watchdog renewals and releases cut off at random
 //! points leave no lock, no stray hold and no queued waiter behind.
 
-mod common;
-
 use std::time::Duration;
 
-use common::harness::{EtcdMembers, Harness, Redis};
-use common::{bounded, options};
+use crate::common;
+use crate::common::harness::{EtcdMembers, Harness, Redis};
+use crate::common::{bounded, options};
 use fencelock::{Backend, LockGuard, LockOptions, Locker, Watchdog};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

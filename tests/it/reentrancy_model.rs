@@ -14,12 +14,10 @@
 //! It runs on one Redis node (where each node's own count is compared too),
 //! on a Redlock of five nodes (the quorum's view) and on etcd.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{etcd_locker, locker, options, start, start_etcd};
+use crate::common::{etcd_locker, locker, options, start, start_etcd};
 use fencelock::{Backend, Error, LockGuard, LockOptions, Locker, Owner, Watchdog};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: real nodes, a Locker on them,
 //! and direct looks at what the nodes store.
-#![allow(dead_code)] // each test file uses a different part
+#![allow(dead_code)] // `it`, `prometheus` and the checker each use a part
 
 pub mod harness;
 

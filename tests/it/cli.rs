@@ -2,12 +2,11 @@
 //! between processes, lock loss, signals, exit codes and `--json`.
 #![cfg(feature = "cli")]
 
-mod common;
-
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bounded, lock_keys, wait_until};
+use crate::common;
+use crate::common::{bounded, lock_keys, wait_until};
 use fencelock::testing::RedisNodes;
 use fencelock::{LockOptions, Locker, Redlock};
 use nix::sys::signal::{Signal, kill};
@@ -553,76 +552,70 @@ async fn the_commands_work_on_etcd_too() {
     .await;
 }
 
-/// An `exec --wait` that gives up on etcd takes its place in the lock's
-/// queue away before the process exits. A ticket left behind would hold
-/// the queue for its lease (up to 5 s): meanwhile the lock, though free,
-/// would go to nobody, and an `exec --no-wait` run by cron would be
-/// refused (fairness makes a try refused while anyone queues).
+/// How an `exec --wait` on etcd stops waiting for a held lock.
 #[cfg(feature = "etcd")]
-#[tokio::test]
-async fn a_wait_that_gives_up_on_etcd_leaves_no_ticket_behind() {
+enum WaitEnd {
+    /// Its `--wait` runs out: it gives up (75).
+    GivesUp,
+    /// A SIGTERM while it waits: it exits at once (128 + 15).
+    Signalled,
+}
+
+/// An `exec --wait` that stops waiting (`end`) on etcd takes its place in
+/// the lock's queue away before the process exits. A ticket left behind
+/// would hold the queue for its lease (up to 5 s): meanwhile the lock,
+/// though free, would go to nobody, and an `exec --no-wait` run by cron
+/// would be refused (fairness makes a try refused while anyone queues).
+#[cfg(feature = "etcd")]
+async fn an_ended_wait_on_etcd_leaves_no_ticket_behind(end: WaitEnd) {
     let cluster = common::start_etcd(1);
     let locker = common::etcd_locker(&cluster, LockOptions::default());
+    let exec = |args: &[&str]| {
+        let mut cmd = fencelock_on_etcd(&cluster);
+        cmd.args(["exec", "--key", "queued"]).args(args);
+        cmd
+    };
     bounded(LIMIT, async {
         let guard = locker.try_lock("queued").await.unwrap();
-        let output = run(fencelock_on_etcd(&cluster)
-            .args(["exec", "--key", "queued", "--wait", "1s", "--", "true"]))
-        .await;
-        assert_eq!(code(&output), NOT_OBTAINED, "{}", stderr(&output));
+        match end {
+            WaitEnd::GivesUp => {
+                let output = run(&mut exec(&["--wait", "1s", "--", "true"])).await;
+                assert_eq!(code(&output), NOT_OBTAINED, "{}", stderr(&output));
+            }
+            WaitEnd::Signalled => {
+                let child = exec(&["--wait", "60s", "--", "true"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                // Another process's state: nothing signals it, so it is polled.
+                wait_until(Duration::from_secs(10), async || {
+                    locker.inspect("queued").await.unwrap().queued == Some(1)
+                })
+                .await;
+                kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+                let output = child.wait_with_output().await.unwrap();
+                assert_eq!(code(&output), 128 + 15, "{}", stderr(&output));
+            }
+        }
         // Looked at once the process is gone: no waiting, no polling.
         let info = locker.inspect("queued").await.unwrap();
         assert_eq!(info.queued, Some(0), "a ticket outlived its process");
         guard.release().await.unwrap();
-        let output = run(fencelock_on_etcd(&cluster).args([
-            "exec",
-            "--key",
-            "queued",
-            "--no-wait",
-            "--",
-            "true",
-        ]))
-        .await;
+        let output = run(&mut exec(&["--no-wait", "--", "true"])).await;
         assert_eq!(code(&output), 0, "{}", stderr(&output));
     })
     .await;
 }
 
-/// The same when the wait ends by a signal: fencelock exits at once
-/// (128 + 15 for SIGTERM), and its place in the queue is gone by then.
+#[cfg(feature = "etcd")]
+#[tokio::test]
+async fn a_wait_that_gives_up_on_etcd_leaves_no_ticket_behind() {
+    an_ended_wait_on_etcd_leaves_no_ticket_behind(WaitEnd::GivesUp).await;
+}
+
 #[cfg(feature = "etcd")]
 #[tokio::test]
 async fn a_wait_ended_by_a_signal_on_etcd_leaves_no_ticket_behind() {
-    let cluster = common::start_etcd(1);
-    let locker = common::etcd_locker(&cluster, LockOptions::default());
-    bounded(LIMIT, async {
-        let guard = locker.try_lock("signalled").await.unwrap();
-        let child = fencelock_on_etcd(&cluster)
-            .args(["exec", "--key", "signalled", "--wait", "60s", "--", "true"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Another process's state: nothing signals it, so it is polled.
-        wait_until(Duration::from_secs(10), async || {
-            locker.inspect("signalled").await.unwrap().queued == Some(1)
-        })
-        .await;
-        kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
-        let output = child.wait_with_output().await.unwrap();
-        assert_eq!(code(&output), 128 + 15, "{}", stderr(&output));
-        let info = locker.inspect("signalled").await.unwrap();
-        assert_eq!(info.queued, Some(0), "a ticket outlived its process");
-        guard.release().await.unwrap();
-        let output = run(fencelock_on_etcd(&cluster).args([
-            "exec",
-            "--key",
-            "signalled",
-            "--no-wait",
-            "--",
-            "true",
-        ]))
-        .await;
-        assert_eq!(code(&output), 0, "{}", stderr(&output));
-    })
-    .await;
+    an_ended_wait_on_etcd_leaves_no_ticket_behind(WaitEnd::Signalled).await;
 }

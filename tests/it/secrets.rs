@@ -7,14 +7,13 @@
 //! message, source chain or `Debug` form, and no `Debug` of a Locker,
 //! guard, hand-off or inspection, may contain one of them.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::time::Duration;
 
-use common::harness::{EtcdMembers, Harness, Redis};
-use common::{bounded, options};
+use crate::common;
+use crate::common::harness::{EtcdMembers, Harness, Redis};
+use crate::common::{bounded, options};
 use fencelock::backend::Hold;
 use fencelock::testing::{EtcdServer, RedisServer, TcpProxy};
 use fencelock::{Error, Etcd, LockOptions, Locker, Owner, Redlock, Result, Watchdog};

@@ -2,13 +2,14 @@
 //! owners (other tasks, spawned tasks) are excluded, depth is limited, and a
 //! failed nested acquire leaves the outer hold exactly as it was.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{bounded, hash, locker, options, start, try_from_another_task, wait_until_no_locks};
+use crate::common;
+use crate::common::{
+    bounded, hash, locker, options, start, try_from_another_task, wait_until_no_locks,
+};
 use fencelock::{Error, Handoff, Owner};
 
 const LIMIT: Duration = Duration::from_secs(60);

@@ -3,11 +3,10 @@
 //! subscriber connection was cut; waiters of one process take turns in
 //! arrival order; and no subscription outlives its waiters.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{bounded, locker, options, start, wait_until};
+use crate::common;
+use crate::common::{bounded, locker, options, start, wait_until};
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisNodes;
 use fencelock::{Error, LockOptions, Owner, RetryPolicy, Watchdog};
@@ -25,7 +24,7 @@ fn slow_retry() -> LockOptions {
     options().retry(RetryPolicy::default().delay(RETRY).jitter(Duration::ZERO))
 }
 
-use common::release_channel as channel;
+use crate::common::release_channel as channel;
 
 /// How many subscribers `channel` has on each node.
 async fn subscribers(nodes: &RedisNodes, channel: &str) -> Vec<u64> {

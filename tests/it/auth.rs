@@ -6,11 +6,10 @@
 //! `lock` and `lock_timeout` return it at once instead of retrying, as long
 //! as the refusing nodes keep a quorum out of reach (and only then).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::bounded;
+use crate::common;
+use crate::common::bounded;
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisServer;
 use fencelock::{Error, LockOptions, Locker, NodeFault, Redlock, RetryPolicy};

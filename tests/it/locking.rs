@@ -1,13 +1,12 @@
 //! Lock semantics against real redis-server nodes: exclusion, contention,
 //! ownership, expiry, and release on every exit path.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{bounded, lock_keys, locker, options, start, wait_until_no_locks};
+use crate::common;
+use crate::common::{bounded, lock_keys, locker, options, start, wait_until_no_locks};
 use fencelock::backend::Hold;
 use fencelock::{Backend, Error};
 

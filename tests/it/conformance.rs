@@ -7,14 +7,13 @@
 //! listed in `Harness::UNSUPPORTED` with the reason, and the suite says so
 //! when it skips it.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::harness::{EtcdMembers, Harness, Redis};
-use common::{bounded, wait_until};
+use crate::common;
+use crate::common::harness::{EtcdMembers, Harness, Redis};
+use crate::common::{bounded, wait_until};
 use fencelock::{Backend, Error, Handoff, LockOptions, Locker, Owner, RetryPolicy, Watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
