@@ -27,11 +27,29 @@ impl Etcd {
         timeout: Duration,
         request: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
     ) -> Result<T> {
-        match tokio::time::timeout(timeout, request).await {
+        let result = match tokio::time::timeout(timeout, request).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(etcd_client::Error::GRpcStatus(status))) => Err(self.refused(&status)),
             Ok(Err(e)) => Err(self.unavailable(NodeFault::Connection(e.to_string()))),
             Err(_) => Err(self.unavailable(NodeFault::Timeout(timeout))),
+        };
+        if let Err(e) = &result {
+            self.tell_failure(e);
+        }
+        result
+    }
+
+    /// Tells a `tracing` subscriber of one failed request: as a node fault
+    /// (see [`crate::trace::node_failed`]), or, for a request etcd will
+    /// never take, at WARN.
+    fn tell_failure(&self, error: &Error) {
+        match error {
+            Error::QuorumUnavailable { failures, .. } => {
+                for failure in failures {
+                    crate::trace::node_failed(&failure.node, "etcd", &failure.fault);
+                }
+            }
+            other => tracing::warn!(node = &*self.name, error = %other, "etcd refused a request"),
         }
     }
 
