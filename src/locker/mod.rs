@@ -4,6 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+use tracing::field::{Empty, display};
+
 use crate::backend::{Backend, Hold, Parent};
 use crate::error::{Error, Result};
 use crate::options::{LockOptions, validate_key};
@@ -183,10 +186,26 @@ impl<B: Backend> Locker<B> {
     /// Cancellation safe: dropping the returned future at any point leaves no
     /// lock behind (whatever was granted is released in the background).
     pub async fn try_lock(&self, key: &str) -> Result<LockGuard<B>> {
+        let span = self.acquire_span("try_lock", key);
         let started = Instant::now();
-        let result = self.attempt(key).await;
-        self.record_acquire(key, &result, started);
+        let result = self.attempt(key).instrument(span.clone()).await;
+        self.record_acquire(&span, key, &result, started);
         result
+    }
+
+    /// The `tracing` span of one acquire call (docs/metrics.md, "Tracing"):
+    /// the resource, never the owner or the hold.
+    fn acquire_span(&self, call: &'static str, key: &str) -> tracing::Span {
+        tracing::debug_span!(
+            "acquire",
+            backend = self.shared.backend.name(),
+            key,
+            call,
+            outcome = Empty,
+            token = Empty,
+            nested = Empty,
+            error = Empty,
+        )
     }
 
     /// One attempt, not recorded (the public calls record their outcome once).
@@ -237,6 +256,8 @@ impl<B: Backend> Locker<B> {
         {
             Ok(grant) => {
                 armed.register(grant.token);
+                let nested = armed.hold().parent().is_some();
+                tracing::Span::current().record("nested", nested);
                 Ok(LockGuard::new(armed, grant.token, grant.valid_until))
             }
             Err(e) => {
@@ -247,12 +268,19 @@ impl<B: Backend> Locker<B> {
         }
     }
 
-    fn record_acquire(&self, key: &str, result: &Result<LockGuard<B>>, started: Instant) {
+    fn record_acquire(
+        &self,
+        span: &tracing::Span,
+        key: &str,
+        result: &Result<LockGuard<B>>,
+        started: Instant,
+    ) {
         let outcome = result.as_ref().map(|_| ());
         let took = started.elapsed();
         self.shared
             .telemetry
             .acquire(self.shared.key(key), outcome, took);
+        trace_acquired(span, result);
     }
 
     /// Takes over a lock another guard [handed off](LockGuard::hand_off),
@@ -269,6 +297,14 @@ impl<B: Backend> Locker<B> {
     /// same handoff again to take it. Adopt each handoff once successfully:
     /// two guards for one hold would release each other's lock.
     pub async fn adopt(&self, handoff: &Handoff) -> Result<LockGuard<B>> {
+        let span = self.acquire_span("adopt", &handoff.key);
+        let result = self.adopt_hold(handoff).instrument(span.clone()).await;
+        trace_acquired(&span, &result);
+        result
+    }
+
+    /// What [`adopt`](Locker::adopt) does, in its span.
+    async fn adopt_hold(&self, handoff: &Handoff) -> Result<LockGuard<B>> {
         validate_key(&handoff.key)?;
         let shared = &self.shared;
         let hold = Hold::new(&handoff.key, &handoff.owner, &handoff.hold_id);
@@ -287,29 +323,38 @@ impl<B: Backend> Locker<B> {
     /// `max_attempts` in the policy this waits as long as it takes; see
     /// [`lock_timeout`](Locker::lock_timeout) for a bounded wait.
     pub async fn lock(&self, key: &str) -> Result<LockGuard<B>> {
+        let span = self.acquire_span("lock", key);
         let started = Instant::now();
-        let result = self.wait_for(key).await;
-        self.record_wait(key, &result, started);
+        let result = self.wait_for(key).instrument(span.clone()).await;
+        self.record_wait(&span, key, &result, started);
         result
     }
 
     /// Waits at most `wait` for the lock, then fails with [`Error::Timeout`].
     /// An attempt still in flight at the deadline is cancelled and undone.
     pub async fn lock_timeout(&self, key: &str, wait: Duration) -> Result<LockGuard<B>> {
+        let span = self.acquire_span("lock_timeout", key);
         let started = Instant::now();
-        let result = match tokio::time::timeout(wait, self.wait_for(key)).await {
+        let waited = tokio::time::timeout(wait, self.wait_for(key));
+        let result = match waited.instrument(span.clone()).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {
                 key: key.to_owned(),
                 waited: wait,
             }),
         };
-        self.record_wait(key, &result, started);
+        self.record_wait(&span, key, &result, started);
         result
     }
 
-    fn record_wait(&self, key: &str, result: &Result<LockGuard<B>>, started: Instant) {
-        self.record_acquire(key, result, started);
+    fn record_wait(
+        &self,
+        span: &tracing::Span,
+        key: &str,
+        result: &Result<LockGuard<B>>,
+        started: Instant,
+    ) {
+        self.record_acquire(span, key, result, started);
         let key = self.shared.key(key);
         self.shared.telemetry.waited(key, started.elapsed());
     }
@@ -360,4 +405,16 @@ impl<B: Backend> Locker<B> {
             }
         }
     }
+}
+
+/// Records how an acquire call ended on its span: the outcome (the
+/// `result` label of the acquire metric), and the token or the error. A
+/// span closed without an outcome is a call whose future was dropped.
+fn trace_acquired<B: Backend>(span: &tracing::Span, result: &Result<LockGuard<B>>) {
+    let outcome = result.as_ref().map(|_| ());
+    span.record("outcome", telemetry::acquire_result(&outcome));
+    match result {
+        Ok(guard) => span.record("token", guard.token().get()),
+        Err(e) => span.record("error", display(e)),
+    };
 }
