@@ -14,7 +14,7 @@ use super::scripts::{self, Keys};
 use super::{RedisNode, Redlock, fence, ttl_ms};
 use crate::backend::{Grant, Hold};
 use crate::backend::{Verdict, validity, verdict};
-use crate::error::{Error, NodeFailure, Result};
+use crate::error::{Error, NodeFailure, NodeFault, Result};
 use crate::fencing::FencingToken;
 use crate::options::LockOptions;
 
@@ -241,7 +241,7 @@ impl Redlock {
         nodes
             .iter()
             .zip(replies)
-            .filter(|(_, reply)| reply.is_err())
+            .filter(|(_, reply)| undo_missed(reply))
             .map(|(node, _)| node.name())
             .collect()
     }
@@ -273,6 +273,15 @@ impl Redlock {
         );
         self.settle_release(undo, &round.keys.lock, Some(round.hold.key()));
     }
+}
+
+/// Whether an undo's `reply` leaves its node possibly holding the failed
+/// acquire: it failed, other than by refusing this client (a node that
+/// refuses the undo refused the acquire before it).
+pub(super) fn undo_missed(reply: &Result<bool, NodeFault>) -> bool {
+    reply
+        .as_ref()
+        .is_err_and(|fault| !matches!(fault, NodeFault::Denied(_)))
 }
 
 /// Tells a `tracing` subscriber of an undo (of a failed acquire of `key`)

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use super::Redlock;
-use super::acquire::undo_failed;
+use super::acquire::{undo_failed, undo_missed};
 use super::fanout::{Answers, FanOut, Reply};
 use super::replies::AcquireReply;
 use super::scripts::Keys;
@@ -130,7 +130,7 @@ impl Redlock {
             if let Some(resource) = undo_of {
                 let failed: Vec<&str> = late
                     .iter()
-                    .filter(|(_, reply)| reply.is_err())
+                    .filter(|(_, reply)| undo_missed(reply))
                     .map(|&(i, _)| nodes[i].name())
                     .collect();
                 undo_failed(&resource, &failed, nodes.len(), quorum);
