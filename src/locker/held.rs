@@ -237,7 +237,7 @@ impl<B: Backend> Held<B> {
     pub(crate) async fn release(self) -> Result<()> {
         let span = release_span(&self.hold.shared, self.key(), "release");
         span.record("token", self.token.get());
-        self.release_in(span).await
+        self.release_in(span.clone()).instrument(span).await
     }
 
     async fn release_in(mut self, span: tracing::Span) -> Result<()> {
@@ -255,7 +255,6 @@ impl<B: Backend> Held<B> {
         let result = shared
             .backend
             .release(self.hold.hold(), &shared.options)
-            .instrument(span.clone())
             .await;
         // Nodes that still had the hold do not prove it was certainly held
         // all along once the validity lapsed: the holder must hear of it.
