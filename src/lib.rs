@@ -10,6 +10,7 @@ pub mod metrics;
 mod options;
 mod retry;
 mod sync;
+mod trace;
 
 #[cfg(feature = "etcd")]
 mod etcd;

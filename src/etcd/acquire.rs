@@ -159,7 +159,15 @@ impl Etcd {
     fn undo_in_background(&self, hold: &Hold, options: &LockOptions) {
         let (this, hold, options) = (self.clone(), hold.clone(), options.clone());
         self.background.spawn(async move {
-            let _ = this.release_hold(&hold, &options).await;
+            match this.release_hold(&hold, &options).await {
+                // Gone already: nothing was left to undo.
+                Ok(()) | Err(Error::NotHeld { .. }) => {}
+                Err(e) => tracing::warn!(
+                    key = hold.key(),
+                    error = %e,
+                    "undo of a failed nested acquire failed"
+                ),
+            }
         });
     }
 }

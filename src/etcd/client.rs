@@ -27,11 +27,29 @@ impl Etcd {
         timeout: Duration,
         request: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
     ) -> Result<T> {
-        match tokio::time::timeout(timeout, request).await {
+        let result = match tokio::time::timeout(timeout, request).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(etcd_client::Error::GRpcStatus(status))) => Err(self.refused(&status)),
             Ok(Err(e)) => Err(self.unavailable(NodeFault::Connection(e.to_string()))),
             Err(_) => Err(self.unavailable(NodeFault::Timeout(timeout))),
+        };
+        if let Err(e) = &result {
+            self.tell_failure(e);
+        }
+        result
+    }
+
+    /// Tells a `tracing` subscriber of one failed request: as a node fault
+    /// (see [`crate::trace::node_failed`]), or, for a request etcd will
+    /// never take, at WARN.
+    fn tell_failure(&self, error: &Error) {
+        match error {
+            Error::QuorumUnavailable { failures, .. } => {
+                for failure in failures {
+                    crate::trace::node_failed(&failure.node, "etcd", &failure.fault);
+                }
+            }
+            other => tracing::warn!(node = &*self.name, error = %other, "etcd refused a request"),
         }
     }
 
@@ -119,7 +137,7 @@ impl Etcd {
 
 /// The error of a failed [`Client::connect`](etcd_client::Client::connect)
 /// to the cluster called `name` at `endpoints`.
-pub(super) fn connect_failed(name: &str, endpoints: &[&str], e: etcd_client::Error) -> Error {
+pub(super) fn connect_failed(name: &str, endpoints: &[String], e: etcd_client::Error) -> Error {
     match e {
         etcd_client::Error::InvalidArgs(_)
         | etcd_client::Error::InvalidUri(_)
@@ -135,6 +153,17 @@ pub(super) fn connect_failed(name: &str, endpoints: &[&str], e: etcd_client::Err
             message: format!("cannot connect to etcd at {endpoints:?}"),
             source: Some(Box::new(e)),
         },
+    }
+}
+
+/// `endpoint` as it may be shown: the user name and password of a URL
+/// (`http://user:password@host:2379`) replaced by `***`.
+pub(super) fn without_credentials(endpoint: &str) -> String {
+    match (endpoint.find("://"), endpoint.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***@{}", &endpoint[..scheme_end], &endpoint[at + 1..])
+        }
+        _ => endpoint.to_owned(),
     }
 }
 
@@ -201,6 +230,21 @@ fn never_sent(fault: &NodeFault) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn endpoint_credentials_are_never_shown() {
+        assert_eq!(
+            without_credentials("http://u:hunter2@127.0.0.1:9"),
+            "http://***@127.0.0.1:9"
+        );
+        assert_eq!(without_credentials("127.0.0.1:9"), "127.0.0.1:9");
+        // The name (in errors and traces) or the error, whichever comes.
+        let shown = match Etcd::connect(["http://u:hunter2@127.0.0.1:9"], None).await {
+            Ok(etcd) => format!("{etcd:?}"),
+            Err(e) => format!("{e} {e:?}"),
+        };
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
 
     #[tokio::test]
     async fn final_refusals_are_not_retried_and_outages_are() {

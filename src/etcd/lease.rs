@@ -88,6 +88,8 @@ pub(super) fn lease_not_found(e: &etcd_client::Error) -> bool {
 /// by its ttl.
 pub(super) struct RevokeOnDrop {
     armed: Option<(Client, Background)>,
+    /// The cluster's name, for a revoke that fails.
+    name: std::sync::Arc<str>,
     lease: i64,
     timeout: Duration,
 }
@@ -96,6 +98,7 @@ impl RevokeOnDrop {
     pub(super) fn new(etcd: &Etcd, lease: i64, timeout: Duration) -> Self {
         Self {
             armed: Some((etcd.client.clone(), etcd.background.clone())),
+            name: std::sync::Arc::clone(&etcd.name),
             lease,
             timeout,
         }
@@ -111,10 +114,26 @@ impl Drop for RevokeOnDrop {
         let Some((client, background)) = self.armed.take() else {
             return;
         };
-        let (lease, timeout) = (self.lease, self.timeout);
+        let (lease, timeout, name) = (self.lease, self.timeout, self.name.clone());
         background.spawn(async move {
             let mut leases = client.lease_client();
-            let _ = tokio::time::timeout(timeout, leases.revoke(lease)).await;
+            let revoked = tokio::time::timeout(timeout, leases.revoke(lease)).await;
+            // Nobody waits for this answer. The lease (never named: it is
+            // the handle to the keys on it) runs out by its ttl instead.
+            match revoked {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if lease_not_found(&e) => {}
+                Ok(Err(e)) => tracing::warn!(
+                    node = &*name,
+                    error = %e,
+                    "lease revoke failed: its key stays until the lease's ttl"
+                ),
+                Err(_) => tracing::warn!(
+                    node = &*name,
+                    ?timeout,
+                    "lease revoke timed out: its key stays until the lease's ttl"
+                ),
+            }
         });
     }
 }

@@ -119,7 +119,11 @@ impl Etcd {
         if endpoints.is_empty() {
             return Err(Error::InvalidOptions("no etcd endpoints given".into()));
         }
-        let names: Vec<&str> = endpoints.iter().map(AsRef::as_ref).collect();
+        // Named in errors and traces without any credentials in a URL.
+        let names: Vec<String> = endpoints
+            .iter()
+            .map(|e| client::without_credentials(e.as_ref()))
+            .collect();
         let name = format!("etcd[{}]", names.join(","));
         // A member cut off from the leader fails requests at once instead
         // of leaving watches silent and keep-alives unanswered. With

@@ -7,6 +7,9 @@ use super::handoff::Handoff;
 use super::held::{Held, ReleaseOnDrop};
 use crate::backend::Backend;
 use crate::error::Result;
+// Named in the docs only.
+#[cfg(doc)]
+use crate::error::Error;
 use crate::fencing::FencingToken;
 
 /// Proof of a held lock.

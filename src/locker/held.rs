@@ -4,9 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+use tracing::field::{Empty, display};
+
 use super::handoff::Handoff;
 use super::lease::Lease;
 use super::shared::Shared;
+use super::telemetry::held_result;
 use super::watchdog::{Renewal, WatchdogHandle};
 use crate::backend::{Backend, Hold};
 use crate::error::{Error, Result};
@@ -69,19 +73,39 @@ impl<B: Backend> Drop for ReleaseOnDrop<B> {
         // by its ttl.
         if tokio::runtime::Handle::try_current().is_ok() {
             let shared = self.shared.clone();
-            self.shared.background.spawn(async move {
+            let span = release_span(&shared, hold.key(), "drop");
+            let release = async move {
                 // No caller is left to tell; an error here means the hold is
-                // gone already or will expire. It is still counted.
+                // gone already or will expire. It is still counted, and
+                // told to a `tracing` subscriber.
                 let result = shared.backend.release(&hold, &shared.options).await;
+                let outcome = result.as_ref().map(|_| ());
+                trace_released(&tracing::Span::current(), outcome);
+                match &result {
+                    Ok(()) => {}
+                    // A cancelled acquire (or a release retried after an
+                    // unknown outcome, not counted again) may well have
+                    // left nothing behind.
+                    Err(Error::NotHeld { .. }) if held_for.is_none() => {}
+                    Err(e) => tracing::warn!(
+                        key = hold.key(),
+                        error = %e,
+                        "release of a dropped guard failed"
+                    ),
+                }
                 if let Some(held_for) = held_for {
                     let key = shared.key(hold.key());
-                    shared
-                        .telemetry
-                        .release(key, result.as_ref().map(|_| ()), held_for);
+                    shared.telemetry.release(key, outcome, held_for);
                 }
-            });
+            };
+            self.shared.background.spawn(release.instrument(span));
         } else if let Some(held_for) = held_for {
             // No runtime: the lock expires by its ttl. The guard still ended.
+            tracing::warn!(
+                backend = self.shared.backend.name(),
+                key = hold.key(),
+                "guard dropped without a runtime: the lock stays until its ttl"
+            );
             let error = Error::Lost {
                 key: hold.key().to_owned(),
             };
@@ -114,6 +138,7 @@ impl<B: Backend> Held<B> {
                 shared: hold.shared.clone(),
                 hold: hold.hold().clone(),
                 lease: Arc::clone(&lease),
+                token,
                 interval,
                 acquired_at: Instant::now(),
             }
@@ -156,12 +181,23 @@ impl<B: Backend> Held<B> {
     }
 
     pub(crate) async fn extend(&self, ttl: Duration) -> Result<()> {
-        let result = self.try_extend(ttl).await;
+        let span = tracing::debug_span!(
+            "extend",
+            backend = self.hold.shared.backend.name(),
+            key = self.key(),
+            token = self.token.get(),
+            ?ttl,
+            outcome = Empty,
+            error = Empty,
+        );
+        let result = self.try_extend(ttl).instrument(span.clone()).await;
+        let outcome = result.as_ref().map(|_| ());
+        span.record("outcome", held_result("extended", outcome));
+        if let Err(e) = outcome {
+            span.record("error", display(e));
+        }
         let key = self.hold.shared.key(self.key());
-        self.hold
-            .shared
-            .telemetry
-            .extend(key, result.as_ref().map(|_| ()));
+        self.hold.shared.telemetry.extend(key, outcome);
         result
     }
 
@@ -198,7 +234,13 @@ impl<B: Backend> Held<B> {
         }
     }
 
-    pub(crate) async fn release(mut self) -> Result<()> {
+    pub(crate) async fn release(self) -> Result<()> {
+        let span = release_span(&self.hold.shared, self.key(), "release");
+        span.record("token", self.token.get());
+        self.release_in(span.clone()).instrument(span).await
+    }
+
+    async fn release_in(mut self, span: tracing::Span) -> Result<()> {
         // No renewal may start from now on; one already sent finds the hold
         // gone (the extend script never recreates a hold).
         self.watchdog.take();
@@ -224,6 +266,7 @@ impl<B: Backend> Held<B> {
             other => other,
         };
         // Counted once, with what the caller sees.
+        trace_released(&span, result.as_ref().map(|_| ()));
         let held_for = self.hold.held_for();
         shared.telemetry.release(
             shared.key(self.key()),
@@ -251,6 +294,12 @@ impl<B: Backend> Held<B> {
             .remove(&shared.options.key_prefix, self.hold.hold());
         let held_for = self.hold.held_for();
         let hold = self.hold.disarm();
+        tracing::debug!(
+            backend = shared.backend.name(),
+            key = hold.key(),
+            token = self.token.get(),
+            "lock handed off"
+        );
         // This guard ends here; the adopter counts its own.
         shared
             .telemetry
@@ -272,5 +321,28 @@ impl<B: Backend> Held<B> {
         Error::Lost {
             key: self.key().to_owned(),
         }
+    }
+}
+
+/// The `tracing` span of one release of `key`: by the guard's `release`,
+/// or in the background after a `drop` (docs/metrics.md, "Tracing").
+fn release_span<B: Backend>(shared: &Shared<B>, key: &str, call: &'static str) -> tracing::Span {
+    tracing::debug_span!(
+        "release",
+        backend = shared.backend.name(),
+        key,
+        call,
+        token = Empty,
+        outcome = Empty,
+        error = Empty,
+    )
+}
+
+/// Records how a release ended on its span: the outcome (the `result`
+/// label of the release metric), and the error.
+fn trace_released(span: &tracing::Span, outcome: Result<(), &Error>) {
+    span.record("outcome", held_result("released", outcome));
+    if let Err(e) = outcome {
+        span.record("error", display(e));
     }
 }

@@ -4,6 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+use tracing::field::{Empty, display};
+
 use crate::backend::{Backend, Hold, Parent};
 use crate::error::{Error, Result};
 use crate::options::{LockOptions, validate_key};
@@ -254,10 +257,26 @@ impl<B: Backend> Locker<B> {
     /// # Ok(()) }
     /// ```
     pub async fn try_lock(&self, key: &str) -> Result<LockGuard<B>> {
+        let span = self.acquire_span("try_lock", key);
         let started = Instant::now();
-        let result = self.attempt(key).await;
-        self.record_acquire(key, &result, started);
+        let result = self.attempt(key).instrument(span.clone()).await;
+        self.record_acquire(&span, key, &result, started);
         result
+    }
+
+    /// The `tracing` span of one acquire call (docs/metrics.md, "Tracing"):
+    /// the resource, never the owner or the hold.
+    fn acquire_span(&self, call: &'static str, key: &str) -> tracing::Span {
+        tracing::debug_span!(
+            "acquire",
+            backend = self.shared.backend.name(),
+            key,
+            call,
+            outcome = Empty,
+            token = Empty,
+            nested = Empty,
+            error = Empty,
+        )
     }
 
     /// One attempt, not recorded (the public calls record their outcome once).
@@ -308,6 +327,8 @@ impl<B: Backend> Locker<B> {
         {
             Ok(grant) => {
                 armed.register(grant.token);
+                let nested = armed.hold().parent().is_some();
+                tracing::Span::current().record("nested", nested);
                 Ok(LockGuard::new(armed, grant.token, grant.valid_until))
             }
             Err(e) => {
@@ -318,12 +339,19 @@ impl<B: Backend> Locker<B> {
         }
     }
 
-    fn record_acquire(&self, key: &str, result: &Result<LockGuard<B>>, started: Instant) {
+    fn record_acquire(
+        &self,
+        span: &tracing::Span,
+        key: &str,
+        result: &Result<LockGuard<B>>,
+        started: Instant,
+    ) {
         let outcome = result.as_ref().map(|_| ());
         let took = started.elapsed();
         self.shared
             .telemetry
             .acquire(self.shared.key(key), outcome, took);
+        trace_acquired(span, result);
     }
 
     /// Takes over a lock another guard [handed off](LockGuard::hand_off),
@@ -351,6 +379,14 @@ impl<B: Backend> Locker<B> {
     /// [`Error::QuorumUnavailable`] and [`Error::Lost`] (the renewal came too late)
     /// as for [`LockGuard::extend`].
     pub async fn adopt(&self, handoff: &Handoff) -> Result<LockGuard<B>> {
+        let span = self.acquire_span("adopt", &handoff.key);
+        let result = self.adopt_hold(handoff).instrument(span.clone()).await;
+        trace_acquired(&span, &result);
+        result
+    }
+
+    /// What [`adopt`](Locker::adopt) does, in its span.
+    async fn adopt_hold(&self, handoff: &Handoff) -> Result<LockGuard<B>> {
         validate_key(&handoff.key)?;
         let shared = &self.shared;
         let hold = Hold::new(&handoff.key, &handoff.owner, &handoff.hold_id);
@@ -386,9 +422,10 @@ impl<B: Backend> Locker<B> {
     /// - [`Error::InvalidKey`] for an empty or oversized key, before any I/O;
     /// - the errors of [`try_lock`](Locker::try_lock) that are not retryable.
     pub async fn lock(&self, key: &str) -> Result<LockGuard<B>> {
+        let span = self.acquire_span("lock", key);
         let started = Instant::now();
-        let result = self.wait_for(key).await;
-        self.record_wait(key, &result, started);
+        let result = self.wait_for(key).instrument(span.clone()).await;
+        self.record_wait(&span, key, &result, started);
         result
     }
 
@@ -406,21 +443,41 @@ impl<B: Backend> Locker<B> {
     ///
     /// [`Error::Timeout`] when `wait` ran out; otherwise as [`lock`](Locker::lock).
     pub async fn lock_timeout(&self, key: &str, wait: Duration) -> Result<LockGuard<B>> {
+        let span = self.acquire_span("lock_timeout", key);
         let started = Instant::now();
-        let result = match tokio::time::timeout(wait, self.wait_for(key)).await {
+        let waited = tokio::time::timeout(wait, self.wait_for(key));
+        let result = match waited.instrument(span.clone()).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {
                 key: key.to_owned(),
                 waited: wait,
             }),
         };
-        self.record_wait(key, &result, started);
+        self.record_wait(&span, key, &result, started);
         result
     }
 
-    fn record_wait(&self, key: &str, result: &Result<LockGuard<B>>, started: Instant) {
-        self.record_acquire(key, result, started);
+    fn record_wait(
+        &self,
+        span: &tracing::Span,
+        key: &str,
+        result: &Result<LockGuard<B>>,
+        started: Instant,
+    ) {
+        self.record_acquire(span, key, result, started);
         let key = self.shared.key(key);
         self.shared.telemetry.waited(key, started.elapsed());
     }
+}
+
+/// Records how an acquire call ended on its span: the outcome (the
+/// `result` label of the acquire metric), and the token or the error. A
+/// span closed without an outcome is a call whose future was dropped.
+fn trace_acquired<B: Backend>(span: &tracing::Span, result: &Result<LockGuard<B>>) {
+    let outcome = result.as_ref().map(|_| ());
+    span.record("outcome", telemetry::acquire_result(&outcome));
+    match result {
+        Ok(guard) => span.record("token", guard.token().get()),
+        Err(e) => span.record("error", display(e)),
+    };
 }

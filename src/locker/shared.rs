@@ -46,6 +46,11 @@ impl<B: Backend> Shared<B> {
     pub(crate) fn forget_lost(&self, hold: &Hold, newly_lost: bool) {
         self.live.remove(&self.options.key_prefix, hold);
         if newly_lost {
+            tracing::warn!(
+                backend = self.backend.name(),
+                key = hold.key(),
+                "lock lost: it can no longer be counted on"
+            );
             self.telemetry.lost(self.key(hold.key()));
         }
     }

@@ -48,7 +48,7 @@ pub struct Statistics {
 }
 
 /// What one acquire call ended with, as the `result` label says it.
-fn acquire_result(outcome: &Result<(), &Error>) -> &'static str {
+pub(crate) fn acquire_result(outcome: &Result<(), &Error>) -> &'static str {
     match outcome {
         Ok(()) => "acquired",
         Err(Error::NotObtained { .. }) => "contended",
@@ -59,7 +59,7 @@ fn acquire_result(outcome: &Result<(), &Error>) -> &'static str {
 }
 
 /// What a release, extend or renewal ended with, as the `result` label says it.
-fn held_result(ok: &'static str, outcome: Result<(), &Error>) -> &'static str {
+pub(crate) fn held_result(ok: &'static str, outcome: Result<(), &Error>) -> &'static str {
     match outcome {
         Ok(()) => ok,
         Err(Error::NotHeld { .. }) => "not_held",

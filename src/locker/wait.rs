@@ -51,6 +51,11 @@ impl<B: Backend> Locker<B> {
                 Err(e) if waiter.may_retry(&e) => e,
                 Err(e) => return Err(e),
             };
+            tracing::trace!(
+                attempts = waiter.attempts,
+                error = %refused,
+                "attempt refused; waiting to try again"
+            );
             if waiter.subscribe(place.as_ref(), &refused).await {
                 continue;
             }

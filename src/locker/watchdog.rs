@@ -5,11 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::time::{sleep_until, timeout_at};
+use tracing::Instrument;
+use tracing::field::{Empty, display};
 
 use super::lease::Lease;
 use super::shared::Shared;
 use crate::backend::{Backend, Hold};
 use crate::error::Error;
+use crate::fencing::FencingToken;
 
 /// The running watchdog of one guard. Dropping it stops the task at once
 /// (until its future is dropped, `Locker::settled` waits for it: a renewal
@@ -49,6 +52,8 @@ pub(crate) struct Renewal<B: Backend> {
     pub(crate) shared: Shared<B>,
     pub(crate) hold: Hold,
     pub(crate) lease: Arc<Lease>,
+    /// The hold's token, for its `tracing` spans.
+    pub(crate) token: FencingToken,
     pub(crate) interval: Duration,
     /// When the lock was acquired: the start of `max_hold`.
     pub(crate) acquired_at: Instant,
@@ -67,7 +72,16 @@ impl<B: Backend> Renewal<B> {
         let mut next = self.schedule(&timing, self.acquired_at);
         loop {
             sleep_until(next.into()).await;
-            match self.renew(&timing).await {
+            let span = tracing::debug_span!(
+                "renew",
+                backend = self.shared.backend.name(),
+                key = self.hold.key(),
+                token = self.token.get(),
+                outcome = Empty,
+                lost = Empty,
+                error = Empty,
+            );
+            match self.renew(&timing).instrument(span).await {
                 Some(due) => next = due,
                 None => return,
             }
@@ -106,12 +120,14 @@ impl<B: Backend> Renewal<B> {
         // A renewal counts only if a quorum confirms it while the lock is
         // still certainly ours.
         let renewal = self.shared.backend.extend(&self.hold, want, options);
-        match timeout_at(valid_until.into(), renewal).await {
+        let renewed = timeout_at(valid_until.into(), renewal).await;
+        match renewed {
             Ok(Ok(until)) => {
                 if let Err(newly_lost) = self.lease.renewed(until) {
                     // Confirmed only after the validity ended: too late.
                     // `renewed` marked the lease lost itself.
                     self.count("failed");
+                    tracing::Span::current().record("lost", true);
                     self.shared.forget_lost(&self.hold, newly_lost);
                     return None;
                 }
@@ -119,6 +135,7 @@ impl<B: Backend> Renewal<B> {
                 Some(self.schedule(timing, now))
             }
             Ok(Err(e)) if !e.is_retryable() => {
+                tracing::Span::current().record("error", display(&e));
                 self.count(if matches!(e, Error::NotHeld { .. }) {
                     "not_held"
                 } else {
@@ -127,6 +144,9 @@ impl<B: Backend> Renewal<B> {
                 self.lost()
             }
             Ok(Err(_)) | Err(_) => {
+                if let Ok(Err(e)) = &renewed {
+                    tracing::Span::current().record("error", display(e));
+                }
                 self.count("failed");
                 // A manual extend may have moved the deadline meanwhile.
                 let now = Instant::now();
@@ -156,13 +176,17 @@ impl<B: Backend> Renewal<B> {
         self.lost()
     }
 
+    /// Counts a renewal that ended with `result`, and records it on the
+    /// renewal's span.
     fn count(&self, result: &'static str) {
+        tracing::Span::current().record("outcome", result);
         let key = self.shared.key(self.hold.key());
         self.shared.telemetry.renewal(key, result);
     }
 
     /// Marks the lease lost; `None`, for the renewal that found out.
     fn lost(&self) -> Option<Instant> {
+        tracing::Span::current().record("lost", true);
         let newly_lost = self.lease.mark_lost();
         self.shared.forget_lost(&self.hold, newly_lost);
         None

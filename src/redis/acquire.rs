@@ -14,7 +14,7 @@ use super::scripts::{self, Keys};
 use super::{RedisNode, Redlock, fence, ttl_ms};
 use crate::backend::{Grant, Hold};
 use crate::backend::{Verdict, validity, verdict};
-use crate::error::{Error, NodeFailure, Result};
+use crate::error::{Error, NodeFailure, NodeFault, Result};
 use crate::fencing::FencingToken;
 use crate::options::LockOptions;
 
@@ -117,10 +117,16 @@ impl Redlock {
             options.max_reentrancy,
         ));
         let before = self.before_acquire(hold, &round.keys);
-        let mut acquire = FanOut::new(&self.nodes, round.timeout, &before, |nodes, i| {
-            let request = Arc::clone(&request);
-            async move { nodes[i].acquire(&request, None).await }
-        });
+        let mut acquire = FanOut::new(
+            &self.nodes,
+            "acquire",
+            round.timeout,
+            &before,
+            |nodes, i| {
+                let request = Arc::clone(&request);
+                async move { nodes[i].acquire(&request, None).await }
+            },
+        );
         let votes = self.vote(&mut acquire, round.quorum).await;
         let values = votes.values();
         // The nodes whose request has ended by now: the fencing rule deals
@@ -139,8 +145,7 @@ impl Redlock {
                 // Not announced: no lock was freed, and waiters elsewhere
                 // woken by it would only try, fail and undo in turn.
                 let release = scripts::release(&round.keys, hold, false);
-                self.undo(acquire, release, &round.keys.lock, round.timeout)
-                    .await;
+                self.undo(acquire, release, &round).await;
                 Err(e)
             }
         }
@@ -226,9 +231,19 @@ impl Redlock {
 
     /// Sends a prepared release to every node (also those that failed or
     /// timed out: any of them may have applied the acquire) and waits for
-    /// all.
-    async fn release_everywhere(nodes: &[RedisNode], release: &Cmd, timeout: Duration) {
-        join_all(nodes.iter().map(|n| n.release(release, Some(timeout)))).await;
+    /// all. Returns the nodes it failed on.
+    async fn release_everywhere<'n>(
+        nodes: &'n [RedisNode],
+        release: &Cmd,
+        timeout: Duration,
+    ) -> Vec<&'n str> {
+        let replies = join_all(nodes.iter().map(|n| n.release(release, Some(timeout)))).await;
+        nodes
+            .iter()
+            .zip(replies)
+            .filter(|(_, reply)| undo_missed(reply))
+            .map(|(node, _)| node.name())
+            .collect()
     }
 
     /// Undoes a failed acquire on every node with `release`: at once when
@@ -237,23 +252,64 @@ impl Redlock {
     /// release once the acquire's request there has ended, and the next
     /// acquire of the key from this process waits for it node by node, as
     /// after any release.
-    async fn undo(
-        &self,
-        mut acquire: FanOut<AcquireReply>,
-        release: Cmd,
-        lock_key: &str,
-        timeout: Duration,
-    ) {
+    async fn undo(&self, mut acquire: FanOut<AcquireReply>, release: Cmd, round: &Round<'_>) {
+        let timeout = round.timeout;
         if acquire.is_done() {
-            return Self::release_everywhere(&self.nodes, &release, timeout).await;
+            let failed = Self::release_everywhere(&self.nodes, &release, timeout).await;
+            return undo_failed(round.hold.key(), &failed, self.nodes.len(), self.quorum);
         }
         let late = acquire.answers();
         acquire.finish_in_background(&self.background, |_| async {});
         let release = Arc::new(release);
-        let undo = FanOut::new(&self.nodes, timeout, &[Some(late)], |nodes, i| {
-            let release = Arc::clone(&release);
-            async move { nodes[i].release(&release, None).await }
-        });
-        self.settle_release(undo, lock_key);
+        let undo = FanOut::new(
+            &self.nodes,
+            "release",
+            timeout,
+            &[Some(late)],
+            |nodes, i| {
+                let release = Arc::clone(&release);
+                async move { nodes[i].release(&release, None).await }
+            },
+        );
+        self.settle_release(undo, &round.keys.lock, Some(round.hold.key()));
+    }
+}
+
+/// Whether an undo's `reply` leaves its node possibly holding the failed
+/// acquire: it failed, other than by refusing this client (a node that
+/// refuses the undo refused the acquire before it).
+pub(super) fn undo_missed(reply: &Result<bool, NodeFault>) -> bool {
+    reply
+        .as_ref()
+        .is_err_and(|fault| !matches!(fault, NodeFault::Denied(_)))
+}
+
+/// Tells a `tracing` subscriber of an undo (of a failed acquire of `key`)
+/// that failed on the nodes named in `failed`, of `n`: the hold may stay
+/// on them until its ttl, and nobody else hears of it. WARN when those
+/// nodes alone keep every owner (this one too) from a quorum meanwhile;
+/// DEBUG when the others still make one (each failed request was told of
+/// already, and an outage of one node would otherwise warn on every
+/// contended attempt).
+pub(super) fn undo_failed(key: &str, failed: &[&str], n: usize, quorum: usize) {
+    if failed.is_empty() {
+        return;
+    }
+    let nodes = failed.join(", ");
+    if failed.len() > n - quorum {
+        tracing::warn!(
+            key,
+            failed = failed.len(),
+            nodes,
+            "undo of a failed acquire did not reach enough nodes: \
+             the lock may stay unavailable until its ttl"
+        );
+    } else {
+        tracing::debug!(
+            key,
+            failed = failed.len(),
+            nodes,
+            "undo of a failed acquire did not reach every node"
+        );
     }
 }

@@ -78,6 +78,7 @@ impl<T: Send + 'static> FanOut<T> {
     /// requests own what they use, so they can outlive the caller.
     pub(crate) fn new<F, Fut>(
         nodes: &Arc<[RedisNode]>,
+        what: &'static str,
         timeout: Duration,
         before: &[Option<Answers>],
         request: F,
@@ -90,6 +91,7 @@ impl<T: Send + 'static> FanOut<T> {
         let pending = (0..nodes.len())
             .map(|i| {
                 let reply = request(Arc::clone(nodes), i);
+                let nodes = Arc::clone(nodes);
                 let mut before = before.to_vec();
                 async move {
                     // A request sent at once ends with the caller's
@@ -102,7 +104,11 @@ impl<T: Send + 'static> FanOut<T> {
                     };
                     match tokio::time::timeout_at(own.into(), reply).await {
                         Ok(reply) => (i, reply),
-                        Err(_) => (i, Err(NodeFault::Timeout(timeout))),
+                        Err(_) => {
+                            let fault = NodeFault::Timeout(timeout);
+                            crate::trace::node_failed(nodes[i].name(), what, &fault);
+                            (i, Err(fault))
+                        }
                     }
                 }
                 .boxed()

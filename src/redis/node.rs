@@ -232,8 +232,8 @@ impl RedisNode {
         cmd: &Cmd,
         timeout: Option<Duration>,
     ) -> Result<AcquireReply, NodeFault> {
-        let reply: Vec<i64> = self.query(cmd, timeout).await?;
-        AcquireReply::parse(&reply)
+        let reply = async { AcquireReply::parse(&self.query::<Vec<i64>>(cmd, timeout).await?) };
+        self.noted("acquire", reply.await)
     }
 
     /// Runs a prepared extend ([`scripts::extend`]); whether the hold was
@@ -243,7 +243,8 @@ impl RedisNode {
         cmd: &Cmd,
         timeout: Option<Duration>,
     ) -> Result<bool, NodeFault> {
-        decode_extend(self.query(cmd, timeout).await?)
+        let reply = async { decode_extend(self.query(cmd, timeout).await?) };
+        self.noted("extend", reply.await)
     }
 
     /// Runs a prepared release ([`scripts::release`]); whether the hold was
@@ -253,7 +254,8 @@ impl RedisNode {
         cmd: &Cmd,
         timeout: Option<Duration>,
     ) -> Result<bool, NodeFault> {
-        decode_release(self.query(cmd, timeout).await?)
+        let reply = async { decode_release(self.query(cmd, timeout).await?) };
+        self.noted("release", reply.await)
     }
 
     /// Raises the fence counter to at least `token`; returns the counter and
@@ -267,7 +269,8 @@ impl RedisNode {
     ) -> Result<Raised, NodeFault> {
         let mut call = scripts::RAISE_FENCE.prepare_invoke();
         call.key(&keys.lock).key(&keys.fence).arg(owner).arg(token);
-        decode_raise(&self.script::<Vec<i64>>(&call, Some(timeout)).await?)
+        let reply = async { decode_raise(&self.script::<Vec<i64>>(&call, Some(timeout)).await?) };
+        self.noted("raise_fence", reply.await)
     }
 
     /// The lock stored here under `keys`, if any.
@@ -278,7 +281,8 @@ impl RedisNode {
     ) -> Result<Option<LockRecord>, NodeFault> {
         let mut call = scripts::INSPECT.prepare_invoke();
         call.key(&keys.lock);
-        decode_inspect(self.script(&call, Some(timeout)).await?)
+        let reply = async { decode_inspect(self.script(&call, Some(timeout)).await?) };
+        self.noted("inspect", reply.await)
     }
 
     /// Removes the lock under `keys` whatever its holds; whether one was here.
@@ -289,8 +293,8 @@ impl RedisNode {
     ) -> Result<bool, NodeFault> {
         let mut call = scripts::FORCE_RELEASE.prepare_invoke();
         call.key(&keys.lock);
-        let reply: i64 = self.script(&call, Some(timeout)).await?;
-        Ok(reply == 1)
+        let reply = self.script::<i64>(&call, Some(timeout)).await;
+        self.noted("force_release", reply).map(|reply| reply == 1)
     }
 
     /// One SCAN step from `cursor` over hashes whose name matches
@@ -314,7 +318,18 @@ impl RedisNode {
             .arg("hash");
         // SCAN is read-only, so the retry on a broken connection is safe.
         let cmd = &cmd;
-        self.query(cmd, Some(timeout)).await
+        let reply = self.query(cmd, Some(timeout)).await;
+        self.noted("scan", reply)
+    }
+
+    /// `reply` to a `request` sent here, told to a `tracing` subscriber
+    /// when it failed. (A request whose fan-out's own timeout ran out never
+    /// gets here: the fan-out tells of it.)
+    fn noted<T>(&self, request: &'static str, reply: Result<T, NodeFault>) -> Result<T, NodeFault> {
+        if let Err(fault) = &reply {
+            crate::trace::node_failed(&self.name, request, fault);
+        }
+        reply
     }
 
     /// Runs a script (see [`run`](Self::run)); every script here is

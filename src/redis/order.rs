@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use super::Redlock;
+use super::acquire::{undo_failed, undo_missed};
 use super::fanout::{Answers, FanOut, Reply};
 use super::replies::AcquireReply;
 use super::scripts::Keys;
@@ -107,16 +108,33 @@ impl Redlock {
     }
 
     /// Lets a release finish in the background; until it has, acquires of
-    /// the key wait, node by node, for the node's answer.
-    pub(super) fn settle_release(&self, mut release: FanOut<bool>, lock_key: &str) {
+    /// the key wait, node by node, for the node's answer. `undo_of` names
+    /// the resource when the release undoes a failed acquire, whose
+    /// failures nobody else hears of.
+    pub(super) fn settle_release(
+        &self,
+        mut release: FanOut<bool>,
+        lock_key: &str,
+        undo_of: Option<&str>,
+    ) {
         let mine = release.answers();
         let key = lock_key.to_owned();
+        let undo_of = undo_of.map(str::to_owned);
+        let (nodes, quorum) = (Arc::clone(&self.nodes), self.quorum);
         self.inflight
             .lock()
             .releases
             .insert(key.clone(), mine.clone());
         let inflight = Arc::clone(&self.inflight);
-        release.finish_in_background(&self.background, move |_| async move {
+        release.finish_in_background(&self.background, move |late| async move {
+            if let Some(resource) = undo_of {
+                let failed: Vec<&str> = late
+                    .iter()
+                    .filter(|(_, reply)| undo_missed(reply))
+                    .map(|&(i, _)| nodes[i].name())
+                    .collect();
+                undo_failed(&resource, &failed, nodes.len(), quorum);
+            }
             let mut inflight = inflight.lock();
             // A later release of the key may have taken the slot.
             if inflight

@@ -86,7 +86,7 @@ impl Redlock {
         let request = Arc::new(scripts::release(&keys, hold, true));
         // Never ahead of the acquire on any node.
         let before = [self.before_release(hold)];
-        let mut release = FanOut::new(&self.nodes, timeout, &before, |nodes, i| {
+        let mut release = FanOut::new(&self.nodes, "release", timeout, &before, |nodes, i| {
             let request = Arc::clone(&request);
             async move { nodes[i].release(&request, None).await }
         });
@@ -101,7 +101,7 @@ impl Redlock {
             }
         }
         if !release.is_done() {
-            self.settle_release(release, &keys.lock);
+            self.settle_release(release, &keys.lock, None);
         }
         tally.held(hold.key(), n, quorum)
     }

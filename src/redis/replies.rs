@@ -76,7 +76,13 @@ pub(crate) fn decode_inspect(reply: Vec<redis::Value>) -> Result<Option<LockReco
     if reply.is_empty() {
         return Ok(None);
     }
-    let bad = |reply: &[redis::Value]| NodeFault::Protocol(format!("inspect returned {reply:?}"));
+    // Not the reply itself: it holds an owner id, which no fault names.
+    let bad = |reply: &[redis::Value]| {
+        NodeFault::Protocol(format!(
+            "inspect returned {} values, not an owner, a token, a hold count and a ttl",
+            reply.len()
+        ))
+    };
     let (owner, token, holds, pttl): (String, u64, u32, i64) =
         redis::from_redis_value(redis::Value::Array(reply.clone())).map_err(|_| bad(&reply))?;
     Ok(Some(LockRecord {

@@ -159,12 +159,29 @@ async fn lift(nodes: &[RedisNode], keys: &Keys, target: u64, timeout: Duration) 
     let raises = nodes
         .iter()
         .map(|n| n.raise_fence(keys, "", target, timeout));
-    let forgot = join_all(raises)
-        .await
-        .into_iter()
+    let replies = join_all(raises).await;
+    let forgot = replies
+        .iter()
         .filter(|r| r.as_ref().is_ok_and(|r| r.was_missing))
         .count();
     count_forgetful(target, forgot);
+    let failed: Vec<&str> = nodes
+        .iter()
+        .zip(&replies)
+        .filter(|(_, reply)| reply.is_err())
+        .map(|(node, _)| node.name())
+        .collect();
+    if !failed.is_empty() {
+        // Runs after the caller has its token: nobody else hears of it.
+        tracing::warn!(
+            lock_key = keys.lock.as_str(),
+            token = target,
+            failed = failed.len(),
+            nodes = failed.join(", "),
+            "fence counters not lifted to the token handed out: \
+             those nodes lag until a later acquire lifts them"
+        );
+    }
 }
 
 /// Counts nodes whose counter for a first hold started over at 1 while the
