@@ -51,4 +51,5 @@ mod secrets;
 mod send_sync;
 mod static_checks;
 mod tls; // only with the `tls` feature (its `#![cfg]`)
+mod tracing_events;
 mod watchdog;
