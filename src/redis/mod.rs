@@ -15,6 +15,7 @@ mod node;
 mod order;
 mod release;
 mod replies;
+mod requests;
 mod scripts;
 mod subscriber;
 
