@@ -4,7 +4,7 @@
 //!
 //! Nothing recorded here or anywhere else names an owner id, a hold id, a
 //! `Hold` (even redacted) or a password: node names are addresses, and
-//! errors name resources and nodes only (tests/secrets.rs, tests/tracing.rs).
+//! errors name resources and nodes only (tests/it/secrets.rs, tests/it/tracing_events.rs).
 
 use crate::error::NodeFault;
 
