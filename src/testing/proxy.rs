@@ -1,12 +1,12 @@
 //! A TCP proxy between clients and one server, for faults of the network
-//! rather than of the server: added latency, a link that silently drops
-//! everything, and connections cut mid-conversation.
+//! rather than of the server: added latency, a link that passes nothing
+//! for a while (a partition), and connections cut mid-conversation.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -18,9 +18,6 @@ const PUMP_STACK: usize = 64 * 1024;
 /// How long connecting to the upstream server may take before the client's
 /// connection is dropped (as if the server were unreachable).
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// How often a pump holding bytes on a silent link looks whether it passes
-/// again.
-const SILENT_POLL: Duration = Duration::from_millis(1);
 
 /// A TCP proxy on a free loopback port that forwards every connection to one
 /// upstream address (typically a [`RedisServer`](super::RedisServer)), and
@@ -62,7 +59,10 @@ pub struct TcpProxy {
 #[derive(Debug, Default)]
 struct Shared {
     latency_us: AtomicU64,
-    silent: AtomicBool,
+    /// Whether the link passes nothing; `passing` is signalled when it
+    /// changes, and when the proxy stops.
+    silent: Mutex<bool>,
+    passing: Condvar,
     stopping: AtomicBool,
     next_id: AtomicU64,
     /// Both sockets of every open connection, to close them from outside.
@@ -73,6 +73,22 @@ impl Shared {
     fn open(&self) -> MutexGuard<'_, HashMap<u64, [TcpStream; 2]>> {
         // A pump that panicked cannot leave the map half-changed.
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn silent(&self) -> MutexGuard<'_, bool> {
+        self.silent.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits while the link is silent; `false` when the proxy stops.
+    fn wait_passing(&self) -> bool {
+        let mut silent = self.silent();
+        while *silent && !self.stopping.load(Ordering::SeqCst) {
+            silent = self
+                .passing
+                .wait(silent)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        !self.stopping.load(Ordering::SeqCst)
     }
 
     fn close_all(&self) {
@@ -142,7 +158,8 @@ impl TcpProxy {
     /// Redis connection for good.) A [`cut`](Self::cut) still ends the
     /// connections, bytes held included.
     pub fn set_silent(&self, silent: bool) {
-        self.shared.silent.store(silent, Ordering::SeqCst);
+        *self.shared.silent() = silent;
+        self.shared.passing.notify_all();
     }
 
     /// Closes every open connection now.
@@ -166,6 +183,10 @@ impl TcpProxy {
 impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
+        // Wakes the pumps holding bytes on a silent link.
+        let _silent = self.shared.silent();
+        self.shared.passing.notify_all();
+        drop(_silent);
         // Wakes the blocking accept so the thread sees `stopping`.
         let _ = TcpStream::connect_timeout(&self.addr, UPSTREAM_CONNECT_TIMEOUT);
         if let Some(acceptor) = self.acceptor.take() {
@@ -230,11 +251,8 @@ fn pump(mut from: TcpStream, mut to: &TcpStream, shared: &Shared) {
         // a connection that stays open, it retransmits them once the path
         // is back (or the connection ends). Reading no more meanwhile lets
         // flow control stop the sender, as a real partition would.
-        while shared.silent.load(Ordering::SeqCst) {
-            if shared.stopping.load(Ordering::SeqCst) {
-                return;
-            }
-            thread::sleep(SILENT_POLL);
+        if !shared.wait_passing() {
+            return;
         }
         let latency = shared.latency_us.load(Ordering::SeqCst);
         if latency > 0 {
