@@ -104,6 +104,66 @@ pub enum Error {
         limit: u32,
     },
 
+    /// A read hold cannot become a write hold: waiting for the write lock
+    /// while holding a read lock of the same resource would wait for
+    /// ourselves. Release the read hold, then take the write lock.
+    #[error(
+        "lock {key:?} is held for reading by this owner: a read hold cannot be upgraded to a \
+         write hold (release it, then take the write lock)"
+    )]
+    UpgradeRefused {
+        /// The resource name.
+        key: String,
+    },
+
+    /// A write hold cannot be downgraded while other holds of this owner
+    /// nest inside it: they were granted as part of the write hold.
+    #[error(
+        "lock {key:?} cannot be downgraded: {nested} nested hold(s) of this owner are still live"
+    )]
+    DowngradeRefused {
+        /// The resource name.
+        key: String,
+        /// How many nested holds are still live.
+        nested: usize,
+    },
+
+    /// The resource name is in use as another kind of primitive (an
+    /// exclusive lock, a read-write lock or a semaphore) while this call
+    /// wanted `wanted`. Each name is one kind at a time.
+    #[error("{key:?} is in use as a {in_use_as}, not as a {wanted}")]
+    WrongKind {
+        /// The resource name.
+        key: String,
+        /// What the servers (or this process) hold it as: `"lock"`,
+        /// `"rwlock"` or `"semaphore"`.
+        in_use_as: String,
+        /// What the call wanted.
+        wanted: &'static str,
+    },
+
+    /// Another client uses this semaphore with a different number of
+    /// permits. Mixing them would break both bounds, so it is refused.
+    #[error("semaphore {key:?} is in use with {theirs} permits, not {ours}")]
+    PermitsMismatch {
+        /// The semaphore's name.
+        key: String,
+        /// The number this client asked for.
+        ours: u32,
+        /// The number the live permits were taken with.
+        theirs: u32,
+    },
+
+    /// A semaphore's number of permits must be between 1 and
+    /// [`MAX_PERMITS`](crate::MAX_PERMITS).
+    #[error("a semaphore has 1 to {max} permits, not {permits}")]
+    InvalidPermits {
+        /// The number asked for.
+        permits: u32,
+        /// The largest number allowed.
+        max: u32,
+    },
+
     /// The resource name cannot be used as a lock key.
     #[error("invalid lock key: {0}")]
     InvalidKey(String),

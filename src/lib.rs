@@ -26,12 +26,12 @@ pub mod testing;
 pub mod fuzzing;
 
 pub use backend::{
-    Backend, ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, NodeView,
+    Backend, ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, Mode, NodeView,
 };
 pub use error::{Error, NodeFailure, NodeFault, Result};
 pub use fencing::FencingToken;
 pub use locker::{Handoff, LockGuard, Locker, Owner, Statistics};
-pub use options::{LockOptions, MAX_KEY_LEN, MAX_PREFIX_LEN, MAX_TTL, Watchdog};
+pub use options::{LockOptions, MAX_KEY_LEN, MAX_PERMITS, MAX_PREFIX_LEN, MAX_TTL, Watchdog};
 pub use retry::{MAX_RETRY_PAUSE, RetryPolicy};
 
 #[cfg(feature = "etcd")]

@@ -15,6 +15,10 @@ pub const MAX_PREFIX_LEN: usize = 128;
 /// already far beyond any sensible lease).
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The most permits a semaphore may have. Each permit is a slot that an
+/// acquire may look at, so the bound keeps every acquire's work bounded.
+pub const MAX_PERMITS: u32 = 1000;
+
 /// How a lock is taken and kept. Every setter documents its default; the
 /// whole set is checked by [`LockOptions::validate`] (which
 /// [`Locker::new`](crate::Locker::new) calls) before any I/O.

@@ -39,6 +39,56 @@ pub struct Hold {
     owner: String,
     id: String,
     parent: Option<Parent>,
+    mode: Mode,
+    slot: Option<u32>,
+    waiting: bool,
+}
+
+/// What a hold excludes, and so how a backend stores it.
+///
+/// The kinds share the resource namespace: a name in use as one kind
+/// refuses every other kind with
+/// [`Error::WrongKind`](crate::Error::WrongKind) while any hold of it is
+/// live (an idle name can be taken as any kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mode {
+    /// The exclusive lock: one owner at a time.
+    Exclusive,
+    /// A read (shared) hold of a read-write lock: any number of owners
+    /// together, while no write hold is live.
+    Read,
+    /// The write hold of a read-write lock: one owner, and no readers.
+    Write,
+    /// One permit of a semaphore of `permits`: at most that many permit
+    /// holds at once. Each permit occupies one of `permits` slots, an
+    /// exclusive lock of its own (docs/algorithm.md, section 13).
+    Permit {
+        /// The semaphore's number of permits, as this client believes it.
+        permits: u32,
+    },
+}
+
+impl Mode {
+    /// The name used in messages, metrics (`kind` label) and admin reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Exclusive => "lock",
+            Mode::Read => "read",
+            Mode::Write => "write",
+            Mode::Permit { .. } => "permit",
+        }
+    }
+
+    /// The kind of resource a hold of this mode uses: `"lock"`, `"rwlock"`
+    /// or `"semaphore"`.
+    pub fn resource_kind(self) -> &'static str {
+        match self {
+            Mode::Exclusive => "lock",
+            Mode::Read | Mode::Write => "rwlock",
+            Mode::Permit { .. } => "semaphore",
+        }
+    }
 }
 
 impl std::fmt::Debug for Hold {
@@ -48,6 +98,8 @@ impl std::fmt::Debug for Hold {
             .field("owner", &Redacted(&self.owner))
             .field("id", &Redacted(&self.id))
             .field("parent", &self.parent)
+            .field("mode", &self.mode)
+            .field("slot", &self.slot)
             .finish()
     }
 }
@@ -79,7 +131,53 @@ impl Hold {
             owner: owner.into(),
             id: id.into(),
             parent: None,
+            mode: Mode::Exclusive,
+            slot: None,
+            waiting: false,
         }
+    }
+
+    /// The same hold, of another kind (the default is
+    /// [`Mode::Exclusive`]).
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The same hold, of a permit known to sit in `slot` (from its
+    /// [`Grant`]): renewals and releases then go to that slot alone.
+    pub fn in_slot(mut self, slot: u32) -> Self {
+        self.slot = Some(slot);
+        self
+    }
+
+    /// The same hold, asked for by a waiter that will try again
+    /// (`lock`, not `try_lock`): a refused write hold then announces
+    /// itself, so that new readers wait behind it (writer preference).
+    pub fn waiting(mut self, waiting: bool) -> Self {
+        self.waiting = waiting;
+        self
+    }
+
+    /// What the hold excludes.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The slot of a granted permit.
+    pub fn slot(&self) -> Option<u32> {
+        self.slot
+    }
+
+    /// Whether the attempt comes from a waiter (see [`waiting`](Hold::waiting)).
+    pub fn is_waiting(&self) -> bool {
+        self.waiting
+    }
+
+    /// The id of the outermost hold this one belongs to: its parent's, or
+    /// its own for a first hold.
+    pub fn root_id(&self) -> &str {
+        self.parent.as_ref().map_or(&self.id, |p| &p.id)
     }
 
     /// The same hold, nested inside `parent` (a live hold of the same owner
@@ -119,6 +217,25 @@ pub struct Grant {
     /// Until when the lock is certainly ours (local monotonic clock, with the
     /// time spent acquiring and the clock-drift allowance already taken off).
     pub valid_until: Instant,
+    /// The slot a permit occupies (`0..permits`); `None` for other holds.
+    pub slot: Option<u32>,
+}
+
+impl Grant {
+    /// A grant of `token`, certainly held until `valid_until`.
+    pub fn new(token: FencingToken, valid_until: Instant) -> Self {
+        Self {
+            token,
+            valid_until,
+            slot: None,
+        }
+    }
+
+    /// The same grant, of a permit in `slot`.
+    pub fn in_slot(mut self, slot: u32) -> Self {
+        self.slot = Some(slot);
+        self
+    }
 }
 
 /// How the waiters of a backend learn that the lock they wait for may have
@@ -182,6 +299,19 @@ mod sealed {
 ///   (for Redis, about one `node_timeout` per round trip).
 /// - **No partial failure left behind**: `try_acquire` that returns an error
 ///   has already undone (or scheduled the undo of) whatever it got.
+/// - **Kinds** ([`Mode`]): a first [`Mode::Read`] hold is granted while no
+///   write hold of another root is live and no writer waits (writer
+///   preference); a first [`Mode::Write`] hold only when no hold at all is
+///   live. Nested holds: read inside read or write, write inside write;
+///   write inside read is [`Error::UpgradeRefused`](crate::Error::UpgradeRefused).
+///   A write hold's token is above every earlier first hold's, readers'
+///   included; a read hold's token is above every earlier write hold's.
+///   A [`Mode::Permit`] hold is a first hold in one of `permits` slots
+///   (given in [`Grant::slot`]); at most `permits` are granted at once, and
+///   tokens strictly increase per slot and per semaphore. A name in use
+///   as another kind is [`Error::WrongKind`](crate::Error::WrongKind), a
+///   semaphore in use with another count
+///   [`Error::PermitsMismatch`](crate::Error::PermitsMismatch).
 pub trait Backend: sealed::Sealed + Send + Sync + 'static {
     /// A short name for metrics and messages, such as `"redis"`.
     fn name(&self) -> &'static str;
@@ -328,8 +458,40 @@ pub trait Backend: sealed::Sealed + Send + Sync + 'static {
     /// For a backend that waits by [`Waiting::Queued`], the watch is the
     /// waiter's place in its queue: `try_acquire` for `owner` then succeeds
     /// only when that place comes first.
-    fn watch_releases(&self, key: &str, owner: &str, options: &LockOptions)
-    -> Option<ReleaseWatch>;
+    ///
+    /// `mode` is what the waiter wants: a queue orders readers, writers and
+    /// permit holders by it (a reader waits only for earlier writers, a
+    /// permit for all but `permits - 1` earlier places).
+    fn watch_releases(
+        &self,
+        key: &str,
+        owner: &str,
+        mode: Mode,
+        options: &LockOptions,
+    ) -> Option<ReleaseWatch>;
+
+    /// Turns the write hold `hold` (a first hold, [`Mode::Write`]) into a
+    /// read hold of the same owner, without a moment in which the
+    /// resource is free: readers may join at once, writers keep waiting.
+    /// The hold keeps its token. Done when a quorum confirmed; the nodes
+    /// that did not keep the write hold until the next renewal (which
+    /// finishes the downgrade) or the release: stricter, never looser.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future is allowed at any await point: each node has
+    /// the hold as a write or as a read hold, and a release removes either.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotHeld`](crate::Error::NotHeld) when the hold is gone from a
+    /// quorum; [`Error::QuorumUnavailable`](crate::Error::QuorumUnavailable)
+    /// when too few nodes answered.
+    fn downgrade(
+        &self,
+        hold: &Hold,
+        options: &LockOptions,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Waits until the work this backend left running in the background
     /// has finished: requests still out after a call returned (Redlock

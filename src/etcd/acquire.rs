@@ -38,10 +38,7 @@ impl Etcd {
         };
         let valid_until = term.valid_until()?;
         undo.disarm();
-        Ok(Grant {
-            token: token_at(created),
-            valid_until,
-        })
+        Ok(Grant::new(token_at(created), valid_until))
     }
 
     /// Creates the holder key of the hold's owner on `lease`, with the hold
@@ -143,10 +140,7 @@ impl Etcd {
             }
             match self.keep(term, &holder, &seen).await? {
                 Renewal::Kept(valid_until) => {
-                    return Ok(Grant {
-                        token: parent.token,
-                        valid_until,
-                    });
+                    return Ok(Grant::new(parent.token, valid_until));
                 }
                 Renewal::Changed => {}
                 Renewal::LeaseGone => dead_lease = Some(seen.lease),

@@ -218,10 +218,17 @@ impl Backend for Etcd {
     /// A place in the key's queue for `owner` (see `docs/backends.md`):
     /// fires when this waiter's predecessor leaves, and, once it is first,
     /// when the holder releases.
+    async fn downgrade(&self, hold: &Hold, _options: &LockOptions) -> Result<()> {
+        Err(crate::Error::NotHeld {
+            key: hold.key().to_owned(),
+        })
+    }
+
     fn watch_releases(
         &self,
         key: &str,
         owner: &str,
+        _mode: crate::backend::Mode,
         options: &LockOptions,
     ) -> Option<ReleaseWatch> {
         let keys = LockKeys::new(&options.key_prefix, key);

@@ -130,9 +130,12 @@ impl<'a, B: Backend> Waiter<'a, B> {
         }
         let shared = &self.locker.shared;
         let make = || {
-            shared
-                .backend
-                .watch_releases(self.key, &self.owner, &shared.options)
+            shared.backend.watch_releases(
+                self.key,
+                &self.owner,
+                crate::backend::Mode::Exclusive,
+                &shared.options,
+            )
         };
         let subscribed = match place {
             Some(place) => place.watch(make),

@@ -194,7 +194,7 @@ impl Redlock {
             round.ttl,
             options.drift_factor,
         )?;
-        Ok(Grant { token, valid_until })
+        Ok(Grant::new(token, valid_until))
     }
 
     /// A late grant is part of the lock: released with it (after it, see

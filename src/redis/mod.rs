@@ -236,10 +236,17 @@ impl Backend for Redlock {
         crate::backend::Waiting::Notified
     }
 
+    async fn downgrade(&self, hold: &Hold, _options: &LockOptions) -> Result<()> {
+        Err(crate::Error::NotHeld {
+            key: hold.key().to_owned(),
+        })
+    }
+
     fn watch_releases(
         &self,
         key: &str,
         _owner: &str,
+        _mode: crate::backend::Mode,
         options: &LockOptions,
     ) -> Option<ReleaseWatch> {
         let lock = Keys::lock_key(&options.key_prefix, key);
