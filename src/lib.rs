@@ -30,7 +30,10 @@ pub use backend::{
 };
 pub use error::{Error, NodeFailure, NodeFault, Result};
 pub use fencing::FencingToken;
-pub use locker::{Handoff, LockGuard, Locker, Owner, Statistics};
+pub use locker::{
+    DowngradeError, Handoff, LockGuard, Locker, Owner, Permit, ReadGuard, Semaphore, Statistics,
+    WriteGuard,
+};
 pub use options::{LockOptions, MAX_KEY_LEN, MAX_PERMITS, MAX_PREFIX_LEN, MAX_TTL, Watchdog};
 pub use retry::{MAX_RETRY_PAUSE, RetryPolicy};
 

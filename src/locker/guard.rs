@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::handoff::Handoff;
-use super::held::{Held, ReleaseOnDrop};
+use super::held::Held;
 use crate::backend::Backend;
 use crate::error::Result;
 // Named in the docs only.
@@ -37,12 +37,9 @@ impl<B: Backend> std::fmt::Debug for LockGuard<B> {
 }
 
 impl<B: Backend> LockGuard<B> {
-    /// A guard for a granted hold; starts its watchdog when the options ask
-    /// for one.
-    pub(crate) fn new(hold: ReleaseOnDrop<B>, token: FencingToken, valid_until: Instant) -> Self {
-        Self {
-            held: Held::new(hold, token, valid_until),
-        }
+    /// The guard of a granted exclusive hold.
+    pub(crate) fn from_held(held: Held<B>) -> Self {
+        Self { held }
     }
 
     /// The resource name this guard holds.
@@ -155,3 +152,93 @@ impl<B: Backend> LockGuard<B> {
         self.held.hand_off()
     }
 }
+
+/// The methods every guard has, delegated to its [`Held`]: the docs name
+/// the primitive (`$what`, such as "read lock") and the guard (`$guard`).
+macro_rules! held_methods {
+    ($guard:ident, $what:literal) => {
+        /// The resource name this guard holds.
+        pub fn key(&self) -> &str {
+            self.held.key()
+        }
+
+        #[doc = concat!("The fencing token of this ", $what, ": pass it with every ")]
+        /// access to the protected resource (docs/fencing.md says how a
+        /// resource checks it).
+        pub fn token(&self) -> $crate::FencingToken {
+            self.held.token()
+        }
+
+        #[doc = concat!("Until when the ", $what, " is certainly held, on this process's")]
+        /// monotonic clock (acquire time and clock drift already taken
+        /// off). The watchdog and `extend` move it forward.
+        pub fn expires_at(&self) -> std::time::Instant {
+            self.held.expires_at()
+        }
+
+        /// How much of the validity is left (zero once it has run out).
+        pub fn remaining(&self) -> std::time::Duration {
+            self.held.remaining()
+        }
+
+        #[doc = concat!("Whether the ", $what, " is still certainly held: not lost, and")]
+        /// within its validity. Once false it stays false.
+        pub fn is_held(&self) -> bool {
+            self.held.is_held()
+        }
+
+        #[doc = concat!("Completes when the ", $what, " can no longer be counted on: the")]
+        /// watchdog could not renew it in time, found it gone, or reached
+        /// the `max_hold` cap; or the validity ran out. Race it against the
+        /// work it protects, as with [`LockGuard::lost`](crate::LockGuard::lost).
+        ///
+        /// # Cancel safety
+        ///
+        /// Cancel safe: it only waits; call it again to wait again.
+        pub async fn lost(&self) {
+            self.held.lost().await
+        }
+
+        #[doc = concat!("Makes the ", $what, " live for `ttl` from now, as")]
+        /// [`LockGuard::extend`](crate::LockGuard::extend) does for a lock.
+        ///
+        /// # Cancel safety
+        ///
+        /// Cancel safe: a dropped extend leaves the hold as before, or
+        /// extended on the nodes it reached; the validity this guard counts
+        /// on only moves when a quorum confirmed in time.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::NotHeld`](crate::Error::NotHeld) when the hold was gone,
+        /// [`Error::Lost`](crate::Error::Lost) when it had been lost or its
+        /// validity had run out, [`Error::InvalidOptions`](crate::Error::InvalidOptions)
+        /// for a ttl the options reject, and
+        /// [`Error::QuorumUnavailable`](crate::Error::QuorumUnavailable) when
+        /// too few nodes answered.
+        pub async fn extend(&self, ttl: std::time::Duration) -> $crate::Result<()> {
+            self.held.extend(ttl).await
+        }
+
+        #[doc = concat!("Gives the ", $what, " back on every node, after stopping the")]
+        /// watchdog. `Ok` only when it was held throughout, never a silent
+        /// success (see [`LockGuard::release`](crate::LockGuard::release)).
+        ///
+        /// # Cancel safety
+        ///
+        /// Cancel safe: a release whose future is dropped half-way is
+        /// finished in the background, as if the guard had been dropped.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::NotHeld`](crate::Error::NotHeld) when a quorum no longer
+        /// had it, [`Error::Lost`](crate::Error::Lost) when the guard had
+        /// been lost before, [`Error::QuorumUnavailable`](crate::Error::QuorumUnavailable)
+        /// when too few nodes answered (tried once more in the background).
+        pub async fn release(self) -> $crate::Result<()> {
+            self.held.release().await
+        }
+    };
+}
+
+pub(crate) use held_methods;

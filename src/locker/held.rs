@@ -12,7 +12,7 @@ use super::lease::Lease;
 use super::shared::Shared;
 use super::telemetry::held_result;
 use super::watchdog::{Renewal, WatchdogHandle};
-use crate::backend::{Backend, Hold};
+use crate::backend::{Backend, Hold, Mode};
 use crate::error::{Error, Result};
 use crate::fencing::FencingToken;
 
@@ -46,6 +46,24 @@ impl<B: Backend> ReleaseOnDrop<B> {
 
     pub(crate) fn hold(&self) -> &Hold {
         self.hold.as_ref().expect("armed until disarmed")
+    }
+
+    /// Records the slot a granted permit occupies, so that its renewals
+    /// and release go there.
+    pub(crate) fn place(&mut self, slot: u32) {
+        if let Some(hold) = self.hold.take() {
+            self.hold = Some(hold.in_slot(slot));
+        }
+    }
+
+    /// Records that the hold is now of `mode` (a downgrade).
+    fn set_mode(&mut self, mode: Mode) {
+        if let Some(hold) = self.hold.take() {
+            self.shared
+                .live
+                .set_mode(&self.shared.options.key_prefix, &hold, mode);
+            self.hold = Some(hold.with_mode(mode));
+        }
     }
 
     pub(crate) fn disarm(&mut self) -> Hold {
@@ -154,6 +172,67 @@ impl<B: Backend> Held<B> {
 
     pub(crate) fn has_watchdog(&self) -> bool {
         self.watchdog.is_some()
+    }
+
+    /// The `Debug` form of a guard named `name` around this hold.
+    pub(crate) fn describe(&self, f: &mut std::fmt::Formatter<'_>, name: &str) -> std::fmt::Result {
+        let mut out = f.debug_struct(name);
+        out.field("key", &self.key())
+            .field("token", &self.token)
+            .field("valid_until", &self.expires_at());
+        if let Some(slot) = self.slot() {
+            out.field("slot", &slot);
+        }
+        out.field("watchdog", &self.has_watchdog())
+            .field("held", &self.is_held())
+            .finish_non_exhaustive()
+    }
+
+    /// The slot of a permit.
+    pub(crate) fn slot(&self) -> Option<u32> {
+        self.hold.hold().slot()
+    }
+
+    /// Turns a root write hold into a read hold (see
+    /// [`WriteGuard::downgrade`](crate::WriteGuard::downgrade)); bounded by
+    /// the validity, like an extend.
+    pub(crate) async fn downgrade(&mut self) -> Result<()> {
+        let shared = self.hold.shared.clone();
+        let hold = self.hold.hold().clone();
+        let nested = shared.live.others(&shared.options.key_prefix, &hold);
+        if nested > 0 || hold.parent().is_some() {
+            return Err(Error::DowngradeRefused {
+                key: hold.key().to_owned(),
+                nested: nested.max(1),
+            });
+        }
+        if !self.lease.is_held() {
+            self.mark_lost();
+            return Err(self.lost_error());
+        }
+        let span = tracing::debug_span!(
+            "downgrade",
+            backend = shared.backend.name(),
+            key = hold.key(),
+            token = self.token.get(),
+        );
+        let downgrade = shared.backend.downgrade(&hold, &shared.options);
+        let deadline = self.lease.valid_until();
+        match tokio::time::timeout_at(deadline.into(), downgrade.instrument(span)).await {
+            Ok(Ok(())) => {
+                self.hold.set_mode(Mode::Read);
+                Ok(())
+            }
+            Ok(Err(e @ Error::NotHeld { .. })) => {
+                self.mark_lost();
+                Err(e)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_elapsed) => {
+                self.mark_lost();
+                Err(self.lost_error())
+            }
+        }
     }
 
     pub(crate) fn key(&self) -> &str {

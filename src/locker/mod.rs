@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 use tracing::field::{Empty, display};
 
-use crate::backend::{Backend, Hold, Parent};
+use crate::backend::{Backend, Hold, Mode, Parent};
 use crate::error::{Error, Result};
 use crate::options::{LockOptions, validate_key};
 
@@ -18,8 +18,10 @@ mod held;
 mod lease;
 mod line;
 mod owner;
+mod read_write;
 mod reentry;
 mod scoped;
+mod semaphore;
 mod shared;
 mod telemetry;
 mod wait;
@@ -28,9 +30,11 @@ mod watchdog;
 pub use guard::LockGuard;
 pub use handoff::Handoff;
 pub use owner::Owner;
+pub use read_write::{DowngradeError, ReadGuard, WriteGuard};
+pub use semaphore::{Permit, Semaphore};
 pub use telemetry::Statistics;
 
-use held::ReleaseOnDrop;
+use held::{Held, ReleaseOnDrop};
 use owner::{current_owner, new_instance_id, next_hold_id};
 use shared::Shared;
 use telemetry::Telemetry;
@@ -257,21 +261,34 @@ impl<B: Backend> Locker<B> {
     /// # Ok(()) }
     /// ```
     pub async fn try_lock(&self, key: &str) -> Result<LockGuard<B>> {
-        let span = self.acquire_span("try_lock", key);
+        self.try_hold(key, Mode::Exclusive, "try_lock")
+            .await
+            .map(LockGuard::from_held)
+    }
+
+    /// One attempt at a hold of `mode`, recorded as the call `call`.
+    pub(crate) async fn try_hold(
+        &self,
+        key: &str,
+        mode: Mode,
+        call: &'static str,
+    ) -> Result<Held<B>> {
+        let span = self.acquire_span(call, key, mode);
         let started = Instant::now();
-        let result = self.attempt(key).instrument(span.clone()).await;
+        let result = self.attempt(key, mode).instrument(span.clone()).await;
         self.record_acquire(&span, key, &result, started);
         result
     }
 
     /// The `tracing` span of one acquire call (docs/metrics.md, "Tracing"):
     /// the resource, never the owner or the hold.
-    fn acquire_span(&self, call: &'static str, key: &str) -> tracing::Span {
+    fn acquire_span(&self, call: &'static str, key: &str, mode: Mode) -> tracing::Span {
         tracing::debug_span!(
             "acquire",
             backend = self.shared.backend.name(),
             key,
             call,
+            kind = mode.name(),
             outcome = Empty,
             token = Empty,
             nested = Empty,
@@ -280,29 +297,54 @@ impl<B: Backend> Locker<B> {
     }
 
     /// One attempt, not recorded (the public calls record their outcome once).
-    async fn attempt(&self, key: &str) -> Result<LockGuard<B>> {
+    async fn attempt(&self, key: &str, mode: Mode) -> Result<Held<B>> {
         validate_key(key)?;
         let owner = current_owner(self.instance, self.owner.as_ref());
-        self.attempt_as(key, &owner).await
+        self.attempt_as(key, &owner, mode, false).await
     }
 
-    /// One attempt by `owner` on a valid key.
-    async fn attempt_as(&self, key: &str, owner: &str) -> Result<LockGuard<B>> {
-        let mut parent = self.shared.live.parent(owner, self.prefix(), key);
+    /// One attempt by `owner` on a valid key; `waiting` when a waiter makes
+    /// it (see [`Hold::waiting`]).
+    async fn attempt_as(
+        &self,
+        key: &str,
+        owner: &str,
+        mode: Mode,
+        waiting: bool,
+    ) -> Result<Held<B>> {
+        let mut parent = self.nesting(key, owner, mode)?;
         loop {
-            match self.acquire_once(key, owner, parent.clone()).await {
+            match self
+                .acquire_once(key, owner, mode, waiting, parent.clone())
+                .await
+            {
                 // The outer hold was released (by another task of the same
                 // explicit owner) between looking it up and the nodes
                 // answering. Go again with whatever is live now, a first
                 // acquire if nothing: each round follows progress by the
                 // other task, so this cannot spin on its own.
                 Err(Error::NotHeld { .. })
-                    if parent.is_some()
-                        && self.shared.live.parent(owner, self.prefix(), key) != parent =>
+                    if parent.is_some() && self.nesting(key, owner, mode)? != parent =>
                 {
-                    parent = self.shared.live.parent(owner, self.prefix(), key);
+                    parent = self.nesting(key, owner, mode)?;
                 }
                 other => return other,
+            }
+        }
+    }
+
+    /// The live hold an acquire of `mode` by `owner` nests in, if any; an
+    /// error when the owner's live hold cannot take it (an upgrade, another
+    /// kind). Permits never nest.
+    fn nesting(&self, key: &str, owner: &str, mode: Mode) -> Result<Option<Parent>> {
+        if matches!(mode, Mode::Permit { .. }) {
+            return Ok(None);
+        }
+        match self.shared.live.parent(owner, self.prefix(), key) {
+            None => Ok(None),
+            Some(live) => {
+                live.admits(mode, key)?;
+                Ok(Some(live.parent))
             }
         }
     }
@@ -311,10 +353,14 @@ impl<B: Backend> Locker<B> {
         &self,
         key: &str,
         owner: &str,
+        mode: Mode,
+        waiting: bool,
         parent: Option<Parent>,
-    ) -> Result<LockGuard<B>> {
+    ) -> Result<Held<B>> {
         let shared = &self.shared;
-        let mut hold = Hold::new(key, owner, next_hold_id());
+        let mut hold = Hold::new(key, owner, next_hold_id())
+            .with_mode(mode)
+            .waiting(waiting);
         if let Some(parent) = parent {
             hold = hold.nested_in(parent);
         }
@@ -326,10 +372,13 @@ impl<B: Backend> Locker<B> {
             .await
         {
             Ok(grant) => {
+                if let Some(slot) = grant.slot {
+                    armed.place(slot);
+                }
                 armed.register(grant.token);
                 let nested = armed.hold().parent().is_some();
                 tracing::Span::current().record("nested", nested);
-                Ok(LockGuard::new(armed, grant.token, grant.valid_until))
+                Ok(Held::new(armed, grant.token, grant.valid_until))
             }
             Err(e) => {
                 // The backend already undid the attempt on every node.
@@ -343,7 +392,7 @@ impl<B: Backend> Locker<B> {
         &self,
         span: &tracing::Span,
         key: &str,
-        result: &Result<LockGuard<B>>,
+        result: &Result<Held<B>>,
         started: Instant,
     ) {
         let outcome = result.as_ref().map(|_| ());
@@ -351,7 +400,7 @@ impl<B: Backend> Locker<B> {
         self.shared
             .telemetry
             .acquire(self.shared.key(key), outcome, took);
-        trace_acquired(span, result);
+        trace_acquired(span, result.as_ref().map(Held::token));
     }
 
     /// Takes over a lock another guard [handed off](LockGuard::hand_off),
@@ -379,9 +428,9 @@ impl<B: Backend> Locker<B> {
     /// [`Error::QuorumUnavailable`] and [`Error::Lost`] (the renewal came too late)
     /// as for [`LockGuard::extend`].
     pub async fn adopt(&self, handoff: &Handoff) -> Result<LockGuard<B>> {
-        let span = self.acquire_span("adopt", &handoff.key);
+        let span = self.acquire_span("adopt", &handoff.key, Mode::Exclusive);
         let result = self.adopt_hold(handoff).instrument(span.clone()).await;
-        trace_acquired(&span, &result);
+        trace_acquired(&span, result.as_ref().map(LockGuard::token));
         result
     }
 
@@ -397,7 +446,11 @@ impl<B: Backend> Locker<B> {
         let mut armed = ReleaseOnDrop::arm(shared, hold);
         armed.register(handoff.token);
         shared.telemetry.adopted();
-        Ok(LockGuard::new(armed, handoff.token, valid_until))
+        Ok(LockGuard::from_held(Held::new(
+            armed,
+            handoff.token,
+            valid_until,
+        )))
     }
 
     /// Waits for the lock, trying again after the retry policy's delay while
@@ -422,11 +475,9 @@ impl<B: Backend> Locker<B> {
     /// - [`Error::InvalidKey`] for an empty or oversized key, before any I/O;
     /// - the errors of [`try_lock`](Locker::try_lock) that are not retryable.
     pub async fn lock(&self, key: &str) -> Result<LockGuard<B>> {
-        let span = self.acquire_span("lock", key);
-        let started = Instant::now();
-        let result = self.wait_for(key).instrument(span.clone()).await;
-        self.record_wait(&span, key, &result, started);
-        result
+        self.wait_hold(key, Mode::Exclusive, "lock", None)
+            .await
+            .map(LockGuard::from_held)
     }
 
     /// Waits at most `wait` for the lock, then fails with [`Error::Timeout`].
@@ -443,15 +494,34 @@ impl<B: Backend> Locker<B> {
     ///
     /// [`Error::Timeout`] when `wait` ran out; otherwise as [`lock`](Locker::lock).
     pub async fn lock_timeout(&self, key: &str, wait: Duration) -> Result<LockGuard<B>> {
-        let span = self.acquire_span("lock_timeout", key);
+        self.wait_hold(key, Mode::Exclusive, "lock_timeout", Some(wait))
+            .await
+            .map(LockGuard::from_held)
+    }
+
+    /// Waits for a hold of `mode`, at most `wait` if given, recorded as the
+    /// call `call`.
+    pub(crate) async fn wait_hold(
+        &self,
+        key: &str,
+        mode: Mode,
+        call: &'static str,
+        wait: Option<Duration>,
+    ) -> Result<Held<B>> {
+        let span = self.acquire_span(call, key, mode);
         let started = Instant::now();
-        let waited = tokio::time::timeout(wait, self.wait_for(key));
-        let result = match waited.instrument(span.clone()).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
-                key: key.to_owned(),
-                waited: wait,
-            }),
+        let result = match wait {
+            None => self.wait_for(key, mode).instrument(span.clone()).await,
+            Some(wait) => {
+                let waited = tokio::time::timeout(wait, self.wait_for(key, mode));
+                match waited.instrument(span.clone()).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Error::Timeout {
+                        key: key.to_owned(),
+                        waited: wait,
+                    }),
+                }
+            }
         };
         self.record_wait(&span, key, &result, started);
         result
@@ -461,7 +531,7 @@ impl<B: Backend> Locker<B> {
         &self,
         span: &tracing::Span,
         key: &str,
-        result: &Result<LockGuard<B>>,
+        result: &Result<Held<B>>,
         started: Instant,
     ) {
         self.record_acquire(span, key, result, started);
@@ -473,11 +543,11 @@ impl<B: Backend> Locker<B> {
 /// Records how an acquire call ended on its span: the outcome (the
 /// `result` label of the acquire metric), and the token or the error. A
 /// span closed without an outcome is a call whose future was dropped.
-fn trace_acquired<B: Backend>(span: &tracing::Span, result: &Result<LockGuard<B>>) {
-    let outcome = result.as_ref().map(|_| ());
+fn trace_acquired(span: &tracing::Span, result: Result<crate::fencing::FencingToken, &Error>) {
+    let outcome = result.map(|_| ());
     span.record("outcome", telemetry::acquire_result(&outcome));
     match result {
-        Ok(guard) => span.record("token", guard.token().get()),
+        Ok(token) => span.record("token", token.get()),
         Err(e) => span.record("error", display(e)),
     };
 }

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::backend::{Hold, Parent};
+use crate::backend::{Hold, Mode, Parent};
+use crate::error::{Error, Result};
 use crate::fencing::FencingToken;
 
 /// The holds this Locker (and its clones) currently has, by owner, key
@@ -18,7 +19,36 @@ use crate::fencing::FencingToken;
 /// hand out an old token again.
 #[derive(Debug, Default)]
 pub(crate) struct LiveHolds {
-    holds: Mutex<HashMap<Slot, Vec<Parent>>>,
+    holds: Mutex<HashMap<Slot, Vec<Live>>>,
+}
+
+/// A live hold that later acquires of its owner may nest in: its id and
+/// token, and what kind of hold it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Live {
+    pub(crate) parent: Parent,
+    pub(crate) mode: Mode,
+}
+
+impl Live {
+    /// Whether an acquire of `wanted` may nest in this hold of `key`:
+    /// an exclusive lock in an exclusive lock, a read in a read or a
+    /// write, a write in a write. A write in a read would wait for itself.
+    pub(crate) fn admits(&self, wanted: Mode, key: &str) -> Result<()> {
+        match (self.mode, wanted) {
+            (Mode::Exclusive, Mode::Exclusive)
+            | (Mode::Read | Mode::Write, Mode::Read)
+            | (Mode::Write, Mode::Write) => Ok(()),
+            (Mode::Read, Mode::Write) => Err(Error::UpgradeRefused {
+                key: key.to_owned(),
+            }),
+            (held, wanted) => Err(Error::WrongKind {
+                key: key.to_owned(),
+                in_use_as: held.resource_kind().to_owned(),
+                wanted: wanted.resource_kind(),
+            }),
+        }
+    }
 }
 
 /// Owner, key prefix, resource.
@@ -30,35 +60,62 @@ fn slot(owner: &str, prefix: &str, key: &str) -> Slot {
 
 impl LiveHolds {
     /// The outermost live hold of `owner` on `key` under `prefix`, if any.
-    pub(crate) fn parent(&self, owner: &str, prefix: &str, key: &str) -> Option<Parent> {
+    pub(crate) fn parent(&self, owner: &str, prefix: &str, key: &str) -> Option<Live> {
         let map = self.map();
         map.get(&slot(owner, prefix, key))
             .and_then(|holds| holds.first().cloned())
     }
 
+    /// How many holds of `hold`'s owner on its key are live besides it.
+    pub(crate) fn others(&self, prefix: &str, hold: &Hold) -> usize {
+        let map = self.map();
+        map.get(&slot(hold.owner(), prefix, hold.key()))
+            .map_or(0, |holds| {
+                holds.iter().filter(|h| h.parent.id != hold.id()).count()
+            })
+    }
+
+    /// Records `hold` as live. Permits are not: a semaphore's permits never
+    /// nest, each acquire takes one more.
     pub(crate) fn insert(&self, prefix: &str, hold: &Hold, token: FencingToken) {
-        let parent = Parent {
-            id: hold.id().to_owned(),
-            token,
+        if matches!(hold.mode(), Mode::Permit { .. }) {
+            return;
+        }
+        let live = Live {
+            parent: Parent {
+                id: hold.id().to_owned(),
+                token,
+            },
+            mode: hold.mode(),
         };
         self.map()
             .entry(slot(hold.owner(), prefix, hold.key()))
             .or_default()
-            .push(parent);
+            .push(live);
+    }
+
+    /// Records that the live `hold` is now of `mode` (a downgrade).
+    pub(crate) fn set_mode(&self, prefix: &str, hold: &Hold, mode: Mode) {
+        let mut map = self.map();
+        if let Some(holds) = map.get_mut(&slot(hold.owner(), prefix, hold.key())) {
+            for live in holds.iter_mut().filter(|h| h.parent.id == hold.id()) {
+                live.mode = mode;
+            }
+        }
     }
 
     pub(crate) fn remove(&self, prefix: &str, hold: &Hold) {
         let mut map = self.map();
         let slot = slot(hold.owner(), prefix, hold.key());
         if let Some(holds) = map.get_mut(&slot) {
-            holds.retain(|h| h.id != hold.id());
+            holds.retain(|h| h.parent.id != hold.id());
             if holds.is_empty() {
                 map.remove(&slot);
             }
         }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Slot, Vec<Parent>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Slot, Vec<Live>>> {
         crate::sync::lock(&self.holds)
     }
 }

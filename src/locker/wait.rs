@@ -9,12 +9,12 @@
 
 use std::time::Duration;
 
-use crate::backend::{Backend, ReleaseWatch, Waiting};
+use crate::backend::{Backend, Mode, ReleaseWatch, Waiting};
 use crate::error::{Error, Result};
 use crate::options::validate_key;
 
 use super::Locker;
-use super::guard::LockGuard;
+use super::held::Held;
 use super::line::Place;
 use super::owner::current_owner;
 
@@ -22,6 +22,7 @@ use super::owner::current_owner;
 struct Waiter<'a, B: Backend> {
     locker: &'a Locker<B>,
     key: &'a str,
+    mode: Mode,
     owner: String,
     /// The release watch, once subscribed.
     watch: Option<ReleaseWatch>,
@@ -35,9 +36,9 @@ impl<B: Backend> Locker<B> {
     ///
     /// With release notifications, a waiter tries again as soon as the lock
     /// may have been freed, and after the retry delay otherwise.
-    pub(super) async fn wait_for(&self, key: &str) -> Result<LockGuard<B>> {
+    pub(super) async fn wait_for(&self, key: &str, mode: Mode) -> Result<Held<B>> {
         validate_key(key)?;
-        let mut waiter = Waiter::new(self, key);
+        let mut waiter = Waiter::new(self, key, mode);
         let place = waiter
             .lines_up()
             .then(|| self.shared.lines.join(self.prefix(), key));
@@ -65,10 +66,11 @@ impl<B: Backend> Locker<B> {
 }
 
 impl<'a, B: Backend> Waiter<'a, B> {
-    fn new(locker: &'a Locker<B>, key: &'a str) -> Self {
+    fn new(locker: &'a Locker<B>, key: &'a str, mode: Mode) -> Self {
         Self {
             locker,
             key,
+            mode,
             owner: current_owner(locker.instance, locker.owner.as_ref()),
             watch: None,
             subscribe: locker.shared.options.wake_on_release
@@ -108,12 +110,14 @@ impl<'a, B: Backend> Waiter<'a, B> {
         self.locker.shared.backend.waiting() == Waiting::Queued && self.locker.owner.is_none()
     }
 
-    async fn attempt(&mut self) -> Result<LockGuard<B>> {
+    async fn attempt(&mut self) -> Result<Held<B>> {
         self.attempts = self.attempts.saturating_add(1);
         if let Some(watch) = &mut self.watch {
             watch.mark_seen();
         }
-        self.locker.attempt_as(self.key, &self.owner).await
+        self.locker
+            .attempt_as(self.key, &self.owner, self.mode, true)
+            .await
     }
 
     /// Whether a refusal is worth another attempt under the retry policy.
@@ -130,12 +134,9 @@ impl<'a, B: Backend> Waiter<'a, B> {
         }
         let shared = &self.locker.shared;
         let make = || {
-            shared.backend.watch_releases(
-                self.key,
-                &self.owner,
-                crate::backend::Mode::Exclusive,
-                &shared.options,
-            )
+            shared
+                .backend
+                .watch_releases(self.key, &self.owner, self.mode, &shared.options)
         };
         let subscribed = match place {
             Some(place) => place.watch(make),
