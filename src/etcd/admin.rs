@@ -32,10 +32,10 @@ impl Etcd {
         };
         Ok(LockInfo {
             key: key.to_owned(),
-            nodes: vec![NodeView {
-                node: self.name.to_string(),
-                lock,
-            }],
+            nodes: vec![NodeView::new(
+                self.name.to_string(),
+                lock.map(|lock| lock.into_iter().collect()),
+            )],
             quorum: 1,
             agreed,
             queued,
@@ -82,15 +82,15 @@ impl Etcd {
             })
             .await?
             .ttl();
-        let record = LockRecord {
+        let record = LockRecord::new(
             owner,
-            token: token_of(&holder),
-            holds: u32::try_from(decode_holds(holder.value()).len()).unwrap_or(u32::MAX),
-            ttl: u64::try_from(left)
+            token_of(&holder),
+            u32::try_from(decode_holds(holder.value()).len()).unwrap_or(u32::MAX),
+            u64::try_from(left)
                 .ok()
                 .filter(|&s| s > 0)
                 .map(std::time::Duration::from_secs),
-        };
+        );
         Ok((Some(record), queued))
     }
 
