@@ -6,6 +6,8 @@
 #[cfg(test)]
 mod interleavings;
 mod rule;
+#[cfg(test)]
+mod rw_interleavings;
 
 use std::sync::Arc;
 use std::time::Duration;
