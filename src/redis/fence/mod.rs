@@ -5,6 +5,8 @@
 
 #[cfg(test)]
 mod interleavings;
+#[cfg(test)]
+mod permit_interleavings;
 mod rule;
 #[cfg(test)]
 mod rw_interleavings;
