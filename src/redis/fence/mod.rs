@@ -5,7 +5,11 @@
 
 #[cfg(test)]
 mod interleavings;
+#[cfg(test)]
+mod permit_interleavings;
 mod rule;
+#[cfg(test)]
+mod rw_interleavings;
 
 use std::sync::Arc;
 use std::time::Duration;
