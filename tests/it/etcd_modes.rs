@@ -86,8 +86,12 @@ async fn write_tokens_are_above_every_earlier_hold_and_reads_above_writes() {
 #[tokio::test]
 async fn a_waiting_writer_blocks_new_readers_not_current_ones() {
     let cluster = start_etcd(1);
-    let [a, b, c]: [Locker<Etcd>; 3] = std::array::from_fn(|_| etcd_locker(&cluster, options()));
-    bounded(LIMIT, async {
+    // A long ttl: waiters poll only after it, so the bound holds only if
+    // each release woke the waiter whose turn it was.
+    let slow_poll = options().ttl(Duration::from_secs(30));
+    let [a, b, c]: [Locker<Etcd>; 3] =
+        std::array::from_fn(|_| etcd_locker(&cluster, slow_poll.clone()));
+    bounded(Duration::from_secs(20), async {
         let held = a.try_read("pref").await.unwrap();
         let writer = tokio::spawn(async move {
             let w = b.write("pref").await.unwrap();
@@ -231,12 +235,17 @@ async fn a_name_is_one_kind_at_a_time_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_two_tasks_never_exceed_four_permits() {
     let cluster = start_etcd(1);
-    let lockers: Vec<Locker<Etcd>> = (0..4).map(|_| etcd_locker(&cluster, options())).collect();
+    // Waiters that miss the news of a release poll only after a ttl:
+    // with a long one, the bound below fails if any wake-up went unheard.
+    let slow_poll = options().ttl(Duration::from_secs(30));
+    let lockers: Vec<Locker<Etcd>> = (0..4)
+        .map(|_| etcd_locker(&cluster, slow_poll.clone()))
+        .collect();
     let now = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let slots = Arc::new(Mutex::new(HashSet::new()));
-    bounded(LIMIT, async {
+    bounded(Duration::from_secs(20), async {
         let mut tasks = Vec::new();
         for i in 0..32 {
             let sem = lockers[i % 4].semaphore("pool", 4).unwrap();
@@ -276,8 +285,10 @@ async fn thirty_two_tasks_never_exceed_four_permits() {
 async fn a_vanished_holders_permit_returns_after_its_ttl() {
     let cluster = start_etcd(1);
     let gone = etcd_locker(&cluster, short_ttl_options());
-    let other = etcd_locker(&cluster, options());
-    bounded(LIMIT, async {
+    // A long ttl for the waiter: its fallback poll comes too late for the
+    // bound, so the permit's expiry must wake it.
+    let other = etcd_locker(&cluster, options().ttl(Duration::from_secs(30)));
+    bounded(Duration::from_secs(20), async {
         let permit = gone
             .semaphore("lonely", 1)
             .unwrap()
@@ -288,7 +299,7 @@ async fn a_vanished_holders_permit_returns_after_its_ttl() {
         std::mem::forget(permit);
         let sem = other.semaphore("lonely", 1).unwrap();
         assert!(refused(sem.try_acquire().await));
-        let back = sem.acquire_timeout(Duration::from_secs(20)).await.unwrap();
+        let back = sem.acquire_timeout(Duration::from_secs(15)).await.unwrap();
         assert!(taken.elapsed() >= Duration::from_millis(300));
         back.release().await.unwrap();
     })
