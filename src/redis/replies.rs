@@ -115,6 +115,14 @@ pub(crate) fn decode_inspect(reply: Vec<redis::Value>) -> Result<Vec<LockRecord>
             },
         };
         let slot = u32::try_from(slot).ok();
+        // A permit's token, as its guard has it: the slot's count and slot.
+        let token = match (mode, slot) {
+            (Mode::Permit { .. }, Some(slot)) => token
+                .checked_mul(u64::from(MAX_PERMITS))
+                .and_then(|t| t.checked_add(u64::from(slot)))
+                .ok_or_else(|| bad("a permit's count out of range"))?,
+            _ => token,
+        };
         let ttl = u64::try_from(pttl).ok().map(Duration::from_millis);
         holders.push(
             LockRecord::new(owner, FencingToken::new(token), holds, ttl).with_mode(mode, slot),

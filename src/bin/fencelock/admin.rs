@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use fencelock::{Backend, LockInfo, LockOptions, Locker, NodeFailure};
+use fencelock::{Backend, LockInfo, LockOptions, LockRecord, Locker, Mode, NodeFailure};
 use serde::Serialize;
 
 use crate::connect::{self, BackendArgs, Job};
@@ -78,6 +78,55 @@ struct NodeState {
     ttl_ms: Option<u128>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// What the first holder holds: `lock`, `write`, `read` or `permit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    /// Every holder, for a read-write lock or a semaphore (readers and
+    /// permits are many); absent for a plain lock.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    holders: Vec<Entry>,
+}
+
+/// One holder of a read-write lock or a semaphore on one node.
+#[derive(Debug, Serialize)]
+struct Entry {
+    kind: &'static str,
+    owner: String,
+    token: u64,
+    holds: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl_ms: Option<u128>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slot: Option<u32>,
+}
+
+impl Entry {
+    fn new(record: &LockRecord) -> Self {
+        Self {
+            kind: record.mode.name(),
+            owner: record.owner.clone(),
+            token: record.token.get(),
+            holds: record.holds,
+            ttl_ms: record.ttl.map(|ttl| ttl.as_millis()),
+            slot: record.slot,
+        }
+    }
+
+    fn human(&self) -> String {
+        let ttl = ttl_text(self.ttl_ms);
+        let slot = self.slot.map(|s| format!(" slot {s}")).unwrap_or_default();
+        format!(
+            "{}{slot}  token {}  holds {}  {ttl}  owner {}",
+            self.kind, self.token, self.holds, self.owner
+        )
+    }
+}
+
+fn ttl_text(ttl_ms: Option<u128>) -> String {
+    ttl_ms.map_or_else(
+        || "no expiry".to_owned(),
+        |ms| format!("ttl {:.1}s", ms as f64 / 1000.0),
+    )
 }
 
 impl InspectView {
@@ -103,7 +152,12 @@ impl InspectView {
                     holds: None,
                     ttl_ms: None,
                     error: None,
+                    kind: None,
+                    holders: Vec::new(),
                 };
+                if view.holders.iter().any(|r| r.mode != Mode::Exclusive) {
+                    state.holders = view.holders.iter().map(Entry::new).collect();
+                }
                 match view.lock {
                     Ok(None) => {}
                     Ok(Some(record)) => {
@@ -112,6 +166,7 @@ impl InspectView {
                         state.token = Some(record.token.get());
                         state.holds = Some(record.holds);
                         state.ttl_ms = record.ttl.map(|ttl| ttl.as_millis());
+                        state.kind = Some(record.mode.name());
                     }
                     Err(fault) => {
                         state.state = "error";
@@ -163,11 +218,14 @@ impl InspectView {
         for node in &self.nodes {
             let _ = write!(text, "\n  {:<22} ", node.node);
             match node.state {
+                "locked" if !node.holders.is_empty() => {
+                    let _ = write!(text, "{} holder(s)", node.holders.len());
+                    for entry in &node.holders {
+                        let _ = write!(text, "\n    {}", entry.human());
+                    }
+                }
                 "locked" => {
-                    let ttl = node.ttl_ms.map_or_else(
-                        || "no expiry".to_owned(),
-                        |ms| format!("ttl {:.1}s", ms as f64 / 1000.0),
-                    );
+                    let ttl = ttl_text(node.ttl_ms);
                     let _ = write!(
                         text,
                         "locked  token {}  holds {}  {ttl}  owner {}",
