@@ -42,7 +42,7 @@ pub use retry::{MAX_RETRY_PAUSE, RetryPolicy};
 pub use crate::etcd::Etcd;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use crate::redis::{Fenced, FencedStore, FencedWrite, RedisNode, Redlock};
+pub use crate::redis::{Fenced, FencedRead, FencedStore, FencedWrite, RedisNode, Redlock};
 /// TLS settings for [`RedisNode::from_url_with_tls`]: the root certificates
 /// to trust and an optional client certificate (redis-rs's types).
 #[cfg(feature = "tls")]

@@ -17,6 +17,9 @@ static WRITE: LazyLock<Script> = LazyLock::new(|| Script::new(WRITE_SOURCE));
 const READ_SOURCE: &str = include_str!("lua/fenced_read.lua");
 static READ: LazyLock<Script> = LazyLock::new(|| Script::new(READ_SOURCE));
 
+const CHECK_READ_SOURCE: &str = include_str!("lua/fenced_check_read.lua");
+static CHECK_READ: LazyLock<Script> = LazyLock::new(|| Script::new(CHECK_READ_SOURCE));
+
 /// Redis-stored state guarded by fencing tokens: a write is accepted only
 /// when its token is at least the highest token the resource has accepted,
 /// so a holder whose lock ran out (a paused process, a long GC) cannot
@@ -81,6 +84,22 @@ impl FencedWrite {
     pub fn is_accepted(self) -> bool {
         self == FencedWrite::Accepted
     }
+}
+
+/// The outcome of [`FencedStore::read_fenced`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a refused read means the read lock was lost: the caller must stop"]
+// Deliberately exhaustive, as FencedWrite.
+pub enum FencedRead {
+    /// The read is current: what the resource stores (`None` when nothing
+    /// was written), and no holder with a lower token can write any more.
+    Accepted(Option<Fenced>),
+    /// Refused: a writer handed out after this reader has written, so the
+    /// reader's hold is gone and what it would read is not what it locked.
+    Rejected {
+        /// The highest write token the resource has accepted.
+        highest_write: FencingToken,
+    },
 }
 
 /// What a fenced resource stores, from [`FencedStore::read`].
@@ -248,6 +267,61 @@ impl FencedStore {
             n => Err(self.fault(NodeFault::Protocol(format!(
                 "fenced read returned {n} items"
             )))),
+        }
+    }
+
+    /// Reads `resource` under a read hold's `token` (see
+    /// [`Locker::read`](crate::Locker::read)): accepted when `token` is at
+    /// least the highest write token the resource has accepted, and then
+    /// the resource's fence rises to `token`, so that no writer with a
+    /// lower token (one handed out before this reader) can write after
+    /// this read. A writer's [`write`](FencedStore::write) is accepted only
+    /// at or above every accepted token, reads included. The rule and why
+    /// it is enough are in docs/algorithm.md, section 12.
+    ///
+    /// # Cancel safety
+    ///
+    /// One script call, atomic on the server: a dropped call may or may
+    /// not have raised the fence. Either way is safe: raising it only
+    /// refuses writers older than this reader.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] for a bad resource name; [`Error::Backend`]
+    /// with the node's [`NodeFault`] when the server fails, times out or
+    /// answers something else.
+    pub async fn read_fenced(&self, resource: &str, token: FencingToken) -> Result<FencedRead> {
+        validate_key(resource)?;
+        let key = self.redis_key(resource);
+        let mut call = CHECK_READ.prepare_invoke();
+        call.key(&key).arg(token.get());
+        let reply: Vec<Vec<u8>> = self.run(&call).await?;
+        let bad = || {
+            self.fault(NodeFault::Protocol(format!(
+                "fenced read returned {} items",
+                reply.len()
+            )))
+        };
+        let number = |raw: &[u8]| {
+            std::str::from_utf8(raw)
+                .ok()
+                .and_then(|f| f.parse::<u64>().ok())
+                .map(FencingToken::new)
+        };
+        match &reply[..] {
+            [flag] if flag == b"1" => Ok(FencedRead::Accepted(None)),
+            [flag, fence, value] if flag == b"1" => {
+                let fence = number(fence).filter(|f| *f <= token).ok_or_else(bad)?;
+                Ok(FencedRead::Accepted(Some(Fenced {
+                    fence,
+                    value: value.clone(),
+                })))
+            }
+            [flag, fence] if flag == b"0" => {
+                let highest_write = number(fence).filter(|f| *f > token).ok_or_else(bad)?;
+                Ok(FencedRead::Rejected { highest_write })
+            }
+            _ => Err(bad()),
         }
     }
 

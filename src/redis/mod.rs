@@ -29,7 +29,7 @@ pub(crate) mod fuzz {
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use fenced::{Fenced, FencedStore, FencedWrite};
+pub use fenced::{Fenced, FencedRead, FencedStore, FencedWrite};
 pub use node::RedisNode;
 
 use crate::backend::Background;

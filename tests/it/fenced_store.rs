@@ -8,8 +8,8 @@ use crate::common::{bounded, conn, short_ttl_options};
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisServer;
 use fencelock::{
-    Error, Fenced, FencedStore, FencedWrite, FencingToken, Locker, MAX_KEY_LEN, MAX_PREFIX_LEN,
-    NodeFault, Owner,
+    Error, Fenced, FencedRead, FencedStore, FencedWrite, FencingToken, Locker, MAX_KEY_LEN,
+    MAX_PREFIX_LEN, NodeFault, Owner,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -375,4 +375,78 @@ fn the_fence_is_the_running_maximum() {
             }))
         })
         .unwrap();
+}
+
+/// The read-write rule at the resource (docs/algorithm.md, section 12),
+/// with tokens from a real read-write lock: a writer handed out before a
+/// reader cannot write after the reader read, and a reader handed out
+/// before a writer cannot read after the writer wrote.
+#[tokio::test]
+async fn fenced_reads_and_writes_turn_away_stale_holders() {
+    let server = server();
+    let store = store(&server);
+    let locker = Locker::redis([server.url().as_str()]).unwrap();
+    bounded(LIMIT, async {
+        // Nothing written: a read is current and still raises the fence.
+        let old_writer = locker.try_write("ledger").await.unwrap().token();
+        // (its guard is dropped: a holder that paused past its ttl)
+        locker.settled().await;
+        let reader = locker.try_read("ledger").await.unwrap();
+        assert!(reader.token() > old_writer);
+        assert_eq!(
+            store.read_fenced("ledger", reader.token()).await.unwrap(),
+            FencedRead::Accepted(None)
+        );
+        // The old writer comes back: its write would land after the read.
+        let stale = store.write("ledger", old_writer, "late").await.unwrap();
+        assert_eq!(
+            stale,
+            FencedWrite::Rejected {
+                highest_seen: reader.token()
+            }
+        );
+        reader.release().await.unwrap();
+
+        // A reader handed out before a writer cannot read after its write.
+        let early_reader = locker.try_read("ledger").await.unwrap();
+        let early = early_reader.token();
+        drop(early_reader);
+        locker.settled().await;
+        let writer = locker.try_write("ledger").await.unwrap();
+        assert!(writer.token() > early);
+        assert!(
+            store
+                .write("ledger", writer.token(), "v1")
+                .await
+                .unwrap()
+                .is_accepted()
+        );
+        writer.release().await.unwrap();
+        assert_eq!(
+            store.read_fenced("ledger", early).await.unwrap(),
+            FencedRead::Rejected {
+                highest_write: t(read(&store, "ledger").await.unwrap().0)
+            }
+        );
+
+        // Readers side by side, in any order of their tokens, both read
+        // what the writer wrote, and raise the fence past it.
+        let (a, b) = (
+            locker.try_read("ledger").await.unwrap(),
+            Locker::redis([server.url().as_str()])
+                .unwrap()
+                .try_read("ledger")
+                .await
+                .unwrap(),
+        );
+        for reader in [&b, &a] {
+            match store.read_fenced("ledger", reader.token()).await.unwrap() {
+                FencedRead::Accepted(Some(Fenced { value, .. })) => assert_eq!(value, b"v1"),
+                other => panic!("{other:?}"),
+            }
+        }
+        a.release().await.unwrap();
+        b.release().await.unwrap();
+    })
+    .await;
 }

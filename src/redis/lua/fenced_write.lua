@@ -1,7 +1,8 @@
 -- Write to a fenced resource: accepted only when the writer's token is at
--- least the highest token the resource has accepted.
--- KEYS[1] the resource hash: field 'fence' (highest accepted token) and
--- field 'value'. ARGV[1] the writer's token (canonical decimal), ARGV[2] the
+-- least the highest token the resource has accepted, fenced reads'
+-- included (see fenced_check_read.lua).
+-- KEYS[1] the resource hash: field 'fence' (highest accepted token),
+-- 'wfence' (highest accepted write token) and field 'value'. ARGV[1] the writer's token (canonical decimal), ARGV[2] the
 -- value. Tokens are compared as decimal strings (length, then bytes): exact
 -- for every u64, where Lua's numbers (doubles) are not.
 -- Returns {'1', token} accepted, {'0', highest seen} rejected.
@@ -16,5 +17,5 @@ end
 if seen and (#seen > #ARGV[1] or (#seen == #ARGV[1] and seen > ARGV[1])) then
   return {'0', seen}
 end
-redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'value', ARGV[2])
+redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'wfence', ARGV[1], 'value', ARGV[2])
 return {'1', ARGV[1]}
