@@ -157,6 +157,14 @@ impl<B: Backend> LockGuard<B> {
 /// the primitive (`$what`, such as "read lock") and the guard (`$guard`).
 macro_rules! held_methods {
     ($guard:ident, $what:literal) => {
+        #[doc = concat!("Gives the ", $what, " up to be adopted elsewhere (see")]
+        /// [`LockGuard::hand_off`](crate::LockGuard::hand_off)), without
+        /// releasing it: it must be adopted within its ttl, by the adopt
+        /// call of its kind.
+        pub fn hand_off(self) -> $crate::Handoff {
+            self.held.hand_off()
+        }
+
         /// The resource name this guard holds.
         pub fn key(&self) -> &str {
             self.held.key()

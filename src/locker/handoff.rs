@@ -3,11 +3,15 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::backend::Mode;
 use crate::error::Error;
 use crate::fencing::FencingToken;
-use crate::options::validate_key;
+use crate::options::{MAX_PERMITS, validate_key};
 
-const TAG: &str = "fencelock-handoff/1";
+/// The text form's first word. Version 1 carried exclusive locks only;
+/// version 2 adds the kind, and version 1 text still parses (as a lock).
+const TAG_V1: &str = "fencelock-handoff/1";
+const TAG: &str = "fencelock-handoff/2";
 
 /// A held lock given up by one guard for another to
 /// [`adopt`](crate::Locker::adopt), possibly in another process: the
@@ -23,12 +27,23 @@ pub struct Handoff {
     pub(crate) owner: String,
     pub(crate) hold_id: String,
     pub(crate) token: FencingToken,
+    pub(crate) mode: Mode,
+    pub(crate) slot: Option<u32>,
 }
 
 impl Handoff {
     /// The resource name.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// What kind of hold it is: which adopt call takes it
+    /// ([`Locker::adopt`](crate::Locker::adopt) for a lock,
+    /// [`adopt_read`](crate::Locker::adopt_read),
+    /// [`adopt_write`](crate::Locker::adopt_write),
+    /// [`Semaphore::adopt`](crate::Semaphore::adopt)).
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// The fencing token the lock was granted with; the adopter keeps it.
@@ -46,13 +61,42 @@ impl fmt::Debug for Handoff {
     }
 }
 
+impl Handoff {
+    /// The kind word of the text form: `lock`, `read`, `write` or
+    /// `permit:<permits>:<slot>`.
+    fn kind_word(&self) -> String {
+        match (self.mode, self.slot) {
+            (Mode::Permit { permits }, Some(slot)) => format!("permit:{permits}:{slot}"),
+            (mode, _) => mode.name().to_owned(),
+        }
+    }
+
+    /// The kind of hold a kind word names.
+    fn parse_kind(word: &str) -> Option<(Mode, Option<u32>)> {
+        match word {
+            "lock" => Some((Mode::Exclusive, None)),
+            "read" => Some((Mode::Read, None)),
+            "write" => Some((Mode::Write, None)),
+            _ => {
+                let (permits, slot) = word.strip_prefix("permit:")?.split_once(':')?;
+                let permits: u32 = permits.parse().ok()?;
+                let slot: u32 = slot.parse().ok()?;
+                (1..=MAX_PERMITS)
+                    .contains(&permits)
+                    .then_some(())
+                    .filter(|()| slot < permits)?;
+                Some((Mode::Permit { permits }, Some(slot)))
+            }
+        }
+    }
+}
+
 impl fmt::Display for Handoff {
-    /// `fencelock-handoff/1 <token> <hold id> <owner> <key>`: the key comes
-    /// last because it alone may contain spaces.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{TAG} {} {} {} {}",
+            "{TAG} {} {} {} {} {}",
+            self.kind_word(),
             self.token.get(),
             self.hold_id,
             self.owner,
@@ -66,10 +110,21 @@ impl FromStr for Handoff {
 
     fn from_str(s: &str) -> Result<Self, Error> {
         let bad = |why: &str| Error::InvalidOptions(format!("not a fencelock handoff: {why}"));
-        let mut parts = s.splitn(5, ' ');
-        if parts.next() != Some(TAG) {
-            return Err(bad("it must start with \"fencelock-handoff/1 \""));
-        }
+        let (rest, (mode, slot)) =
+            if let Some(rest) = s.strip_prefix(TAG).and_then(|r| r.strip_prefix(' ')) {
+                let (kind, rest) = rest
+                    .split_once(' ')
+                    .ok_or_else(|| bad("the kind is missing"))?;
+                let kind = Self::parse_kind(kind).ok_or_else(|| {
+                    bad("the kind is not lock, read, write or permit:<permits>:<slot>")
+                })?;
+                (rest, kind)
+            } else if let Some(rest) = s.strip_prefix(TAG_V1).and_then(|r| r.strip_prefix(' ')) {
+                (rest, (Mode::Exclusive, None))
+            } else {
+                return Err(bad("it must start with \"fencelock-handoff/2 \""));
+            };
+        let mut parts = rest.splitn(4, ' ');
         let token = parts
             .next()
             .and_then(|t| t.parse::<u64>().ok())
@@ -91,6 +146,8 @@ impl FromStr for Handoff {
             owner: owner.to_owned(),
             hold_id: hold_id.to_owned(),
             token: FencingToken::new(token),
+            mode,
+            slot,
         })
     }
 }
@@ -106,14 +163,35 @@ mod tests {
             owner: format!("{:032x}:task-7", u128::MAX - 1),
             hold_id: "1f".into(),
             token: FencingToken::new(42),
+            mode: Mode::Exclusive,
+            slot: None,
         };
         let text = handoff.to_string();
         assert_eq!(text.parse::<Handoff>().unwrap(), handoff);
+        for (mode, slot) in [
+            (Mode::Read, None),
+            (Mode::Write, None),
+            (Mode::Permit { permits: 4 }, Some(3)),
+        ] {
+            let other = Handoff {
+                mode,
+                slot,
+                ..handoff.clone()
+            };
+            assert_eq!(other.to_string().parse::<Handoff>().unwrap(), other);
+        }
+        // Version 1 text (before kinds) is an exclusive lock.
+        let v1 = text.replacen("fencelock-handoff/2 lock", "fencelock-handoff/1", 1);
+        assert_eq!(v1.parse::<Handoff>().unwrap(), handoff);
         assert!(!format!("{handoff:?}").contains("task-7"));
         let owner = format!("{:032x}", 7u128);
         for bad in [
             String::new(),
-            "fencelock-handoff/2 1 1f x k".into(),
+            "fencelock-handoff/3 lock 1 1f x k".into(),
+            format!("fencelock-handoff/2 1 1f {owner} k"),
+            format!("fencelock-handoff/2 permit:4:4 1 1f {owner} k"),
+            format!("fencelock-handoff/2 permit:0:0 1 1f {owner} k"),
+            format!("fencelock-handoff/2 shared 1 1f {owner} k"),
             format!("fencelock-handoff/1 0 1f {owner} k"),
             format!("fencelock-handoff/1 x 1f {owner} k"),
             format!("fencelock-handoff/1 1 zz {owner} k"),

@@ -388,6 +388,8 @@ impl<B: Backend> Held<B> {
             owner: hold.owner().to_owned(),
             hold_id: hold.id().to_owned(),
             token: self.token,
+            mode: hold.mode(),
+            slot: hold.slot(),
         }
     }
 

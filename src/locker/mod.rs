@@ -428,17 +428,48 @@ impl<B: Backend> Locker<B> {
     /// [`Error::QuorumUnavailable`] and [`Error::Lost`] (the renewal came too late)
     /// as for [`LockGuard::extend`].
     pub async fn adopt(&self, handoff: &Handoff) -> Result<LockGuard<B>> {
-        let span = self.acquire_span("adopt", &handoff.key, Mode::Exclusive);
-        let result = self.adopt_hold(handoff).instrument(span.clone()).await;
-        trace_acquired(&span, result.as_ref().map(LockGuard::token));
+        let held = self.adopt_as(handoff, Mode::Exclusive, "adopt").await?;
+        Ok(LockGuard::from_held(held))
+    }
+
+    /// Adopts `handoff`, which must be a hold of `wanted`'s kind (any
+    /// permit count for a permit: the caller checks it), in a span named
+    /// `call`.
+    pub(crate) async fn adopt_as(
+        &self,
+        handoff: &Handoff,
+        wanted: Mode,
+        call: &'static str,
+    ) -> Result<Held<B>> {
+        let span = self.acquire_span(call, &handoff.key, handoff.mode);
+        let result = self
+            .adopt_hold(handoff, wanted)
+            .instrument(span.clone())
+            .await;
+        trace_acquired(&span, result.as_ref().map(Held::token));
         result
     }
 
-    /// What [`adopt`](Locker::adopt) does, in its span.
-    async fn adopt_hold(&self, handoff: &Handoff) -> Result<LockGuard<B>> {
+    /// What [`adopt_as`](Locker::adopt_as) does, in its span.
+    async fn adopt_hold(&self, handoff: &Handoff, wanted: Mode) -> Result<Held<B>> {
         validate_key(&handoff.key)?;
+        let same_kind = match (handoff.mode, wanted) {
+            (Mode::Permit { .. }, Mode::Permit { .. }) => true,
+            (mode, wanted) => mode == wanted,
+        };
+        if !same_kind {
+            return Err(Error::WrongKind {
+                key: handoff.key.clone(),
+                in_use_as: handoff.mode.name().to_owned(),
+                wanted: wanted.name(),
+            });
+        }
         let shared = &self.shared;
-        let hold = Hold::new(&handoff.key, &handoff.owner, &handoff.hold_id);
+        let mut hold =
+            Hold::new(&handoff.key, &handoff.owner, &handoff.hold_id).with_mode(handoff.mode);
+        if let Some(slot) = handoff.slot {
+            hold = hold.in_slot(slot);
+        }
         let valid_until = shared
             .backend
             .extend(&hold, shared.options.ttl, &shared.options)
@@ -446,11 +477,7 @@ impl<B: Backend> Locker<B> {
         let mut armed = ReleaseOnDrop::arm(shared, hold);
         armed.register(handoff.token);
         shared.telemetry.adopted();
-        Ok(LockGuard::from_held(Held::new(
-            armed,
-            handoff.token,
-            valid_until,
-        )))
+        Ok(Held::new(armed, handoff.token, valid_until))
     }
 
     /// Waits for the lock, trying again after the retry policy's delay while

@@ -7,9 +7,9 @@ use std::time::Duration;
 use crate::backend::{Backend, Mode};
 use crate::error::{Error, Result};
 
-use super::Locker;
 use super::guard::held_methods;
 use super::held::Held;
+use super::{Handoff, Locker};
 
 impl<B: Backend> Locker<B> {
     /// One attempt at a read (shared) hold of `key`: granted while no
@@ -166,6 +166,40 @@ impl<B: Backend> Locker<B> {
         let value = work(&guard).await;
         guard.release().await?;
         Ok(value)
+    }
+
+    /// Takes over a read hold another guard
+    /// [handed off](ReadGuard::hand_off), as [`adopt`](Locker::adopt) does
+    /// for a lock: renews it for a ttl and keeps its owner and token.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`adopt`](Locker::adopt).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongKind`] when `handoff` is not of a read hold; otherwise
+    /// as [`adopt`](Locker::adopt).
+    pub async fn adopt_read(&self, handoff: &Handoff) -> Result<ReadGuard<B>> {
+        let held = self.adopt_as(handoff, Mode::Read, "adopt_read").await?;
+        Ok(ReadGuard { held })
+    }
+
+    /// Takes over a write hold another guard
+    /// [handed off](WriteGuard::hand_off), as [`adopt`](Locker::adopt)
+    /// does for a lock.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`adopt`](Locker::adopt).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongKind`] when `handoff` is not of a write hold;
+    /// otherwise as [`adopt`](Locker::adopt).
+    pub async fn adopt_write(&self, handoff: &Handoff) -> Result<WriteGuard<B>> {
+        let held = self.adopt_as(handoff, Mode::Write, "adopt_write").await?;
+        Ok(WriteGuard { held })
     }
 }
 

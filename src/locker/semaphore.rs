@@ -7,9 +7,9 @@ use crate::backend::{Backend, Mode};
 use crate::error::{Error, Result};
 use crate::options::{MAX_PERMITS, validate_key};
 
-use super::Locker;
 use super::guard::held_methods;
 use super::held::Held;
+use super::{Handoff, Locker};
 
 impl<B: Backend> Locker<B> {
     /// The semaphore `name` with `permits` permits: at most that many
@@ -180,6 +180,48 @@ impl<B: Backend> Semaphore<B> {
         let value = work(&permit).await;
         permit.release().await?;
         Ok(value)
+    }
+
+    /// Takes over a permit of this semaphore that another guard
+    /// [handed off](Permit::hand_off), as [`Locker::adopt`] does for a
+    /// lock: renews it for a ttl and keeps its owner, slot and token.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Locker::adopt`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongKind`] when `handoff` is not of a permit, or of
+    /// another name; [`Error::PermitsMismatch`] when it was taken with
+    /// another count; otherwise as [`Locker::adopt`].
+    pub async fn adopt(&self, handoff: &Handoff) -> Result<Permit<B>> {
+        let mode = handoff.mode();
+        match mode {
+            Mode::Permit { permits } if permits != self.permits => {
+                return Err(Error::PermitsMismatch {
+                    key: self.name.clone(),
+                    ours: self.permits,
+                    theirs: permits,
+                });
+            }
+            Mode::Permit { .. } if handoff.key() != self.name => {
+                return Err(Error::WrongKind {
+                    key: handoff.key().to_owned(),
+                    in_use_as: "another semaphore".to_owned(),
+                    wanted: "semaphore",
+                });
+            }
+            _ => {}
+        }
+        let wanted = Mode::Permit {
+            permits: self.permits,
+        };
+        let held = self
+            .locker
+            .adopt_as(handoff, wanted, "adopt_permit")
+            .await?;
+        Ok(Permit { held })
     }
 }
 

@@ -386,3 +386,70 @@ async fn the_same_name_under_another_prefix_is_another_lock_not_a_nested_one() {
     })
     .await;
 }
+
+/// Read holds, write holds and permits travel like locks: the adopter
+/// keeps the token (and a permit its slot), and the hold stays exclusive
+/// of what it excluded. A handoff of one kind is refused by the adopt call
+/// of another.
+#[tokio::test]
+async fn read_write_and_permit_holds_are_handed_off_too() {
+    let nodes = start(3);
+    let owner = Owner::random();
+    let here = locker(&nodes, options()).with_owner(owner.clone());
+    common::warm_up(&here).await;
+    let there = locker(&nodes, options()).with_owner(owner.to_string().parse().unwrap());
+    let other = locker(&nodes, options());
+    bounded(LIMIT, async {
+        // A write hold: adopted as a writer, readers stay out.
+        let writer = here.try_write("doc").await.unwrap();
+        let token = writer.token();
+        let handoff: Handoff = writer.hand_off().to_string().parse().unwrap();
+        let wrong = there.adopt_read(&handoff).await;
+        assert!(matches!(wrong, Err(Error::WrongKind { .. })), "{wrong:?}");
+        let wrong = there.adopt(&handoff).await;
+        assert!(matches!(wrong, Err(Error::WrongKind { .. })), "{wrong:?}");
+        let adopted = there.adopt_write(&handoff).await.unwrap();
+        assert_eq!(adopted.token(), token);
+        let busy = other.try_read("doc").await;
+        assert!(matches!(busy, Err(Error::NotObtained { .. })), "{busy:?}");
+        // Downgraded after the move, it is a reader that others can join.
+        let reader = adopted
+            .downgrade()
+            .await
+            .map_err(|e| e.into_error())
+            .unwrap();
+        let handoff: Handoff = reader.hand_off().to_string().parse().unwrap();
+        let reader = here.adopt_read(&handoff).await.unwrap();
+        assert_eq!(reader.token(), token);
+        let joined = other.try_read("doc").await.unwrap();
+        joined.release().await.unwrap();
+        reader.release().await.unwrap();
+
+        // A permit keeps its slot and token; the semaphore must agree on N.
+        let sem = here.semaphore("jobs", 2).unwrap();
+        let permit = sem.try_acquire().await.unwrap();
+        let (slot, token) = (permit.slot(), permit.token());
+        let handoff: Handoff = permit.hand_off().to_string().parse().unwrap();
+        let mismatch = there.semaphore("jobs", 3).unwrap().adopt(&handoff).await;
+        assert!(
+            matches!(mismatch, Err(Error::PermitsMismatch { .. })),
+            "{mismatch:?}"
+        );
+        let adopted = there
+            .semaphore("jobs", 2)
+            .unwrap()
+            .adopt(&handoff)
+            .await
+            .unwrap();
+        assert_eq!((adopted.slot(), adopted.token()), (slot, token));
+        // One permit left for others, not two.
+        let theirs = other.semaphore("jobs", 2).unwrap();
+        let last = theirs.try_acquire().await.unwrap();
+        let none = theirs.try_acquire().await;
+        assert!(matches!(none, Err(Error::NotObtained { .. })), "{none:?}");
+        last.release().await.unwrap();
+        adopted.release().await.unwrap();
+        wait_until_no_locks(&nodes, Duration::from_secs(2)).await;
+    })
+    .await;
+}
