@@ -7,12 +7,13 @@ use etcd_client::{
 };
 
 use super::Etcd;
+use super::admin::prefix_end;
 use super::holder::{CAS_ROUNDS, Seen, Term, not_held, revision, token_at, token_of};
-use super::keys::{LockKeys, decode_holds, encode_holds};
+use super::keys::{Kind, LockKeys, decode_holds, encode_holds, reencode};
 use super::lease::{RevokeOnDrop, lease_secs};
 use super::queue::Registered;
 use super::renew::Renewal;
-use crate::backend::{Grant, Hold, Parent};
+use crate::backend::{Grant, Hold, Mode, Parent};
 use crate::error::{Error, Result};
 use crate::options::LockOptions;
 
@@ -63,11 +64,18 @@ impl Etcd {
         if reply.succeeded() {
             return Ok(Some(revision(&reply)));
         }
+        let mut ranges = ranges(reply).into_iter();
+        let (oldest, other_kind) = (ranges.next(), ranges.next());
+        // In use as a read-write lock or a semaphore: waiting will not
+        // change that while it is held.
+        if let Some(other) = other_kind.into_iter().flatten().next() {
+            return Err(wrong_kind(keys, &other, hold));
+        }
         // Held, or waiters queue. The owner may go first only when the
         // oldest ticket is its own: its place in the queue came first.
         // The ticket goes in the same transaction, so the next waiter
         // hears at once that it is first now.
-        match first_kv(&reply) {
+        match oldest.into_iter().flatten().next() {
             Some(ticket) if ticket.value() == hold.owner().as_bytes() => {
                 let second = with_oldest_ticket(keys, &ticket, put);
                 let reply = self.txn(second, term.timeout()).await?;
@@ -113,16 +121,22 @@ impl Etcd {
         sent: &mut bool,
     ) -> Result<Grant> {
         let (hold, timeout) = (term.hold, term.timeout());
-        let holder = keys.holder(hold.owner());
         let mut dead_lease = None;
         for _ in 0..CAS_ROUNDS {
-            let kv = match self.get(&holder, timeout).await? {
-                Some(kv) if dead_lease != Some(kv.lease()) => kv,
+            let (holder, kv) = match self.fetch_holder(keys, hold, &parent.id, timeout).await? {
+                Some((holder, kv)) if dead_lease != Some(kv.lease()) => (holder, kv),
                 _ => return Err(not_held(hold)),
             };
             let mut holds = decode_holds(kv.value());
             if token_of(&kv) != parent.token || !holds.contains(&parent.id) {
                 return Err(not_held(hold));
+            }
+            // A write nests only in a write: a parent that is (or has
+            // become, by a downgrade) a read hold would be upgraded.
+            if hold.mode() == Mode::Write && holder != keys.writer(hold.owner()) {
+                return Err(Error::UpgradeRefused {
+                    key: hold.key().to_owned(),
+                });
             }
             let mut seen = Seen::of(&kv);
             if !holds.iter().any(|h| h == hold.id()) {
@@ -134,7 +148,7 @@ impl Etcd {
                 };
                 seen = Seen {
                     mod_revision,
-                    value: encode_holds(&holds).into_bytes(),
+                    value: reencode(kv.value(), &holds).into_bytes(),
                     ..seen
                 };
             }
@@ -201,10 +215,21 @@ fn first_try(keys: &LockKeys, ticket: Option<Registered>, put: TxnOp) -> Txn {
                 .with_limit(1),
         ),
     );
+    // The holder keys of the other kinds: every `h…` key but `h/…`
+    // ('0' follows '/').
+    let other_kinds = TxnOp::get(
+        format!("{}h0", keys.base),
+        Some(
+            GetOptions::new()
+                .with_range(prefix_end(keys.all_holders().as_bytes()))
+                .with_keys_only()
+                .with_limit(1),
+        ),
+    );
     Txn::new()
         .when(when)
         .and_then(then)
-        .or_else([oldest_ticket])
+        .or_else([oldest_ticket, other_kinds])
 }
 
 /// The second try at a first hold, when the oldest ticket, `ticket`, is the
@@ -218,9 +243,12 @@ fn with_oldest_ticket(keys: &LockKeys, ticket: &KeyValue, put: TxnOp) -> Txn {
         .and_then([put, used])
 }
 
-/// The lock is free: no holder key exists.
+/// The name is free: no holder key of any kind exists (an exclusive
+/// lock, read or write holds, permits). So an exclusive lock is never
+/// granted over another kind's holds; a refusal tells which it was (see
+/// `create_holder`).
 fn no_holder(keys: &LockKeys) -> Compare {
-    Compare::create_revision(keys.holders(), CompareOp::Equal, 0).with_prefix()
+    Compare::create_revision(keys.all_holders(), CompareOp::Equal, 0).with_prefix()
 }
 
 /// An error when one more hold than `holds` would pass the reentrancy
@@ -235,10 +263,27 @@ fn check_reentrancy(hold: &Hold, holds: &[String], options: &LockOptions) -> Res
     Ok(())
 }
 
-/// The first key of a transaction's first range answer.
-fn first_kv(reply: &TxnResponse) -> Option<KeyValue> {
-    reply.op_responses().into_iter().find_map(|r| match r {
-        TxnOpResponse::Get(mut get) => get.take_kvs().into_iter().next(),
-        _ => None,
-    })
+/// The keys of each range answer of a transaction, in order.
+pub(super) fn ranges(reply: TxnResponse) -> Vec<Vec<KeyValue>> {
+    reply
+        .op_responses()
+        .into_iter()
+        .filter_map(|r| match r {
+            TxnOpResponse::Get(mut get) => Some(get.take_kvs()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The refusal of `hold` on a name whose holder key `found` is of another
+/// kind.
+pub(super) fn wrong_kind(keys: &LockKeys, found: &KeyValue, hold: &Hold) -> Error {
+    let tail = found.key().get(keys.base.len()..).unwrap_or_default();
+    let in_use_as = Kind::of_tail(&String::from_utf8_lossy(tail))
+        .map_or("unknown kind", |kind| kind.resource_kind());
+    Error::WrongKind {
+        key: hold.key().to_owned(),
+        in_use_as: in_use_as.to_owned(),
+        wanted: hold.mode().resource_kind(),
+    }
 }

@@ -5,7 +5,7 @@ use etcd_client::{DeleteOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp, 
 
 use super::Etcd;
 use super::holder::token_of;
-use super::keys::{LockKeys, decode_holds, escape, resource_of_holder};
+use super::keys::{Kind, LockKeys, decode_holds, escape, permit_owner, resource_of_holder};
 use crate::backend::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, NodeView};
 use crate::error::{Error, Result};
 use crate::options::LockOptions;
@@ -43,7 +43,11 @@ impl Etcd {
     }
 
     /// The holder of a lock, with the time its lease has left, and how
-    /// many waiters queue (read together, at one revision).
+    /// many waiters queue (read together, at one revision). A read-write
+    /// lock or a semaphore may have several holders: the oldest holder key
+    /// of any kind is reported (its owner, token and holds; a permit's
+    /// owner is in its value), which for a write hold or an exclusive lock
+    /// is the only one.
     async fn holder_record(
         &self,
         keys: &LockKeys,
@@ -56,7 +60,7 @@ impl Etcd {
             .with_limit(1);
         let waiting = GetOptions::new().with_prefix().with_count_only();
         let read = Txn::new().and_then([
-            TxnOp::get(keys.holders(), Some(oldest)),
+            TxnOp::get(keys.all_holders(), Some(oldest)),
             TxnOp::get(keys.tickets(), Some(waiting)),
         ]);
         let reply = self.txn(read, timeout).await?;
@@ -73,7 +77,12 @@ impl Etcd {
         let Some(holder) = holder else {
             return Ok((None, queued));
         };
-        let owner = String::from_utf8_lossy(&holder.key()[keys.holders().len()..]).into_owned();
+        let tail = String::from_utf8_lossy(&holder.key()[keys.base.len()..]).into_owned();
+        let owner = match Kind::of_tail(&tail) {
+            Some(Kind::Exclusive(owner) | Kind::Reader(owner) | Kind::Writer(owner)) => owner,
+            // A permit's key names its slot; its value, its owner.
+            _ => permit_owner(holder.value()).unwrap_or_default(),
+        };
         let left = self
             .call_again(timeout, || {
                 let mut leases = self.client.lease_client();
@@ -153,7 +162,7 @@ impl Etcd {
         match self
             .call_again(timeout, || {
                 let mut kv = self.client.kv_client();
-                let (holders, delete) = (keys.holders(), delete.clone());
+                let (holders, delete) = (keys.all_holders(), delete.clone());
                 async move { kv.delete(holders, Some(delete)).await }
             })
             .await
@@ -201,7 +210,7 @@ fn cursor_after(key_prefix: &str, last: &[u8]) -> ListCursor {
 /// The end of the key range of all keys starting with `prefix`: the prefix
 /// with its last byte below 0xff incremented; `"\0"` (every key from the
 /// start on) when there is none.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {

@@ -5,12 +5,15 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::{Compare, CompareOp, KeyValue, PutOptions, Txn, TxnOp, TxnResponse};
+use etcd_client::{
+    Compare, CompareOp, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
+    TxnOpResponse, TxnResponse,
+};
 
 use super::Etcd;
-use super::keys::encode_holds;
-use crate::backend::Hold;
+use super::keys::{LockKeys, decode_holds, kept_token, reencode};
 use crate::backend::validity;
+use crate::backend::{Hold, Mode};
 use crate::error::{Error, Result};
 use crate::fencing::FencingToken;
 use crate::options::LockOptions;
@@ -74,8 +77,8 @@ impl Seen {
 
 impl Etcd {
     /// Writes `holds` into the holder key if it is still as `seen`
-    /// (keeping its lease); the key's new mod revision, or `None` when it
-    /// changed.
+    /// (keeping its lease and its marks); the key's new mod revision, or
+    /// `None` when it changed.
     pub(super) async fn swap(
         &self,
         holder: &str,
@@ -86,7 +89,7 @@ impl Etcd {
         let same = Compare::mod_revision(holder, CompareOp::Equal, seen.mod_revision());
         let put = TxnOp::put(
             holder,
-            encode_holds(holds),
+            reencode(seen.value(), holds),
             Some(PutOptions::new().with_ignore_lease()),
         );
         let reply = self
@@ -125,6 +128,103 @@ impl Etcd {
     }
 }
 
+impl Etcd {
+    /// The holder key that carries `id` (a hold's own id, or a nested
+    /// hold's parent's), with its name, as read now.
+    ///
+    /// An exclusive hold's key is its owner's `h/` key. A permit's is its
+    /// slot's key; without a slot (the undo of an acquire whose grant never
+    /// came back) the permit keys of its count are searched for the id. A
+    /// read or write hold's id may be in either of its owner's `hr/` and
+    /// `hw/` keys: a nested read sits in a write key, and a downgrade moves
+    /// the write key to the read key, also under a renewal or release that
+    /// still calls the hold a write. Both are read at one revision; when
+    /// neither has `id`, the one with the hold's root (where an undone
+    /// nested hold would have gone) or else the one its mode names is
+    /// returned, so that a release can write it (see `take_out`).
+    pub(super) async fn fetch_holder(
+        &self,
+        keys: &LockKeys,
+        hold: &Hold,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Option<(String, KeyValue)>> {
+        let found = |key: String, kv: Option<KeyValue>| kv.map(|kv| (key, kv));
+        match hold.mode() {
+            Mode::Exclusive => {
+                let key = keys.holder(hold.owner());
+                Ok(found(key.clone(), self.get(&key, timeout).await?))
+            }
+            Mode::Permit { permits } => match hold.slot() {
+                Some(slot) => {
+                    let key = keys.permit(permits, slot);
+                    Ok(found(key.clone(), self.get(&key, timeout).await?))
+                }
+                None => {
+                    let all = self.get_prefix(&keys.permits_of(permits), timeout).await?;
+                    Ok(all
+                        .into_iter()
+                        .find(|kv| decode_holds(kv.value()).iter().any(|h| h == id))
+                        .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv)))
+                }
+            },
+            Mode::Read | Mode::Write => {
+                let (reader, writer) = (keys.reader(hold.owner()), keys.writer(hold.owner()));
+                let read = Txn::new().and_then([
+                    TxnOp::get(reader.as_str(), None),
+                    TxnOp::get(writer.as_str(), None),
+                ]);
+                let reply = self.txn(read, timeout).await?;
+                let mut got = reply.op_responses().into_iter().map(|r| match r {
+                    TxnOpResponse::Get(mut get) => get.take_kvs().into_iter().next(),
+                    _ => None,
+                });
+                let candidates = [
+                    (reader, got.next().flatten()),
+                    (writer, got.next().flatten()),
+                ];
+                let has = |kv: &Option<KeyValue>, id: &str| {
+                    kv.as_ref()
+                        .is_some_and(|kv| decode_holds(kv.value()).iter().any(|h| h == id))
+                };
+                let natural = usize::from(hold.mode() == Mode::Write);
+                let pick = [id, hold.root_id()]
+                    .into_iter()
+                    .find_map(|id| candidates.iter().position(|(_, kv)| has(kv, id)))
+                    .or_else(|| {
+                        [natural, 1 - natural]
+                            .into_iter()
+                            .find(|&i| candidates[i].1.is_some())
+                    });
+                Ok(pick.and_then(|i| {
+                    let [reader, writer] = candidates;
+                    let (key, kv) = if i == 0 { reader } else { writer };
+                    found(key, kv)
+                }))
+            }
+        }
+    }
+
+    /// Every key under `prefix`, oldest first.
+    pub(super) async fn get_prefix(
+        &self,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Vec<KeyValue>> {
+        let mut reply = self
+            .call_again(timeout, || {
+                let mut kv = self.client.kv_client();
+                let options = GetOptions::new()
+                    .with_prefix()
+                    .with_sort(SortTarget::Create, SortOrder::Ascend);
+                let prefix = prefix.to_owned();
+                async move { kv.get(prefix, Some(options)).await }
+            })
+            .await?;
+        Ok(reply.take_kvs())
+    }
+}
+
 /// The error for a hold that is not (or no longer) in its holder key.
 pub(super) fn not_held(hold: &Hold) -> Error {
     Error::NotHeld {
@@ -137,9 +237,13 @@ pub(super) fn revision(reply: &TxnResponse) -> i64 {
     reply.header().map_or(0, |h| h.revision())
 }
 
-/// The fencing token of a holder key: its create revision.
+/// The fencing token of a holder key: its create revision, or the token
+/// it kept through a downgrade.
 pub(super) fn token_of(kv: &KeyValue) -> FencingToken {
-    token_at(kv.create_revision())
+    match kept_token(kv.value()) {
+        Some(kept) => FencingToken::new(kept),
+        None => token_at(kv.create_revision()),
+    }
 }
 
 /// The fencing token of a holder key created at `revision`.

@@ -7,13 +7,31 @@
 //! character by character, the resources whose names start with `x` are
 //! exactly the keys that start with `p + esc(x)`.
 //!
-//! Under that range:
-//! - `h/<owner>`: the holder key, at most one at a time. Its create revision
-//!   is the fencing token; its value lists the ids of the owner's holds (the
-//!   first and the nested ones), one per line; it is attached to the
-//!   holder's lease.
-//! - `t/<id>`: a waiter's ticket in the queue, attached to the waiter's own
-//!   lease, its value the id of the backend instance that waits.
+//! Under that range, every holder key starts with `h` and every ticket
+//! with `t/`, so one prefix compare (`h`) tells whether the name is in use
+//! at all, whatever its kind, and the letter after `h` tells the kind:
+//! - `h/<owner>`: the holder key of an exclusive lock, at most one at a
+//!   time. Its create revision is the fencing token; its value lists the ids
+//!   of the owner's holds (the first and the nested ones), one per line; it
+//!   is attached to the holder's lease.
+//! - `hr/<owner>` and `hw/<owner>`: the read and write holder keys of a
+//!   read-write lock, one per owner, stored as the exclusive one. Any
+//!   number of `hr/` keys, or one `hw/` key and nothing else. A downgrade
+//!   moves `hw/<owner>` to `hr/<owner>` (a new key, so a new create
+//!   revision): the value then carries the token it keeps as a line
+//!   `@<token>`.
+//! - `hp/<permits>/<slot>`: a permit of a semaphore of `permits`, in
+//!   `slot`; its value is the hold id and a line `#<owner>`. The count in
+//!   the name lets one range compare refuse a client with another count,
+//!   and the slot in the name makes two live permits of one slot
+//!   impossible.
+//! - `t/<kind><id>`: a waiter's ticket in the queue, attached to the
+//!   waiter's own lease, its value the owner that waits. `<kind>` is empty
+//!   for the exclusive lock and `r`, `w` or `p` for readers, writers and
+//!   permits; ids are hex digits, so `t/w` holds exactly the writers'
+//!   tickets.
+//!
+//! Hold ids are hex digits, so the marks `@` and `#` never start one.
 
 /// The keys of one resource.
 #[derive(Debug, Clone)]
@@ -37,6 +55,51 @@ impl LockKeys {
     /// The holder key of `owner`.
     pub(crate) fn holder(&self, owner: &str) -> String {
         format!("{}h/{owner}", self.base)
+    }
+
+    /// The prefix of every holder key, of any kind.
+    pub(crate) fn all_holders(&self) -> String {
+        format!("{}h", self.base)
+    }
+
+    /// The prefix of the read holder keys.
+    pub(crate) fn readers(&self) -> String {
+        format!("{}hr/", self.base)
+    }
+
+    /// The read holder key of `owner`.
+    pub(crate) fn reader(&self, owner: &str) -> String {
+        format!("{}hr/{owner}", self.base)
+    }
+
+    /// The prefix of the write holder keys.
+    pub(crate) fn writers(&self) -> String {
+        format!("{}hw/", self.base)
+    }
+
+    /// The write holder key of `owner`.
+    pub(crate) fn writer(&self, owner: &str) -> String {
+        format!("{}hw/{owner}", self.base)
+    }
+
+    /// The prefix of the permit keys, whatever their count.
+    pub(crate) fn permits(&self) -> String {
+        format!("{}hp/", self.base)
+    }
+
+    /// The prefix of the permit keys of a semaphore of `permits`.
+    pub(crate) fn permits_of(&self, permits: u32) -> String {
+        format!("{}hp/{permits}/", self.base)
+    }
+
+    /// The key of the permit in `slot` of a semaphore of `permits`.
+    pub(crate) fn permit(&self, permits: u32, slot: u32) -> String {
+        format!("{}hp/{permits}/{slot}", self.base)
+    }
+
+    /// The prefix of the writers' tickets.
+    pub(crate) fn write_tickets(&self) -> String {
+        format!("{}t/w", self.base)
     }
 
     /// The prefix of the queue's tickets.
@@ -81,22 +144,96 @@ pub(crate) fn unescape(escaped: &str) -> Option<String> {
     Some(out)
 }
 
-/// The resource of a holder key (`<prefix><esc(r)>/h/<owner>`), if `key` is
-/// one under `key_prefix`.
+/// The resource of a holder key of any kind (`<prefix><esc(r)>/h…`), if
+/// `key` is one under `key_prefix`.
 pub(crate) fn resource_of_holder(key_prefix: &str, key: &str) -> Option<String> {
     let rest = key.strip_prefix(key_prefix)?;
     let (escaped, tail) = rest.split_once('/')?;
-    tail.starts_with("h/").then_some(())?;
+    Kind::of_tail(tail)?;
     unescape(escaped)
+}
+
+/// What a holder key under a resource's range is, told by its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `h/<owner>`: an exclusive lock.
+    Exclusive(String),
+    /// `hr/<owner>`: a read hold.
+    Reader(String),
+    /// `hw/<owner>`: a write hold.
+    Writer(String),
+    /// `hp/<permits>/<slot>`: a permit.
+    Permit { permits: u32, slot: u32 },
+}
+
+impl Kind {
+    /// The kind of the key whose name, after the resource's base, is
+    /// `tail`; `None` for tickets and foreign keys.
+    pub(crate) fn of_tail(tail: &str) -> Option<Self> {
+        if let Some(owner) = tail.strip_prefix("h/") {
+            return Some(Kind::Exclusive(owner.to_owned()));
+        }
+        if let Some(owner) = tail.strip_prefix("hr/") {
+            return Some(Kind::Reader(owner.to_owned()));
+        }
+        if let Some(owner) = tail.strip_prefix("hw/") {
+            return Some(Kind::Writer(owner.to_owned()));
+        }
+        let (permits, slot) = tail.strip_prefix("hp/")?.split_once('/')?;
+        Some(Kind::Permit {
+            permits: permits.parse().ok()?,
+            slot: slot.parse().ok()?,
+        })
+    }
+
+    /// The kind of resource it belongs to, as
+    /// [`Mode::resource_kind`](crate::backend::Mode::resource_kind) names it.
+    pub(crate) fn resource_kind(&self) -> &'static str {
+        match self {
+            Kind::Exclusive(_) => "lock",
+            Kind::Reader(_) | Kind::Writer(_) => "rwlock",
+            Kind::Permit { .. } => "semaphore",
+        }
+    }
+}
+
+/// Whether a line of a holder key's value is a mark (a kept token or a
+/// permit's owner) rather than a hold id.
+fn is_mark(line: &str) -> bool {
+    line.starts_with('@') || line.starts_with('#')
 }
 
 /// The hold ids a holder key stores.
 pub(crate) fn decode_holds(value: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(value)
         .lines()
-        .filter(|l| !l.is_empty())
+        .filter(|l| !l.is_empty() && !is_mark(l))
         .map(str::to_owned)
         .collect()
+}
+
+/// The token a holder key keeps from before a downgrade (its `@` line).
+pub(crate) fn kept_token(value: &[u8]) -> Option<u64> {
+    String::from_utf8_lossy(value)
+        .lines()
+        .find_map(|l| l.strip_prefix('@')?.parse().ok())
+}
+
+/// The owner a permit key names (its `#` line).
+pub(crate) fn permit_owner(value: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(value)
+        .lines()
+        .find_map(|l| l.strip_prefix('#').map(str::to_owned))
+}
+
+/// The value of a holder key that was `old`, with `holds` instead of its
+/// hold ids: its marks stay, so a kept token or a permit's owner survives
+/// the nested holds coming and going.
+pub(crate) fn reencode(old: &[u8], holds: &[String]) -> String {
+    let old = String::from_utf8_lossy(old);
+    let marks = old.lines().filter(|l| is_mark(l));
+    let lines: Vec<&str> = holds.iter().map(String::as_str).chain(marks).collect();
+    lines.join("\n")
 }
 
 /// The value of a holder key with `holds`.
@@ -131,6 +268,48 @@ mod tests {
         );
         assert_eq!(resource_of_holder("fencelock:", &keys.ticket("1")), None);
         assert_eq!(resource_of_holder("other:", &holder), None);
+    }
+
+    #[test]
+    fn kinds_are_told_by_name_and_tickets_are_none() {
+        let keys = LockKeys::new("p:", "r");
+        let tail = |k: String| k[keys.base.len()..].to_owned();
+        assert_eq!(
+            Kind::of_tail(&tail(keys.reader("o"))),
+            Some(Kind::Reader("o".into()))
+        );
+        assert_eq!(
+            Kind::of_tail(&tail(keys.writer("o/x"))),
+            Some(Kind::Writer("o/x".into()))
+        );
+        assert_eq!(
+            Kind::of_tail(&tail(keys.permit(4, 3))),
+            Some(Kind::Permit {
+                permits: 4,
+                slot: 3
+            })
+        );
+        assert_eq!(Kind::of_tail(&tail(keys.ticket("wabc"))), None);
+        assert_eq!(Kind::of_tail("hp/x/1"), None);
+        for key in [keys.reader("o"), keys.writer("o"), keys.permit(2, 1)] {
+            assert!(key.starts_with(&keys.all_holders()));
+            assert_eq!(resource_of_holder("p:", &key).as_deref(), Some("r"));
+        }
+        assert!(keys.ticket("w1").starts_with(&keys.write_tickets()));
+        assert!(!keys.ticket("0a").starts_with(&keys.write_tickets()));
+    }
+
+    #[test]
+    fn marks_survive_a_reencode_and_are_not_holds() {
+        let value = reencode(b"", &["a1".to_owned()]);
+        let value = format!("{value}\n@42\n#owner");
+        assert_eq!(decode_holds(value.as_bytes()), vec!["a1".to_owned()]);
+        assert_eq!(kept_token(value.as_bytes()), Some(42));
+        assert_eq!(permit_owner(value.as_bytes()).as_deref(), Some("owner"));
+        let more = reencode(value.as_bytes(), &["a1".to_owned(), "b2".to_owned()]);
+        assert_eq!(decode_holds(more.as_bytes()).len(), 2);
+        assert_eq!(kept_token(more.as_bytes()), Some(42));
+        assert_eq!(permit_owner(more.as_bytes()).as_deref(), Some("owner"));
     }
 
     #[test]

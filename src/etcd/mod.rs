@@ -3,7 +3,10 @@
 //!
 //! Each first hold is a holder key with its own lease, created in a
 //! transaction only when no other holder key exists and no other process's
-//! waiter is queued ahead; its create revision is the fencing token. Nested
+//! waiter is queued ahead; its create revision is the fencing token. Read,
+//! write and permit holds are holder keys too, with names that tell their
+//! kind, and queue as etcd's read-write mutex recipe does ([`kinds`],
+//! [`keys`]). Nested
 //! holds are ids added to the holder key's value in compare-and-swap
 //! transactions. The watchdog's renewal is a keep-alive of the holder's
 //! lease. Waiters queue by create revision and watch their predecessor
@@ -12,7 +15,8 @@
 //! The modules, from the bottom up: [`client`] sends requests and sorts
 //! their failures, [`lease`] grants, renews and revokes leases, [`keys`]
 //! names the keys of a lock, [`holder`] reads and swaps a holder key;
-//! [`acquire`], [`renew`] and [`release`] are the three steps of a hold,
+//! [`acquire`], [`renew`] and [`release`] are the three steps of a hold
+//! ([`kinds`] the first holds of read-write locks and semaphores),
 //! [`queue`] the fair queue of waiters, [`admin`] inspection and forced
 //! release.
 
@@ -21,6 +25,7 @@ mod admin;
 mod client;
 mod holder;
 mod keys;
+mod kinds;
 mod lease;
 mod queue;
 mod release;
@@ -39,7 +44,7 @@ use etcd_client::{Client, ConnectOptions};
 
 use crate::backend::Background;
 use crate::backend::ReleaseWatch;
-use crate::backend::{Backend, Grant, Hold};
+use crate::backend::{Backend, Grant, Hold, Mode};
 use crate::backend::{ForceReleased, ListCursor, ListPage, LockInfo};
 use crate::error::{Error, Result};
 use crate::options::LockOptions;
@@ -184,9 +189,10 @@ impl Backend for Etcd {
             options,
             started: Instant::now(),
         };
-        match hold.parent() {
-            Some(parent) => self.acquire_nested(&keys, &term, parent).await,
-            None => self.acquire_first(&keys, &term).await,
+        match (hold.parent(), hold.mode()) {
+            (Some(parent), _) => self.acquire_nested(&keys, &term, parent).await,
+            (None, Mode::Exclusive) => self.acquire_first(&keys, &term).await,
+            (None, _) => self.acquire_kind(&keys, &term).await,
         }
     }
 
@@ -215,24 +221,26 @@ impl Backend for Etcd {
         self.force_release_lock(key, options).await
     }
 
-    /// A place in the key's queue for `owner` (see `docs/backends.md`):
-    /// fires when this waiter's predecessor leaves, and, once it is first,
-    /// when the holder releases.
-    async fn downgrade(&self, hold: &Hold, _options: &LockOptions) -> Result<()> {
-        Err(crate::Error::NotHeld {
-            key: hold.key().to_owned(),
-        })
+    /// One transaction moves the owner's write holder key to its read
+    /// holder key, on the same lease and with the same token (see
+    /// `kinds.rs`): there is no revision at which the name is free.
+    async fn downgrade(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
+        self.downgrade_hold(hold, options).await
     }
 
+    /// A place in the key's queue for `owner` (see `docs/backends.md`),
+    /// ordered by `mode`: fires when this waiter's turn may have come (a
+    /// predecessor that counts for it left, or a holder that kept it out
+    /// released).
     fn watch_releases(
         &self,
         key: &str,
         owner: &str,
-        _mode: crate::backend::Mode,
+        mode: Mode,
         options: &LockOptions,
     ) -> Option<ReleaseWatch> {
         let keys = LockKeys::new(&options.key_prefix, key);
-        Some(queue::line_up(self.clone(), keys, owner, options))
+        Some(queue::line_up(self.clone(), keys, owner, mode, options))
     }
 
     /// etcd keeps the queue: waiters get the lock in the order they

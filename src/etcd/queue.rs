@@ -17,6 +17,18 @@
 //! the ticket goes when the waiter stops waiting (the watch is dropped: the
 //! task ends and revokes the lease) or dies (the lease runs out).
 //!
+//! Readers, writers and permits queue in the same line, by the rules of
+//! etcd's read-write mutex recipe (see `kinds.rs`): a ticket's name tells
+//! its kind (`t/r…`, `t/w…`, `t/p…`; `t/<hex>` for the exclusive lock). A
+//! reader counts only the writers' tickets ahead of it, and once none is
+//! left, only write holds; a writer counts every ticket ahead, then every
+//! holder. Both watch the nearest ticket that counts, then the holders
+//! that count, and look at their place again at each departure. A permit
+//! waits for fewer tickets ahead of it than slots are free; every
+//! departure under the resource may change that, so it watches them all
+//! and looks again, but is told only when its turn has come: a released
+//! permit lets in the next waiter, not all of them.
+//!
 //! A waiter keeps its place through short outages: the task renews the
 //! lease until it has certainly run out, and a broken watch is opened
 //! again. Only a ticket that is gone (its lease ran out, or a grant used
@@ -36,7 +48,7 @@ use tokio::time::Instant;
 use super::Etcd;
 use super::keys::LockKeys;
 use super::lease::{RevokeOnDrop, lease_not_found, lease_secs};
-use crate::backend::{ReleaseWatch, Signal};
+use crate::backend::{Mode, ReleaseWatch, Signal};
 use crate::error::{Error, NodeFault, Result};
 use crate::options::LockOptions;
 
@@ -54,6 +66,7 @@ pub(crate) fn line_up(
     etcd: Etcd,
     keys: LockKeys,
     owner: &str,
+    mode: Mode,
     options: &LockOptions,
 ) -> ReleaseWatch {
     let (signal, watch) = watch::channel(Signal::default());
@@ -61,6 +74,7 @@ pub(crate) fn line_up(
         etcd,
         keys,
         owner: owner.to_owned(),
+        mode,
         ttl: options.ttl.min(MAX_TICKET_TTL),
         timeout: options.node_timeout,
         signal,
@@ -78,6 +92,8 @@ struct Waiter {
     etcd: Etcd,
     keys: LockKeys,
     owner: String,
+    /// What it waits for: which tickets and holders keep it waiting.
+    mode: Mode,
     ttl: Duration,
     timeout: Duration,
     signal: watch::Sender<Signal>,
@@ -186,9 +202,15 @@ impl Waiter {
         let lease = etcd.grant_lease(lease_secs(self.ttl), self.timeout).await?;
         // From here on every way out, an abort included, ends the lease.
         let revoke = RevokeOnDrop::new(etcd, lease.id(), self.timeout);
+        let kind = match self.mode {
+            Mode::Exclusive => "",
+            Mode::Read => "r",
+            Mode::Write => "w",
+            Mode::Permit { .. } => "p",
+        };
         let key = self
             .keys
-            .ticket(&format!("{:032x}", rand::random::<u128>()));
+            .ticket(&format!("{kind}{:032x}", rand::random::<u128>()));
         // Sent again only when it never left, so this is the put that
         // created the ticket, and its revision the ticket's create revision.
         let put = etcd
@@ -314,8 +336,8 @@ impl Waiter {
                     .await?
             }
             None => {
-                let holders = self.keys.holders().into_bytes();
-                self.watch_from_now(holders, WatchOptions::new().with_prefix())
+                let blockers = self.blockers().into_bytes();
+                self.watch_from_now(blockers, WatchOptions::new().with_prefix())
                     .await?
             }
         };
@@ -328,10 +350,11 @@ impl Waiter {
             return Ok(Stop::MovedUp);
         }
         let first = now.predecessor.is_none();
-        // First with the lock free: the waiter's turn. Any other news
-        // (a predecessor leaving, a holder while others wait ahead) would
-        // only get a try refused.
-        let turn = first && !now.held;
+        // The waiter's turn: first with the lock free (for a permit: few
+        // enough ahead for the free slots). Any other news (a predecessor
+        // leaving, a holder while others wait ahead) would only get a try
+        // refused.
+        let turn = now.turn;
         self.signal.send_modify(|s| {
             s.listening = 1;
             if wake || turn {
@@ -342,12 +365,14 @@ impl Waiter {
             tokio::select! {
                 message = ahead_stream.message() => {
                     if self.deleted(message)? {
-                        if !first {
-                            // The predecessor left: look again at what is
-                            // ahead now.
+                        if !first || self.mode != Mode::Exclusive {
+                            // The predecessor left, or one of several that
+                            // may keep this waiter out (readers, permits,
+                            // tickets ahead of a permit): look again at
+                            // what is ahead now.
                             return Ok(Stop::MovedUp);
                         }
-                        // First, and the holder released: the turn.
+                        // First, and the only holder released: the turn.
                         self.signal.send_modify(|s| s.releases += 1);
                     }
                 }
@@ -367,14 +392,30 @@ impl Waiter {
             Compare::create_revision(ticket.key.as_str(), CompareOp::Equal, ticket.created);
         let ahead = GetOptions::new()
             .with_prefix()
-            .with_max_create_revision(ticket.created - 1)
-            .with_sort(SortTarget::Create, SortOrder::Descend)
-            .with_limit(1)
-            .with_keys_only();
-        let holders = GetOptions::new().with_prefix().with_count_only();
+            .with_max_create_revision(ticket.created - 1);
+        let ahead = match self.mode {
+            // How many are ahead, not who: no single predecessor.
+            Mode::Permit { .. } => ahead.with_count_only(),
+            _ => ahead
+                .with_sort(SortTarget::Create, SortOrder::Descend)
+                .with_limit(1)
+                .with_keys_only(),
+        };
+        // Readers count only the writers' tickets.
+        let tickets = match self.mode {
+            Mode::Read => self.keys.write_tickets(),
+            _ => self.keys.tickets(),
+        };
+        let holders = match self.mode {
+            Mode::Exclusive => self.keys.holders(),
+            Mode::Read => self.keys.writers(),
+            Mode::Write => self.keys.all_holders(),
+            Mode::Permit { permits } => self.keys.permits_of(permits),
+        };
+        let count = GetOptions::new().with_prefix().with_count_only();
         let read = Txn::new().when([still_there]).and_then([
-            TxnOp::get(self.keys.tickets(), Some(ahead)),
-            TxnOp::get(self.keys.holders(), Some(holders)),
+            TxnOp::get(tickets, Some(ahead)),
+            TxnOp::get(holders, Some(count)),
         ]);
         let reply = self.etcd.txn(read, self.timeout).await?;
         if !reply.succeeded() {
@@ -387,13 +428,22 @@ impl Waiter {
         let (Some(mut ahead), Some(holders)) = (ranges.next(), ranges.next()) else {
             return Err(self.broken("a transaction answer without its ranges"));
         };
+        let held = holders.count();
+        if let Mode::Permit { permits } = self.mode {
+            let free = i64::from(permits) - held;
+            return Ok(Some(Place {
+                predecessor: None,
+                turn: ahead.count() < free,
+            }));
+        }
+        let predecessor = ahead
+            .take_kvs()
+            .into_iter()
+            .next()
+            .map(|kv| kv.key().to_vec());
         Ok(Some(Place {
-            predecessor: ahead
-                .take_kvs()
-                .into_iter()
-                .next()
-                .map(|kv| kv.key().to_vec()),
-            held: holders.count() > 0,
+            turn: predecessor.is_none() && held == 0,
+            predecessor,
         }))
     }
 
@@ -424,13 +474,26 @@ impl Waiter {
 
 /// Where a ticket stands in the queue.
 struct Place {
-    /// The newest ticket created before it, if any.
+    /// The newest ticket created before it that keeps it waiting, if any
+    /// (never for a permit).
     predecessor: Option<Vec<u8>>,
-    /// Whether the lock has a holder.
-    held: bool,
+    /// Whether an attempt would be granted now.
+    turn: bool,
 }
 
 impl Waiter {
+    /// The prefix whose deletions may let this waiter in once no ticket
+    /// that counts is ahead: the holders that keep it out, or, for a
+    /// permit, everything of the resource (tickets ahead and permits).
+    fn blockers(&self) -> String {
+        match self.mode {
+            Mode::Exclusive => self.keys.holders(),
+            Mode::Read => self.keys.writers(),
+            Mode::Write => self.keys.all_holders(),
+            Mode::Permit { .. } => self.keys.base.clone(),
+        }
+    }
+
     /// Whether a watch message reports a deletion; an error when the watch
     /// broke or was cancelled (by a compaction, say).
     fn deleted(

@@ -9,7 +9,7 @@ use etcd_client::{Compare, CompareOp, DeleteOptions, KeyValue, Txn, TxnOp, TxnOp
 use super::Etcd;
 use super::holder::{CAS_ROUNDS, not_held};
 use super::keys::{LockKeys, decode_holds, encode_holds};
-use crate::backend::Hold;
+use crate::backend::{Hold, Mode};
 use crate::error::Result;
 use crate::options::LockOptions;
 
@@ -34,18 +34,24 @@ impl Etcd {
     /// Releases `hold`: an error if its id is not in the holder key.
     pub(super) async fn release_hold(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
         let keys = LockKeys::new(&options.key_prefix, hold.key());
-        let holder = keys.holder(hold.owner());
         let timeout = options.node_timeout;
-        let mut read = match self.release_only_hold(&holder, hold, timeout).await? {
-            First::Released => return Ok(()),
-            First::Read(kv) => Some(kv),
-        };
+        // The exclusive lock's key is known by name: its common case goes
+        // in one transaction. The others' key is looked up first (see
+        // `fetch_holder`).
+        let mut read = None;
+        if hold.mode() == Mode::Exclusive {
+            let holder = keys.holder(hold.owner());
+            match self.release_only_hold(&holder, hold, timeout).await? {
+                First::Released => return Ok(()),
+                First::Read(kv) => read = Some(kv.map(|kv| (holder, kv))),
+            }
+        }
         for _ in 0..CAS_ROUNDS {
             let found = match read.take() {
                 Some(found) => found,
-                None => self.get(&holder, timeout).await?,
+                None => self.fetch_holder(&keys, hold, hold.id(), timeout).await?,
             };
-            let Some(kv) = found else {
+            let Some((holder, kv)) = found else {
                 return Err(not_held(hold));
             };
             match self.take_out(&holder, hold, &kv, timeout).await? {

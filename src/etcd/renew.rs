@@ -35,7 +35,6 @@ impl Etcd {
         options: &LockOptions,
     ) -> Result<Instant> {
         let keys = LockKeys::new(&options.key_prefix, hold.key());
-        let holder = keys.holder(hold.owner());
         let mut dead_lease = None;
         for _ in 0..CAS_ROUNDS {
             let term = Term {
@@ -44,7 +43,10 @@ impl Etcd {
                 options,
                 started: Instant::now(),
             };
-            let Some(kv) = self.get(&holder, term.timeout()).await? else {
+            let found = self
+                .fetch_holder(&keys, hold, hold.id(), term.timeout())
+                .await?;
+            let Some((holder, kv)) = found else {
                 return Err(not_held(hold));
             };
             if dead_lease == Some(kv.lease())
