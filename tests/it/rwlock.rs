@@ -19,7 +19,7 @@ use tokio::sync::{Barrier, oneshot, watch};
 use crate::common;
 use crate::common::harness::{EtcdMembers, Harness, Redis};
 use crate::common::{bounded, wait_until};
-use fencelock::{Backend, Error, LockOptions, Locker, Watchdog};
+use fencelock::{Backend, Error, LockOptions, Locker, RetryPolicy, Watchdog};
 
 pub(crate) const LIMIT: Duration = Duration::from_secs(60);
 /// How long a cut-off operation's cleanup or a waiter's wake-up may take
@@ -99,9 +99,13 @@ pub(crate) async fn rounds<F: Future>(op: F) -> (F::Output, usize) {
     }
 }
 
-/// The largest of `samples` round counts, at least 1.
-pub(crate) fn most(samples: &[usize]) -> usize {
-    samples.iter().copied().max().unwrap_or(0).max(1)
+/// The median of `samples` round counts, at least 1. Not the largest: a
+/// first call on a new connection, or a busy moment, takes many times the
+/// usual rounds.
+pub(crate) fn typical(samples: &[usize]) -> usize {
+    let mut samples = samples.to_vec();
+    samples.sort_unstable();
+    samples.get(samples.len() / 2).copied().unwrap_or(0).max(1)
 }
 
 /// Asserts that `result` is the refusal of a held lock.
@@ -111,6 +115,34 @@ pub(crate) fn refused<T: std::fmt::Debug>(result: fencelock::Result<T>) {
         matches!(result, Err(Error::NotObtained { .. })),
         "expected NotObtained, got {result:?}"
     );
+}
+
+/// The waiters' retry delay: any wake-up far below it came from the
+/// backend's news of a release.
+pub(crate) const RETRY: Duration = Duration::from_secs(10);
+/// How soon after a release a woken waiter must hold the lock: loose for a
+/// loaded machine, and still a tenth of the retry delay.
+pub(crate) const WAKE: Duration = Duration::from_secs(1);
+
+/// Waiters that would try again only every 10 s on their own.
+pub(crate) fn slow_retry() -> LockOptions {
+    options().retry(RetryPolicy::default().delay(RETRY).jitter(Duration::ZERO))
+}
+
+/// Waits until `n` waiters are queued for `key`, on a backend that keeps a
+/// queue (etcd); one that does not (Redis) shows no waiters, and the test
+/// goes on at once (its waiters may then not have tried yet, which only
+/// makes the case weaker).
+pub(crate) async fn until_queued<B: Backend>(locker: &Locker<B>, key: &str, n: usize) {
+    wait_until(SOON, async || {
+        locker
+            .inspect(key)
+            .await
+            .unwrap()
+            .queued
+            .is_none_or(|queued| queued >= n)
+    })
+    .await;
 }
 
 /// Takes a read hold of `key` and gives it back at once; panics if either
@@ -375,6 +407,59 @@ async fn a_waiting_writer_keeps_new_readers_out<H: Unsupported>() {
     .await;
 }
 
+/// A release wakes the waiters at once, long before their retry delay: a
+/// writer waiting for a reader, readers waiting for a writer.
+async fn a_release_wakes_the_waiters<H: Unsupported>() {
+    if !supported::<H>("wake_on_release") {
+        return;
+    }
+    let servers = H::start();
+    let holder = servers.locker(options());
+    let probe = servers.locker(options());
+    let (writer, reader) = (servers.locker(slow_retry()), servers.locker(slow_retry()));
+    bounded(LIMIT, async {
+        let read = holder.read("woken").await.unwrap();
+        let waiting = tokio::spawn(async move {
+            let guard = writer.write_timeout("woken", 3 * RETRY).await.unwrap();
+            let at = Instant::now();
+            guard.release().await.unwrap();
+            writer.settled().await;
+            at
+        });
+        until_a_writer_waits(&probe, "woken").await;
+        let released = Instant::now();
+        read.release().await.unwrap();
+        let woken = waiting.await.unwrap() - released;
+        assert!(
+            woken < WAKE,
+            "the writer got in {woken:?} after the release"
+        );
+
+        let write = holder.write("woken").await.unwrap();
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                let reader = reader.clone();
+                tokio::spawn(async move {
+                    let guard = reader.read_timeout("woken", 3 * RETRY).await.unwrap();
+                    let at = Instant::now();
+                    guard.release().await.unwrap();
+                    at
+                })
+            })
+            .collect();
+        until_queued(&holder, "woken", 2).await;
+        let released = Instant::now();
+        write.release().await.unwrap();
+        for reader in waiting {
+            let woken = reader.await.unwrap() - released;
+            assert!(woken < WAKE, "a reader got in {woken:?} after the release");
+        }
+        reader.settled().await;
+        nothing_locked(&holder).await;
+    })
+    .await;
+}
+
 /// One owner nests: a read in a read, a read in a write and a write in a
 /// write, each with the outer token; the outer hold keeps others out until
 /// it is released itself.
@@ -429,6 +514,7 @@ async fn a_write_hold_downgrades<H: Unsupported>() {
     let servers = H::start();
     let locker = servers.locker(options());
     let other = servers.locker(options());
+    let writer = servers.locker(options());
     bounded(LIMIT, async {
         let write = locker.write("lowered").await.unwrap();
         let token = write.token();
@@ -436,10 +522,10 @@ async fn a_write_hold_downgrades<H: Unsupported>() {
         assert_eq!(read.token(), token);
         assert!(read.is_held());
         let joined = other.try_read("lowered").await.unwrap();
-        assert!(joined.token() >= token);
-        refused(other.try_write("lowered").await);
+        assert!(joined.token() > token, "a read after the write");
+        refused(writer.try_write("lowered").await);
         joined.release().await.unwrap();
-        refused(other.try_write("lowered").await);
+        refused(writer.try_write("lowered").await);
         read.release().await.unwrap();
         let next = other.try_write("lowered").await.unwrap();
         assert!(next.token() > token);
@@ -658,7 +744,7 @@ async fn cut_off_reads_and_writes_leave_nothing<H: Unsupported>() {
         write_once(&locker, "calibrate").await;
         read_once(&locker, "calibrate").await;
         let (mut reads, mut writes) = (Vec::new(), Vec::new());
-        for _ in 0..5 {
+        for _ in 0..9 {
             let (guard, n) = rounds(locker.read("calibrate")).await;
             guard.unwrap().release().await.unwrap();
             reads.push(n);
@@ -666,7 +752,7 @@ async fn cut_off_reads_and_writes_leave_nothing<H: Unsupported>() {
             guard.unwrap().release().await.unwrap();
             writes.push(n);
         }
-        let span = most(&reads).max(most(&writes)) + 2;
+        let span = typical(&reads).max(typical(&writes)) + 2;
         eprintln!("rounds: read {reads:?}, write {writes:?}; cutting at 0..={span}");
 
         // Free: cut at every round, then nothing of it may be left.
@@ -679,7 +765,8 @@ async fn cut_off_reads_and_writes_leave_nothing<H: Unsupported>() {
             locker.settled().await;
             write_once(&other, "cut").await;
         }
-        assert!(cut >= span, "only {cut} cut off");
+        // Most cuts land before the end, or the case proves little.
+        assert!(cut > span / 2, "only {cut} of {} cut off", 2 * (span + 1));
 
         // Nested in a held write: the outer hold comes out whole.
         let outer = locker.write("cut").await.unwrap();
@@ -739,6 +826,10 @@ macro_rules! rwlock_cases {
             #[tokio::test]
             async fn a_waiting_writer_keeps_new_readers_out() {
                 super::a_waiting_writer_keeps_new_readers_out::<$harness>().await;
+            }
+            #[tokio::test]
+            async fn a_release_wakes_the_waiters() {
+                super::a_release_wakes_the_waiters::<$harness>().await;
             }
             #[tokio::test]
             async fn holds_nest_with_the_outer_token() {
