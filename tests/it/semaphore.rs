@@ -21,8 +21,8 @@ use crate::common;
 use crate::common::harness::{EtcdMembers, Redis};
 use crate::common::{bounded, wait_until};
 use crate::rwlock::{
-    LIMIT, RETRY, SOON, Unsupported, WAKE, nothing_locked, options, refused, rounds, runs,
-    slow_retry, typical, until_queued, within,
+    LIMIT, RETRY, SOON, Unsupported, WAKE, cut_points, nothing_locked, options, refused, rounds,
+    runs, slow_retry, typical, until_queued, within,
 };
 use fencelock::{Backend, Error, MAX_PERMITS, Permit, Semaphore, Watchdog};
 
@@ -540,11 +540,12 @@ async fn cut_off_acquires_leave_nothing<H: Unsupported>() {
             acquires.push(n);
         }
         let span = typical(&acquires) + 2;
-        eprintln!("rounds: acquire {acquires:?}; cutting at 0..={span}");
+        let points = cut_points(span);
+        eprintln!("rounds: acquire {acquires:?}; cutting at {points:?}");
 
         // Free: cut at every round, then every permit is free.
         let mut cut = 0;
-        for t in 0..=span {
+        for &t in &points {
             cut += usize::from(within(t, ours.acquire()).await.is_none());
             locker.settled().await;
             all_free(&theirs).await;
@@ -558,14 +559,18 @@ async fn cut_off_acquires_leave_nothing<H: Unsupported>() {
             last.release().await.unwrap();
         }
         // Most cuts land before the end, or the case proves little.
-        assert!(cut > span / 2, "only {cut} of {} cut off", 2 * (span + 1));
+        assert!(
+            cut > points.len() / 2,
+            "only {cut} of {} cut off",
+            2 * points.len()
+        );
 
         // Waiting while every permit is out.
         let held = [
             theirs.acquire().await.unwrap(),
             theirs.acquire().await.unwrap(),
         ];
-        for t in 0..=2 * span {
+        for &t in &cut_points(2 * span) {
             assert!(within(t, ours.acquire()).await.is_none());
         }
         for permit in held {
