@@ -66,9 +66,10 @@ async fn scraped_counters_move_as_locks_are_taken_contended_and_released() {
         )
         .await;
 
-        let acquired = r#"fencelock_acquire_total{backend="redis",result="acquired"}"#;
-        let contended = r#"fencelock_acquire_total{backend="redis",result="contended"}"#;
-        let released = r#"fencelock_release_total{backend="redis",result="released"}"#;
+        let acquired = r#"fencelock_acquire_total{backend="redis",kind="lock",result="acquired"}"#;
+        let contended =
+            r#"fencelock_acquire_total{backend="redis",kind="lock",result="contended"}"#;
+        let released = r#"fencelock_release_total{backend="redis",kind="lock",result="released"}"#;
         for _ in 0..3 {
             let guard = locker.lock("scraped").await.unwrap();
             let busy = try_from_another_task(&locker, "scraped").await;
@@ -93,7 +94,7 @@ async fn scraped_counters_move_as_locks_are_taken_contended_and_released() {
         );
         assert!(after.contains("# HELP fencelock_acquire_total"), "{after}");
         assert!(
-            after.contains(r#"fencelock_hold_seconds_count{backend="redis"} 3"#),
+            after.contains(r#"fencelock_hold_seconds_count{backend="redis",kind="lock"} 3"#),
             "{after}"
         );
     })

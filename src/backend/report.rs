@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::Redacted;
+use super::{Mode, Redacted};
 use crate::error::{NodeFailure, NodeFault};
 use crate::fencing::FencingToken;
 
@@ -22,6 +22,32 @@ pub struct LockRecord {
     pub holds: u32,
     /// Time to live left on this node; `None` if it has no expiry.
     pub ttl: Option<Duration>,
+    /// What kind of hold it is: [`Mode::Exclusive`] for a lock, a read or
+    /// write hold of a read-write lock, or a permit.
+    pub mode: Mode,
+    /// The slot of a permit.
+    pub slot: Option<u32>,
+}
+
+impl LockRecord {
+    /// A record of an exclusive lock.
+    pub fn new(owner: String, token: FencingToken, holds: u32, ttl: Option<Duration>) -> Self {
+        Self {
+            owner,
+            token,
+            holds,
+            ttl,
+            mode: Mode::Exclusive,
+            slot: None,
+        }
+    }
+
+    /// The same record, of a hold of `mode` (in `slot`, for a permit).
+    pub fn with_mode(mut self, mode: Mode, slot: Option<u32>) -> Self {
+        self.mode = mode;
+        self.slot = slot;
+        self
+    }
 }
 
 impl fmt::Debug for LockRecord {
@@ -31,6 +57,8 @@ impl fmt::Debug for LockRecord {
             .field("token", &self.token)
             .field("holds", &self.holds)
             .field("ttl", &self.ttl)
+            .field("mode", &self.mode)
+            .field("slot", &self.slot)
             .finish()
     }
 }
@@ -41,8 +69,34 @@ impl fmt::Debug for LockRecord {
 pub struct NodeView {
     /// The node's address.
     pub node: String,
-    /// What it stores (`None`: no lock), or why it did not answer.
+    /// What it stores (`None`: no lock), or why it did not answer. For a
+    /// read-write lock, its writer or else one of its readers; for a
+    /// semaphore, one of its permits: [`holders`](NodeView::holders) has
+    /// them all.
     pub lock: Result<Option<LockRecord>, NodeFault>,
+    /// Every holder the node stores: the exclusive lock's one, a
+    /// read-write lock's writer or readers (the writer first), a
+    /// semaphore's permits by slot. Empty when the node did not answer.
+    pub holders: Vec<LockRecord>,
+}
+
+impl NodeView {
+    /// The view of `node`, which answered with `holders` (the first one
+    /// shown as [`lock`](NodeView::lock)) or failed.
+    pub fn new(node: String, holders: Result<Vec<LockRecord>, NodeFault>) -> Self {
+        match holders {
+            Ok(holders) => Self {
+                node,
+                lock: Ok(holders.first().cloned()),
+                holders,
+            },
+            Err(fault) => Self {
+                node,
+                lock: Err(fault),
+                holders: Vec::new(),
+            },
+        }
+    }
 }
 
 /// Who holds a lock according to a quorum. `Debug` shows only the first

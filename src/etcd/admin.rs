@@ -6,7 +6,9 @@ use etcd_client::{DeleteOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp, 
 use super::Etcd;
 use super::holder::token_of;
 use super::keys::{Kind, LockKeys, decode_holds, escape, permit_owner, resource_of_holder};
-use crate::backend::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, NodeView};
+use crate::backend::{
+    ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, Mode, NodeView,
+};
 use crate::error::{Error, Result};
 use crate::options::LockOptions;
 
@@ -16,15 +18,16 @@ const PAGE: i64 = 1000;
 impl Etcd {
     pub(crate) async fn inspect_lock(&self, key: &str, options: &LockOptions) -> Result<LockInfo> {
         let keys = LockKeys::new(&options.key_prefix, key);
-        let (lock, queued) = match self.holder_record(&keys, options).await {
-            Ok((record, queued)) => (Ok(record), Some(queued)),
+        let (holders, queued) = match self.holder_records(&keys, options).await {
+            Ok((records, queued)) => (Ok(records), Some(queued)),
             Err(Error::QuorumUnavailable { mut failures, .. }) if !failures.is_empty() => {
                 (Err(failures.remove(0).fault), None)
             }
             Err(e) => return Err(e),
         };
-        let agreed = match &lock {
-            Ok(Some(record)) => Some(Holder {
+        // etcd's answer is the cluster's: its first holder is agreed on.
+        let agreed = match &holders {
+            Ok(records) => records.first().map(|record| Holder {
                 owner: record.owner.clone(),
                 token: record.token,
             }),
@@ -32,35 +35,30 @@ impl Etcd {
         };
         Ok(LockInfo {
             key: key.to_owned(),
-            nodes: vec![NodeView {
-                node: self.name.to_string(),
-                lock,
-            }],
+            nodes: vec![NodeView::new(self.name.to_string(), holders)],
             quorum: 1,
             agreed,
             queued,
         })
     }
 
-    /// The holder of a lock, with the time its lease has left, and how
-    /// many waiters queue (read together, at one revision). A read-write
-    /// lock or a semaphore may have several holders: the oldest holder key
-    /// of any kind is reported (its owner, token and holds; a permit's
-    /// owner is in its value), which for a write hold or an exclusive lock
-    /// is the only one.
-    async fn holder_record(
+    /// Every holder of a lock (a read-write lock's writer first, then its
+    /// readers oldest first; a semaphore's permits oldest first), each
+    /// with the time its lease has left, and how many waiters queue (read
+    /// together, at one revision).
+    async fn holder_records(
         &self,
         keys: &LockKeys,
         options: &LockOptions,
-    ) -> Result<(Option<LockRecord>, usize)> {
+    ) -> Result<(Vec<LockRecord>, usize)> {
         let timeout = options.node_timeout;
-        let oldest = GetOptions::new()
+        let oldest_first = GetOptions::new()
             .with_prefix()
             .with_sort(SortTarget::Create, SortOrder::Ascend)
-            .with_limit(1);
+            .with_limit(PAGE);
         let waiting = GetOptions::new().with_prefix().with_count_only();
         let read = Txn::new().and_then([
-            TxnOp::get(keys.all_holders(), Some(oldest)),
+            TxnOp::get(keys.all_holders(), Some(oldest_first)),
             TxnOp::get(keys.tickets(), Some(waiting)),
         ]);
         let reply = self.txn(read, timeout).await?;
@@ -68,39 +66,51 @@ impl Etcd {
             TxnOpResponse::Get(get) => Some(get),
             _ => None,
         });
-        let holder = ranges
+        let holders = ranges
             .next()
-            .and_then(|mut get| get.take_kvs().into_iter().next());
+            .map(|mut get| get.take_kvs())
+            .unwrap_or_default();
         let queued = ranges
             .next()
             .map_or(0, |get| usize::try_from(get.count()).unwrap_or(usize::MAX));
-        let Some(holder) = holder else {
-            return Ok((None, queued));
-        };
-        let tail = String::from_utf8_lossy(&holder.key()[keys.base.len()..]).into_owned();
-        let owner = match Kind::of_tail(&tail) {
-            Some(Kind::Exclusive(owner) | Kind::Reader(owner) | Kind::Writer(owner)) => owner,
-            // A permit's key names its slot; its value, its owner.
-            _ => permit_owner(holder.value()).unwrap_or_default(),
-        };
-        let left = self
-            .call_again(timeout, || {
-                let mut leases = self.client.lease_client();
-                let lease = holder.lease();
-                async move { leases.time_to_live(lease, None).await }
-            })
-            .await?
-            .ttl();
-        let record = LockRecord {
-            owner,
-            token: token_of(&holder),
-            holds: u32::try_from(decode_holds(holder.value()).len()).unwrap_or(u32::MAX),
-            ttl: u64::try_from(left)
-                .ok()
-                .filter(|&s| s > 0)
-                .map(std::time::Duration::from_secs),
-        };
-        Ok((Some(record), queued))
+        let mut records = Vec::with_capacity(holders.len());
+        for holder in &holders {
+            let tail = String::from_utf8_lossy(&holder.key()[keys.base.len()..]).into_owned();
+            let (owner, mode, slot) = match Kind::of_tail(&tail) {
+                Some(Kind::Exclusive(owner)) => (owner, Mode::Exclusive, None),
+                Some(Kind::Reader(owner)) => (owner, Mode::Read, None),
+                Some(Kind::Writer(owner)) => (owner, Mode::Write, None),
+                // A permit's key names its slot; its value, its owner.
+                Some(Kind::Permit { permits, slot }) => (
+                    permit_owner(holder.value()).unwrap_or_default(),
+                    Mode::Permit { permits },
+                    Some(slot),
+                ),
+                None => continue,
+            };
+            let left = self
+                .call_again(timeout, || {
+                    let mut leases = self.client.lease_client();
+                    let lease = holder.lease();
+                    async move { leases.time_to_live(lease, None).await }
+                })
+                .await?
+                .ttl();
+            let record = LockRecord::new(
+                owner,
+                token_of(holder),
+                u32::try_from(decode_holds(holder.value()).len()).unwrap_or(u32::MAX),
+                u64::try_from(left)
+                    .ok()
+                    .filter(|&s| s > 0)
+                    .map(std::time::Duration::from_secs),
+            )
+            .with_mode(mode, slot);
+            records.push(record);
+        }
+        // The writer first: at most one, and the one a reader waits for.
+        records.sort_by_key(|r| r.mode != Mode::Write);
+        Ok((records, queued))
     }
 
     pub(crate) async fn list_page(

@@ -351,3 +351,90 @@ fn busy(hold: &Hold) -> Error {
         expires_in: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two ranges that must be empty for a permit of 4 hold every
+    /// other count's keys and none of its own.
+    #[test]
+    fn other_counts_fall_in_the_mismatch_ranges() {
+        let keys = LockKeys::new("p:", "s");
+        let (ours, all) = (keys.permits_of(4), keys.permits());
+        let below = all.clone()..ours.clone();
+        let end = String::from_utf8(prefix_end(ours.as_bytes())).unwrap();
+        let above = end..String::from_utf8(prefix_end(all.as_bytes())).unwrap();
+        let outside = |k: &str| below.contains(&k.to_owned()) || above.contains(&k.to_owned());
+        for other in [1, 3, 5, 12, 40, 400, 1000] {
+            assert!(outside(&keys.permit(other, 0)), "{other}");
+        }
+        for slot in [0, 3, 9, 10, 99] {
+            assert!(!outside(&keys.permit(4, slot)), "{slot}");
+        }
+        assert!(!outside(&keys.reader("o")) && !outside(&keys.ticket("p1")));
+    }
+
+    /// The backend's own checks of a downgrade, below the front's: only a
+    /// root write hold without nested holds, once done it stays done, and
+    /// a renewal that still calls the hold a write finds it.
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn downgrades_are_checked_by_the_backend_too() {
+        use crate::backend::{Backend, Parent};
+        use std::time::Duration;
+        let cluster = crate::testing::EtcdCluster::start(1).expect("an etcd member");
+        let etcd = Etcd::connect(cluster.endpoints(), None).await.unwrap();
+        let options = LockOptions::default().node_timeout(Duration::from_secs(2));
+        let ttl = Duration::from_secs(10);
+        let write = Hold::new("dg", "owner-a", "0a").with_mode(Mode::Write);
+        let grant = etcd.try_acquire(&write, ttl, &options).await.unwrap();
+        let nested = Hold::new("dg", "owner-a", "0b")
+            .with_mode(Mode::Read)
+            .nested_in(Parent {
+                id: "0a".into(),
+                token: grant.token,
+            });
+        assert_eq!(
+            etcd.try_acquire(&nested, ttl, &options)
+                .await
+                .unwrap()
+                .token,
+            grant.token
+        );
+        let refused = etcd.downgrade(&write, &options).await;
+        assert!(
+            matches!(refused, Err(Error::DowngradeRefused { nested: 1, .. })),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            etcd.downgrade(&nested, &options).await,
+            Err(Error::DowngradeRefused { .. })
+        ));
+        let exclusive = Hold::new("dg", "owner-a", "0a");
+        assert!(matches!(
+            etcd.downgrade(&exclusive, &options).await,
+            Err(Error::WrongKind { .. })
+        ));
+        let stranger = Hold::new("dg", "owner-b", "0c").with_mode(Mode::Write);
+        assert!(matches!(
+            etcd.downgrade(&stranger, &options).await,
+            Err(Error::NotHeld { .. })
+        ));
+        etcd.release(&nested, &options).await.unwrap();
+        etcd.downgrade(&write, &options).await.unwrap();
+        etcd.downgrade(&write, &options).await.unwrap();
+        etcd.extend(&write, ttl, &options).await.unwrap();
+        let info = etcd.inspect("dg", &options).await.unwrap();
+        assert_eq!(info.agreed.map(|h| h.token), Some(grant.token));
+        let reader = Hold::new("dg", "owner-b", "0d").with_mode(Mode::Read);
+        etcd.try_acquire(&reader, ttl, &options).await.unwrap();
+        etcd.release(&write, &options).await.unwrap();
+        etcd.release(&reader, &options).await.unwrap();
+        assert!(matches!(
+            etcd.release(&write, &options).await,
+            Err(Error::NotHeld { .. })
+        ));
+        etcd.settled().await;
+    }
+}

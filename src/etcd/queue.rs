@@ -394,8 +394,10 @@ impl Waiter {
             .with_prefix()
             .with_max_create_revision(ticket.created - 1);
         let ahead = match self.mode {
-            // How many are ahead, not who: no single predecessor.
-            Mode::Permit { .. } => ahead.with_count_only(),
+            // How many are ahead, not who: no single predecessor. Counted
+            // here from the names: etcd's `count` ignores the revision
+            // filter (it counts the whole range).
+            Mode::Permit { .. } => ahead.with_keys_only(),
             _ => ahead
                 .with_sort(SortTarget::Create, SortOrder::Descend)
                 .with_limit(1)
@@ -433,7 +435,7 @@ impl Waiter {
             let free = i64::from(permits) - held;
             return Ok(Some(Place {
                 predecessor: None,
-                turn: ahead.count() < free,
+                turn: i64::try_from(ahead.kvs().len()).unwrap_or(i64::MAX) < free,
             }));
         }
         let predecessor = ahead

@@ -112,7 +112,7 @@ impl<B: Backend> Drop for ReleaseOnDrop<B> {
                     ),
                 }
                 if let Some(held_for) = held_for {
-                    let key = shared.key(hold.key());
+                    let key = shared.key(hold.key(), hold.mode());
                     shared.telemetry.release(key, outcome, held_for);
                 }
             };
@@ -127,7 +127,7 @@ impl<B: Backend> Drop for ReleaseOnDrop<B> {
             let error = Error::Lost {
                 key: hold.key().to_owned(),
             };
-            let key = self.shared.key(hold.key());
+            let key = self.shared.key(hold.key(), hold.mode());
             self.shared.telemetry.release(key, Err(&error), held_for);
         }
     }
@@ -275,7 +275,7 @@ impl<B: Backend> Held<B> {
         if let Err(e) = outcome {
             span.record("error", display(e));
         }
-        let key = self.hold.shared.key(self.key());
+        let key = self.hold.shared.key(self.key(), self.hold.hold().mode());
         self.hold.shared.telemetry.extend(key, outcome);
         result
     }
@@ -348,7 +348,7 @@ impl<B: Backend> Held<B> {
         trace_released(&span, result.as_ref().map(|_| ()));
         let held_for = self.hold.held_for();
         shared.telemetry.release(
-            shared.key(self.key()),
+            shared.key(self.key(), self.hold.hold().mode()),
             result.as_ref().map(|_| ()),
             held_for,
         );
@@ -382,7 +382,7 @@ impl<B: Backend> Held<B> {
         // This guard ends here; the adopter counts its own.
         shared
             .telemetry
-            .release(shared.key(hold.key()), Ok(()), held_for);
+            .release(shared.key(hold.key(), hold.mode()), Ok(()), held_for);
         Handoff {
             key: hold.key().to_owned(),
             owner: hold.owner().to_owned(),

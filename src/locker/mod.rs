@@ -276,7 +276,7 @@ impl<B: Backend> Locker<B> {
         let span = self.acquire_span(call, key, mode);
         let started = Instant::now();
         let result = self.attempt(key, mode).instrument(span.clone()).await;
-        self.record_acquire(&span, key, &result, started);
+        self.record_acquire(&span, (key, mode), &result, started);
         result
     }
 
@@ -391,7 +391,7 @@ impl<B: Backend> Locker<B> {
     fn record_acquire(
         &self,
         span: &tracing::Span,
-        key: &str,
+        (key, mode): (&str, Mode),
         result: &Result<Held<B>>,
         started: Instant,
     ) {
@@ -399,7 +399,7 @@ impl<B: Backend> Locker<B> {
         let took = started.elapsed();
         self.shared
             .telemetry
-            .acquire(self.shared.key(key), outcome, took);
+            .acquire(self.shared.key(key, mode), outcome, took);
         trace_acquired(span, result.as_ref().map(Held::token));
     }
 
@@ -523,19 +523,19 @@ impl<B: Backend> Locker<B> {
                 }
             }
         };
-        self.record_wait(&span, key, &result, started);
+        self.record_wait(&span, (key, mode), &result, started);
         result
     }
 
     fn record_wait(
         &self,
         span: &tracing::Span,
-        key: &str,
+        (key, mode): (&str, Mode),
         result: &Result<Held<B>>,
         started: Instant,
     ) {
-        self.record_acquire(span, key, result, started);
-        let key = self.shared.key(key);
+        self.record_acquire(span, (key, mode), result, started);
+        let key = self.shared.key(key, mode);
         self.shared.telemetry.waited(key, started.elapsed());
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::backend::Background;
-use crate::backend::{Backend, Hold};
+use crate::backend::{Backend, Hold, Mode};
 use crate::options::LockOptions;
 
 use super::line::WaitLines;
@@ -51,14 +51,15 @@ impl<B: Backend> Shared<B> {
                 key = hold.key(),
                 "lock lost: it can no longer be counted on"
             );
-            self.telemetry.lost(self.key(hold.key()));
+            self.telemetry.lost(self.key(hold.key(), hold.mode()));
         }
     }
 
     /// The record key for `name` under these options.
-    pub(crate) fn key<'a>(&'a self, name: &'a str) -> Key<'a> {
+    pub(crate) fn key<'a>(&'a self, name: &'a str, mode: Mode) -> Key<'a> {
         Key {
             name,
+            kind: mode.name(),
             options: &self.options,
         }
     }

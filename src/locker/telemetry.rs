@@ -74,6 +74,8 @@ pub(crate) fn held_result(ok: &'static str, outcome: Result<(), &Error>) -> &'st
 #[derive(Clone, Copy)]
 pub(crate) struct Key<'a> {
     pub(crate) name: &'a str,
+    /// What was held or asked for: `lock`, `read`, `write` or `permit`.
+    pub(crate) kind: &'static str,
     pub(crate) options: &'a LockOptions,
 }
 
@@ -120,7 +122,10 @@ impl Telemetry {
     }
 
     fn labels(&self, key: Key<'_>, result: Option<&'static str>) -> Vec<Label> {
-        let mut labels = vec![Label::new("backend", self.backend)];
+        let mut labels = vec![
+            Label::new("backend", self.backend),
+            Label::new("kind", key.kind),
+        ];
         if let Some(result) = result {
             labels.push(Label::new("result", result));
         }

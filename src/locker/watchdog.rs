@@ -180,7 +180,7 @@ impl<B: Backend> Renewal<B> {
     /// renewal's span.
     fn count(&self, result: &'static str) {
         tracing::Span::current().record("outcome", result);
-        let key = self.shared.key(self.hold.key());
+        let key = self.shared.key(self.hold.key(), self.hold.mode());
         self.shared.telemetry.renewal(key, result);
     }
 

@@ -12,29 +12,34 @@ use super::fanout::{FanOut, Reply};
 use super::replies::AcquireReply;
 use super::scripts::{self, Keys};
 use super::{RedisNode, Redlock, fence, ttl_ms};
-use crate::backend::{Grant, Hold};
+use crate::backend::{Grant, Hold, Mode};
 use crate::backend::{Verdict, validity, verdict};
 use crate::error::{Error, NodeFailure, NodeFault, Result};
 use crate::fencing::FencingToken;
-use crate::options::LockOptions;
+use crate::options::{LockOptions, MAX_PERMITS};
 
 /// The nodes' answers to an acquire so far.
 #[derive(Default)]
 struct Votes {
-    /// (node, fence value) of the nodes that granted.
-    granted: Vec<(usize, u64)>,
+    /// (node, fence value, slot) of the nodes that granted; the slot is
+    /// `None` but for a permit.
+    granted: Vec<(usize, u64, Option<u32>)>,
     held: usize,
     /// The longest remaining ttl the refusing nodes reported.
     held_ttl: Option<Duration>,
     too_deep: usize,
     parent_missing: usize,
+    /// What the name is in use as, where a node said it is another kind.
+    wrong_kind: Option<&'static str>,
+    /// The other count of permits a node's semaphore was taken with.
+    mismatch: Option<u32>,
     failures: Vec<NodeFailure>,
 }
 
 impl Votes {
     fn add(&mut self, nodes: &[RedisNode], (i, reply): Reply<AcquireReply>) {
         match reply {
-            Ok(AcquireReply::Granted { token }) => self.granted.push((i, token)),
+            Ok(AcquireReply::Granted { token, slot }) => self.granted.push((i, token, slot)),
             Ok(AcquireReply::Held { ttl }) => {
                 self.held += 1;
                 // The last copy to run out frees the lock everywhere.
@@ -42,20 +47,54 @@ impl Votes {
             }
             Ok(AcquireReply::TooDeep) => self.too_deep += 1,
             Ok(AcquireReply::ParentMissing) => self.parent_missing += 1,
+            Ok(AcquireReply::WrongKind { kind }) => {
+                self.held += 1;
+                self.wrong_kind = Some(kind);
+            }
+            Ok(AcquireReply::PermitsMismatch { theirs }) => {
+                self.held += 1;
+                self.mismatch = Some(theirs);
+            }
             Err(fault) => self.failures.push(nodes[i].failure(fault)),
         }
     }
 
+    /// The slot most nodes granted and how many did (`None` for holds
+    /// that are not permits): only grants of one slot make a permit, as
+    /// each slot is a lock of its own.
+    fn best(&self) -> (Option<u32>, usize) {
+        let mut best = (None, 0);
+        for &(_, _, slot) in &self.granted {
+            let count = self.granted.iter().filter(|g| g.2 == slot).count();
+            if count > best.1 {
+                best = (slot, count);
+            }
+        }
+        best
+    }
+
+    /// Refusals, counting the grants of other slots than the best: they
+    /// cannot join its quorum.
     fn refused(&self) -> usize {
-        self.held + self.too_deep + self.parent_missing
+        self.held + self.too_deep + self.parent_missing + self.granted.len() - self.best().1
     }
 
     fn verdict(&self, nodes: usize, quorum: usize) -> Verdict {
-        verdict(self.granted.len(), self.refused(), nodes, quorum)
+        verdict(self.best().1, self.refused(), nodes, quorum)
     }
 
+    /// Every grant's fence value (all slots share the counter).
     fn values(&self) -> Vec<u64> {
-        self.granted.iter().map(|&(_, v)| v).collect()
+        self.granted.iter().map(|&(_, v, _)| v).collect()
+    }
+
+    /// (node, fence value) of the grants of `slot`.
+    fn granted_in(&self, slot: Option<u32>) -> Vec<(usize, u64)> {
+        self.granted
+            .iter()
+            .filter(|g| g.2 == slot)
+            .map(|&(i, v, _)| (i, v))
+            .collect()
     }
 
     /// The error of a round that did not grant.
@@ -68,17 +107,35 @@ impl Votes {
             },
             // The outer hold this one nests in is gone from a quorum.
             Verdict::Refused if self.parent_missing > 0 => Error::NotHeld { key },
+            Verdict::Refused if self.wrong_kind.is_some() => Error::WrongKind {
+                key,
+                in_use_as: self.wrong_kind.unwrap_or_default().to_owned(),
+                wanted: hold.mode().resource_kind(),
+            },
+            Verdict::Refused if self.mismatch.is_some() => Error::PermitsMismatch {
+                key,
+                ours: permits_of(hold),
+                theirs: self.mismatch.unwrap_or_default(),
+            },
             Verdict::Refused => Error::NotObtained {
                 key,
                 expires_in: self.held_ttl,
             },
             Verdict::Undecided | Verdict::Quorum => Error::QuorumUnavailable {
-                confirmed: self.granted.len(),
+                confirmed: self.best().1,
                 refused: self.refused(),
                 needed: quorum,
                 failures: self.failures,
             },
         }
+    }
+}
+
+/// The number of permits a permit hold asks with (0 for other holds).
+fn permits_of(hold: &Hold) -> u32 {
+    match hold.mode() {
+        Mode::Permit { permits } => permits,
+        _ => 0,
     }
 }
 
@@ -138,7 +195,12 @@ impl Redlock {
         };
         match outcome {
             Ok(grant) => {
-                self.keep_late_replies(acquire, &round, values, &answered, grant.token);
+                // The fencing rule's own count, not a permit's scaled token.
+                let count = match grant.slot {
+                    Some(_) => FencingToken::new(grant.token.get() / u64::from(MAX_PERMITS)),
+                    None => grant.token,
+                };
+                self.keep_late_replies(acquire, &round, values, &answered, count);
                 Ok(grant)
             }
             Err(e) => {
@@ -166,7 +228,10 @@ impl Redlock {
 
     /// The grant of a round a quorum said yes to: its token (a nested hold
     /// shares its parent's; a first hold's comes from the fencing rule)
-    /// and its validity, if any is left.
+    /// and its validity, if any is left. A permit's token is its slot's
+    /// count times [`MAX_PERMITS`] plus the slot, so that permits held
+    /// side by side with one count still differ; the nodes that gave it
+    /// other slots give them back.
     async fn grant(
         &self,
         round: &Round<'_>,
@@ -174,13 +239,18 @@ impl Redlock {
         answered: &[bool],
         options: &LockOptions,
     ) -> Result<Grant> {
+        let (slot, _) = votes.best();
         let token = match round.hold.parent() {
             Some(parent) => parent.token,
             None => {
+                let keys = match slot {
+                    Some(slot) => round.keys.slot(slot),
+                    None => round.keys.clone(),
+                };
                 self.final_token(
-                    &round.keys,
-                    round.hold.owner(),
-                    &votes.granted,
+                    &keys,
+                    round.hold,
+                    &votes.granted_in(slot),
                     answered,
                     round.quorum,
                     round.timeout,
@@ -188,13 +258,45 @@ impl Redlock {
                 .await?
             }
         };
+        if let Some(slot) = slot {
+            self.trim_other_slots(round, votes, slot);
+        }
         let valid_until = validity(
             round.hold.key(),
             round.started,
             round.ttl,
             options.drift_factor,
         )?;
-        Ok(Grant::new(token, valid_until))
+        Ok(match slot {
+            Some(slot) => Grant::new(
+                FencingToken::new(token.get() * u64::from(MAX_PERMITS) + u64::from(slot)),
+                valid_until,
+            )
+            .in_slot(slot),
+            None => Grant::new(token, valid_until),
+        })
+    }
+
+    /// Gives back, off the caller's path, the slots other than `keep` that
+    /// some nodes granted the permit of `round`: nobody else could use them
+    /// there until their ttl ran out.
+    fn trim_other_slots(&self, round: &Round<'_>, votes: &Votes, keep: u32) {
+        let others: Vec<RedisNode> = votes
+            .granted
+            .iter()
+            .filter(|g| g.2 != Some(keep))
+            .map(|&(i, _, _)| self.nodes[i].clone())
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let trim = scripts::trim(&round.keys, round.hold, permits_of(round.hold), keep);
+        let timeout = round.timeout;
+        let running = self.background.start();
+        tokio::spawn(async move {
+            join_all(others.iter().map(|n| n.release(&trim, Some(timeout)))).await;
+            drop(running);
+        });
     }
 
     /// A late grant is part of the lock: released with it (after it, see

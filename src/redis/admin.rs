@@ -29,25 +29,28 @@ impl Redlock {
             .nodes
             .iter()
             .zip(replies)
-            .map(|(node, lock)| NodeView {
-                node: node.name().to_owned(),
-                lock,
-            })
+            .map(|(node, holders)| NodeView::new(node.name().to_owned(), holders))
             .collect();
         let quorum = self.quorum;
-        let agreed = nodes.iter().find_map(|view| {
-            let record = view.lock.as_ref().ok()?.as_ref()?;
-            let same = nodes
-                .iter()
-                .filter(|v| {
-                    matches!(&v.lock, Ok(Some(r)) if r.owner == record.owner && r.token == record.token)
+        // The first holder a quorum stores (a writer comes first on each
+        // node; readers and permits are each a holder of their own).
+        let agreed = nodes
+            .iter()
+            .flat_map(|view| &view.holders)
+            .find_map(|record| {
+                let same = nodes
+                    .iter()
+                    .filter(|v| {
+                        v.holders
+                            .iter()
+                            .any(|r| r.owner == record.owner && r.token == record.token)
+                    })
+                    .count();
+                (same >= quorum).then(|| Holder {
+                    owner: record.owner.clone(),
+                    token: record.token,
                 })
-                .count();
-            (same >= quorum).then(|| Holder {
-                owner: record.owner.clone(),
-                token: record.token,
-            })
-        });
+            });
         Ok(LockInfo {
             key: key.to_owned(),
             nodes,

@@ -236,10 +236,8 @@ impl Backend for Redlock {
         crate::backend::Waiting::Notified
     }
 
-    async fn downgrade(&self, hold: &Hold, _options: &LockOptions) -> Result<()> {
-        Err(crate::Error::NotHeld {
-            key: hold.key().to_owned(),
-        })
+    async fn downgrade(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
+        self.downgrade_hold(hold, options).await
     }
 
     fn watch_releases(

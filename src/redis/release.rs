@@ -76,6 +76,22 @@ impl Redlock {
         validity(hold.key(), started, ttl, options.drift_factor)
     }
 
+    /// Turns the write hold `hold` into a read hold on every node (see
+    /// [`Backend::downgrade`](crate::Backend::downgrade)). A node that
+    /// missed it still counts the hold as the writer there; the next extend
+    /// of the (now read) hold finishes the downgrade on it.
+    pub(super) async fn downgrade_hold(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
+        let keys = Keys::new(&options.key_prefix, hold.key());
+        let timeout = options.node_timeout;
+        let request = scripts::downgrade(&keys, hold);
+        let replies = join_all(self.nodes.iter().map(|n| n.extend(&request, Some(timeout)))).await;
+        let mut tally = Tally::default();
+        for reply in replies.into_iter().enumerate() {
+            tally.add(&self.nodes, reply);
+        }
+        tally.held(hold.key(), self.nodes.len(), self.quorum)
+    }
+
     /// Removes `hold` from every node (see
     /// [`Backend::release`](crate::Backend::release)).
     pub(super) async fn release_hold(&self, hold: &Hold, options: &LockOptions) -> Result<()> {

@@ -7,15 +7,17 @@ use std::time::Duration;
 use redis::FromRedisValue;
 
 use super::fence::Raised;
-use crate::backend::LockRecord;
+use crate::backend::{LockRecord, Mode};
 use crate::error::NodeFault;
 use crate::fencing::FencingToken;
+use crate::options::MAX_PERMITS;
 
 /// A node's answer to an acquire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AcquireReply {
-    /// Granted; the node's fence value (for a first hold, its new count).
-    Granted { token: u64 },
+    /// Granted; the node's fence value (for a first hold, its new count),
+    /// and for a permit the slot the node gave it.
+    Granted { token: u64, slot: Option<u32> },
     /// Held already (a first hold is refused over any lock); the lock's
     /// remaining time to live on the node, when it has one.
     Held { ttl: Option<Duration> },
@@ -23,6 +25,10 @@ pub(crate) enum AcquireReply {
     TooDeep,
     /// A nested hold's parent is not on the node.
     ParentMissing,
+    /// The name is in use here as another kind of resource.
+    WrongKind { kind: &'static str },
+    /// The semaphore is in use here with another number of permits.
+    PermitsMismatch { theirs: u32 },
 }
 
 impl AcquireReply {
@@ -30,12 +36,25 @@ impl AcquireReply {
         match reply {
             [1, token, holds] if *token > 0 && *holds > 0 => Ok(Self::Granted {
                 token: *token as u64,
+                slot: None,
             }),
+            [1, token, 1, slot] if *token > 0 && (0..MAX_PERMITS.into()).contains(slot) => {
+                Ok(Self::Granted {
+                    token: *token as u64,
+                    slot: Some(*slot as u32),
+                })
+            }
             [0, pttl] => Ok(Self::Held {
                 ttl: u64::try_from(*pttl).ok().map(Duration::from_millis),
             }),
             [2, _holds] => Ok(Self::TooDeep),
             [3] => Ok(Self::ParentMissing),
+            [4, 1] => Ok(Self::WrongKind { kind: "lock" }),
+            [4, 2] => Ok(Self::WrongKind { kind: "rwlock" }),
+            [4, 3] => Ok(Self::WrongKind { kind: "semaphore" }),
+            [6, theirs] if (1..=MAX_PERMITS.into()).contains(theirs) => Ok(Self::PermitsMismatch {
+                theirs: *theirs as u32,
+            }),
             other => Err(NodeFault::Protocol(format!("acquire returned {other:?}"))),
         }
     }
@@ -71,26 +90,37 @@ pub(crate) fn decode_raise(reply: &[i64]) -> Result<Raised, NodeFault> {
     }
 }
 
-/// The inspect script's reply: `{}` or `{owner, token, holds, pttl}`.
-pub(crate) fn decode_inspect(reply: Vec<redis::Value>) -> Result<Option<LockRecord>, NodeFault> {
-    if reply.is_empty() {
-        return Ok(None);
+/// The inspect script's reply: `{}`, or six values per holder: owner,
+/// token, holds, pttl, kind and slot (see inspect.lua).
+pub(crate) fn decode_inspect(reply: Vec<redis::Value>) -> Result<Vec<LockRecord>, NodeFault> {
+    // Not the reply itself: it holds owner ids, which no fault names.
+    let bad =
+        |why: &str| NodeFault::Protocol(format!("inspect returned {} values: {why}", reply.len()));
+    if !reply.len().is_multiple_of(6) {
+        return Err(bad("not six per holder"));
     }
-    // Not the reply itself: it holds an owner id, which no fault names.
-    let bad = |reply: &[redis::Value]| {
-        NodeFault::Protocol(format!(
-            "inspect returned {} values, not an owner, a token, a hold count and a ttl",
-            reply.len()
-        ))
-    };
-    let (owner, token, holds, pttl): (String, u64, u32, i64) =
-        redis::from_redis_value(redis::Value::Array(reply.clone())).map_err(|_| bad(&reply))?;
-    Ok(Some(LockRecord {
-        owner,
-        token: FencingToken::new(token),
-        holds,
-        ttl: u64::try_from(pttl).ok().map(Duration::from_millis),
-    }))
+    let mut holders = Vec::new();
+    for group in reply.chunks(6) {
+        let (owner, token, holds, pttl, kind, slot): (String, u64, u32, i64, String, i64) =
+            redis::from_redis_value(redis::Value::Array(group.to_vec())).map_err(|_| {
+                bad("not an owner, a token, a hold count, a ttl, a kind and a slot")
+            })?;
+        let mode = match kind.as_str() {
+            "lock" => Mode::Exclusive,
+            "read" => Mode::Read,
+            "write" => Mode::Write,
+            other => match other.strip_prefix("permit:").and_then(|n| n.parse().ok()) {
+                Some(permits) => Mode::Permit { permits },
+                None => return Err(bad("an unknown kind of hold")),
+            },
+        };
+        let slot = u32::try_from(slot).ok();
+        let ttl = u64::try_from(pttl).ok().map(Duration::from_millis);
+        holders.push(
+            LockRecord::new(owner, FencingToken::new(token), holds, ttl).with_mode(mode, slot),
+        );
+    }
+    Ok(holders)
 }
 
 /// Decodes one reply, as it came off the wire, the way each script's caller
@@ -101,7 +131,7 @@ pub(crate) fn decode_any(value: redis::Value) {
         T::from_redis_value(value.clone()).ok()
     }
     if let Some(reply) = typed::<Vec<i64>>(&value) {
-        if let Ok(AcquireReply::Granted { token }) = AcquireReply::parse(&reply) {
+        if let Ok(AcquireReply::Granted { token, .. }) = AcquireReply::parse(&reply) {
             assert!(token > 0, "a granted acquire hands out a positive token");
         }
         if let Ok(raised) = decode_raise(&reply) {
@@ -113,9 +143,9 @@ pub(crate) fn decode_any(value: redis::Value) {
         let _ = decode_release(reply);
     }
     if let Some(reply) = typed::<Vec<redis::Value>>(&value)
-        && let Ok(Some(record)) = decode_inspect(reply)
+        && let Ok(records) = decode_inspect(reply)
     {
-        let _ = format!("{record:?}");
+        let _ = format!("{records:?}");
     }
     let _ = typed::<(u64, Vec<Vec<u8>>)>(&value);
 }
@@ -128,7 +158,25 @@ mod tests {
     fn replies_parse_strictly() {
         assert_eq!(
             AcquireReply::parse(&[1, 7, 1]).unwrap(),
-            AcquireReply::Granted { token: 7 }
+            AcquireReply::Granted {
+                token: 7,
+                slot: None
+            }
+        );
+        assert_eq!(
+            AcquireReply::parse(&[1, 9, 1, 0]).unwrap(),
+            AcquireReply::Granted {
+                token: 9,
+                slot: Some(0)
+            }
+        );
+        assert_eq!(
+            AcquireReply::parse(&[4, 2]).unwrap(),
+            AcquireReply::WrongKind { kind: "rwlock" }
+        );
+        assert_eq!(
+            AcquireReply::parse(&[6, 3]).unwrap(),
+            AcquireReply::PermitsMismatch { theirs: 3 }
         );
         assert_eq!(
             AcquireReply::parse(&[3]).unwrap(),
@@ -156,6 +204,10 @@ mod tests {
             &[1, 4, 0],
             &[5, 1],
             &[1, 2],
+            &[1, 4, 1, -1],
+            &[1, 4, 1, 1000],
+            &[4, 9],
+            &[6, 0],
         ] {
             assert!(AcquireReply::parse(bad).is_err(), "{bad:?}");
         }

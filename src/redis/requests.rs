@@ -11,6 +11,7 @@ use super::replies::{AcquireReply, decode_extend, decode_inspect, decode_raise, 
 use super::scripts::{self, Keys};
 use crate::backend::LockRecord;
 use crate::error::NodeFault;
+use crate::options::MAX_PERMITS;
 
 impl RedisNode {
     /// Runs a prepared acquire ([`scripts::acquire`]).
@@ -46,42 +47,78 @@ impl RedisNode {
     }
 
     /// Raises the fence counter to at least `token`; returns the counter and
-    /// whether the owner's lock is on this node.
+    /// whether the first hold `id` of `owner` is on this node.
     pub(crate) async fn raise_fence(
         &self,
         keys: &Keys,
         owner: &str,
+        id: &str,
         token: u64,
         timeout: Duration,
     ) -> Result<Raised, NodeFault> {
         let mut call = scripts::RAISE_FENCE.prepare_invoke();
-        call.key(&keys.lock).key(&keys.fence).arg(owner).arg(token);
+        call.key(&keys.lock)
+            .key(&keys.fence)
+            .arg(owner)
+            .arg(token)
+            .arg(id);
         let reply = async { decode_raise(&self.script::<Vec<i64>>(&call, Some(timeout)).await?) };
         self.noted("raise_fence", reply.await)
     }
 
-    /// The lock stored here under `keys`, if any.
+    /// The holders of the lock stored here under `keys`, if any. A
+    /// semaphore takes a second request, with its slots.
     pub(crate) async fn inspect(
         &self,
         keys: &Keys,
         timeout: Duration,
-    ) -> Result<Option<LockRecord>, NodeFault> {
-        let mut call = scripts::INSPECT.prepare_invoke();
-        call.key(&keys.lock);
-        let reply = async { decode_inspect(self.script(&call, Some(timeout)).await?) };
+    ) -> Result<Vec<LockRecord>, NodeFault> {
+        let reply = async {
+            let mut declared = vec![keys.lock.clone()];
+            loop {
+                let mut call = scripts::INSPECT.prepare_invoke();
+                for key in &declared {
+                    call.key(key);
+                }
+                let reply: Vec<redis::Value> = self.script(&call, Some(timeout)).await?;
+                match semaphore_of(&reply, declared.len())? {
+                    Some(permits) => declared = keys.with_slots(permits),
+                    None => return decode_inspect(reply),
+                }
+            }
+        };
         self.noted("inspect", reply.await)
     }
 
-    /// Removes the lock under `keys` whatever its holds; whether one was here.
+    /// Removes the lock under `keys` whatever its holds (a semaphore with
+    /// its slots, in a second request); whether one was here.
     pub(crate) async fn force_release(
         &self,
         keys: &Keys,
         timeout: Duration,
     ) -> Result<bool, NodeFault> {
-        let mut call = scripts::FORCE_RELEASE.prepare_invoke();
-        call.key(&keys.lock);
-        let reply = self.script::<i64>(&call, Some(timeout)).await;
-        self.noted("force_release", reply).map(|reply| reply == 1)
+        let reply = async {
+            let mut declared = vec![keys.lock.clone()];
+            loop {
+                let mut call = scripts::FORCE_RELEASE.prepare_invoke();
+                for key in &declared {
+                    call.key(key);
+                }
+                let reply: i64 = self.script(&call, Some(timeout)).await?;
+                match reply {
+                    0 | 1 => return Ok(reply == 1),
+                    permits if declared.len() == 1 => {
+                        declared = keys.with_slots(permits_in(-permits)?);
+                    }
+                    other => {
+                        return Err(NodeFault::Protocol(format!(
+                            "force_release returned {other}"
+                        )));
+                    }
+                }
+            }
+        };
+        self.noted("force_release", reply.await)
     }
 
     /// One SCAN step from `cursor` over hashes whose name matches
@@ -118,4 +155,23 @@ impl RedisNode {
         }
         reply
     }
+}
+
+/// The count of permits an admin script asks to be called with, when it
+/// found a semaphore: in range, and asked for only once.
+fn semaphore_of(reply: &[redis::Value], declared: usize) -> Result<Option<u32>, NodeFault> {
+    match reply {
+        [redis::Value::Int(permits)] if declared == 1 => permits_in(*permits).map(Some),
+        [redis::Value::Int(permits)] => Err(NodeFault::Protocol(format!(
+            "inspect asked again for {permits} slots"
+        ))),
+        _ => Ok(None),
+    }
+}
+
+fn permits_in(permits: i64) -> Result<u32, NodeFault> {
+    u32::try_from(permits)
+        .ok()
+        .filter(|p| (1..=MAX_PERMITS).contains(p))
+        .ok_or_else(|| NodeFault::Protocol(format!("a semaphore of {permits} permits")))
 }

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use redis::{Cmd, Script};
 
-use crate::backend::Hold;
+use crate::backend::{Hold, Mode};
 
 /// Takes a hold (first or nested) and, for a first hold, bumps the fence.
 const ACQUIRE_SOURCE: &str = include_str!("lua/acquire.lua");
@@ -35,50 +35,177 @@ const FORCE_RELEASE_SOURCE: &str = include_str!("lua/force_release.lua");
 pub(crate) static FORCE_RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(FORCE_RELEASE_SOURCE));
 
+/// Takes a read or write hold of a read-write lock.
+const RW_ACQUIRE_SOURCE: &str = include_str!("lua/rw_acquire.lua");
+pub(crate) static RW_ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(RW_ACQUIRE_SOURCE));
+
+/// Lengthens a read or write hold's lease.
+const RW_EXTEND_SOURCE: &str = include_str!("lua/rw_extend.lua");
+pub(crate) static RW_EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(RW_EXTEND_SOURCE));
+
+/// Removes a read or write hold.
+const RW_RELEASE_SOURCE: &str = include_str!("lua/rw_release.lua");
+pub(crate) static RW_RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RW_RELEASE_SOURCE));
+
+/// Turns a write hold into a read hold.
+const RW_DOWNGRADE_SOURCE: &str = include_str!("lua/rw_downgrade.lua");
+pub(crate) static RW_DOWNGRADE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(RW_DOWNGRADE_SOURCE));
+
+/// Takes one permit of a semaphore in the first free slot.
+const SEM_ACQUIRE_SOURCE: &str = include_str!("lua/sem_acquire.lua");
+pub(crate) static SEM_ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(SEM_ACQUIRE_SOURCE));
+
+/// Lengthens a permit's lease in its slot.
+const SEM_EXTEND_SOURCE: &str = include_str!("lua/sem_extend.lua");
+pub(crate) static SEM_EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(SEM_EXTEND_SOURCE));
+
+/// Gives a permit back (from its slot, or from any).
+const SEM_RELEASE_SOURCE: &str = include_str!("lua/sem_release.lua");
+pub(crate) static SEM_RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(SEM_RELEASE_SOURCE));
+
 /// Every script's source, for loading them on a new connection.
-pub(crate) const SOURCES: [&str; 6] = [
+pub(crate) const SOURCES: [&str; 13] = [
     ACQUIRE_SOURCE,
     EXTEND_SOURCE,
     RELEASE_SOURCE,
     RAISE_FENCE_SOURCE,
     INSPECT_SOURCE,
     FORCE_RELEASE_SOURCE,
+    RW_ACQUIRE_SOURCE,
+    RW_EXTEND_SOURCE,
+    RW_RELEASE_SOURCE,
+    RW_DOWNGRADE_SOURCE,
+    SEM_ACQUIRE_SOURCE,
+    SEM_EXTEND_SOURCE,
+    SEM_RELEASE_SOURCE,
 ];
 
 /// `EVALSHA` of `script` on `keys`; the caller adds the arguments. Built
 /// once per request and sent to every node as is. (Every script is loaded
 /// on each connection when it is made, and again on `NOSCRIPT`.)
-fn evalsha(script: &Script, keys: &[&str]) -> Cmd {
+fn evalsha<K: AsRef<str>>(script: &Script, keys: &[K]) -> Cmd {
     let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    cmd.arg(script.get_hash()).arg(keys.len());
+    for key in keys {
+        cmd.arg(key.as_ref());
+    }
     cmd
 }
 
-/// Takes `hold` for `ttl_ms` (see acquire.lua).
+/// Takes `hold` for `ttl_ms` (see acquire.lua, rw_acquire.lua and
+/// sem_acquire.lua). A permit's request carries a fresh random order of
+/// the slots, the same for every node it is sent to.
 pub(crate) fn acquire(keys: &Keys, hold: &Hold, ttl_ms: u64, max_holds: u32) -> Cmd {
-    let mut cmd = evalsha(&ACQUIRE, &[&keys.lock, &keys.fence]);
-    cmd.arg(hold.owner())
-        .arg(hold.id())
-        .arg(ttl_ms)
-        .arg(max_holds)
-        .arg(hold.parent().map_or("", |p| p.id.as_str()));
-    cmd
+    let parent = hold.parent().map_or("", |p| p.id.as_str());
+    match hold.mode() {
+        Mode::Permit { permits } => {
+            let slots = keys.slots(permits);
+            let mut declared = vec![keys.lock.as_str(), keys.fence.as_str()];
+            declared.extend(slots.iter().map(String::as_str));
+            let mut cmd = evalsha(&SEM_ACQUIRE, &declared);
+            cmd.arg(hold.owner())
+                .arg(hold.id())
+                .arg(ttl_ms)
+                .arg(permits)
+                .arg(slot_order(permits));
+            cmd
+        }
+        Mode::Read | Mode::Write => {
+            let mut cmd = evalsha(&RW_ACQUIRE, &[&keys.lock, &keys.fence]);
+            cmd.arg(hold.owner())
+                .arg(hold.id())
+                .arg(ttl_ms)
+                .arg(max_holds)
+                .arg(parent)
+                .arg(rw_mode(hold.mode()))
+                .arg(if hold.is_waiting() { "1" } else { "0" });
+            cmd
+        }
+        _ => {
+            let mut cmd = evalsha(&ACQUIRE, &[&keys.lock, &keys.fence]);
+            cmd.arg(hold.owner())
+                .arg(hold.id())
+                .arg(ttl_ms)
+                .arg(max_holds)
+                .arg(parent);
+            cmd
+        }
+    }
 }
 
-/// Lengthens the lock of `hold` to `ttl_ms` (see extend.lua).
+/// `0..permits` shuffled, comma-separated: clients that start together
+/// try different slots first, so that fewer of them split a quorum.
+fn slot_order(permits: u32) -> String {
+    let mut slots: Vec<u32> = (0..permits).collect();
+    rand::seq::SliceRandom::shuffle(&mut slots[..], &mut rand::rng());
+    let slots: Vec<String> = slots.iter().map(u32::to_string).collect();
+    slots.join(",")
+}
+
+fn rw_mode(mode: Mode) -> &'static str {
+    if mode == Mode::Write { "w" } else { "r" }
+}
+
+/// A permit whose slot is unknown has none to extend or keep: this slot
+/// does not exist, so the node answers "not here".
+const NO_SLOT: u32 = u32::MAX;
+
+/// Lengthens the lock of `hold` to `ttl_ms` (see extend.lua,
+/// rw_extend.lua, sem_extend.lua).
 pub(crate) fn extend(keys: &Keys, hold: &Hold, ttl_ms: u64) -> Cmd {
-    let mut cmd = evalsha(&EXTEND, &[&keys.lock]);
+    let mut cmd = match hold.mode() {
+        Mode::Permit { .. } => {
+            let slot = keys.slot(hold.slot().unwrap_or(NO_SLOT));
+            evalsha(&SEM_EXTEND, &[&slot.lock, &keys.lock])
+        }
+        Mode::Read | Mode::Write => evalsha(&RW_EXTEND, &[&keys.lock]),
+        _ => evalsha(&EXTEND, &[&keys.lock]),
+    };
     cmd.arg(hold.owner()).arg(hold.id()).arg(ttl_ms);
+    if matches!(hold.mode(), Mode::Read | Mode::Write) {
+        cmd.arg(rw_mode(hold.mode()));
+    }
     cmd
 }
 
-/// Removes `hold` (see release.lua); `announce`: tell waiters when this
-/// frees the lock.
+/// Removes `hold` (see release.lua, rw_release.lua, sem_release.lua);
+/// `announce`: tell waiters when this frees the lock.
 pub(crate) fn release(keys: &Keys, hold: &Hold, announce: bool) -> Cmd {
-    let mut cmd = evalsha(&RELEASE, &[&keys.lock]);
-    cmd.arg(hold.owner())
-        .arg(hold.id())
-        .arg(if announce { "1" } else { "0" });
+    let announce = if announce { "1" } else { "0" };
+    match hold.mode() {
+        // Every slot: nodes that answered late may have given the permit
+        // another slot than the one it won, and that one goes too.
+        Mode::Permit { permits } => sem_release(keys, hold, permits, -1, announce),
+        Mode::Read | Mode::Write => {
+            let mut cmd = evalsha(&RW_RELEASE, &[&keys.lock]);
+            cmd.arg(hold.owner()).arg(hold.id()).arg(announce);
+            cmd
+        }
+        _ => {
+            let mut cmd = evalsha(&RELEASE, &[&keys.lock]);
+            cmd.arg(hold.owner()).arg(hold.id()).arg(announce);
+            cmd
+        }
+    }
+}
+
+/// Drops the slots other than `keep` that some nodes gave the permit
+/// `hold` (see sem_release.lua); waiters hear of each slot freed.
+pub(crate) fn trim(keys: &Keys, hold: &Hold, permits: u32, keep: u32) -> Cmd {
+    sem_release(keys, hold, permits, i64::from(keep), "1")
+}
+
+fn sem_release(keys: &Keys, hold: &Hold, permits: u32, keep: i64, announce: &str) -> Cmd {
+    let mut cmd = evalsha(&SEM_RELEASE, &keys.with_slots(permits));
+    cmd.arg(hold.owner()).arg(hold.id()).arg(keep).arg(announce);
+    cmd
+}
+
+/// Turns the write root `hold` into a read root (see rw_downgrade.lua).
+pub(crate) fn downgrade(keys: &Keys, hold: &Hold) -> Cmd {
+    let mut cmd = evalsha(&RW_DOWNGRADE, &[&keys.lock]);
+    cmd.arg(hold.owner()).arg(hold.id());
     cmd
 }
 
@@ -101,6 +228,27 @@ impl Keys {
         let lock = Self::lock_key(prefix, resource);
         let fence = format!("{lock}:fence");
         Self { lock, fence }
+    }
+
+    /// The names of a semaphore's `permits` slots, in order.
+    pub(crate) fn slots(&self, permits: u32) -> Vec<String> {
+        (0..permits).map(|i| self.slot(i).lock).collect()
+    }
+
+    /// The lock key (a semaphore's marker) followed by `permits` slots.
+    pub(crate) fn with_slots(&self, permits: u32) -> Vec<String> {
+        let mut keys = vec![self.lock.clone()];
+        keys.extend(self.slots(permits));
+        keys
+    }
+
+    /// The keys of a semaphore's slot: its own hash, and the semaphore's
+    /// counter (shared by all slots, so that tokens order every permit).
+    pub(crate) fn slot(&self, slot: u32) -> Keys {
+        Keys {
+            lock: format!("{}:permit:{slot}", self.lock),
+            fence: self.fence.clone(),
+        }
     }
 }
 

@@ -36,6 +36,7 @@ mod cli; // only with the `cli` feature (its `#![cfg]`)
 mod conformance;
 mod etcd;
 mod etcd_fixtures;
+mod etcd_modes;
 mod faults;
 mod fenced_store;
 mod fixtures;

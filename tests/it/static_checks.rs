@@ -276,14 +276,20 @@ const COMMANDS: &[(&str, Option<usize>)] = &[
     ("HDEL", Some(1)),
     ("HEXISTS", Some(1)),
     ("HLEN", Some(1)),
+    ("HGETALL", Some(1)),
+    ("HINCRBY", Some(1)),
+    ("EXISTS", Some(1)),
     ("PUBLISH", None),
+    ("TIME", None),
 ];
 
-/// Whether `arg` is exactly `KEYS[n]`.
+/// Whether `arg` is exactly `KEYS[n]`, or `KEYS[i]` with a variable index
+/// (a semaphore's slots are declared keys walked in a loop): whatever the
+/// index, an element of KEYS is a declared key.
 fn is_declared_key(arg: &str) -> bool {
     arg.strip_prefix("KEYS[")
         .and_then(|rest| rest.strip_suffix(']'))
-        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
 }
 
 /// Whether `arg` is `KEYS[n] .. '<literal>'`: a declared key with a fixed
@@ -510,12 +516,15 @@ fn the_lua_check_catches_keys_built_from_arguments() {
     let good = "local kind = redis.call('TYPE', KEYS[1]).ok\n\
                 redis.call('HSET', KEYS[1], ':owner', ARGV[1], ':token', 3)\n\
                 redis.call('PUBLISH', KEYS[1] .. ':released', '')\n\
+                for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end\n\
                 -- redis.call('GET', ARGV[1]) is only a comment\n\
                 return redis.error_reply('WRONGTYPE a ' .. kind)";
     assert_eq!(lua_key_problems(good), Vec::<String>::new());
     for bad in [
         // A key name from an argument, alone or with a prefix.
         "redis.call('GET', ARGV[1])",
+        "redis.call('GET', KEYS[ARGV[1] .. 'x'])",
+        "redis.call('GET', KEYS[i + 1])",
         "redis.call('DEL', 'fencelock:' .. ARGV[1])",
         "redis.call('HSET', KEYS[1] .. ARGV[2], 'f', 1)",
         // A key held in a variable: not visibly KEYS[n].

@@ -14,13 +14,14 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use clap::Args;
-use fencelock::{Backend, Error, FencingToken, LockGuard, LockOptions, Locker};
+use fencelock::{Backend, Error, FencingToken, LockOptions, Locker};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
 use tokio::process::{Child, Command};
 
 use crate::connect::{self, BackendArgs, Job};
+use crate::held::{Held, Kind};
 use crate::output::Output;
 use crate::signals::Signals;
 use crate::{exit, parse_duration};
@@ -46,6 +47,24 @@ pub struct ExecArgs {
     /// Try once and exit 75 at once when the lock is held elsewhere.
     #[arg(long, conflicts_with = "wait")]
     no_wait: bool,
+
+    /// Take the key's read-write lock for reading: runs with `--shared`
+    /// go together, and none runs beside a `--write` run, which goes first
+    /// once it waits. (A run with neither takes the plain lock, another
+    /// kind: it refuses to mix with these on one key.)
+    #[arg(long, conflicts_with_all = ["permits", "write"])]
+    shared: bool,
+
+    /// Take the key's read-write lock for writing: alone, with no
+    /// `--shared` run beside it.
+    #[arg(long, conflicts_with = "permits")]
+    write: bool,
+
+    /// Treat the key as a semaphore of N permits: at most N runs at once
+    /// across every host (every run must give the same N). The command
+    /// gets its slot, 0 to N-1, in FENCELOCK_SLOT.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(fencelock::MAX_PERMITS)))]
+    permits: Option<u32>,
 
     /// How long the command gets to exit after SIGTERM (on lock loss or when
     /// fencelock is stopped) before SIGKILL.
@@ -135,7 +154,7 @@ impl Job for Exec {
             Ok(guard) => guard,
             Err(code) => return code,
         };
-        let child = match spawn(&self.args.command, &self.args.key, guard.token()) {
+        let child = match spawn(&self.args.command, &guard) {
             Ok(child) => child,
             Err(e) => return self.spawn_failed(guard, &e).await,
         };
@@ -144,6 +163,16 @@ impl Job for Exec {
 }
 
 impl Exec {
+    /// What the run holds while the command runs.
+    fn kind(&self) -> Kind {
+        match (self.args.permits, self.args.shared, self.args.write) {
+            (Some(n), _, _) => Kind::Permits(n),
+            (None, true, _) => Kind::Shared,
+            (None, false, true) => Kind::Write,
+            (None, false, false) => Kind::Lock,
+        }
+    }
+
     /// Where this run's final word goes.
     fn report(&self) -> Report<'_> {
         Report {
@@ -159,15 +188,10 @@ impl Exec {
         &self,
         locker: &Locker<B>,
         signals: &mut Signals,
-    ) -> Result<LockGuard<B>, u8> {
+    ) -> Result<Held<B>, u8> {
         let args = &self.args;
-        let acquire = async {
-            if args.no_wait {
-                locker.try_lock(&args.key).await
-            } else {
-                locker.lock_timeout(&args.key, args.wait).await
-            }
-        };
+        let wait = (!args.no_wait).then_some(args.wait);
+        let acquire = self.kind().acquire(locker, &args.key, wait);
         // Dropping the acquire on a signal is safe: the library undoes
         // whatever the nodes granted.
         let acquired = tokio::select! {
@@ -176,7 +200,10 @@ impl Exec {
         };
         let guard = match acquired {
             Ok(Ok(guard)) => guard,
-            Ok(Err(e)) => return Err(not_obtained(locker, &args.key, e, &self.output).await),
+            Ok(Err(e)) => {
+                let what = self.kind().describe(&args.key);
+                return Err(not_obtained(locker, &args.key, &what, e, &self.output).await);
+            }
             Err(signal) => {
                 let message =
                     format!("got {signal} while waiting for the lock; not running the command");
@@ -186,18 +213,23 @@ impl Exec {
                     .finish(None, Outcome::Interrupted, code, &message));
             }
         };
-        self.output.event(&json!({
+        let mut event = json!({
             "event": "acquired",
             "key": args.key,
+            "kind": self.kind().noun(),
             "token": guard.token().get(),
             "valid_ms": guard.remaining().as_millis(),
-        }));
+        });
+        if let Some(slot) = guard.slot() {
+            event["slot"] = json!(slot);
+        }
+        self.output.event(&event);
         Ok(guard)
     }
 
     /// The command could not be started: gives the lock back and exits as
     /// shells do (127 not found, 126 otherwise).
-    async fn spawn_failed<B: Backend>(&self, guard: LockGuard<B>, error: &io::Error) -> u8 {
+    async fn spawn_failed<B: Backend>(&self, guard: Held<B>, error: &io::Error) -> u8 {
         let token = guard.token();
         let code = match error.kind() {
             io::ErrorKind::NotFound => exit::NOT_FOUND,
@@ -217,7 +249,7 @@ impl Exec {
     async fn supervise<B: Backend>(
         &self,
         mut child: Child,
-        guard: LockGuard<B>,
+        guard: Held<B>,
         signals: &mut Signals,
     ) -> u8 {
         let event = tokio::select! {
@@ -235,7 +267,7 @@ impl Exec {
 
     /// The command exited by itself: its status is the exit code, unless
     /// the release finds that the lock had been lost meanwhile.
-    async fn command_exited<B: Backend>(&self, status: ExitStatus, guard: LockGuard<B>) -> u8 {
+    async fn command_exited<B: Backend>(&self, status: ExitStatus, guard: Held<B>) -> u8 {
         let token = guard.token();
         match release(guard, &self.output).await {
             Released::Yes => {
@@ -261,7 +293,7 @@ impl Exec {
         &self,
         error: &io::Error,
         mut child: Child,
-        guard: LockGuard<B>,
+        guard: Held<B>,
         signals: &mut Signals,
     ) -> u8 {
         let token = guard.token();
@@ -276,7 +308,7 @@ impl Exec {
     async fn lock_lost<B: Backend>(
         &self,
         mut child: Child,
-        guard: LockGuard<B>,
+        guard: Held<B>,
         signals: &mut Signals,
     ) -> u8 {
         let (key, token) = (&self.args.key, guard.token());
@@ -305,7 +337,7 @@ impl Exec {
         &self,
         signal: Signal,
         mut child: Child,
-        guard: LockGuard<B>,
+        guard: Held<B>,
         signals: &mut Signals,
     ) -> u8 {
         let token = guard.token();
@@ -336,6 +368,7 @@ impl Exec {
 async fn not_obtained<B: Backend>(
     locker: &Locker<B>,
     key: &str,
+    what: &str,
     error: Error,
     output: &Output,
 ) -> u8 {
@@ -345,17 +378,17 @@ async fn not_obtained<B: Backend>(
             expires_in: Some(left),
             ..
         } => format!(
-            "lock {key:?} is held elsewhere (for {} more unless renewed); not running the command",
+            "{what} is held elsewhere (for {} more unless renewed); not running the command",
             humantime::format_duration(round_ms(*left))
         ),
         Error::NotObtained { .. } => {
-            format!("lock {key:?} is held elsewhere; not running the command")
+            format!("{what} is held elsewhere; not running the command")
         }
         Error::Timeout { waited, .. } => format!(
-            "lock {key:?} was not free within {}; not running the command",
+            "{what} was not free within {}; not running the command",
             humantime::format_duration(*waited)
         ),
-        other => format!("cannot take lock {key:?}: {other}; not running the command"),
+        other => format!("cannot take {what}: {other}; not running the command"),
     };
     if let Error::Timeout { .. } = error
         && let Ok(info) = locker.inspect(key).await
@@ -363,7 +396,7 @@ async fn not_obtained<B: Backend>(
     {
         (code, kind) = (exit::UNAVAILABLE, "unavailable");
         message = format!(
-            "gave up on lock {key:?}: only {} of {} nodes answer, {} needed; not running the command",
+            "gave up on {what}: only {} of {} nodes answer, {} needed; not running the command",
             info.locked_nodes() + info.free_nodes(),
             info.nodes.len(),
             info.quorum
@@ -374,11 +407,15 @@ async fn not_obtained<B: Backend>(
 
 /// Starts the command with the lock's key and token in its environment, in
 /// a process group of its own.
-fn spawn(command: &[OsString], key: &str, token: FencingToken) -> io::Result<Child> {
-    Command::new(&command[0])
+fn spawn<B: Backend>(command: &[OsString], held: &Held<B>) -> io::Result<Child> {
+    let mut command_line = Command::new(&command[0]);
+    if let Some(slot) = held.slot() {
+        command_line.env("FENCELOCK_SLOT", slot.to_string());
+    }
+    command_line
         .args(&command[1..])
-        .env("FENCELOCK_TOKEN", token.get().to_string())
-        .env("FENCELOCK_KEY", key)
+        .env("FENCELOCK_TOKEN", held.token().get().to_string())
+        .env("FENCELOCK_KEY", held.key())
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
@@ -426,7 +463,7 @@ enum Released {
 
 /// Releases the lock; an outage is a warning (the ttl frees the lock), a
 /// lock that was no longer ours is [`Released::WasLost`].
-async fn release<B: Backend>(guard: LockGuard<B>, output: &Output) -> Released {
+async fn release<B: Backend>(guard: Held<B>, output: &Output) -> Released {
     let key = guard.key().to_owned();
     // An outage at release hides whether the lease had run out: ask first.
     let held = guard.is_held();

@@ -49,7 +49,13 @@ pub fn for_error(error: &Error) -> (u8, &'static str) {
         Error::QuorumUnavailable { .. }
         | Error::ValidityExhausted { .. }
         | Error::Backend { .. } => (UNAVAILABLE, "unavailable"),
-        Error::InvalidKey(_) | Error::InvalidOptions(_) => (USAGE, "usage"),
+        // A key used as another kind, or with another count of permits, by
+        // other runs: a mistake in how the command is called.
+        Error::InvalidKey(_)
+        | Error::InvalidOptions(_)
+        | Error::InvalidPermits { .. }
+        | Error::WrongKind { .. }
+        | Error::PermitsMismatch { .. } => (USAGE, "usage"),
         _ => (INTERNAL, "internal"),
     }
 }

@@ -18,6 +18,7 @@ mod connect;
 mod dev_cluster;
 mod exec;
 mod exit;
+mod held;
 mod output;
 mod signals;
 

@@ -5,7 +5,11 @@
 
 #[cfg(test)]
 mod interleavings;
+#[cfg(test)]
+mod permit_interleavings;
 mod rule;
+#[cfg(test)]
+mod rw_interleavings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,12 +23,14 @@ use super::fanout::Reply;
 use super::replies::AcquireReply;
 use super::scripts::Keys;
 use super::{RedisNode, Redlock};
+use crate::backend::Hold;
 use crate::error::{Error, Result};
 use crate::fencing::FencingToken;
 use crate::metrics::FENCE_COUNTER_RESET;
 
 impl Redlock {
-    /// The fencing rule for a first hold granted by `granted` (node, value):
+    /// The fencing rule for the first hold `hold` granted by `granted`
+    /// (node, value):
     /// `T = max v`, final at once when a quorum returned `T`; otherwise every
     /// node not known to hold `T` is raised to it (all of them, not just
     /// enough: a node left behind weakens later acquires if others lose
@@ -33,7 +39,7 @@ impl Redlock {
     pub(super) async fn final_token(
         &self,
         keys: &Keys,
-        owner: &str,
+        hold: &Hold,
         granted: &[(usize, u64)],
         answered: &[bool],
         quorum: usize,
@@ -57,7 +63,7 @@ impl Redlock {
         let replies = join_all(
             lagging
                 .iter()
-                .map(|n| n.raise_fence(keys, owner, target, timeout)),
+                .map(|n| n.raise_fence(keys, hold.owner(), hold.id(), target, timeout)),
         )
         .await;
         let mut raised = Vec::new();
@@ -123,14 +129,14 @@ pub(super) async fn after_late_replies(
     timeout: Duration,
 ) {
     granted.extend(late.iter().filter_map(|(_, r)| match r {
-        Ok(AcquireReply::Granted { token }) => Some(*token),
+        Ok(AcquireReply::Granted { token, .. }) => Some(*token),
         _ => None,
     }));
     report_fresh_counters(&granted, target);
     let behind: Vec<RedisNode> = late
         .iter()
         .filter(|(_, r)| match r {
-            Ok(AcquireReply::Granted { token }) => *token < target,
+            Ok(AcquireReply::Granted { token, .. }) => *token < target,
             Ok(_) => true,
             Err(_) => false,
         })
@@ -158,7 +164,7 @@ pub(super) async fn after_late_replies(
 async fn lift(nodes: &[RedisNode], keys: &Keys, target: u64, timeout: Duration) {
     let raises = nodes
         .iter()
-        .map(|n| n.raise_fence(keys, "", target, timeout));
+        .map(|n| n.raise_fence(keys, "", "", target, timeout));
     let replies = join_all(raises).await;
     let forgot = replies
         .iter()

@@ -5,7 +5,8 @@
 -- The hash has ':owner' and ':token' plus one field per hold id, so a retried
 -- or late-arriving acquire never counts twice.
 -- Returns {1, token, holds} granted, {0, pttl} held (by anyone, for a first
--- acquire), {2, holds} reentrancy limit reached, {3} parent hold not here.
+-- acquire), {2, holds} reentrancy limit reached, {3} parent hold not here,
+-- {4, kind} the name is in use as another kind (2 rwlock, 3 semaphore).
 -- Data of another kind at the lock key is an error naming it, not a lock.
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind ~= 'none' and kind ~= 'hash' then
@@ -20,6 +21,9 @@ if ARGV[5] == '' then
   end
   local owner = redis.call('HGET', KEYS[1], ':owner')
   if not owner then
+    local other = redis.call('HGET', KEYS[1], ':kind')
+    if other == 'rw' then return {4, 2} end
+    if other == 'sem' then return {4, 3} end
     return redis.error_reply('FENCELOCK lock key holds data that is not a fencelock lock')
   end
   -- The same request applied before (a retry): answer as the first time.

@@ -1,0 +1,109 @@
+-- Acquire one read or write hold on a read-write lock.
+-- KEYS[1] lock hash, KEYS[2] fencing counter (same hash tag).
+-- ARGV[1] owner, ARGV[2] hold id, ARGV[3] ttl in ms, ARGV[4] max holds per
+-- root, ARGV[5] parent hold id for a nested acquire ('' for a first one),
+-- ARGV[6] 'r' or 'w', ARGV[7] '1' when a refused writer will try again.
+-- The hash: ':kind' 'rw', ':roots' live first holds, ':w' the write root,
+-- ':wo'/':wx' a waiting writer's owner and until when (server ms); per
+-- first hold (root) R: 'o:R' owner, 'x:R' expiry (server ms), 't:R'
+-- token, 'n:R' holds; per hold H: 'h:H' its root. Each root expires on its
+-- own (readers come and go); the KEYS[1] lives as long as the last of them.
+-- Returns {1, token, holds} granted, {0, pttl} refused, {2, holds}
+-- reentrancy limit, {3} parent hold not here, {4, kind} the name is in use
+-- as another kind (1 lock, 3 semaphore).
+if redis.replicate_commands then redis.replicate_commands() end
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'none' and kind ~= 'hash' then
+  return redis.error_reply('WRONGTYPE fencelock: the lock key holds a ' .. kind .. ', not a fencelock lock')
+end
+if kind == 'hash' then
+  local k = redis.call('HGET', KEYS[1], ':kind')
+  if k == 'sem' then return {4, 3} end
+  if k ~= 'rw' then
+    if redis.call('HEXISTS', KEYS[1], ':owner') == 1 then return {4, 1} end
+    return redis.error_reply('FENCELOCK lock key holds data that is not a fencelock lock')
+  end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+local owner, id, parent, mode = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
+
+-- Roots whose lease ran out are gone, with their holds.
+local function purge()
+  local fields = redis.call('HGETALL', KEYS[1])
+  local dead = {}
+  for i = 1, #fields, 2 do
+    local f = fields[i]
+    if string.sub(f, 1, 2) == 'x:' and tonumber(fields[i + 1]) <= now then
+      dead[string.sub(f, 3)] = true
+    end
+  end
+  if next(dead) == nil then return end
+  for i = 1, #fields, 2 do
+    local f = fields[i]
+    local p = string.sub(f, 1, 2)
+    if (p == 'h:' and dead[fields[i + 1]]) or
+       ((p == 'o:' or p == 'x:' or p == 't:' or p == 'n:') and dead[string.sub(f, 3)]) then
+      redis.call('HDEL', KEYS[1], f)
+    end
+  end
+  for root in pairs(dead) do
+    redis.call('HINCRBY', KEYS[1], ':roots', -1)
+    if redis.call('HGET', KEYS[1], ':w') == root then redis.call('HDEL', KEYS[1], ':w') end
+  end
+end
+
+local function lengthen(until_ms)
+  if redis.call('PTTL', KEYS[1]) < until_ms - now then
+    redis.call('PEXPIRE', KEYS[1], until_ms - now)
+  end
+end
+
+if kind == 'hash' then purge() end
+
+if parent ~= '' then
+  local root = redis.call('HGET', KEYS[1], 'h:' .. parent)
+  if not root or redis.call('HGET', KEYS[1], 'o:' .. root) ~= owner then return {3} end
+  if mode == 'w' and redis.call('HGET', KEYS[1], ':w') ~= root then return {3} end
+  local holds = tonumber(redis.call('HGET', KEYS[1], 'n:' .. root))
+  if redis.call('HEXISTS', KEYS[1], 'h:' .. id) == 0 then
+    if holds >= tonumber(ARGV[4]) then return {2, holds} end
+    redis.call('HSET', KEYS[1], 'h:' .. id, root)
+    holds = redis.call('HINCRBY', KEYS[1], 'n:' .. root, 1)
+  end
+  -- A nested hold never shortens the outer one's lease.
+  local x = math.max(tonumber(redis.call('HGET', KEYS[1], 'x:' .. root)), now + ttl)
+  redis.call('HSET', KEYS[1], 'x:' .. root, x)
+  lengthen(x)
+  return {1, tonumber(redis.call('HGET', KEYS[1], 't:' .. root)), holds}
+end
+
+-- The same request applied before (a retry): answer as the first time.
+local mine = redis.call('HGET', KEYS[1], 'h:' .. id)
+if mine then
+  return {1, tonumber(redis.call('HGET', KEYS[1], 't:' .. mine)), tonumber(redis.call('HGET', KEYS[1], 'n:' .. mine))}
+end
+local roots = tonumber(redis.call('HGET', KEYS[1], ':roots') or '0')
+local writer = redis.call('HEXISTS', KEYS[1], ':w') == 1
+local wo = redis.call('HGET', KEYS[1], ':wo')
+local waiter = wo and wo ~= owner and tonumber(redis.call('HGET', KEYS[1], ':wx')) > now
+if (mode == 'w' and roots > 0) or (mode == 'r' and (writer or waiter)) then
+  -- A writer that will try again keeps new readers out meanwhile.
+  if mode == 'w' and ARGV[7] == '1' and not waiter then
+    redis.call('HSET', KEYS[1], ':wo', owner, ':wx', now + ttl)
+    lengthen(now + ttl)
+  end
+  local pttl = redis.call('PTTL', KEYS[1])
+  return {0, pttl}
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], ':kind', 'rw', 'o:' .. id, owner, 'x:' .. id, now + ttl,
+  't:' .. id, token, 'n:' .. id, 1, 'h:' .. id, id)
+redis.call('HINCRBY', KEYS[1], ':roots', 1)
+if mode == 'w' then
+  redis.call('HSET', KEYS[1], ':w', id)
+  if wo == owner then redis.call('HDEL', KEYS[1], ':wo', ':wx') end
+end
+lengthen(now + ttl)
+return {1, token, 1}

@@ -1,0 +1,51 @@
+-- Remove one hold of a read-write lock; its root goes with its last hold,
+-- the lock with its last root.
+-- KEYS[1] lock hash. ARGV[1] owner, ARGV[2] hold id, ARGV[3] '1' to tell
+-- waiters when this lets any of them in ('0' when undoing an acquire).
+-- The layout is rw_acquire.lua's. Idempotent by hold id, as release.lua.
+-- Returns 2 a root removed, 1 a nested hold removed, 0 hold not here.
+-- Waiters are told on '<lock key>:released' when the write root goes or
+-- the last root does (a reader leaving among others frees nobody).
+if redis.replicate_commands then redis.replicate_commands() end
+if redis.call('HGET', KEYS[1], ':kind') ~= 'rw' then
+  return 0
+end
+-- Hold ids name fields of the hash, never keys.
+local id = ARGV[2]
+local root = redis.call('HGET', KEYS[1], 'h:' .. id)
+if not root or redis.call('HGET', KEYS[1], 'o:' .. root) ~= ARGV[1] then
+  return 0
+end
+redis.call('HDEL', KEYS[1], 'h:' .. id)
+if redis.call('HINCRBY', KEYS[1], 'n:' .. root, -1) > 0 then
+  return 1
+end
+redis.call('HDEL', KEYS[1], 'o:' .. root, 'x:' .. root, 't:' .. root, 'n:' .. root)
+local freed = false
+if redis.call('HGET', KEYS[1], ':w') == root then
+  redis.call('HDEL', KEYS[1], ':w')
+  freed = true
+end
+local roots = redis.call('HINCRBY', KEYS[1], ':roots', -1)
+-- The KEYS[1] lives until the last lease left (or a waiting writer's mark)
+-- runs out, so that an idle name is free for any kind.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local f = fields[i]
+  if string.sub(f, 1, 2) == 'x:' or f == ':wx' then
+    last = math.max(last, tonumber(fields[i + 1]))
+  end
+end
+if roots <= 0 then freed = true end
+if last <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('PEXPIRE', KEYS[1], last - now)
+end
+if freed and ARGV[3] == '1' then
+  redis.call('PUBLISH', KEYS[1] .. ':released', '')
+end
+return 2
