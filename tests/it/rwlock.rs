@@ -62,10 +62,18 @@ pub(crate) fn options() -> LockOptions {
 /// background work of `locker` is done.
 pub(crate) async fn nothing_locked<B: Backend>(locker: &Locker<B>) {
     locker.settled().await;
-    wait_until(Duration::from_secs(5), async || {
-        locker.list_all("").await.unwrap().is_empty()
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = locker.list_all("").await.unwrap();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still locked after 5 s: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Runs `op` for at most `polls` scheduler rounds, then drops it: `None`
@@ -801,26 +809,47 @@ async fn cut_off_reads_and_writes_leave_nothing<H: Unsupported>() {
         locker.settled().await;
         write_once(&other, "cut").await;
 
-        // Waiting: a write behind a reader, a read behind a writer.
-        let reader = other.read("cut").await.unwrap();
-        for &t in &cut_points(2 * span) {
-            assert!(within(t, locker.write("cut")).await.is_none());
-        }
-        reader.release().await.unwrap();
-        locker.settled().await;
-        // No write hold and no writer's place is left: a writer gets in
-        // at once. (A waiting writer that gave up may keep new readers out
-        // for up to a ttl: docs of `Locker::write`.)
-        write_once(&other, "cut").await;
+        // Waiting: a read behind a writer.
         let writer = other.write("cut").await.unwrap();
         for &t in &cut_points(2 * span) {
             assert!(within(t, locker.read("cut")).await.is_none());
         }
         writer.release().await.unwrap();
         locker.settled().await;
+        // No hold and no reader's place is left: a writer gets in at once.
         write_once(&other, "cut").await;
-        other.settled().await;
         nothing_locked(&locker).await;
+
+        // Waiting: a write behind a reader. A waiting writer that gives up
+        // may keep new readers out for up to its ttl (docs of
+        // `Locker::write`), so these writers have a short one.
+        let mark_ttl = Duration::from_secs(2);
+        let giving_up = locker.with_options(cut_options.ttl(mark_ttl)).unwrap();
+        let reader = other.read("cut").await.unwrap();
+        for &t in &cut_points(2 * span) {
+            assert!(within(t, giving_up.write("cut")).await.is_none());
+        }
+        reader.release().await.unwrap();
+        giving_up.settled().await;
+        // No hold and no writer's place is left: a writer gets in at once.
+        write_once(&other, "cut").await;
+        // And readers within the ttl of the last writer's mark.
+        wait_until(mark_ttl + SOON, async || {
+            match other.try_read("cut").await {
+                Ok(guard) => {
+                    guard.release().await.unwrap();
+                    true
+                }
+                Err(Error::NotObtained { .. }) => false,
+                Err(e) => panic!("{e}"),
+            }
+        })
+        .await;
+        other.settled().await;
+        wait_until(mark_ttl + SOON, async || {
+            locker.list_all("").await.unwrap().is_empty()
+        })
+        .await;
     })
     .await;
 }
