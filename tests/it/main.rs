@@ -48,7 +48,9 @@ mod properties;
 mod proxy_fixture;
 mod reentrancy;
 mod reentrancy_model;
+mod rwlock;
 mod secrets;
+mod semaphore;
 mod send_sync;
 mod static_checks;
 mod tls; // only with the `tls` feature (its `#![cfg]`)
