@@ -10,6 +10,17 @@ if redis.replicate_commands then redis.replicate_commands() end
 if redis.call('HGET', KEYS[1], ':kind') ~= 'rw' then
   return 0
 end
+-- A release (not an undo) also clears this owner's waiting mark: a writer
+-- that got in on a quorum left its mark on the nodes that refused it,
+-- where it would otherwise keep readers out and the name in use until
+-- the mark ran out. (An undo keeps it: the writer is still waiting.)
+if ARGV[3] == '1' and redis.call('HGET', KEYS[1], ':wo') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], ':wo', ':wx')
+  if tonumber(redis.call('HGET', KEYS[1], ':roots') or '0') <= 0 then
+    redis.call('DEL', KEYS[1])
+  end
+  redis.call('PUBLISH', KEYS[1] .. ':released', '')
+end
 -- Hold ids name fields of the hash, never keys.
 local id = ARGV[2]
 local root = redis.call('HGET', KEYS[1], 'h:' .. id)
@@ -27,7 +38,7 @@ if redis.call('HGET', KEYS[1], ':w') == root then
   freed = true
 end
 local roots = redis.call('HINCRBY', KEYS[1], ':roots', -1)
--- The KEYS[1] lives until the last lease left (or a waiting writer's mark)
+-- The key lives until the last lease left (or a waiting writer's mark)
 -- runs out, so that an idle name is free for any kind.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
