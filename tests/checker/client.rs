@@ -33,6 +33,10 @@ const WAIT: Duration = Duration::from_secs(2);
 /// The pause after an acquire that failed at once (no quorum), so clients do
 /// not spin while nodes are down.
 const BACKOFF: Duration = Duration::from_millis(50);
+/// How long a writer of the read-write lock waits between its holds. The
+/// lock prefers writers: a waiting writer keeps new readers out, so two
+/// writers that came back at once would leave the readers almost nothing.
+const WRITER_IDLE: std::ops::Range<u64> = 50..200;
 
 /// What a client is and does.
 #[derive(Debug, Clone)]
@@ -234,6 +238,10 @@ impl Client {
                 held_until,
             };
             record(self.event(start, now(), what));
+            if self.role == Role::Write {
+                let idle = rand::random_range(WRITER_IDLE);
+                tokio::time::sleep(Duration::from_millis(idle)).await;
+            }
         }
     }
 

@@ -294,6 +294,9 @@ pub struct Report {
     pub max_permit_holders: usize,
     /// Permit holders left out of that count: their write was rejected.
     pub permit_holders_fenced: usize,
+    /// The most read holders at once (counted as permit holders are): a
+    /// figure, not a check, that readers did share the lock.
+    pub max_readers: usize,
     /// Tokens handed out twice or out of order: by the exclusive lock (an
     /// acquisition not above one that ended before it started), by the
     /// read-write lock (a write not above every earlier hold, a read not
@@ -540,36 +543,20 @@ impl Report {
     }
 
     /// Counts the permit holders at each moment, leaving out those whose
-    /// write was rejected (the fence took their permit away).
+    /// write was rejected (the fence took their permit away); and the
+    /// readers, likewise.
     fn check_permit_holders(&mut self, events: &[Event]) {
-        let spans = permit_spans(events);
-        self.permit_holders_fenced = spans.iter().filter(|s| s.rejected).count();
-        // Ends before starts at the same instant: touching is not overlapping.
-        let mut points: Vec<(Nanos, bool, usize)> = Vec::new();
-        for (i, span) in spans.iter().enumerate() {
-            if !span.rejected && span.until > span.from {
-                points.push((span.from, true, i));
-                points.push((span.until, false, i));
-            }
+        let permits = spans(events, Role::Permit);
+        self.permit_holders_fenced = permits.iter().filter(|s| s.rejected).count();
+        let (most, crowds) = most_at_once(&permits, self.permits);
+        self.max_permit_holders = most;
+        for crowd in crowds {
+            self.permit_violations.push(format!(
+                "{} permit holders at once, none fenced: {crowd}",
+                self.permits + 1
+            ));
         }
-        points.sort_unstable();
-        let mut live: Vec<usize> = Vec::new();
-        for (_, starts, i) in points {
-            if !starts {
-                live.retain(|&j| j != i);
-                continue;
-            }
-            live.push(i);
-            self.max_permit_holders = self.max_permit_holders.max(live.len());
-            if live.len() == self.permits + 1 {
-                let holders: Vec<String> = live.iter().map(|&j| spans[j].to_string()).collect();
-                self.permit_violations.push(format!(
-                    "{} permit holders at once, none fenced: {}",
-                    live.len(),
-                    holders.join("; ")
-                ));
-            }
-        }
+        self.max_readers = most_at_once(&spans(events, Role::Read), usize::MAX).0;
     }
 
     /// Violations of every kind.
@@ -615,6 +602,11 @@ impl fmt::Display for Report {
             f,
             "permit holders:      at most {} at once of {} permits ({} holders fenced, not counted)",
             self.max_permit_holders, self.permits, self.permit_holders_fenced
+        )?;
+        writeln!(
+            f,
+            "readers:             at most {} at once",
+            self.max_readers
         )?;
         writeln!(
             f,
@@ -667,8 +659,8 @@ fn precedence_breaks<'a>(
     breaks
 }
 
-/// A permit hold, as its client believed it.
-struct PermitSpan {
+/// A hold, as its client believed it.
+struct Span {
     client: String,
     token: u64,
     slot: Option<u32>,
@@ -677,7 +669,7 @@ struct PermitSpan {
     rejected: bool,
 }
 
-impl fmt::Display for PermitSpan {
+impl fmt::Display for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -691,13 +683,13 @@ impl fmt::Display for PermitSpan {
     }
 }
 
-/// Each permit hold: from the end of the acquire to the start of the
+/// Each hold of `role`: from the end of the acquire to the start of the
 /// release or the end of the validity it counted on, whichever came first
 /// (to the end of its last event if it never released), and whether one of
-/// its writes was rejected.
-fn permit_spans(events: &[Event]) -> Vec<PermitSpan> {
-    let mut spans: HashMap<(&str, u64), PermitSpan> = HashMap::new();
-    for event in events.iter().filter(|e| e.role == Role::Permit) {
+/// its fenced operations was rejected.
+fn spans(events: &[Event], role: Role) -> Vec<Span> {
+    let mut spans: HashMap<(&str, u64), Span> = HashMap::new();
+    for event in events.iter().filter(|e| e.role == role) {
         let Some(token) = event.what.token() else {
             continue;
         };
@@ -706,7 +698,7 @@ fn permit_spans(events: &[Event]) -> Vec<PermitSpan> {
             What::Acquired { slot, .. } => {
                 spans.insert(
                     key,
-                    PermitSpan {
+                    Span {
                         client: event.client.clone(),
                         token,
                         slot: *slot,
@@ -716,7 +708,7 @@ fn permit_spans(events: &[Event]) -> Vec<PermitSpan> {
                     },
                 );
             }
-            What::Write { outcome, .. } => {
+            What::Write { outcome, .. } | What::Read { outcome, .. } => {
                 if let Some(span) = spans.get_mut(&key) {
                     span.until = span.until.max(event.end);
                     span.rejected |= matches!(outcome, Outcome::Rejected(_));
@@ -727,12 +719,41 @@ fn permit_spans(events: &[Event]) -> Vec<PermitSpan> {
                     span.until = event.start.min(*held_until);
                 }
             }
-            What::Read { .. } | What::Refused { .. } => {}
+            What::Refused { .. } => {}
         }
     }
-    let mut spans: Vec<PermitSpan> = spans.into_values().collect();
+    let mut spans: Vec<Span> = spans.into_values().collect();
     spans.sort_by_key(|s| (s.from, s.token));
     spans
+}
+
+/// The most spans at once, leaving out rejected ones, and each time the
+/// count went above `limit`, the spans then live.
+fn most_at_once(spans: &[Span], limit: usize) -> (usize, Vec<String>) {
+    // Ends before starts at the same instant: touching is not overlapping.
+    let mut points: Vec<(Nanos, bool, usize)> = Vec::new();
+    for (i, span) in spans.iter().enumerate() {
+        if !span.rejected && span.until > span.from {
+            points.push((span.from, true, i));
+            points.push((span.until, false, i));
+        }
+    }
+    points.sort_unstable();
+    let (mut most, mut crowds) = (0, Vec::new());
+    let mut live: Vec<usize> = Vec::new();
+    for (_, starts, i) in points {
+        if !starts {
+            live.retain(|&j| j != i);
+            continue;
+        }
+        live.push(i);
+        most = most.max(live.len());
+        if live.len() == limit.saturating_add(1) {
+            let crowd: Vec<String> = live.iter().map(|&j| spans[j].to_string()).collect();
+            crowds.push(crowd.join("; "));
+        }
+    }
+    (most, crowds)
 }
 
 /// An exclusive hold: from the end of the acquire to the start of the
@@ -1016,6 +1037,7 @@ mod tests {
             }
         );
         assert_eq!(report.highest_accepted[&Target::ReadWrite], 12);
+        assert_eq!(report.max_readers, 2);
     }
 
     #[test]
