@@ -1,18 +1,31 @@
-//! One checker client: acquire, write through the fenced store, release,
-//! again and again, recording each step.
+//! One checker client: acquire, write (or, as a reader, read) through the
+//! fenced store, release, again and again, recording each step. A client
+//! holds one of three things: the exclusive lock, the read-write lock (as
+//! a reader or as a writer), or a permit of the semaphore, whose holder
+//! writes the fenced resource of its slot.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use fencelock::{Error, FencedStore, FencedWrite, LockOptions, Locker, RetryPolicy, Watchdog};
+use fencelock::{
+    Error, FencedRead, FencedStore, FencedWrite, FencingToken, LockGuard, LockOptions, Locker,
+    Permit, ReadGuard, Redlock, RetryPolicy, Watchdog, WriteGuard,
+};
 
-use crate::history::{Event, Nanos, ReleaseOutcome, What, WriteOutcome, now};
+use crate::history::{Event, Nanos, Outcome, ReleaseOutcome, Role, What, now};
 
-/// The lock every client takes.
+/// The lock every lock client takes.
 pub const RESOURCE: &str = "checker";
-/// The fenced store's resource every holder writes.
+/// The fenced store's resource every lock holder writes.
 pub const STORE_RESOURCE: &str = "checker-state";
+/// The read-write lock every reader and writer takes.
+pub const RW_LOCK: &str = "checker-rw";
+/// The fenced resource readers read and writers write.
+pub const RW_RESOURCE: &str = "checker-rw-state";
+/// The semaphore every permit client takes, and its permits.
+pub const SEMAPHORE: &str = "checker-sem";
+pub const PERMITS: u32 = 3;
 /// The locks' ttl. Short, so that pauses beyond it are cheap to inject.
 pub const TTL: Duration = Duration::from_millis(600);
 /// How long an acquire waits for the lock before giving up and trying again.
@@ -20,11 +33,17 @@ const WAIT: Duration = Duration::from_secs(2);
 /// The pause after an acquire that failed at once (no quorum), so clients do
 /// not spin while nodes are down.
 const BACKOFF: Duration = Duration::from_millis(50);
+/// How long a writer of the read-write lock waits between its holds. The
+/// lock prefers writers: a waiting writer keeps new readers out, so two
+/// writers that came back at once would leave the readers almost nothing.
+const WRITER_IDLE: std::ops::Range<u64> = 50..200;
 
 /// What a client is and does.
 #[derive(Debug, Clone)]
 pub struct Client {
     pub name: String,
+    /// What it holds, and what it does to the store under it.
+    pub role: Role,
     /// The lock nodes (in the checker, the proxies in front of them).
     pub nodes: Vec<String>,
     pub store: String,
@@ -70,19 +89,80 @@ pub fn options(watchdog: bool) -> LockOptions {
         )
 }
 
+/// A hold of any of the three primitives.
+enum Guard {
+    Lock(LockGuard<Redlock>),
+    Read(ReadGuard<Redlock>),
+    Write(WriteGuard<Redlock>),
+    Permit(Permit<Redlock>),
+}
+
+impl Guard {
+    fn token(&self) -> FencingToken {
+        match self {
+            Guard::Lock(g) => g.token(),
+            Guard::Read(g) => g.token(),
+            Guard::Write(g) => g.token(),
+            Guard::Permit(g) => g.token(),
+        }
+    }
+
+    fn slot(&self) -> Option<u32> {
+        match self {
+            Guard::Permit(g) => Some(g.slot()),
+            _ => None,
+        }
+    }
+
+    fn expires_at(&self) -> Instant {
+        match self {
+            Guard::Lock(g) => g.expires_at(),
+            Guard::Read(g) => g.expires_at(),
+            Guard::Write(g) => g.expires_at(),
+            Guard::Permit(g) => g.expires_at(),
+        }
+    }
+
+    async fn release(self) -> Result<(), Error> {
+        match self {
+            Guard::Lock(g) => g.release().await,
+            Guard::Read(g) => g.release().await,
+            Guard::Write(g) => g.release().await,
+            Guard::Permit(g) => g.release().await,
+        }
+    }
+}
+
+/// An `Instant` (the standard library's monotonic clock, `CLOCK_MONOTONIC`
+/// on Linux) as [`Nanos`] of the history's clock.
+fn nanos_of(instant: Instant) -> Nanos {
+    let (here, nanos) = (Instant::now(), now());
+    let nanos_of = |d: Duration| u64::try_from(d.as_nanos()).unwrap();
+    match instant.checked_duration_since(here) {
+        Some(ahead) => nanos + nanos_of(ahead),
+        None => nanos.saturating_sub(nanos_of(here - instant)),
+    }
+}
+
 impl Client {
     /// Runs until `until`, handing each event to `record` as it happens.
     pub async fn run(&self, stall: Arc<Stall>, mut record: impl FnMut(Event)) {
         let locker = Locker::new(
-            fencelock::Redlock::from_urls(&self.nodes).unwrap(),
+            Redlock::from_urls(&self.nodes).unwrap(),
             options(self.watchdog),
         )
         .unwrap();
+        let semaphore = locker.semaphore(SEMAPHORE, PERMITS).unwrap();
         let store = FencedStore::from_url(&self.store).unwrap();
         let mut seq = 0u64;
         while now() < self.until {
             let start = now();
-            let result = locker.lock_timeout(RESOURCE, WAIT).await;
+            let result = match self.role {
+                Role::Lock => locker.lock_timeout(RESOURCE, WAIT).await.map(Guard::Lock),
+                Role::Read => locker.read_timeout(RW_LOCK, WAIT).await.map(Guard::Read),
+                Role::Write => locker.write_timeout(RW_LOCK, WAIT).await.map(Guard::Write),
+                Role::Permit => semaphore.acquire_timeout(WAIT).await.map(Guard::Permit),
+            };
             let end = now();
             let guard = match result {
                 Ok(guard) => guard,
@@ -96,7 +176,8 @@ impl Client {
                 }
             };
             let token = guard.token().get();
-            record(self.event(start, end, What::Acquired { token }));
+            let slot = guard.slot();
+            record(self.event(start, end, What::Acquired { token, slot }));
 
             // The critical section: a little work, or a long stall.
             if stall.take() {
@@ -107,33 +188,77 @@ impl Client {
             seq += 1;
             let value = format!("{}:{token}:{seq}", self.name);
             let start = now();
-            let outcome = match store.write(STORE_RESOURCE, guard.token(), value).await {
-                Ok(FencedWrite::Accepted) => WriteOutcome::Accepted,
-                Ok(FencedWrite::Rejected { highest_seen }) => {
-                    WriteOutcome::Rejected(highest_seen.get())
+            let what = match (self.role, slot) {
+                (Role::Read, _) => {
+                    let (outcome, saw) = match store.read_fenced(RW_RESOURCE, guard.token()).await {
+                        Ok(FencedRead::Accepted(seen)) => {
+                            (Outcome::Accepted, seen.map(|s| s.fence.get()))
+                        }
+                        Ok(FencedRead::Rejected { highest_write }) => {
+                            (Outcome::Rejected(highest_write.get()), None)
+                        }
+                        Err(_) => (Outcome::Failed, None),
+                    };
+                    What::Read {
+                        token,
+                        outcome,
+                        saw,
+                    }
                 }
-                Err(_) => WriteOutcome::Failed,
+                (role, slot) => {
+                    let resource = match (role, slot) {
+                        (Role::Permit, Some(slot)) => slot_resource(slot),
+                        (Role::Write, _) => RW_RESOURCE.to_owned(),
+                        _ => STORE_RESOURCE.to_owned(),
+                    };
+                    let outcome = match store.write(&resource, guard.token(), value).await {
+                        Ok(FencedWrite::Accepted) => Outcome::Accepted,
+                        Ok(FencedWrite::Rejected { highest_seen }) => {
+                            Outcome::Rejected(highest_seen.get())
+                        }
+                        Err(_) => Outcome::Failed,
+                    };
+                    What::Write { token, outcome }
+                }
             };
-            record(self.event(start, now(), What::Write { token, outcome }));
+            record(self.event(start, now(), what));
 
+            // Until when the guard counted on its hold (the watchdog may have
+            // moved it on since the acquire).
+            let held_until = nanos_of(guard.expires_at());
             let start = now();
             let outcome = match guard.release().await {
                 Ok(()) => ReleaseOutcome::Released,
                 Err(Error::NotHeld { .. } | Error::Lost { .. }) => ReleaseOutcome::NotHeld,
                 Err(_) => ReleaseOutcome::Failed,
             };
-            record(self.event(start, now(), What::Release { token, outcome }));
+            let what = What::Release {
+                token,
+                outcome,
+                held_until,
+            };
+            record(self.event(start, now(), what));
+            if self.role == Role::Write {
+                let idle = rand::random_range(WRITER_IDLE);
+                tokio::time::sleep(Duration::from_millis(idle)).await;
+            }
         }
     }
 
     fn event(&self, start: Nanos, end: Nanos, what: What) -> Event {
         Event {
             client: self.name.clone(),
+            role: self.role,
             start,
             end,
             what,
         }
     }
+}
+
+/// The fenced resource of one slot of the semaphore.
+pub fn slot_resource(slot: u32) -> String {
+    format!("{SEMAPHORE}/{slot}")
 }
 
 /// A short name for an error, for the counts of refused acquires.

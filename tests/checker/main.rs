@@ -1,14 +1,22 @@
-//! The checker: clients (tasks of this process and one separate process)
-//! loop on one lock — acquire, write through a `FencedStore` on a separate
-//! Redis, release — while a nemesis kills, pauses and restarts the five
-//! lock nodes, slows and cuts the links to them, and pauses clients past the
-//! ttl. Afterwards the recorded history is checked (see `history.rs`):
+//! The checker: clients (tasks of this process and two separate processes)
+//! loop on an exclusive lock, a read-write lock (as readers or writers) and
+//! a semaphore of 3 permits — acquire, write (or read) through a
+//! `FencedStore` on a separate Redis, release — while a nemesis kills,
+//! pauses and restarts the five lock nodes, slows and cuts the links to
+//! them, and pauses clients past the ttl. Afterwards the recorded history is
+//! checked (see `history.rs`):
 //!
-//! - no accepted fenced write has a token below an earlier accepted one;
-//! - tokens are unique and increase in acquisition order (on nodes that keep
-//!   their data);
-//! - overlapping holders are counted, and so are the stale writes the fence
-//!   stopped;
+//! - no accepted fenced operation is out of token order: on the lock's
+//!   resource and on each slot's, no write below an earlier accepted one;
+//!   on the read-write resource, no write below an earlier accepted read or
+//!   write, no read below an earlier accepted write, no read of an older
+//!   value than one accepted before it;
+//! - tokens are unique and increase in acquisition order (per slot for
+//!   permits; a write above every earlier hold, a read above every earlier
+//!   write) on nodes that keep their data;
+//! - no more than 3 permit holders at once whose writes were all accepted;
+//! - overlapping holders of the lock are counted, and so are the stale
+//!   writes the fence stopped;
 //! - no lock is left once the clients stop.
 //!
 //! Each run prints its seed and its figures. `FENCELOCK_CHECKER_SECS` sets
@@ -34,9 +42,9 @@ use fencelock::FencedStore;
 use fencelock::testing::{Persistence, RedisNodes, RedisServer, TcpProxy};
 use tokio::process::{Child, Command};
 
-use client::{Client, STORE_RESOURCE, Stall};
-use history::{Event, Report, What, WriteOutcome, now};
-use nemesis::{Cluster, FaultLog, Plan};
+use client::{Client, PERMITS, RW_RESOURCE, STORE_RESOURCE, Stall, slot_resource};
+use history::{Event, Outcome, Report, Role, Target, What, now};
+use nemesis::{Cluster, FaultLog, Group, Plan};
 
 /// Set in the environment of the client process: its spec.
 const CHILD_ENV: &str = "FENCELOCK_CHECKER_CHILD";
@@ -45,16 +53,24 @@ const SEED_ENV: &str = "FENCELOCK_CHECKER_SEED";
 const DEFAULT_SECS: u64 = 40;
 /// Lock nodes: with five, two may fail and a quorum remains.
 const NODES: usize = 5;
-/// In-process clients without a watchdog (the nemesis stalls them inside
-/// their hold) and with one.
-const STALLABLE_CLIENTS: usize = 3;
-const WATCHED_CLIENTS: usize = 3;
+/// The clients of each role: a name prefix, how many in-process clients
+/// without a watchdog (the nemesis stalls them inside their hold) and with
+/// one, and the name of a client process (with a watchdog; the nemesis
+/// stops it with SIGSTOP) if any. Readers and writers share a group of the
+/// nemesis: it stalls one of them at a time.
+const CLIENTS: [(Role, &str, usize, usize, Option<&str>); 4] = [
+    (Role::Lock, "t", 3, 3, Some("p0")),
+    (Role::Read, "r", 1, 2, None),
+    (Role::Write, "w", 1, 1, None),
+    (Role::Permit, "s", 2, 3, Some("p1")),
+];
 /// Time for the clients and the nemesis to finish their last step after
 /// the run ends: a wait for the lock, a stall, a node restart.
 const WIND_DOWN: Duration = Duration::from_secs(60);
 
-/// Nodes keep their data (AOF, fsync always) through every restart: both
-/// the token rule and the fence must hold without exception.
+/// Nodes keep their data (AOF, fsync always) through every restart: the
+/// token rules, the fences and the permit count must hold without
+/// exception.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_nodes_keep_mutual_exclusion_fenced_and_tokens_increasing() {
     let (report, faults) = run("durable", false).await;
@@ -67,9 +83,11 @@ async fn durable_nodes_keep_mutual_exclusion_fenced_and_tokens_increasing() {
 }
 
 /// Nodes may also come back without their data. That can forget a held lock
-/// (overlaps) and a fence counter (a token that repeats or goes back when
-/// the forgetful nodes and ones that lag form a quorum; docs/safety.md).
-/// The fence must still hold: no accepted write goes below an earlier one.
+/// (overlaps; more permit holders than permits) and a fence counter (a
+/// token that repeats or goes back when the forgetful nodes and ones that
+/// lag form a quorum; docs/safety.md). Those are reported, not failed. The
+/// fences must still hold: no accepted operation out of token order on any
+/// resource.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_restarted_without_data_are_stopped_by_the_fence() {
     let (report, faults) = run("forgetful", true).await;
@@ -120,8 +138,9 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
     let store_server = RedisServer::start().unwrap();
     let urls: Vec<String> = proxies.iter().map(TcpProxy::redis_url).collect();
     let until = now() + secs * 1_000_000_000;
-    let client = |name: String, watchdog| Client {
+    let client = |name: String, role, watchdog| Client {
         name,
+        role,
         nodes: urls.clone(),
         store: store_server.url(),
         until,
@@ -129,33 +148,44 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
     };
 
     let dir = tempfile::tempdir().unwrap();
-    let child_out = dir.path().join("child.history");
-    let mut child = spawn_child(&client("p0".into(), true), &child_out);
-
     let events = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
-    let mut stalls = Vec::new();
-    for i in 0..STALLABLE_CLIENTS + WATCHED_CLIENTS {
-        let watchdog = i >= STALLABLE_CLIENTS;
-        let stall = Arc::new(Stall::default());
-        if !watchdog {
-            stalls.push(Arc::clone(&stall));
+    let mut children = Vec::new();
+    // The nemesis's groups: the lock, the read-write lock, the semaphore.
+    let mut groups: Vec<Group> = (0..3).map(|_| Group::default()).collect();
+    for (role, prefix, stallable, watched, child) in CLIENTS {
+        let group = &mut groups[match role {
+            Role::Lock => 0,
+            Role::Read | Role::Write => 1,
+            Role::Permit => 2,
+        }];
+        if let Some(child) = child {
+            let out = dir.path().join(format!("{child}.history"));
+            let process = spawn_child(&client(child.into(), role, true), &out);
+            group.child = Some(process.id().expect("the client process is running"));
+            children.push((process, out));
         }
-        let client = client(format!("t{i}"), watchdog);
-        let events = Arc::clone(&events);
-        tasks.push(tokio::spawn(async move {
-            client
-                .run(stall, |event| events.lock().unwrap().push(event))
-                .await;
-        }));
+        for i in 0..stallable + watched {
+            let watchdog = i >= stallable;
+            let stall = Arc::new(Stall::default());
+            if !watchdog {
+                group.stalls.push(Arc::clone(&stall));
+            }
+            let client = client(format!("{prefix}{i}"), role, watchdog);
+            let events = Arc::clone(&events);
+            tasks.push(tokio::spawn(async move {
+                client
+                    .run(stall, |event| events.lock().unwrap().push(event))
+                    .await;
+            }));
+        }
     }
 
     let plan = Plan {
         seed,
         until: Instant::now() + Duration::from_secs(secs),
         wipes,
-        child: Some(child.id().expect("the client process is running")),
-        stalls,
+        groups,
     };
     let mut cluster = Cluster { nodes, proxies };
     let nemesis = tokio::task::spawn_blocking(move || {
@@ -167,57 +197,91 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
         task.await.expect("a client task panicked");
     }
     let (cluster, faults) = nemesis.await.expect("the nemesis panicked");
-    let status = tokio::time::timeout(WIND_DOWN, child.wait())
-        .await
-        .expect("the client process did not stop in time")
-        .unwrap();
-    assert!(status.success(), "the client process failed: {status}");
-
     let mut events = std::mem::take(&mut *events.lock().unwrap());
-    events.extend(read_history(&child_out));
-    let report = Report::check(&events);
+    for (mut child, out) in children {
+        let status = tokio::time::timeout(WIND_DOWN, child.wait())
+            .await
+            .expect("the client process did not stop in time")
+            .unwrap();
+        assert!(status.success(), "the client process failed: {status}");
+        events.extend(read_history(&out));
+    }
+    let report = Report::check(&events, PERMITS as usize);
     eprintln!(
         "checker {name} (seed {seed}, {secs} s): {} faults {:?}\n{report}",
         faults.total(),
         faults.counts
     );
 
-    // The run did real work under real faults.
+    // The run did real work under real faults: on the lock, at least one
+    // acquisition a second; for each other role, one every 4 s.
     assert!(
         report.acquisitions as u64 >= secs,
         "too few acquisitions to mean anything:\n{report}"
     );
+    for role in [Role::Read, Role::Write, Role::Permit] {
+        let done = report.acquired.get(&role).copied().unwrap_or(0) as u64;
+        assert!(
+            done >= secs / 4,
+            "too few {} acquisitions:\n{report}",
+            role.name()
+        );
+    }
     assert!(
         faults.total() as u64 >= secs / 5,
         "too few faults: {faults:?}"
     );
-    assert!(
-        events.iter().any(|e| e.client == "p0"),
-        "the client process recorded nothing"
-    );
+    for (_, _, _, _, child) in CLIENTS {
+        if let Some(child) = child {
+            assert!(
+                events.iter().any(|e| e.client == child),
+                "the client process {child} recorded nothing"
+            );
+        }
+    }
 
     check_store(&store_server, &events, &report).await;
     check_no_lock_left(&cluster.nodes).await;
     (report, faults)
 }
 
-/// The store's fence is the highest accepted token, or that of a write
-/// whose outcome is unknown.
+/// On every resource, the store shows the last write: that of the highest
+/// accepted write token, or of a write whose outcome is unknown.
 async fn check_store(server: &RedisServer, events: &[Event], report: &Report) {
     let store = FencedStore::from_url(&server.url()).unwrap();
-    let Some(stored) = store.read(STORE_RESOURCE).await.unwrap() else {
-        assert_eq!(report.writes_accepted, 0, "accepted writes left no trace");
-        return;
-    };
-    let fence = stored.fence.get();
-    let unknown = events.iter().any(|e| {
-        matches!(e.what, What::Write { token, outcome: WriteOutcome::Failed } if token == fence)
-    });
-    assert!(
-        Some(fence) == report.highest_accepted || unknown,
-        "store fence {fence}, highest accepted write {:?}",
-        report.highest_accepted
-    );
+    let mut targets = vec![
+        (Target::Lock, STORE_RESOURCE.to_owned()),
+        (Target::ReadWrite, RW_RESOURCE.to_owned()),
+    ];
+    targets.extend((0..PERMITS).map(|slot| (Target::Slot(slot), slot_resource(slot))));
+    // The tokens of writes whose outcome is unknown, by role.
+    let unknown: Vec<(Role, u64)> = events
+        .iter()
+        .filter_map(|e| match e.what {
+            What::Write {
+                token,
+                outcome: Outcome::Failed,
+            } => Some((e.role, token)),
+            _ => None,
+        })
+        .collect();
+    for (target, resource) in targets {
+        let highest = report.highest_accepted.get(&target).copied();
+        let Some(stored) = store.read(&resource).await.unwrap() else {
+            assert_eq!(highest, None, "accepted writes left no trace on {resource}");
+            continue;
+        };
+        let fence = stored.fence.get();
+        let role = match target {
+            Target::Lock => Role::Lock,
+            Target::ReadWrite => Role::Write,
+            Target::Slot(_) => Role::Permit,
+        };
+        assert!(
+            Some(fence) == highest || unknown.contains(&(role, fence)),
+            "{resource}: store fence {fence}, highest accepted write {highest:?}"
+        );
+    }
 }
 
 /// Every lock key has a ttl (none can stay for ever), and all are gone
@@ -234,8 +298,9 @@ async fn check_no_lock_left(nodes: &RedisNodes) {
 
 fn spawn_child(client: &Client, out: &Path) -> Child {
     let spec = format!(
-        "name={};until={};store={};nodes={};out={}",
+        "name={};role={};until={};store={};nodes={};out={}",
         client.name,
+        client.role.name(),
         client.until,
         client.store,
         client.nodes.join(","),
@@ -264,6 +329,7 @@ fn parse_spec(spec: &str) -> (Client, String) {
     };
     let client = Client {
         name: field("name"),
+        role: Role::parse(&field("role")).expect("a role"),
         nodes: field("nodes").split(',').map(str::to_owned).collect(),
         store: field("store"),
         until: field("until").parse().unwrap(),

@@ -26,7 +26,16 @@ pub struct Plan {
     pub until: Instant,
     /// Whether nodes may come back without their data.
     pub wipes: bool,
-    /// The client running as a separate process, to pause with SIGSTOP.
+    /// The clients, by what they hold: a step that pauses clients pauses
+    /// one of each group, so that adding groups does not make the clients
+    /// of the others stall less often.
+    pub groups: Vec<Group>,
+}
+
+/// Clients of one primitive that the nemesis may pause.
+#[derive(Debug, Default)]
+pub struct Group {
+    /// A client running as a separate process, to pause with SIGSTOP.
     pub child: Option<u32>,
     /// In-process clients without a watchdog, to stall inside their hold.
     pub stalls: Vec<Arc<Stall>>,
@@ -116,44 +125,52 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
                 fault.name()
             ));
         }
-        let paused = pause_client
-            .then(|| pause_a_client(&plan, &mut rng, &mut log, at))
-            .flatten();
+        let mut paused = Vec::new();
+        if pause_client {
+            for (g, group) in plan.groups.iter().enumerate() {
+                paused.extend(pause_a_client(group, g, &mut rng, &mut log, at));
+            }
+        }
         thread::sleep(hold);
         for &(node, fault) in &step {
             heal(cluster, node, fault);
         }
-        if let Some(paused) = paused {
+        for paused in paused {
             paused.join().expect("the client pause thread");
         }
     }
     log
 }
 
-/// Stalls one client past the ttl while it may hold the lock: the child
+/// Stalls one client of `group` past the ttl while it may hold the lock: the child
 /// process by SIGSTOP, resumed by the returned thread after [`STALL`]
 /// whatever the node faults do meanwhile, or an in-process client without a
 /// watchdog, at its next hold.
 fn pause_a_client(
-    plan: &Plan,
+    group: &Group,
+    g: usize,
     rng: &mut StdRng,
     log: &mut FaultLog,
     at: f64,
 ) -> Option<thread::JoinHandle<()>> {
-    let clients = plan.stalls.len() + usize::from(plan.child.is_some());
+    let clients = group.stalls.len() + usize::from(group.child.is_some());
+    if clients == 0 {
+        return None;
+    }
     let pick = rng.random_range(0..clients);
-    match plan.stalls.get(pick) {
+    match group.stalls.get(pick) {
         Some(stall) => {
             stall.request();
             *log.counts
                 .entry("stall client in its hold > ttl")
                 .or_default() += 1;
-            log.lines
-                .push(format!("t={at:6.1}s client {pick}: stall for {STALL:?}"));
+            log.lines.push(format!(
+                "t={at:6.1}s group {g} client {pick}: stall for {STALL:?}"
+            ));
             None
         }
         None => {
-            let pid = plan.child.expect("picked the child process");
+            let pid = group.child.expect("picked the child process");
             *log.counts
                 .entry("pause client process (SIGSTOP) > ttl")
                 .or_default() += 1;
