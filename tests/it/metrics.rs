@@ -101,3 +101,51 @@ async fn the_key_label_is_opt_in_and_statistics_need_no_recorder() {
     })
     .await;
 }
+
+/// Every series a guard or an acquire records carries its `kind`: `lock`,
+/// `read`, `write` or `permit`, and a downgraded guard's later events are
+/// `read`'s.
+#[tokio::test(flavor = "current_thread")]
+async fn each_kind_of_hold_is_labelled() {
+    let recorder = DebuggingRecorder::new();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let recorded = common::Recorded::new(&recorder);
+    let nodes = start(1);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        locker.try_lock("a").await.unwrap().release().await.unwrap();
+        locker.try_read("b").await.unwrap().release().await.unwrap();
+        let writer = locker.try_write("c").await.unwrap();
+        let reader = writer
+            .downgrade()
+            .await
+            .map_err(|e| e.into_error())
+            .unwrap();
+        reader.release().await.unwrap();
+        let sem = locker.semaphore("d", 2).unwrap();
+        sem.try_acquire().await.unwrap().release().await.unwrap();
+
+        let acquired = |kind| recorded.counter_with(ACQUIRE, "kind", kind);
+        assert_eq!(
+            (
+                acquired("lock"),
+                acquired("read"),
+                acquired("write"),
+                acquired("permit")
+            ),
+            (1, 1, 1, 1)
+        );
+        let released = |kind| recorded.counter_with(RELEASE, "kind", kind);
+        assert_eq!(
+            (
+                released("lock"),
+                released("read"),
+                released("write"),
+                released("permit")
+            ),
+            (1, 2, 0, 1),
+            "the downgraded writer ends as a reader"
+        );
+    })
+    .await;
+}

@@ -446,12 +446,15 @@ proptest! {
         owner in "[0-9a-f]{32}(:task-[0-9]{1,5})?",
         key in proptest::string::string_regex("(.|\n){1,60}").unwrap(),
     ) {
-        let text = format!("fencelock-handoff/1 {token} {hold} {owner} {key}");
+        let text = format!("fencelock-handoff/2 lock {token} {hold} {owner} {key}");
         let handoff: Handoff = text.parse().unwrap();
         prop_assert_eq!(handoff.key(), key.as_str());
         prop_assert_eq!(handoff.token().get(), token);
         prop_assert_eq!(handoff.to_string(), text.clone());
-        prop_assert_eq!(handoff.to_string().parse::<Handoff>().unwrap(), handoff);
+        prop_assert_eq!(handoff.to_string().parse::<Handoff>().unwrap(), handoff.clone());
+        // Version 1 text, from before kinds, is the same lock.
+        let v1 = format!("fencelock-handoff/1 {token} {hold} {owner} {key}");
+        prop_assert_eq!(v1.parse::<Handoff>().unwrap(), handoff);
     }
 
     /// Each field broken in turn makes the whole string rejected with

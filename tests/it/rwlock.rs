@@ -107,13 +107,14 @@ pub(crate) async fn rounds<F: Future>(op: F) -> (F::Output, usize) {
     }
 }
 
-/// The median of `samples` round counts, at least 1. Not the largest: a
-/// first call on a new connection, or a busy moment, takes many times the
-/// usual rounds.
+/// The fewest rounds any of `samples` took, at least 1. Not the median
+/// or the largest: a first call on a new connection, or a busy moment,
+/// takes many times the usual rounds, and on a loaded machine replies
+/// arrive between polls, so the same call later takes fewer rounds than
+/// while calibrating; cuts past an operation's end cut nothing, and the
+/// suite ran full (its check that most cuts land failed with 5 of 22).
 pub(crate) fn typical(samples: &[usize]) -> usize {
-    let mut samples = samples.to_vec();
-    samples.sort_unstable();
-    samples.get(samples.len() / 2).copied().unwrap_or(0).max(1)
+    samples.iter().copied().min().unwrap_or(0).max(1)
 }
 
 /// Where to cut an operation that typically takes `span` rounds: at every

@@ -96,9 +96,9 @@ fn kind(error: &Error) -> &'static str {
 }
 
 /// The hold id inside a hand-off's text form
-/// (`fencelock-handoff/1 <token> <hold id> <owner> <key>`).
+/// (`fencelock-handoff/2 <kind> <token> <hold id> <owner> <key>`).
 fn hold_id(handoff: &fencelock::Handoff) -> String {
-    handoff.to_string().split(' ').nth(2).unwrap().to_owned()
+    handoff.to_string().split(' ').nth(3).unwrap().to_owned()
 }
 
 async fn no_error_or_debug_shows_an_owner_or_a_hold<H: Harness>() {

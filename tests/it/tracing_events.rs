@@ -94,9 +94,9 @@ fn locker(url: &str) -> Locker<Redlock> {
 }
 
 /// The hold id inside a hand-off's text form
-/// (`fencelock-handoff/1 <token> <hold id> <owner> <key>`).
+/// (`fencelock-handoff/2 <kind> <token> <hold id> <owner> <key>`).
 fn hold_id(handoff: &fencelock::Handoff) -> String {
-    handoff.to_string().split(' ').nth(2).unwrap().to_owned()
+    handoff.to_string().split(' ').nth(3).unwrap().to_owned()
 }
 
 #[tokio::test]

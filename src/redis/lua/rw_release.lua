@@ -34,7 +34,12 @@ end
 redis.call('HDEL', KEYS[1], 'o:' .. root, 'x:' .. root, 't:' .. root, 'n:' .. root)
 local freed = false
 if redis.call('HGET', KEYS[1], ':w') == root then
-  redis.call('HDEL', KEYS[1], ':w')
+  -- Readers that waited through this write get a chance before the next
+  -- writer: every waiting mark goes, and a writer still waiting sets its
+  -- mark again when it is next refused, which keeps later readers out.
+  -- Without this, writers queued one behind the other kept readers out
+  -- for as long as writers came (the checker saw 3 reads to 128 writes).
+  redis.call('HDEL', KEYS[1], ':w', ':wo', ':wx')
   freed = true
 end
 local roots = redis.call('HINCRBY', KEYS[1], ':roots', -1)
