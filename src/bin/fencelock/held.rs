@@ -57,7 +57,7 @@ impl Kind {
             Kind::Lock => format!("lock {key:?}"),
             Kind::Shared => format!("read lock {key:?}"),
             Kind::Write => format!("write lock {key:?}"),
-            Kind::Permits(n) => format!("every permit of {key:?} ({n} in all)"),
+            Kind::Permits(n) => format!("semaphore {key:?} ({n} permits)"),
         }
     }
 
