@@ -1,10 +1,16 @@
-//! A held lock in transit between tasks or processes.
+//! A held lock in transit between tasks or processes: its text form, and
+//! the Locker's adopt calls that take it over.
 
 use std::fmt;
 use std::str::FromStr;
 
-use crate::backend::Mode;
-use crate::error::Error;
+use tracing::Instrument;
+
+use super::guard::LockGuard;
+use super::held::{Held, ReleaseOnDrop};
+use super::{Locker, trace_acquired};
+use crate::backend::{Backend, Hold, Mode};
+use crate::error::{Error, Result};
 use crate::fencing::FencingToken;
 use crate::options::{MAX_PERMITS, validate_key};
 
@@ -149,6 +155,85 @@ impl FromStr for Handoff {
             mode,
             slot,
         })
+    }
+}
+
+impl<B: Backend> Locker<B> {
+    /// Takes over a lock another guard [handed off](LockGuard::hand_off),
+    /// here or in another process: renews it for a ttl on a quorum and
+    /// returns a guard (with a watchdog, as the options say) that keeps the
+    /// hold's owner and fencing token. Acquires through this Locker (and its
+    /// clones) nest inside it when it acts as the same owner (see
+    /// [`with_owner`](Locker::with_owner)); a handoff of a default, task-bound
+    /// owner can be adopted but not nested in.
+    ///
+    /// Fails with [`Error::NotHeld`] when the lock is gone (it expired before
+    /// it was adopted). After a failure or a cancellation the lock is as it
+    /// was, or renewed by one ttl if the renewal reached the nodes: adopt the
+    /// same handoff again to take it. Adopt each handoff once successfully:
+    /// two guards for one hold would release each other's lock.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in the sense above: the lock is as it was, or renewed by one
+    /// ttl; adopt the same handoff again to take it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotHeld`] when the lock is gone; [`Error::InvalidKey`],
+    /// [`Error::QuorumUnavailable`] and [`Error::Lost`] (the renewal came too late)
+    /// as for [`LockGuard::extend`].
+    pub async fn adopt(&self, handoff: &Handoff) -> Result<LockGuard<B>> {
+        let held = self.adopt_as(handoff, Mode::Exclusive, "adopt").await?;
+        Ok(LockGuard::from_held(held))
+    }
+
+    /// Adopts `handoff`, which must be a hold of `wanted`'s kind (any
+    /// permit count for a permit: the caller checks it), in a span named
+    /// `call`.
+    pub(crate) async fn adopt_as(
+        &self,
+        handoff: &Handoff,
+        wanted: Mode,
+        call: &'static str,
+    ) -> Result<Held<B>> {
+        let span = self.acquire_span(call, &handoff.key, handoff.mode);
+        let result = self
+            .adopt_hold(handoff, wanted)
+            .instrument(span.clone())
+            .await;
+        trace_acquired(&span, result.as_ref().map(Held::token));
+        result
+    }
+
+    /// What [`adopt_as`](Locker::adopt_as) does, in its span.
+    async fn adopt_hold(&self, handoff: &Handoff, wanted: Mode) -> Result<Held<B>> {
+        validate_key(&handoff.key)?;
+        let same_kind = match (handoff.mode, wanted) {
+            (Mode::Permit { .. }, Mode::Permit { .. }) => true,
+            (mode, wanted) => mode == wanted,
+        };
+        if !same_kind {
+            return Err(Error::WrongKind {
+                key: handoff.key.clone(),
+                in_use_as: handoff.mode.name().to_owned(),
+                wanted: wanted.name(),
+            });
+        }
+        let shared = &self.shared;
+        let mut hold =
+            Hold::new(&handoff.key, &handoff.owner, &handoff.hold_id).with_mode(handoff.mode);
+        if let Some(slot) = handoff.slot {
+            hold = hold.in_slot(slot);
+        }
+        let valid_until = shared
+            .backend
+            .extend(&hold, shared.options.ttl, &shared.options)
+            .await?;
+        let mut armed = ReleaseOnDrop::arm(shared, hold);
+        armed.register(handoff.token);
+        shared.telemetry.adopted();
+        Ok(Held::new(armed, handoff.token, valid_until))
     }
 }
 

@@ -218,11 +218,21 @@ impl<B: Backend> Held<B> {
         );
         let downgrade = shared.backend.downgrade(&hold, &shared.options);
         let deadline = self.lease.valid_until();
-        match tokio::time::timeout_at(deadline.into(), downgrade.instrument(span)).await {
-            Ok(Ok(())) => {
-                self.hold.set_mode(Mode::Read);
-                Ok(())
-            }
+        let outcome = tokio::time::timeout_at(deadline.into(), downgrade.instrument(span)).await;
+        self.within_validity(outcome)?;
+        self.hold.set_mode(Mode::Read);
+        Ok(())
+    }
+
+    /// The outcome of a call about the held hold that had to finish while
+    /// it was still certainly held (an extend, a downgrade): a hold found
+    /// gone, or a call that outran the validity, loses the guard.
+    fn within_validity<T>(
+        &self,
+        outcome: std::result::Result<Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T> {
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
             Ok(Err(e @ Error::NotHeld { .. })) => {
                 self.mark_lost();
                 Err(e)
@@ -293,21 +303,12 @@ impl<B: Backend> Held<B> {
         let extend = shared
             .backend
             .extend(self.hold.hold(), ttl, &shared.options);
-        match tokio::time::timeout_at(deadline.into(), extend).await {
-            Ok(Ok(until)) => match self.lease.renewed(until) {
-                Ok(()) => Ok(()),
-                Err(newly_lost) => {
-                    shared.forget_lost(self.hold.hold(), newly_lost);
-                    Err(self.lost_error())
-                }
-            },
-            Ok(Err(e @ Error::NotHeld { .. })) => {
-                self.mark_lost();
-                Err(e)
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_elapsed) => {
-                self.mark_lost();
+        let outcome = tokio::time::timeout_at(deadline.into(), extend).await;
+        let until = self.within_validity(outcome)?;
+        match self.lease.renewed(until) {
+            Ok(()) => Ok(()),
+            Err(newly_lost) => {
+                shared.forget_lost(self.hold.hold(), newly_lost);
                 Err(self.lost_error())
             }
         }
