@@ -55,13 +55,25 @@ impl<'a> MakeWriter<'a> for Captured {
 /// A subscriber for this thread that writes every span (as it opens and,
 /// with the fields recorded since, as it closes) and every event.
 fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    // `tracing` caches, per callsite and for the whole process, whether any
+    // subscriber wants it, computed on the thread that reaches it first.
+    // While only one subscriber exists (this thread's), it asks that
+    // thread's own default: another test's thread, which has none, caches
+    // "never", and a span this test needs (the release of a dropped guard,
+    // first reached by a test running beside it) is never made for anyone.
+    // With a second, global subscriber, every callsite asks all of them.
+    // It is the no-op one, so other tests' spans still cost nothing.
+    let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(captured.clone())
         .with_max_level(tracing::Level::TRACE)
         .with_span_events(FmtSpan::NEW | FmtSpan::CLOSE)
         .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
+    let guard = tracing::subscriber::set_default(subscriber);
+    // Callsites first reached before this subscriber existed.
+    tracing::callsite::rebuild_interest_cache();
+    (captured, guard)
 }
 
 /// A server whose user `alice` has a password and the lock keys.
