@@ -67,11 +67,22 @@ impl<B: Backend> Locker<B> {
 /// when its ttl runs out, a watchdog renews held permits, and
 /// [`Permit::lost`] says when one could not be kept. Permits do not nest:
 /// every acquire takes one more, also by the same task.
-#[derive(Clone)]
 pub struct Semaphore<B: Backend> {
     locker: Locker<B>,
     name: String,
     permits: u32,
+}
+
+// Not derived: a derive would ask `B: Clone`, and backends are shared,
+// not cloned.
+impl<B: Backend> Clone for Semaphore<B> {
+    fn clone(&self) -> Self {
+        Self {
+            locker: self.locker.clone(),
+            name: self.name.clone(),
+            permits: self.permits,
+        }
+    }
 }
 
 impl<B: Backend> std::fmt::Debug for Semaphore<B> {

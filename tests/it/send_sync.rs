@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use fencelock::{Backend, Handoff, LockGuard, Locker, Redlock};
+use fencelock::{
+    Backend, Handoff, LockGuard, Locker, Permit, ReadGuard, Redlock, Semaphore, WriteGuard,
+};
 
 fn send<T: Send>(_: &T) {}
 fn send_sync<T: Send + Sync>() {}
@@ -33,12 +35,52 @@ fn futures_are_send<B: Backend>(locker: &Locker<B>, guard: LockGuard<B>, handoff
     send(&guard.release());
 }
 
+/// The same for read-write locks and semaphores. A semaphore is cloned
+/// into each task that takes permits, whatever its backend.
+fn shared_kinds_are_send<B: Backend>(
+    locker: &Locker<B>,
+    semaphore: &Semaphore<B>,
+    read: ReadGuard<B>,
+    write: WriteGuard<B>,
+    permit: Permit<B>,
+    handoff: &Handoff,
+) {
+    send(&locker.try_read("k"));
+    send(&locker.read("k"));
+    send(&locker.read_timeout("k", Duration::from_secs(1)));
+    send(&locker.try_write("k"));
+    send(&locker.write("k"));
+    send(&locker.write_timeout("k", Duration::from_secs(1)));
+    send(&locker.adopt_read(handoff));
+    send(&locker.adopt_write(handoff));
+    let _: Semaphore<B> = semaphore.clone();
+    send(&semaphore.try_acquire());
+    send(&semaphore.acquire());
+    send(&semaphore.acquire_timeout(Duration::from_secs(1)));
+    send(&semaphore.adopt(handoff));
+    send(&read.lost());
+    send(&read.release());
+    send(&write.lost());
+    send(&write.downgrade());
+    send(&permit.extend(Duration::from_secs(1)));
+    send(&permit.release());
+}
+
+fn shared_handles_are_send_sync<B: Backend>() {
+    send_sync::<Semaphore<B>>();
+    send_sync::<ReadGuard<B>>();
+    send_sync::<WriteGuard<B>>();
+    send_sync::<Permit<B>>();
+}
+
 #[test]
 fn redlock_futures_and_handles_are_send() {
     send_sync::<Locker<Redlock>>();
     send_sync::<LockGuard<Redlock>>();
     send_sync::<Redlock>();
+    shared_handles_are_send_sync::<Redlock>();
     let _ = futures_are_send::<Redlock>;
+    let _ = shared_kinds_are_send::<Redlock>;
 }
 
 #[cfg(feature = "etcd")]
@@ -46,7 +88,9 @@ fn redlock_futures_and_handles_are_send() {
 fn etcd_futures_and_handles_are_send() {
     send_sync::<Locker<fencelock::Etcd>>();
     send_sync::<LockGuard<fencelock::Etcd>>();
+    shared_handles_are_send_sync::<fencelock::Etcd>();
     let _ = futures_are_send::<fencelock::Etcd>;
+    let _ = shared_kinds_are_send::<fencelock::Etcd>;
 }
 
 #[test]
