@@ -29,6 +29,22 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[3])
 local owner, id, parent, mode = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
 
+-- A name nobody holds (the common case): nothing to purge, to wait behind
+-- or to answer again; the first root, as the general path below makes it,
+-- in four commands instead of eleven.
+if kind == 'none' and parent == '' then
+  local token = redis.call('INCR', KEYS[2])
+  local fields = {':kind', 'rw', ':roots', 1, 'o:' .. id, owner, 'x:' .. id, now + ttl,
+    't:' .. id, token, 'n:' .. id, 1, 'h:' .. id, id}
+  if mode == 'w' then
+    fields[#fields + 1] = ':w'
+    fields[#fields + 1] = id
+  end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  return {1, token, 1}
+end
+
 -- Roots whose lease ran out are gone, with their holds.
 local function purge()
   local fields = redis.call('HGETALL', KEYS[1])
@@ -60,7 +76,23 @@ local function lengthen(until_ms)
   end
 end
 
-if kind == 'hash' then purge() end
+-- Sweeping reads the whole hash, which grows with the readers: a first
+-- read hold skips it unless a writer's root may have run out (only that
+-- could change its answer), and so do not sweep a write, a nested hold
+-- (its root may be dead) or a repeated request (below). About one in 16
+-- reads sweeps anyway, so that crashed readers cannot pile up while
+-- others keep the name alive.
+local swept = false
+local function sweep()
+  if kind == 'hash' and not swept then
+    swept = true
+    purge()
+  end
+end
+if mode == 'w' or parent ~= '' or redis.call('HEXISTS', KEYS[1], ':w') == 1 or
+   tonumber(t[2]) % 16 == 0 then
+  sweep()
+end
 
 if parent ~= '' then
   local root = redis.call('HGET', KEYS[1], 'h:' .. parent)
@@ -79,8 +111,13 @@ if parent ~= '' then
   return {1, tonumber(redis.call('HGET', KEYS[1], 't:' .. root)), holds}
 end
 
--- The same request applied before (a retry): answer as the first time.
+-- The same request applied before (a retry): answer as the first time,
+-- if its root is still live.
 local mine = redis.call('HGET', KEYS[1], 'h:' .. id)
+if mine and not swept then
+  sweep()
+  mine = redis.call('HGET', KEYS[1], 'h:' .. id)
+end
 if mine then
   return {1, tonumber(redis.call('HGET', KEYS[1], 't:' .. mine)), tonumber(redis.call('HGET', KEYS[1], 'n:' .. mine))}
 end

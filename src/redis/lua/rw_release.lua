@@ -7,8 +7,20 @@
 -- Waiters are told on '<lock key>:released' when the write root goes or
 -- the last root does (a reader leaving among others frees nobody).
 if redis.replicate_commands then redis.replicate_commands() end
-if redis.call('HGET', KEYS[1], ':kind') ~= 'rw' then
+-- Hold ids name fields of the hash, never keys.
+local id = ARGV[2]
+local f = redis.call('HMGET', KEYS[1], ':kind', ':roots', ':wo', 'h:' .. id, 'o:' .. id, 'n:' .. id)
+if f[1] ~= 'rw' then
   return 0
+end
+-- The last hold of the only root, and no writer waiting (the common case):
+-- the lock goes, as the general path below would end, in two commands.
+if f[2] == '1' and not f[3] and f[4] == id and f[5] == ARGV[1] and f[6] == '1' then
+  redis.call('DEL', KEYS[1])
+  if ARGV[3] == '1' then
+    redis.call('PUBLISH', KEYS[1] .. ':released', '')
+  end
+  return 2
 end
 -- A release (not an undo) also clears this owner's waiting mark: a writer
 -- that got in on a quorum left its mark on the nodes that refused it,
@@ -21,8 +33,6 @@ if ARGV[3] == '1' and redis.call('HGET', KEYS[1], ':wo') == ARGV[1] then
   end
   redis.call('PUBLISH', KEYS[1] .. ':released', '')
 end
--- Hold ids name fields of the hash, never keys.
-local id = ARGV[2]
 local root = redis.call('HGET', KEYS[1], 'h:' .. id)
 if not root or redis.call('HGET', KEYS[1], 'o:' .. root) ~= ARGV[1] then
   return 0
@@ -43,23 +53,21 @@ if redis.call('HGET', KEYS[1], ':w') == root then
   freed = true
 end
 local roots = redis.call('HINCRBY', KEYS[1], ':roots', -1)
--- The key lives until the last lease left (or a waiting writer's mark)
--- runs out, so that an idle name is free for any kind.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local last = 0
-local fields = redis.call('HGETALL', KEYS[1])
-for i = 1, #fields, 2 do
-  local f = fields[i]
-  if string.sub(f, 1, 2) == 'x:' or f == ':wx' then
-    last = math.max(last, tonumber(fields[i + 1]))
+-- With the last root gone, the key lives on only for a waiting writer's
+-- mark, so that an idle name is free for any kind. With roots left its
+-- expiry stays: it covers the longest of them already, and shortening it
+-- to fit them would read the whole hash, which grows with the readers (an
+-- expired root left behind is swept by the next acquire that looks).
+if roots <= 0 then
+  freed = true
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local wx = tonumber(redis.call('HGET', KEYS[1], ':wx') or '0')
+  if wx <= now then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('PEXPIRE', KEYS[1], wx - now)
   end
-end
-if roots <= 0 then freed = true end
-if last <= now then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('PEXPIRE', KEYS[1], last - now)
 end
 if freed and ARGV[3] == '1' then
   redis.call('PUBLISH', KEYS[1] .. ':released', '')
