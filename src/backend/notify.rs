@@ -77,6 +77,11 @@ impl ReleaseWatch {
         matches!(tokio::time::timeout(within, confirmed).await, Ok(Ok(_)))
     }
 
+    /// Release news heard so far (the count only ever grows).
+    pub(crate) fn releases(&self) -> u64 {
+        self.signal.borrow().releases
+    }
+
     /// Forgets the news so far: [`released`](Self::released) then waits for
     /// news that comes after this call. Call it before each attempt, so a
     /// release between the attempt and the wait is not missed.

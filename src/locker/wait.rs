@@ -39,9 +39,13 @@ impl<B: Backend> Locker<B> {
     pub(super) async fn wait_for(&self, key: &str, mode: Mode) -> Result<Held<B>> {
         validate_key(key)?;
         let mut waiter = Waiter::new(self, key, mode);
+        let heads = match mode {
+            Mode::Permit { permits } => permits,
+            _ => 1,
+        };
         let place = waiter
             .lines_up()
-            .then(|| self.shared.lines.join(self.prefix(), key));
+            .then(|| self.shared.lines.join(self.prefix(), key, heads));
         let _turn = match &place {
             Some(place) => Some(place.turn().await),
             None => None,
@@ -60,7 +64,7 @@ impl<B: Backend> Locker<B> {
             if waiter.subscribe(place.as_ref(), &refused).await {
                 continue;
             }
-            waiter.pause(&refused).await;
+            waiter.pause(place.as_ref(), &refused).await;
         }
     }
 }
@@ -89,11 +93,16 @@ impl<'a, B: Backend> Waiter<'a, B> {
     /// Not with an explicit owner: a task sharing the owner may take the
     /// lock meanwhile, and this waiter must then nest at once instead of
     /// queueing behind others that wait for that very lock. Not for a nested
-    /// acquire, for the same reason. And not with an attempt limit: in the
-    /// line it could wait any time behind others before its first try.
+    /// acquire, for the same reason. Not with an attempt limit: in the
+    /// line it could wait any time behind others before its first try. And
+    /// not a reader: readers do not exclude each other, so a line would
+    /// only make each wait for the round trip of the one before; a
+    /// writer's release lets all of them in at once, and a waiting writer
+    /// keeps new ones out on the servers.
     fn lines_up(&self) -> bool {
         let shared = &self.locker.shared;
-        self.subscribe
+        self.mode != Mode::Read
+            && self.subscribe
             && shared.backend.waiting() == Waiting::Notified
             && self.locker.owner.is_none()
             && shared.options.retry.max_attempts.is_none()
@@ -161,12 +170,12 @@ impl<'a, B: Backend> Waiter<'a, B> {
     }
 
     /// Waits until the lock may be free: release news, or the retry delay.
-    async fn pause(&mut self, refused: &Error) {
+    async fn pause(&mut self, place: Option<&Place>, refused: &Error) {
         let delay = tokio::time::sleep(self.delay(refused));
         match &mut self.watch {
             Some(watch) => {
                 tokio::select! {
-                    () = watch.released() => {}
+                    () = claimed_news(watch, place) => {}
                     () = delay => {}
                 }
             }
@@ -194,6 +203,43 @@ impl<'a, B: Backend> Waiter<'a, B> {
                 delay.max(options.ttl)
             }
             _ => delay,
+        }
+    }
+}
+
+/// Completes at release news this waiter may act on: any news, for a
+/// waiter outside a line; in a line, news that no other head claimed.
+async fn claimed_news(watch: &mut ReleaseWatch, place: Option<&Place>) {
+    loop {
+        watch.released().await;
+        match place {
+            Some(place) if !place.claim(watch.releases()) => {}
+            _ => return,
+        }
+    }
+}
+
+#[cfg(all(test, feature = "redis"))]
+mod tests {
+    use super::*;
+    use crate::{LockOptions, Redlock};
+
+    #[tokio::test]
+    async fn readers_do_not_line_up_and_everyone_else_does() {
+        // Nothing is asked of the node: lining up is decided locally.
+        let backend = Redlock::from_urls(["redis://127.0.0.1:9"]).unwrap();
+        let locker = Locker::new(backend, LockOptions::default()).unwrap();
+        for (mode, lines_up) in [
+            (Mode::Exclusive, true),
+            (Mode::Write, true),
+            (Mode::Permit { permits: 4 }, true),
+            (Mode::Read, false),
+        ] {
+            assert_eq!(
+                Waiter::new(&locker, "k", mode).lines_up(),
+                lines_up,
+                "{mode:?}"
+            );
         }
     }
 }
