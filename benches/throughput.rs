@@ -5,7 +5,6 @@
 //! `cargo bench --bench throughput --features testing` (see docs/performance.md).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use fencelock::deadpool_redis::redis;
@@ -13,43 +12,12 @@ use fencelock::{LockOptions, Locker, Redlock, Watchdog};
 
 mod floors;
 use floors::stats::median;
-use floors::{COMPARE_AND_DELETE, connect, library_round, raw_round};
+use floors::{COMPARE_AND_DELETE, connect, library_round, rate, raw_round};
 
 const TASKS: usize = 64;
 const NODES: usize = 5;
 const RUN: Duration = Duration::from_secs(3);
 const RUNS: usize = 5;
-
-/// Rounds per second of `TASKS` tasks looping `round(task)` for `RUN`.
-async fn rate<F, Fut>(round: F) -> f64
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let round = Arc::new(round);
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|t| {
-            let (round, stop, done) = (Arc::clone(&round), Arc::clone(&stop), Arc::clone(&done));
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    round(t).await;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    let started = std::time::Instant::now();
-    tokio::time::sleep(RUN).await;
-    stop.store(true, Ordering::Relaxed);
-    let counted = done.load(Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    counted as f64 / elapsed.as_secs_f64()
-}
 
 fn main() {
     let runtime = floors::runtime();
@@ -75,7 +43,7 @@ fn main() {
             for (locker, out) in [(&locker, &mut lib), (&bare, &mut unwatched)] {
                 let (l, k) = (locker.clone(), Arc::clone(&keys));
                 out.push(
-                    rate(move |t| {
+                    rate(TASKS, RUN, move |t| {
                         let (l, k) = (l.clone(), Arc::clone(&k));
 async move { library_round(&l, &k[t]).await }
                     })
@@ -85,7 +53,7 @@ async move { library_round(&l, &k[t]).await }
             for (wait_for, out) in [(NODES, &mut all), (quorum, &mut quo)] {
                 let (c, s, k) = (Arc::clone(&conns), Arc::clone(&script), Arc::clone(&raw_keys));
                 out.push(
-                    rate(move |t| {
+                    rate(TASKS, RUN, move |t| {
                         let (c, s, k) = (Arc::clone(&c), Arc::clone(&s), Arc::clone(&k));
                         async move { raw_round(&c, &s, &k[t], wait_for).await }
                     })

@@ -1,18 +1,19 @@
 //! The contended loop: tasks taking turns on one key through one Locker,
 //! and what it is summarised by.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fencelock::{Backend, Locker};
+use fencelock::{Backend, LockGuard, Locker, Permit, ReadGuard, WriteGuard};
 
 use super::stats::{median, percentile};
 
 /// What one run of the contended loop saw.
 pub struct Run {
     pub acquisitions: usize,
-    /// Acquisitions by a task other than the previous holder.
+    /// Acquisitions by a task other than the previous holder: for a
+    /// semaphore of k permits, by a task other than the last k to acquire.
     pub handoffs: usize,
     /// Every wait for the lock, in seconds; waits still going at the end
     /// of the run count with their length so far.
@@ -27,34 +28,78 @@ impl Run {
     }
 }
 
-/// `tasks` tasks loop acquire -> release on `key` for `run`.
+/// What a contended round takes and gives back: a lock guard, a read or
+/// write guard, a permit.
+pub trait Held: Send + 'static {
+    /// Releases it, and fails the bench if the release fails.
+    fn give_back(self) -> impl Future<Output = ()> + Send;
+}
+
+macro_rules! held {
+    ($($guard:ident),*) => {$(
+        impl<B: Backend> Held for $guard<B> {
+            async fn give_back(self) {
+                self.release().await.expect("release")
+            }
+        }
+    )*};
+}
+
+held!(LockGuard, ReadGuard, WriteGuard, Permit);
+
+/// `tasks` tasks loop `lock` -> release on `key` for `run`.
 pub async fn contend<B: Backend>(
     locker: &Locker<B>,
     key: &str,
     tasks: usize,
     run: Duration,
 ) -> Run {
-    // The task that took the lock last, plus one (0: nobody yet).
-    let last = Arc::new(AtomicUsize::new(0));
+    let (locker, key): (Locker<B>, Arc<str>) = (locker.clone(), key.into());
+    contend_on(tasks, 1, run, move || {
+        let (locker, key) = (locker.clone(), Arc::clone(&key));
+        async move { locker.lock(&key).await }
+    })
+    .await
+}
+
+/// `tasks` tasks loop `take()` -> release for `run`; `take` waits for its
+/// turn, and up to `holders` hold at once.
+pub async fn contend_on<F, Fut, H>(tasks: usize, holders: usize, run: Duration, take: F) -> Run
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = fencelock::Result<H>> + Send,
+    H: Held,
+{
+    // The last `holders` tasks to acquire, the latest at the back. A task
+    // that gives a permit back and takes it again before any waiter does is
+    // no hand-over: that is what polling without a line ends in.
+    let last = Arc::new(Mutex::new(VecDeque::with_capacity(holders + 1)));
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + run;
-    let key: Arc<str> = key.into();
     let tasks: Vec<_> = (1..=tasks)
         .map(|me| {
-            let (locker, last, key) = (locker.clone(), Arc::clone(&last), Arc::clone(&key));
+            let (take, last) = (take.clone(), Arc::clone(&last));
             tokio::spawn(async move {
                 let (mut acquisitions, mut handoffs, mut waits) = (0, 0, Vec::new());
                 loop {
                     let asked = Instant::now();
-                    match tokio::time::timeout_at(deadline, locker.lock(&key)).await {
-                        Ok(guard) => {
-                            let guard = guard.expect("lock");
+                    match tokio::time::timeout_at(deadline, take()).await {
+                        Ok(held) => {
+                            let held = held.expect("acquire");
                             waits.push(asked.elapsed().as_secs_f64());
                             acquisitions += 1;
-                            if last.swap(me, Ordering::Relaxed) != me {
-                                handoffs += 1;
+                            {
+                                let mut last = last.lock().unwrap();
+                                match last.iter().position(|&t| t == me) {
+                                    Some(at) => drop(last.remove(at)),
+                                    None => handoffs += 1,
+                                }
+                                last.push_back(me);
+                                if last.len() > holders {
+                                    last.pop_front();
+                                }
                             }
-                            guard.release().await.expect("release");
+                            held.give_back().await;
                         }
                         Err(_) => {
                             waits.push(asked.elapsed().as_secs_f64());
@@ -81,8 +126,8 @@ pub async fn contend<B: Backend>(
         run.waits.extend(w);
     }
     run.elapsed = started.elapsed();
-    // The first acquisition of the run had no previous holder.
-    run.handoffs = run.handoffs.saturating_sub(1);
+    // The first acquisitions of the run had no previous holder.
+    run.handoffs = run.handoffs.saturating_sub(holders);
     run
 }
 

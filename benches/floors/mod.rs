@@ -9,6 +9,10 @@ pub mod contend;
 pub mod etcd;
 pub mod stats;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisNodes;
 use fencelock::{Backend, Locker};
@@ -34,6 +38,37 @@ pub fn nodes(n: usize) -> RedisNodes {
 /// One uncontended acquire + release through the library.
 pub async fn library_round<B: Backend>(locker: &Locker<B>, key: &str) {
     locker.try_lock(key).await.unwrap().release().await.unwrap();
+}
+
+/// Rounds per second of `tasks` tasks looping `round(task)` for `run`.
+pub async fn rate<F, Fut>(tasks: usize, run: Duration, round: F) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let round = Arc::new(round);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..tasks)
+        .map(|t| {
+            let (round, stop, done) = (Arc::clone(&round), Arc::clone(&stop), Arc::clone(&done));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    round(t).await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    tokio::time::sleep(run).await;
+    stop.store(true, Ordering::Relaxed);
+    let counted = done.load(Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    counted as f64 / elapsed.as_secs_f64()
 }
 
 /// Deletes the key only if it still holds our value.
