@@ -645,6 +645,11 @@ async fn permits_bound_concurrent_runs() {
         let output = run(&mut exec(&["--permits", "2"], "echo ran")).await;
         assert_eq!(code(&output), NOT_OBTAINED, "{}", stderr(&output));
         assert!(stdout(&output).is_empty());
+        assert!(
+            stderr(&output).contains("all 2 permits of semaphore \"exports\" are held elsewhere"),
+            "{}",
+            stderr(&output)
+        );
         let output = run(&mut exec(&["--permits", "3"], "echo ran")).await;
         assert_eq!(code(&output), USAGE, "{}", stderr(&output));
         assert!(stderr(&output).contains("2 permits"), "{}", stderr(&output));

@@ -201,8 +201,7 @@ impl Exec {
         let guard = match acquired {
             Ok(Ok(guard)) => guard,
             Ok(Err(e)) => {
-                let what = self.kind().describe(&args.key);
-                return Err(not_obtained(locker, &args.key, &what, e, &self.output).await);
+                return Err(not_obtained(locker, &args.key, self.kind(), e, &self.output).await);
             }
             Err(signal) => {
                 let message =
@@ -368,21 +367,23 @@ impl Exec {
 async fn not_obtained<B: Backend>(
     locker: &Locker<B>,
     key: &str,
-    what: &str,
+    asked: Kind,
     error: Error,
     output: &Output,
 ) -> u8 {
+    let what = asked.describe(key);
     let (mut code, mut kind) = exit::for_error(&error);
     let mut message = match &error {
         Error::NotObtained {
             expires_in: Some(left),
             ..
         } => format!(
-            "{what} is held elsewhere (for {} more unless renewed); not running the command",
+            "{} (for {} more unless renewed); not running the command",
+            asked.taken(key),
             humantime::format_duration(round_ms(*left))
         ),
         Error::NotObtained { .. } => {
-            format!("{what} is held elsewhere; not running the command")
+            format!("{}; not running the command", asked.taken(key))
         }
         Error::Timeout { waited, .. } => format!(
             "{what} was not free within {}; not running the command",

@@ -61,6 +61,20 @@ impl Kind {
         }
     }
 
+    /// Why an attempt on `key` was refused, in messages: what is taken.
+    pub fn taken(self, key: &str) -> String {
+        match self {
+            Kind::Lock => format!("lock {key:?} is held elsewhere"),
+            Kind::Shared => {
+                format!("read lock {key:?} is held elsewhere by a writer, or a writer waits for it")
+            }
+            Kind::Write => format!("write lock {key:?} is held elsewhere (by readers or a writer)"),
+            Kind::Permits(n) => {
+                format!("all {n} permits of semaphore {key:?} are held elsewhere")
+            }
+        }
+    }
+
     /// The word for what is held, in messages.
     pub fn noun(self) -> &'static str {
         match self {
