@@ -16,8 +16,17 @@ local kind = redis.call('TYPE', KEYS[1]).ok
 if kind ~= 'none' and kind ~= 'hash' then
   return redis.error_reply('WRONGTYPE fencelock: the lock key holds a ' .. kind .. ', not a fencelock lock')
 end
+local owner, id, parent, mode = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
+-- What the general path looks at, read in one call (and again after a
+-- sweep changed it): kind, roots, writer, waiting writer and its deadline,
+-- this hold's root if the request was applied before.
+local state = {}
+local function look()
+  state = redis.call('HMGET', KEYS[1], ':kind', ':roots', ':w', ':wo', ':wx', 'h:' .. id)
+end
 if kind == 'hash' then
-  local k = redis.call('HGET', KEYS[1], ':kind')
+  look()
+  local k = state[1]
   if k == 'sem' then return {4, 3} end
   if k ~= 'rw' then
     if redis.call('HEXISTS', KEYS[1], ':owner') == 1 then return {4, 1} end
@@ -27,20 +36,32 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[3])
-local owner, id, parent, mode = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
 
--- A name nobody holds (the common case): nothing to purge, to wait behind
--- or to answer again; the first root, as the general path below makes it,
--- in four commands instead of eleven.
-if kind == 'none' and parent == '' then
+local function lengthen(until_ms)
+  if redis.call('PTTL', KEYS[1]) < until_ms - now then
+    redis.call('PEXPIRE', KEYS[1], until_ms - now)
+  end
+end
+
+-- A new first hold (root) beside `roots` others, with a token by the
+-- fencing rule; `wo` is the waiting writer's owner, if any.
+local function grant(roots, wo)
   local token = redis.call('INCR', KEYS[2])
-  local fields = {':kind', 'rw', ':roots', 1, 'o:' .. id, owner, 'x:' .. id, now + ttl,
+  local fields = {':kind', 'rw', ':roots', roots + 1, 'o:' .. id, owner, 'x:' .. id, now + ttl,
     't:' .. id, token, 'n:' .. id, 1, 'h:' .. id, id}
   if mode == 'w' then
     fields[#fields + 1] = ':w'
     fields[#fields + 1] = id
+    if wo == owner then redis.call('HDEL', KEYS[1], ':wo', ':wx') end
   end
   redis.call('HSET', KEYS[1], unpack(fields))
+  return token
+end
+
+-- A name nobody holds (the common case): nothing to purge, to wait behind
+-- or to answer again, and the key's expiry is this root's.
+if kind == 'none' and parent == '' then
+  local token = grant(0, false)
   redis.call('PEXPIRE', KEYS[1], ttl)
   return {1, token, 1}
 end
@@ -55,7 +76,7 @@ local function purge()
       dead[string.sub(f, 3)] = true
     end
   end
-  if next(dead) == nil then return end
+  if next(dead) == nil then return false end
   for i = 1, #fields, 2 do
     local f = fields[i]
     local p = string.sub(f, 1, 2)
@@ -68,12 +89,7 @@ local function purge()
     redis.call('HINCRBY', KEYS[1], ':roots', -1)
     if redis.call('HGET', KEYS[1], ':w') == root then redis.call('HDEL', KEYS[1], ':w') end
   end
-end
-
-local function lengthen(until_ms)
-  if redis.call('PTTL', KEYS[1]) < until_ms - now then
-    redis.call('PEXPIRE', KEYS[1], until_ms - now)
-  end
+  return true
 end
 
 -- Sweeping reads the whole hash, which grows with the readers: a first
@@ -86,11 +102,10 @@ local swept = false
 local function sweep()
   if kind == 'hash' and not swept then
     swept = true
-    purge()
+    if purge() then look() end
   end
 end
-if mode == 'w' or parent ~= '' or redis.call('HEXISTS', KEYS[1], ':w') == 1 or
-   tonumber(t[2]) % 16 == 0 then
+if mode == 'w' or parent ~= '' or state[3] or tonumber(t[2]) % 16 == 0 then
   sweep()
 end
 
@@ -113,18 +128,17 @@ end
 
 -- The same request applied before (a retry): answer as the first time,
 -- if its root is still live.
-local mine = redis.call('HGET', KEYS[1], 'h:' .. id)
-if mine and not swept then
+if state[6] and not swept then
   sweep()
-  mine = redis.call('HGET', KEYS[1], 'h:' .. id)
 end
+local mine = state[6]
 if mine then
   return {1, tonumber(redis.call('HGET', KEYS[1], 't:' .. mine)), tonumber(redis.call('HGET', KEYS[1], 'n:' .. mine))}
 end
-local roots = tonumber(redis.call('HGET', KEYS[1], ':roots') or '0')
-local writer = redis.call('HEXISTS', KEYS[1], ':w') == 1
-local wo = redis.call('HGET', KEYS[1], ':wo')
-local waiter = wo and wo ~= owner and tonumber(redis.call('HGET', KEYS[1], ':wx')) > now
+local roots = tonumber(state[2] or '0')
+local writer = state[3] and true or false
+local wo = state[4]
+local waiter = wo and wo ~= owner and tonumber(state[5]) > now
 if (mode == 'w' and roots > 0) or (mode == 'r' and (writer or waiter)) then
   -- A writer that will try again keeps new readers out meanwhile.
   if mode == 'w' and ARGV[7] == '1' and not waiter then
@@ -134,13 +148,6 @@ if (mode == 'w' and roots > 0) or (mode == 'r' and (writer or waiter)) then
   local pttl = redis.call('PTTL', KEYS[1])
   return {0, pttl}
 end
-local token = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], ':kind', 'rw', 'o:' .. id, owner, 'x:' .. id, now + ttl,
-  't:' .. id, token, 'n:' .. id, 1, 'h:' .. id, id)
-redis.call('HINCRBY', KEYS[1], ':roots', 1)
-if mode == 'w' then
-  redis.call('HSET', KEYS[1], ':w', id)
-  if wo == owner then redis.call('HDEL', KEYS[1], ':wo', ':wx') end
-end
+local token = grant(roots, wo)
 lengthen(now + ttl)
 return {1, token, 1}

@@ -9,18 +9,29 @@
 if redis.replicate_commands then redis.replicate_commands() end
 -- Hold ids name fields of the hash, never keys.
 local id = ARGV[2]
-local f = redis.call('HMGET', KEYS[1], ':kind', ':roots', ':wo', 'h:' .. id, 'o:' .. id, 'n:' .. id)
+local f = redis.call('HMGET', KEYS[1], ':kind', ':roots', ':wo', 'h:' .. id, 'o:' .. id,
+  'n:' .. id, ':w')
 if f[1] ~= 'rw' then
   return 0
 end
--- The last hold of the only root, and no writer waiting (the common case):
--- the lock goes, as the general path below would end, in two commands.
-if f[2] == '1' and not f[3] and f[4] == id and f[5] == ARGV[1] and f[6] == '1' then
-  redis.call('DEL', KEYS[1])
-  if ARGV[3] == '1' then
-    redis.call('PUBLISH', KEYS[1] .. ':released', '')
+-- The common cases, ending as the general path below would, in fewer
+-- commands: the last hold of a first hold (a root) of this owner.
+if f[4] == id and f[5] == ARGV[1] and f[6] == '1' then
+  -- The only root, and no writer waiting: the lock goes.
+  if f[2] == '1' and not f[3] then
+    redis.call('DEL', KEYS[1])
+    if ARGV[3] == '1' then
+      redis.call('PUBLISH', KEYS[1] .. ':released', '')
+    end
+    return 2
   end
-  return 2
+  -- A reader among other roots, with no waiting mark of its own to clear:
+  -- it goes, and frees nobody.
+  if tonumber(f[2]) > 1 and f[7] ~= id and not (ARGV[3] == '1' and f[3] == ARGV[1]) then
+    redis.call('HDEL', KEYS[1], 'h:' .. id, 'o:' .. id, 'x:' .. id, 't:' .. id, 'n:' .. id)
+    redis.call('HINCRBY', KEYS[1], ':roots', -1)
+    return 2
+  end
 end
 -- A release (not an undo) also clears this owner's waiting mark: a writer
 -- that got in on a quorum left its mark on the nodes that refused it,
