@@ -5,7 +5,8 @@
 //! - uncontended: one task, `try_lock`, `try_read`, `try_write` and a
 //!   4-permit `try_acquire`, each followed by its release, N = 1 and 5;
 //! - readers: 64 tasks loop `read` + release on one key (all may hold at
-//!   once), beside 64 tasks taking exclusive locks on 64 distinct keys;
+//!   once), beside 64 tasks taking exclusive locks on 64 distinct keys,
+//!   N = 1 and 5;
 //! - permits: 16 tasks loop `acquire` + release on a semaphore of 4
 //!   permits, with release notifications and with polling only.
 //!
@@ -44,9 +45,7 @@ fn main() {
             let locker =
                 Locker::new(Redlock::from_urls(&urls).unwrap(), LockOptions::default()).unwrap();
             uncontended(&locker, &urls).await;
-            if n == 5 {
-                readers(&locker, &urls).await;
-            }
+            readers(&locker, &urls).await;
             permits(&locker, &urls).await;
         });
     }
@@ -211,14 +210,14 @@ async fn readers(locker: &Locker<Redlock>, urls: &[String]) {
     println!(
         "\n{READERS} tasks, N = {n}, medians of {RUNS} runs of {READ_RUN:?} (acquire + release/s)"
     );
-    println!("| variant | rounds/s | ratio to lock, distinct keys | ratio to floor_all |");
+    println!("| N | variant | rounds/s | ratio to lock, distinct keys | ratio to floor_all |");
     for (name, value) in [
         ("read, one key", read),
         ("lock, distinct keys", exclusive),
         ("floor_all, distinct keys", floor),
     ] {
         println!(
-            "| {name} | {value:.0} | {:.2}x | {:.2}x |",
+            "| {n} | {name} | {value:.0} | {:.2}x | {:.2}x |",
             value / exclusive,
             value / floor
         );

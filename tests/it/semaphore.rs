@@ -533,37 +533,45 @@ async fn cut_off_acquires_leave_nothing<H: Unsupported>() {
         let ours = locker.semaphore("cut", 2).unwrap();
         let theirs = other.semaphore("cut", 2).unwrap();
         all_free(&ours).await;
-        let mut acquires = Vec::new();
-        for _ in 0..9 {
-            let (permit, n) = rounds(ours.acquire()).await;
-            permit.unwrap().release().await.unwrap();
-            acquires.push(n);
+        // Free: cut at every round, then every permit is free. Most cuts
+        // must land before the end, or the case proves little. Load that
+        // dropped since the calibration (a test beside this one ended)
+        // finishes the acquires in fewer rounds: calibrate and cut again
+        // then, up to three times.
+        let mut span = 0;
+        for attempt in 1..=3 {
+            let mut acquires = Vec::new();
+            for _ in 0..9 {
+                let (permit, n) = rounds(ours.acquire()).await;
+                permit.unwrap().release().await.unwrap();
+                acquires.push(n);
+            }
+            span = typical(&acquires) + 2;
+            let points = cut_points(span);
+            eprintln!("rounds: acquire {acquires:?}; cutting at {points:?}");
+            let mut cut = 0;
+            for &t in &points {
+                cut += usize::from(within(t, ours.acquire()).await.is_none());
+                locker.settled().await;
+                all_free(&theirs).await;
+                // With one permit out, the cut one takes the other slot.
+                let held = theirs.try_acquire().await.unwrap();
+                cut += usize::from(within(t, ours.acquire()).await.is_none());
+                locker.settled().await;
+                let last = theirs.try_acquire().await.unwrap();
+                assert_ne!(last.slot(), held.slot());
+                held.release().await.unwrap();
+                last.release().await.unwrap();
+            }
+            if cut > points.len() / 2 {
+                break;
+            }
+            assert!(
+                attempt < 3,
+                "only {cut} of {} cut off, three times",
+                2 * points.len()
+            );
         }
-        let span = typical(&acquires) + 2;
-        let points = cut_points(span);
-        eprintln!("rounds: acquire {acquires:?}; cutting at {points:?}");
-
-        // Free: cut at every round, then every permit is free.
-        let mut cut = 0;
-        for &t in &points {
-            cut += usize::from(within(t, ours.acquire()).await.is_none());
-            locker.settled().await;
-            all_free(&theirs).await;
-            // With one permit out, the cut one takes the other slot.
-            let held = theirs.try_acquire().await.unwrap();
-            cut += usize::from(within(t, ours.acquire()).await.is_none());
-            locker.settled().await;
-            let last = theirs.try_acquire().await.unwrap();
-            assert_ne!(last.slot(), held.slot());
-            held.release().await.unwrap();
-            last.release().await.unwrap();
-        }
-        // Most cuts land before the end, or the case proves little.
-        assert!(
-            cut > points.len() / 2,
-            "only {cut} of {} cut off",
-            2 * points.len()
-        );
 
         // Waiting while every permit is out.
         let held = [
