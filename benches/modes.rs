@@ -20,7 +20,7 @@ use fencelock::deadpool_redis::redis;
 use fencelock::{LockOptions, Locker, Redlock, RetryPolicy, Semaphore};
 
 mod floors;
-use floors::contend::{Summary, contend, contend_on};
+use floors::contend::{Held, Summary, contend, contend_on};
 use floors::stats::{median, ratio, tail_latency};
 use floors::{COMPARE_AND_DELETE, connect, rate, raw_round};
 
@@ -51,6 +51,11 @@ fn main() {
     }
 }
 
+/// One acquire + release.
+async fn round<H: Held>(take: impl Future<Output = fencelock::Result<H>>) {
+    take.await.expect("acquire").give_back().await;
+}
+
 /// p50 and p99 of each kind's acquire + release round, beside the floors.
 async fn uncontended(locker: &Locker<Redlock>, urls: &[String]) {
     let n = urls.len();
@@ -70,54 +75,10 @@ async fn uncontended(locker: &Locker<Redlock>, urls: &[String]) {
     for _ in 0..RUNS {
         for (i, name) in names.iter().enumerate() {
             let (p50, p99) = match *name {
-                "lock" => {
-                    tail_latency(1, SAMPLES, || async {
-                        locker
-                            .try_lock("u-lock")
-                            .await
-                            .unwrap()
-                            .release()
-                            .await
-                            .unwrap()
-                    })
-                    .await
-                }
-                "read" => {
-                    tail_latency(1, SAMPLES, || async {
-                        locker
-                            .try_read("u-read")
-                            .await
-                            .unwrap()
-                            .release()
-                            .await
-                            .unwrap()
-                    })
-                    .await
-                }
-                "write" => {
-                    tail_latency(1, SAMPLES, || async {
-                        locker
-                            .try_write("u-write")
-                            .await
-                            .unwrap()
-                            .release()
-                            .await
-                            .unwrap()
-                    })
-                    .await
-                }
-                "permit" => {
-                    tail_latency(1, SAMPLES, || async {
-                        semaphore
-                            .try_acquire()
-                            .await
-                            .unwrap()
-                            .release()
-                            .await
-                            .unwrap()
-                    })
-                    .await
-                }
+                "lock" => tail_latency(1, SAMPLES, || round(locker.try_lock("u-lock"))).await,
+                "read" => tail_latency(1, SAMPLES, || round(locker.try_read("u-read"))).await,
+                "write" => tail_latency(1, SAMPLES, || round(locker.try_write("u-write"))).await,
+                "permit" => tail_latency(1, SAMPLES, || round(semaphore.try_acquire())).await,
                 "floor_all" => {
                     tail_latency(1, SAMPLES, || raw_round(&conns, &script, "raw:{u}", n)).await
                 }

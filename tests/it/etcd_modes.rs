@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{bounded, etcd_locker, options, short_ttl_options, start_etcd, wait_until};
 use fencelock::etcd_client::{Client, GetOptions};
-use fencelock::{Error, Etcd, Handoff, Locker, Owner};
+use fencelock::{Error, Etcd, Locker};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -383,81 +383,6 @@ async fn admin_sees_and_removes_the_new_kinds() {
         let again = b.try_write("adm-rw").await.unwrap();
         assert!(again.token() > highest);
         again.release().await.unwrap();
-    })
-    .await;
-}
-
-/// Read holds, write holds and permits are handed off on etcd as on Redis:
-/// the adopter keeps the token (and a permit its slot), the hold keeps out
-/// what it kept out, and an adopt call of another kind is refused.
-#[tokio::test]
-async fn read_write_and_permit_holds_are_handed_off() {
-    let cluster = start_etcd(1);
-    let owner = Owner::random();
-    let here = etcd_locker(&cluster, options()).with_owner(owner.clone());
-    let there = etcd_locker(&cluster, options()).with_owner(owner);
-    let other = etcd_locker(&cluster, options());
-    bounded(LIMIT, async {
-        let writer = here.try_write("doc").await.unwrap();
-        let token = writer.token();
-        let handoff: Handoff = writer.hand_off().to_string().parse().unwrap();
-        let wrong = there.adopt_read(&handoff).await;
-        assert!(matches!(wrong, Err(Error::WrongKind { .. })), "{wrong:?}");
-        let adopted = there.adopt_write(&handoff).await.unwrap();
-        assert_eq!(adopted.token(), token);
-        assert!(refused(other.try_read("doc").await));
-        let reader = adopted
-            .downgrade()
-            .await
-            .map_err(|e| e.into_error())
-            .unwrap();
-        let handoff: Handoff = reader.hand_off().to_string().parse().unwrap();
-        let reader = here.adopt_read(&handoff).await.unwrap();
-        assert_eq!(reader.token(), token);
-        other
-            .try_read("doc")
-            .await
-            .unwrap()
-            .release()
-            .await
-            .unwrap();
-        assert!(refused(other.try_write("doc").await));
-        reader.release().await.unwrap();
-        other
-            .try_write("doc")
-            .await
-            .unwrap()
-            .release()
-            .await
-            .unwrap();
-
-        let permit = here
-            .semaphore("jobs", 2)
-            .unwrap()
-            .try_acquire()
-            .await
-            .unwrap();
-        let (slot, token) = (permit.slot(), permit.token());
-        let handoff: Handoff = permit.hand_off().to_string().parse().unwrap();
-        let mismatch = there.semaphore("jobs", 3).unwrap().adopt(&handoff).await;
-        assert!(
-            matches!(mismatch, Err(Error::PermitsMismatch { .. })),
-            "{mismatch:?}"
-        );
-        let adopted = there
-            .semaphore("jobs", 2)
-            .unwrap()
-            .adopt(&handoff)
-            .await
-            .unwrap();
-        assert_eq!((adopted.slot(), adopted.token()), (slot, token));
-        // One permit left for others, not two.
-        let theirs = other.semaphore("jobs", 2).unwrap();
-        let last = theirs.try_acquire().await.unwrap();
-        assert!(refused(theirs.try_acquire().await));
-        last.release().await.unwrap();
-        adopted.release().await.unwrap();
-        theirs.try_acquire().await.unwrap().release().await.unwrap();
     })
     .await;
 }

@@ -19,7 +19,7 @@ use tokio::sync::{Barrier, oneshot, watch};
 use crate::common;
 use crate::common::harness::{EtcdMembers, Harness, Redis};
 use crate::common::{bounded, wait_until};
-use fencelock::{Backend, Error, LockOptions, Locker, RetryPolicy, Watchdog};
+use fencelock::{Backend, Error, Handoff, LockOptions, Locker, Owner, RetryPolicy, Watchdog};
 
 pub(crate) const LIMIT: Duration = Duration::from_secs(60);
 /// How long a cut-off operation's cleanup or a waiter's wake-up may take
@@ -870,6 +870,62 @@ async fn cut_off_reads_and_writes_leave_nothing<H: Unsupported>() {
     .await;
 }
 
+/// Read and write holds travel like locks (docs of `LockGuard::hand_off`):
+/// the adopter keeps the token, the hold keeps out what it kept out, and
+/// the adopt call of another kind is refused.
+async fn read_and_write_holds_are_handed_off<H: Unsupported>() {
+    if !supported::<H>("hand_off") {
+        return;
+    }
+    let servers = H::start();
+    let owner = Owner::random();
+    let here = servers.locker(options()).with_owner(owner.clone());
+    let there = servers.locker(options()).with_owner(owner);
+    let other = servers.locker(options());
+    bounded(LIMIT, async {
+        let writer = here.try_write("doc").await.unwrap();
+        let token = writer.token();
+        let handoff: Handoff = writer.hand_off().to_string().parse().unwrap();
+        for wrong in [
+            there.adopt_read(&handoff).await.map(drop),
+            there.adopt(&handoff).await.map(drop),
+        ] {
+            assert!(matches!(wrong, Err(Error::WrongKind { .. })), "{wrong:?}");
+        }
+        let adopted = there.adopt_write(&handoff).await.unwrap();
+        assert_eq!(adopted.token(), token);
+        refused(other.try_read("doc").await);
+        // Downgraded after the move, it is a reader that others can join.
+        let reader = adopted
+            .downgrade()
+            .await
+            .map_err(|e| e.into_error())
+            .unwrap();
+        let handoff: Handoff = reader.hand_off().to_string().parse().unwrap();
+        let reader = here.adopt_read(&handoff).await.unwrap();
+        assert_eq!(reader.token(), token);
+        other
+            .try_read("doc")
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+        refused(other.try_write("doc").await);
+        reader.release().await.unwrap();
+        other
+            .try_write("doc")
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+        here.settled().await;
+        nothing_locked(&other).await;
+    })
+    .await;
+}
+
 /// Every case for one configuration, as separate tests.
 macro_rules! rwlock_cases {
     ($module:ident, $harness:ty) => {
@@ -903,6 +959,10 @@ macro_rules! rwlock_cases {
             #[tokio::test]
             async fn a_write_hold_downgrades() {
                 super::a_write_hold_downgrades::<$harness>().await;
+            }
+            #[tokio::test]
+            async fn read_and_write_holds_are_handed_off() {
+                super::read_and_write_holds_are_handed_off::<$harness>().await;
             }
             #[tokio::test]
             async fn an_upgrade_is_refused_at_once() {

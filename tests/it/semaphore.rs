@@ -24,7 +24,7 @@ use crate::rwlock::{
     LIMIT, RETRY, SOON, Unsupported, WAKE, cut_points, nothing_locked, options, refused, rounds,
     runs, slow_retry, typical, until_queued, within,
 };
-use fencelock::{Backend, Error, MAX_PERMITS, Permit, Semaphore, Watchdog};
+use fencelock::{Backend, Error, Handoff, MAX_PERMITS, Owner, Permit, Semaphore, Watchdog};
 
 fn supported<H: Unsupported>(case: &str) -> bool {
     runs(H::SEMAPHORE, case)
@@ -593,6 +593,53 @@ async fn cut_off_acquires_leave_nothing<H: Unsupported>() {
     .await;
 }
 
+/// A permit travels like a lock: the adopter keeps its slot and token,
+/// and the semaphore it is adopted into must agree on the permits.
+async fn a_permit_is_handed_off<H: Unsupported>() {
+    if !supported::<H>("hand_off") {
+        return;
+    }
+    let servers = H::start();
+    let owner = Owner::random();
+    let here = servers.locker(options()).with_owner(owner.clone());
+    let there = servers.locker(options()).with_owner(owner);
+    let other = servers.locker(options());
+    bounded(LIMIT, async {
+        let permit = here
+            .semaphore("jobs", 2)
+            .unwrap()
+            .try_acquire()
+            .await
+            .unwrap();
+        let (slot, token) = (permit.slot(), permit.token());
+        let handoff: Handoff = permit.hand_off().to_string().parse().unwrap();
+        let mismatch = there.semaphore("jobs", 3).unwrap().adopt(&handoff).await;
+        assert!(
+            matches!(mismatch, Err(Error::PermitsMismatch { .. })),
+            "{mismatch:?}"
+        );
+        let wrong = there.adopt_read(&handoff).await;
+        assert!(matches!(wrong, Err(Error::WrongKind { .. })), "{wrong:?}");
+        let adopted = there
+            .semaphore("jobs", 2)
+            .unwrap()
+            .adopt(&handoff)
+            .await
+            .unwrap();
+        assert_eq!((adopted.slot(), adopted.token()), (slot, token));
+        // One permit left for others, not two.
+        let theirs = other.semaphore("jobs", 2).unwrap();
+        let last = theirs.try_acquire().await.unwrap();
+        refused(theirs.try_acquire().await);
+        last.release().await.unwrap();
+        adopted.release().await.unwrap();
+        here.settled().await;
+        all_free(&theirs).await;
+        nothing_locked(&other).await;
+    })
+    .await;
+}
+
 /// Every case for one configuration, as separate tests.
 macro_rules! semaphore_cases {
     ($module:ident, $harness:ty) => {
@@ -602,6 +649,10 @@ macro_rules! semaphore_cases {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn permits_are_bounded() {
                 super::permits_are_bounded::<$harness>().await;
+            }
+            #[tokio::test]
+            async fn a_permit_is_handed_off() {
+                super::a_permit_is_handed_off::<$harness>().await;
             }
             #[tokio::test]
             async fn all_permits_out_refuses_a_try() {
