@@ -6,6 +6,8 @@
 #[cfg(test)]
 mod interleavings;
 #[cfg(test)]
+mod model_kit;
+#[cfg(test)]
 mod permit_interleavings;
 mod rule;
 #[cfg(test)]
