@@ -68,11 +68,13 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 
 mod etcd;
+mod postgres;
 mod process;
 mod proxy;
 mod redis;
 
 pub use etcd::{ETCD_ENV, EtcdCluster, EtcdServer, EtcdServerBuilder};
+pub use postgres::{DB_USER, DEFAULT_OS_USER, POSTGRES_BIN_ENV, POSTGRES_USER_ENV, PostgresServer};
 pub use proxy::TcpProxy;
 pub use redis::{
     Persistence, REDIS_SERVER_ENV, RedisNodes, RedisServer, RedisServerBuilder, Restart,
@@ -136,6 +138,34 @@ pub enum FixtureError {
         reason: String,
         /// The last lines of the log of every member that was being started
         /// together (one member unless a cluster was starting), labelled.
+        log_tail: String,
+    },
+    /// PostgreSQL's server programs are not where they were looked for.
+    #[error(
+        "PostgreSQL server program not found ({binary}): install it with scripts/setup \
+         (Debian package postgresql) or set {POSTGRES_BIN_ENV}"
+    )]
+    PostgresBinaryNotFound {
+        /// What was looked for.
+        binary: String,
+    },
+    /// Run as root, with no unprivileged user to run PostgreSQL as.
+    #[error(
+        "PostgreSQL refuses to run as root and user {user:?} does not exist: \
+         create it with scripts/setup or name another in {POSTGRES_USER_ENV}"
+    )]
+    PostgresUserMissing {
+        /// The user looked for.
+        user: String,
+    },
+    /// A PostgreSQL server (or its initdb) failed.
+    #[error("postgres on 127.0.0.1:{port} failed to start: {reason}\n--- log tail ---\n{log_tail}")]
+    PostgresStartFailed {
+        /// The port it was to listen on.
+        port: u16,
+        /// What went wrong.
+        reason: String,
+        /// The last lines of its log.
         log_tail: String,
     },
 }

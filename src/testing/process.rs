@@ -122,6 +122,20 @@ impl Process {
         Ok(())
     }
 
+    /// Waits for the spawned program to end (one that runs to its end, such
+    /// as `initdb`), and forgets it.
+    pub(super) fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
+        let child = self
+            .child
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match child {
+            Some(mut child) => child.wait(),
+            None => Err(io::Error::other("nothing was spawned")),
+        }
+    }
+
     /// The directory.
     pub(super) fn dir(&self) -> &Path {
         self.dir.path()
