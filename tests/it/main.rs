@@ -44,6 +44,7 @@ mod hostile;
 mod locking;
 mod metrics;
 mod notifications;
+mod postgres_fence;
 mod postgres_fixture;
 mod properties;
 mod proxy_fixture;
