@@ -11,6 +11,7 @@ use std::collections::HashSet;
 
 use proptest::prelude::*;
 
+use super::model_kit::weighted_pick;
 use super::rule::{Raised, fence_candidate, fence_confirmed};
 
 /// Something that happens: an acquire starts, or one of its messages arrives.
@@ -264,20 +265,7 @@ fn pick(enabled: &[Event], choice: u16) -> Option<Event> {
         Event::Grant(..) | Event::Raise(..) => 4,
         _ => 1,
     };
-    let total: usize = enabled.iter().map(weight).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut at = usize::from(choice) % total;
-    enabled.iter().copied().find(|e| {
-        let w = weight(e);
-        if at < w {
-            true
-        } else {
-            at -= w;
-            false
-        }
-    })
+    weighted_pick(enabled, choice, weight)
 }
 
 proptest! {

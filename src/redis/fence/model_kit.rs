@@ -1,5 +1,6 @@
-//! What the models' searches share: the set of visited states and the bit
-//! masks that sets of nodes and holds are kept in.
+//! What the models' searches share: the set of visited states, the bit
+//! masks that sets of nodes and holds are kept in, and the weighted pick
+//! of an event that drives their random schedules.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -58,4 +59,27 @@ pub(super) fn move_bits(mask: u8, to: &[usize]) -> u8 {
         .enumerate()
         .filter(|&(i, _)| mask & bit(i) != 0)
         .fold(0, |acc, (_, &j)| acc | bit(j))
+}
+
+/// Picks one of `enabled` by `choice`, each as likely as its `weight`;
+/// `None` when all weigh nothing.
+pub(super) fn weighted_pick<E: Copy>(
+    enabled: &[E],
+    choice: u16,
+    weight: impl Fn(&E) -> usize,
+) -> Option<E> {
+    let total: usize = enabled.iter().map(&weight).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut at = usize::from(choice) % total;
+    enabled.iter().copied().find(|e| {
+        let w = weight(e);
+        if at < w {
+            true
+        } else {
+            at -= w;
+            false
+        }
+    })
 }

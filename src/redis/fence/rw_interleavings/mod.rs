@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::model_kit::{Visited, bit, move_bits};
+use super::model_kit::{Visited, bit, move_bits, weighted_pick};
 use super::rule::{Raised, fence_candidate, fence_confirmed};
 
 const MAX_NODES: usize = 5;

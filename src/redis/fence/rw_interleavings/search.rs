@@ -262,20 +262,7 @@ fn pick(enabled: &[Event], choice: u16) -> Option<Event> {
         Event::Grant(..) | Event::Raise(..) => 4,
         _ => 1,
     };
-    let total: usize = enabled.iter().map(weight).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut at = usize::from(choice) % total;
-    enabled.iter().copied().find(|e| {
-        let w = weight(e);
-        if at < w {
-            true
-        } else {
-            at -= w;
-            false
-        }
-    })
+    weighted_pick(enabled, choice, weight)
 }
 
 proptest! {
