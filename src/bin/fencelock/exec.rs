@@ -14,7 +14,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use clap::Args;
-use fencelock::{Backend, Error, FencingToken, LockOptions, Locker};
+use fencelock::{Backend, Error, LockOptions, Locker};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
@@ -23,6 +23,7 @@ use tokio::process::{Child, Command};
 use crate::connect::{self, BackendArgs, Job};
 use crate::held::{Held, Kind};
 use crate::output::Output;
+use crate::report::{Outcome, Report};
 use crate::signals::Signals;
 use crate::{exit, parse_duration};
 
@@ -98,36 +99,6 @@ pub async fn run(args: ExecArgs, output: &Output) -> u8 {
 struct Exec {
     args: ExecArgs,
     output: Output,
-}
-
-/// How a run ended, for the final message and `--json`'s `"outcome"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    /// The command ran and the lock was held throughout.
-    Completed,
-    /// The lock could not be had; the command did not run.
-    NotRun(&'static str),
-    /// The lock was lost during the run (or found gone at release).
-    Lost,
-    /// fencelock got a signal and stopped the command.
-    Interrupted,
-    /// The command could not be started.
-    SpawnFailed,
-    /// Waiting for the command failed.
-    Internal,
-}
-
-impl Outcome {
-    fn name(self) -> &'static str {
-        match self {
-            Outcome::Completed => "completed",
-            Outcome::NotRun(kind) => kind,
-            Outcome::Lost => "lost",
-            Outcome::Interrupted => "interrupted",
-            Outcome::SpawnFailed => "spawn_failed",
-            Outcome::Internal => "internal",
-        }
-    }
 }
 
 /// What ends the wait for the command.
@@ -481,32 +452,6 @@ async fn release<B: Backend>(guard: Held<B>, output: &Output) -> Released {
             ));
             Released::Yes
         }
-    }
-}
-
-/// Where the final word goes.
-struct Report<'a> {
-    output: &'a Output,
-    key: &'a str,
-}
-
-impl Report<'_> {
-    /// The final word: a message on stderr (human), or the `exit` event
-    /// (JSON). Returns `code`.
-    fn finish(&self, token: Option<FencingToken>, outcome: Outcome, code: u8, message: &str) -> u8 {
-        if self.output.is_json() {
-            self.output.event(&json!({
-                "event": "exit",
-                "key": self.key,
-                "token": token.map(FencingToken::get),
-                "outcome": outcome.name(),
-                "exit_code": code,
-                "message": (!message.is_empty()).then_some(message),
-            }));
-        } else if !message.is_empty() {
-            self.output.say(message);
-        }
-        code
     }
 }
 

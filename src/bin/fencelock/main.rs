@@ -20,6 +20,7 @@ mod exec;
 mod exit;
 mod held;
 mod output;
+mod report;
 mod signals;
 
 use std::process::ExitCode;
