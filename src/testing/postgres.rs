@@ -139,6 +139,12 @@ impl PostgresServer {
     /// Kills the server with SIGKILL, as a crash would: what was committed
     /// is in the WAL and comes back with [`restart`](Self::restart).
     pub fn kill(&mut self) {
+        // A backend serves its connection on its own and would notice the
+        // postmaster's death only later, committing meanwhile: a crash
+        // takes every process of the server at once.
+        if let Some(pid) = self.pid() {
+            kill_children(pid);
+        }
         self.process.kill();
     }
 
@@ -162,8 +168,7 @@ impl PostgresServer {
     ///
     /// [`FixtureError`] when it cannot start or does not answer in time.
     pub fn restart(&mut self) -> Result<(), FixtureError> {
-        // A killed postmaster leaves its backends behind for a moment; the
-        // new one waits for them (the shared memory is still attached).
+        self.kill();
         process::restart(&mut [self])
     }
 
@@ -309,5 +314,37 @@ fn unprivileged_user() -> Result<Option<(Uid, Gid)>, FixtureError> {
     match User::from_name(&name) {
         Ok(Some(user)) => Ok(Some((user.uid, user.gid))),
         _ => Err(FixtureError::PostgresUserMissing { user: name }),
+    }
+}
+
+/// SIGKILLs every process whose parent is `parent` (the postmaster's
+/// backends and helpers), found in `/proc`.
+fn kill_children(parent: u32) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: the comm may hold spaces, so read
+        // after its closing parenthesis.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
