@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::fencing::FencingToken;
+
 /// Everything that can go wrong when taking, keeping or giving back a lock.
 ///
 /// Variants name what happened, so callers can match on them: contention
@@ -162,6 +164,69 @@ pub enum Error {
         permits: u32,
         /// The largest number allowed.
         max: u32,
+    },
+
+    /// The database refused to commit a fenced transaction: it has
+    /// accepted a higher token for the resource, so a newer holder of the
+    /// lock wrote after this one's lock ran out. Nothing of the
+    /// transaction was written. Stop: retrying under the same token is
+    /// refused again.
+    #[error(
+        "stale fencing token {token} for {resource:?}: the database has accepted token \
+         {highest} from a newer holder; nothing was committed"
+    )]
+    StaleToken {
+        /// The fenced resource.
+        resource: String,
+        /// This holder's token.
+        token: FencingToken,
+        /// The highest token the database has accepted for the resource.
+        highest: FencingToken,
+    },
+
+    /// A fenced resource counts the tokens of another lock: tokens of two
+    /// locks are unrelated numbers, and comparing them would let a stale
+    /// holder of either through. A resource is fenced by the lock of its
+    /// first fenced write, for good.
+    #[error(
+        "{resource:?} is fenced by the tokens of lock {fenced_by:?}, not of {lock:?}: \
+         tokens of two locks cannot be compared"
+    )]
+    ForeignToken {
+        /// The fenced resource.
+        resource: String,
+        /// The lock whose token was offered.
+        lock: String,
+        /// The lock whose tokens the resource counts.
+        fenced_by: String,
+    },
+
+    /// The database has no fence, or not all of it: install it first
+    /// (`fencelock::postgres::install`, or `src/postgres/fence.sql`).
+    #[error("the fence is not installed in the database: {missing}")]
+    FenceNotInstalled {
+        /// What is missing.
+        missing: String,
+    },
+
+    /// A table or function by the fence's name exists in the database but
+    /// is not fencelock's; it is left alone.
+    #[error("the database's fencelock_fence is not fencelock's fence: {found}")]
+    ForeignFence {
+        /// What was found instead.
+        found: String,
+    },
+
+    /// The database failed or refused a statement for a reason that fits
+    /// no variant above (connection lost, a constraint of the caller's
+    /// tables, a serialization failure), with its source chain.
+    #[error("database error: {message}")]
+    Database {
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
 
     /// The resource name cannot be used as a lock key.

@@ -14,6 +14,9 @@ mod trace;
 
 #[cfg(feature = "etcd")]
 mod etcd;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -31,8 +34,8 @@ pub use backend::{
 pub use error::{Error, NodeFailure, NodeFault, Result};
 pub use fencing::FencingToken;
 pub use locker::{
-    DowngradeError, Handoff, LockGuard, Locker, Owner, Permit, ReadGuard, Semaphore, Statistics,
-    WriteGuard,
+    DowngradeError, Exclusive, Handoff, LockGuard, Locker, Owner, Permit, ReadGuard, Semaphore,
+    Statistics, WriteGuard,
 };
 pub use options::{LockOptions, MAX_KEY_LEN, MAX_PERMITS, MAX_PREFIX_LEN, MAX_TTL, Watchdog};
 pub use retry::{MAX_RETRY_PAUSE, RetryPolicy};

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::options::{LockOptions, validate_key};
 
 mod admin;
+mod exclusive;
 mod guard;
 mod handoff;
 mod held;
@@ -27,6 +28,7 @@ mod telemetry;
 mod wait;
 mod watchdog;
 
+pub use exclusive::Exclusive;
 pub use guard::LockGuard;
 pub use handoff::Handoff;
 pub use owner::Owner;

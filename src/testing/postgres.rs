@@ -120,6 +120,27 @@ impl PostgresServer {
         format!("postgresql://{DB_USER}@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// A connection pool on the server (deadpool-postgres, no TLS), for
+    /// [`crate::postgres`].
+    ///
+    /// # Panics
+    ///
+    /// Never with this fixture's URL: deadpool only fails to build a pool
+    /// from a configuration it cannot parse.
+    #[cfg(feature = "postgres")]
+    pub fn pool(&self) -> deadpool_postgres::Pool {
+        let config = deadpool_postgres::Config {
+            url: Some(self.url()),
+            ..Default::default()
+        };
+        config
+            .create_pool(
+                Some(deadpool_postgres::Runtime::Tokio1),
+                tokio_postgres::NoTls,
+            )
+            .expect("a pool from the fixture's URL")
+    }
+
     /// The fixture's directory (the cluster is in `data/`, the log in
     /// `postgres.log`).
     pub fn dir(&self) -> &Path {

@@ -46,6 +46,7 @@ mod metrics;
 mod notifications;
 mod postgres_fence;
 mod postgres_fixture;
+mod postgres_transactions;
 mod properties;
 mod proxy_fixture;
 mod reentrancy;
