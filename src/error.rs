@@ -260,6 +260,19 @@ impl Error {
         }
     }
 
+    /// Whether the lock service could not be reached or would not serve
+    /// this client: no quorum answered ([`Error::QuorumUnavailable`], an
+    /// outage or a denial) or the backend failed ([`Error::Backend`]).
+    /// Contention, timeouts of a wait, bad input and lost locks are not
+    /// outages. [`Locker::with_lock_or_fallback`](crate::Locker::with_lock_or_fallback)
+    /// runs its fallback for these.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            Error::QuorumUnavailable { .. } | Error::Backend { .. }
+        )
+    }
+
     /// Whether a quorum is out of reach because nodes refused this client
     /// ([`NodeFault::Denied`]: credentials, permissions, TLS certificates):
     /// a [`QuorumUnavailable`](Error::QuorumUnavailable) in which even the

@@ -48,6 +48,72 @@ impl From<FencingToken> for u64 {
     }
 }
 
+/// A lock's name with a holder's fencing token: what a resource that can
+/// ask the lock service, but cannot store a fence, is given with a request
+/// and checks with [`Locker::check_current`](crate::Locker::check_current)
+/// (Chubby's sequencer). Unlike a bare token, it says whose token it is:
+/// tokens of two locks are unrelated numbers.
+///
+/// Its text form, for a header or a message, is `<token>@<name>`:
+///
+/// ```
+/// use fencelock::{FencingToken, Sequencer};
+///
+/// let sequencer = Sequencer::new("billing", FencingToken::new(42));
+/// assert_eq!(sequencer.to_string(), "42@billing");
+/// assert_eq!("42@billing".parse::<Sequencer>().unwrap(), sequencer);
+/// assert!("billing".parse::<Sequencer>().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Sequencer {
+    key: String,
+    token: FencingToken,
+}
+
+impl Sequencer {
+    /// The sequencer of the holder of `key` with `token`.
+    pub fn new(key: impl Into<String>, token: FencingToken) -> Self {
+        Self {
+            key: key.into(),
+            token,
+        }
+    }
+
+    /// The lock's name.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The holder's fencing token.
+    pub fn token(&self) -> FencingToken {
+        self.token
+    }
+}
+
+impl fmt::Display for Sequencer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.token, self.key)
+    }
+}
+
+impl std::str::FromStr for Sequencer {
+    type Err = crate::Error;
+
+    /// Parses `<token>@<name>`; the name may contain `@`, the token is the
+    /// digits before the first one.
+    fn from_str(text: &str) -> crate::Result<Self> {
+        let bad = || {
+            crate::Error::InvalidKey(format!(
+                "{text:?} is not a sequencer: expected <token>@<lock name>"
+            ))
+        };
+        let (token, key) = text.split_once('@').ok_or_else(bad)?;
+        let token = token.parse::<u64>().map_err(|_| bad())?;
+        crate::options::validate_key(key)?;
+        Ok(Self::new(key, FencingToken::new(token)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

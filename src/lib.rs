@@ -32,7 +32,7 @@ pub use backend::{
     Backend, ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, Mode, NodeView,
 };
 pub use error::{Error, NodeFailure, NodeFault, Result};
-pub use fencing::FencingToken;
+pub use fencing::{FencingToken, Sequencer};
 pub use locker::{
     DowngradeError, Exclusive, Handoff, LockGuard, Locker, Owner, Permit, ReadGuard, Semaphore,
     Statistics, WriteGuard,

@@ -50,6 +50,10 @@ pub const HOLD_SECONDS: &str = "fencelock_hold_seconds";
 /// data (restart without persistence). See `docs/algorithm.md`.
 pub const FENCE_COUNTER_RESET: &str = "fencelock_fence_counter_reset_total";
 
+/// Counter: fallbacks run instead of the work because the lock service
+/// could not be reached (`Locker::with_lock_or_fallback`).
+pub const FALLBACK: &str = "fencelock_fallback_total";
+
 /// Registers help texts and units for every metric with the installed
 /// recorder (exporters show them, e.g. as Prometheus `# HELP` lines). Call
 /// it once, after installing the recorder.
@@ -60,6 +64,10 @@ pub fn describe() {
     describe_counter!(EXTEND, "Explicit extend calls by result.");
     describe_counter!(WATCHDOG_RENEW, "Watchdog renewals by result.");
     describe_counter!(LOCK_LOST, "Held locks marked lost.");
+    describe_counter!(
+        FALLBACK,
+        "Fallbacks run instead of the work: the lock service was unreachable."
+    );
     describe_counter!(
         FENCE_COUNTER_RESET,
         "Nodes whose fencing counter started over while others were ahead."

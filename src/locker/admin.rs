@@ -3,6 +3,7 @@
 
 use crate::backend::{Backend, ForceReleased, ListCursor, ListPage, LockInfo, Verdict, verdict};
 use crate::error::{Error, NodeFailure, Result};
+use crate::fencing::Sequencer;
 use crate::options::{MAX_KEY_LEN, validate_key};
 
 use super::Locker;
@@ -133,5 +134,86 @@ impl<B: Backend> Locker<B> {
             .backend
             .force_release(key, &self.shared.options)
             .await
+    }
+
+    /// Whether the sequencer's token is still held: a quorum of nodes
+    /// store a hold of its lock with that token. For a resource that can
+    /// ask the lock service but cannot store a fence (Chubby's
+    /// CheckSequencer).
+    ///
+    /// `true` is a snapshot: the hold may run out right after. Check just
+    /// before acting and keep the act shorter than the ttl's margin; where
+    /// the resource can store a fence, fence instead (docs/fencing.md).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`]; [`Error::QuorumUnavailable`] when too few
+    /// nodes answered to tell.
+    pub async fn is_current(&self, sequencer: &Sequencer) -> Result<bool> {
+        let info = self.inspect(sequencer.key()).await?;
+        let holds = |view: &crate::NodeView| {
+            view.holders
+                .iter()
+                .any(|holder| holder.token == sequencer.token())
+        };
+        let current = info.nodes.iter().filter(|v| holds(v)).count();
+        let other = info
+            .nodes
+            .iter()
+            .filter(|v| v.lock.is_ok() && !holds(v))
+            .count();
+        match verdict(current, other, info.nodes.len(), info.quorum) {
+            Verdict::Quorum => Ok(true),
+            Verdict::Refused => Ok(false),
+            Verdict::Undecided => Err(Error::QuorumUnavailable {
+                confirmed: current,
+                refused: other,
+                needed: info.quorum,
+                failures: info
+                    .nodes
+                    .into_iter()
+                    .filter_map(|v| {
+                        v.lock.err().map(|fault| NodeFailure {
+                            node: v.node,
+                            fault,
+                        })
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// Checks a sequencer that came with a request for the resource
+    /// guarded by the lock `key`: it must be of that lock, and current.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ForeignToken`] when the sequencer is of another lock;
+    /// [`Error::NotHeld`] when its token is no longer held; those of
+    /// [`is_current`](Locker::is_current).
+    pub async fn check_current(&self, key: &str, sequencer: &Sequencer) -> Result<()> {
+        validate_key(key)?;
+        if sequencer.key() != key {
+            return Err(Error::ForeignToken {
+                resource: key.to_owned(),
+                lock: sequencer.key().to_owned(),
+                fenced_by: key.to_owned(),
+            });
+        }
+        if self.is_current(sequencer).await? {
+            Ok(())
+        } else {
+            Err(Error::NotHeld {
+                key: key.to_owned(),
+            })
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{LockGuard, WriteGuard};
 use crate::backend::Backend;
-use crate::fencing::FencingToken;
+use crate::fencing::{FencingToken, Sequencer};
 
 /// A held lock that excludes every other holder of its name: a
 /// [`LockGuard`] or a [`WriteGuard`]. Code that writes under a fencing
@@ -21,6 +21,11 @@ pub trait Exclusive: sealed::Sealed + Send + Sync {
     /// Whether the lock is still certainly held (see
     /// [`LockGuard::is_held`]).
     fn is_held(&self) -> bool;
+    /// The lock's name and the hold's token, for a resource that checks
+    /// them with [`Locker::check_current`](crate::Locker::check_current).
+    fn sequencer(&self) -> Sequencer {
+        Sequencer::new(self.key(), self.token())
+    }
 }
 
 mod sealed {

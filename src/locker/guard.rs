@@ -52,6 +52,12 @@ impl<B: Backend> LockGuard<B> {
         self.held.token()
     }
 
+    /// The lock's name and token, for a resource that checks them with
+    /// [`Locker::check_current`](crate::Locker::check_current).
+    pub fn sequencer(&self) -> crate::Sequencer {
+        crate::Sequencer::new(self.key(), self.token())
+    }
+
     /// Until when the lock is certainly held, on this process's monotonic
     /// clock (acquire time and clock drift already taken off). The watchdog
     /// and [`extend`](LockGuard::extend) move it forward.
@@ -175,6 +181,12 @@ macro_rules! held_methods {
         /// resource checks it).
         pub fn token(&self) -> $crate::FencingToken {
             self.held.token()
+        }
+
+        /// The lock's name and token, for a resource that checks them with
+        /// [`Locker::check_current`](crate::Locker::check_current).
+        pub fn sequencer(&self) -> $crate::Sequencer {
+            $crate::Sequencer::new(self.key(), self.token())
         }
 
         #[doc = concat!("Until when the ", $what, " is certainly held, on this process's")]

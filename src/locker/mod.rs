@@ -460,12 +460,29 @@ impl<B: Backend> Locker<B> {
         call: &'static str,
         wait: Option<Duration>,
     ) -> Result<Held<B>> {
+        self.wait_hold_patient(key, mode, call, wait, None).await
+    }
+
+    /// [`wait_hold`](Self::wait_hold) that gives up on an outage after
+    /// `patience`.
+    pub(crate) async fn wait_hold_patient(
+        &self,
+        key: &str,
+        mode: Mode,
+        call: &'static str,
+        wait: Option<Duration>,
+        patience: Option<Duration>,
+    ) -> Result<Held<B>> {
         let span = self.acquire_span(call, key, mode);
         let started = Instant::now();
         let result = match wait {
-            None => self.wait_for(key, mode).instrument(span.clone()).await,
+            None => {
+                self.wait_for(key, mode, patience)
+                    .instrument(span.clone())
+                    .await
+            }
             Some(wait) => {
-                let waited = tokio::time::timeout(wait, self.wait_for(key, mode));
+                let waited = tokio::time::timeout(wait, self.wait_for(key, mode, patience));
                 match waited.instrument(span.clone()).await {
                     Ok(result) => result,
                     Err(_) => Err(Error::Timeout {

@@ -1,6 +1,8 @@
 //! Work run under a lock, released on every exit path.
 
-use crate::backend::Backend;
+use std::time::Duration;
+
+use crate::backend::{Backend, Mode};
 use crate::error::{Error, Result};
 
 use super::{LockGuard, Locker};
@@ -91,6 +93,96 @@ impl<B: Backend> Locker<B> {
                     key: key.to_owned(),
                 })
             }
+        }
+    }
+
+    /// Runs `work` under the lock like [`with_lock`](Locker::with_lock),
+    /// or, when the lock service cannot be reached, runs `fallback`
+    /// instead: the fallback policy of the lock libraries that have a
+    /// "fallback handler". The work never runs without the lock.
+    ///
+    /// An outage ([`Error::is_outage`]: no quorum answered, or the backend
+    /// failed) is waited out for `patience` first, as `lock` waits; if
+    /// every attempt in that time failed so, the fallback gets the last
+    /// error and its value is returned. Contention is not an outage: it is
+    /// waited for as long as it takes, and an attempt refused by a holder
+    /// starts the patience over. Each fallback is counted in the metric
+    /// [`FALLBACK`](crate::metrics::FALLBACK) and logged as a `warn`
+    /// event. To fail on an outage instead (the default policy), use
+    /// [`with_lock`](Locker::with_lock) or
+    /// [`lock_timeout`](Locker::lock_timeout).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`with_lock`](Locker::with_lock); a dropped fallback is dropped
+    /// at its await point.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`with_lock`](Locker::with_lock) that are not
+    /// outages (bad input, a lock lost or no longer held after the work);
+    /// outages after the work ran (a release that could not be confirmed)
+    /// are errors too, since the work did run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use fencelock::{LockOptions, Locker};
+    ///
+    /// // Nothing listens on port 9: the lock service is down.
+    /// let options = LockOptions::default().node_timeout(Duration::from_millis(50));
+    /// let locker = Locker::new(fencelock::Redlock::from_urls(["redis://127.0.0.1:9"])?, options)?;
+    /// let ran = locker
+    ///     .with_lock_or_fallback(
+    ///         "nightly-report",
+    ///         Duration::from_millis(200),
+    ///         async |_guard| "report built",
+    ///         async |outage| {
+    ///             eprintln!("lock service down ({outage}); serving yesterday's report");
+    ///             "served from cache"
+    ///         },
+    ///     )
+    ///     .await?;
+    /// assert_eq!(ran, "served from cache");
+    /// # Ok(()) }
+    /// ```
+    pub async fn with_lock_or_fallback<T, F, G>(
+        &self,
+        key: &str,
+        patience: Duration,
+        work: F,
+        fallback: G,
+    ) -> Result<T>
+    where
+        F: AsyncFnOnce(&LockGuard<B>) -> T,
+        G: AsyncFnOnce(&Error) -> T,
+    {
+        let held = self
+            .wait_hold_patient(key, Mode::Exclusive, "lock", None, Some(patience))
+            .await;
+        match held {
+            Ok(held) => {
+                let guard = LockGuard::from_held(held);
+                let value = work(&guard).await;
+                guard.release().await?;
+                Ok(value)
+            }
+            Err(outage) if outage.is_outage() => {
+                tracing::warn!(
+                    backend = self.shared.backend.name(),
+                    key,
+                    error = %outage,
+                    "lock service unreachable: running the fallback instead of the work"
+                );
+                self.shared
+                    .telemetry
+                    .fallback(self.shared.key(key, Mode::Exclusive));
+                Ok(fallback(&outage).await)
+            }
+            Err(e) => Err(e),
         }
     }
 }

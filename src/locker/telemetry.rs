@@ -9,7 +9,7 @@ use metrics::Label;
 
 use crate::error::Error;
 use crate::metrics::{
-    ACQUIRE, ACQUIRE_SECONDS, EXTEND, HOLD_SECONDS, LOCK_LOST, RELEASE, WAIT_SECONDS,
+    ACQUIRE, ACQUIRE_SECONDS, EXTEND, FALLBACK, HOLD_SECONDS, LOCK_LOST, RELEASE, WAIT_SECONDS,
     WATCHDOG_RENEW,
 };
 use crate::options::LockOptions;
@@ -207,6 +207,11 @@ impl Telemetry {
     pub(crate) fn lost(&self, key: Key<'_>) {
         self.lost.fetch_add(1, Relaxed);
         metrics::counter!(LOCK_LOST, self.labels(key, None)).increment(1);
+    }
+
+    /// A fallback ran instead of the work: the lock service was out.
+    pub(crate) fn fallback(&self, key: Key<'_>) {
+        metrics::counter!(FALLBACK, self.labels(key, None)).increment(1);
     }
 
     /// The counters now.

@@ -7,7 +7,7 @@
 //! (etcd's `queue.rs`), whose place the watch then is. Which of them a waiter
 //! uses is decided by the predicates of [`Waiter`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Mode, ReleaseWatch, Waiting};
 use crate::error::{Error, Result};
@@ -29,6 +29,11 @@ struct Waiter<'a, B: Backend> {
     /// Whether to subscribe after the next refused attempt.
     subscribe: bool,
     attempts: u32,
+    /// How long an outage may last before the wait gives up on it (see
+    /// [`Error::is_outage`]); `None`: as long as it takes.
+    patience: Option<Duration>,
+    /// Since when every attempt has failed with an outage.
+    outage_since: Option<Instant>,
 }
 
 impl<B: Backend> Locker<B> {
@@ -36,9 +41,18 @@ impl<B: Backend> Locker<B> {
     ///
     /// With release notifications, a waiter tries again as soon as the lock
     /// may have been freed, and after the retry delay otherwise.
-    pub(super) async fn wait_for(&self, key: &str, mode: Mode) -> Result<Held<B>> {
+    ///
+    /// With `patience`, an outage that lasts that long ends the wait with
+    /// the last attempt's error; contention still waits.
+    pub(super) async fn wait_for(
+        &self,
+        key: &str,
+        mode: Mode,
+        patience: Option<Duration>,
+    ) -> Result<Held<B>> {
         validate_key(key)?;
         let mut waiter = Waiter::new(self, key, mode);
+        waiter.patience = patience;
         let heads = match mode {
             Mode::Permit { permits } => permits,
             _ => 1,
@@ -80,6 +94,8 @@ impl<'a, B: Backend> Waiter<'a, B> {
             subscribe: locker.shared.options.wake_on_release
                 && locker.shared.backend.waiting() != Waiting::Polling,
             attempts: 0,
+            patience: None,
+            outage_since: None,
         }
     }
 
@@ -129,10 +145,21 @@ impl<'a, B: Backend> Waiter<'a, B> {
             .await
     }
 
-    /// Whether a refusal is worth another attempt under the retry policy.
-    fn may_retry(&self, e: &Error) -> bool {
+    /// Whether a refusal is worth another attempt under the retry policy,
+    /// and, for an outage, under the waiter's patience.
+    fn may_retry(&mut self, e: &Error) -> bool {
         let retry = &self.locker.shared.options.retry;
-        e.is_retryable() && retry.max_attempts.is_none_or(|max| self.attempts < max)
+        if !(e.is_retryable() && retry.max_attempts.is_none_or(|max| self.attempts < max)) {
+            return false;
+        }
+        let Some(patience) = self.patience else {
+            return true;
+        };
+        if !e.is_outage() {
+            self.outage_since = None;
+            return true;
+        }
+        self.outage_since.get_or_insert_with(Instant::now).elapsed() < patience
     }
 
     /// Subscribes to release news after the first refusal; `true` when the

@@ -37,6 +37,7 @@ mod conformance;
 mod etcd;
 mod etcd_fixtures;
 mod etcd_modes;
+mod fallback;
 mod faults;
 mod fenced_store;
 mod fixtures;
