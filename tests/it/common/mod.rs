@@ -196,6 +196,18 @@ pub async fn lock_once<B: fencelock::Backend>(locker: &Locker<B>, key: &str) {
     locker.try_lock(key).await.unwrap().release().await.unwrap();
 }
 
+/// Takes `key` as a writer and gives it back at once; panics if either
+/// fails.
+pub async fn lock_once_as_writer<B: fencelock::Backend>(locker: &Locker<B>, key: &str) {
+    locker
+        .try_write(key)
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+}
+
 /// The remaining time to live of `key` on one node, in milliseconds.
 pub async fn pttl(url: &str, key: &str) -> i64 {
     let mut c = conn(url).await;
