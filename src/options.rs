@@ -60,8 +60,32 @@ pub struct LockOptions {
     /// sections that hang: renewals never reach past it from the
     /// acquire, so the lock ends on the nodes at the cap and the guard is
     /// marked lost just before. Must be at least the ttl (the first grant
-    /// already lasts a ttl). Default: no cap.
+    /// already lasts a ttl). With a [`lock_delay`](LockOptions#structfield.lock_delay)
+    /// the servers keep the name that much longer after the cap, as after
+    /// any validity that ends without a release. Default: no cap.
     pub max_hold: Option<Duration>,
+    /// Lock-delay, as in Chubby and Consul: how long the servers keep a
+    /// lock's name taken after its holder's validity ended without a
+    /// release (the holder crashed, paused, lost the network, or handed
+    /// the lock off to nobody), so that the late writes of a holder that
+    /// was paused land before the next holder starts. Every grant and
+    /// every renewal (`extend`, the watchdog, `adopt`) keeps the lock
+    /// on the servers for `ttl + lock_delay`, for every kind (locks, read
+    /// and write holds, permits), while the holder's own validity
+    /// ([`expires_at`](crate::LockGuard::expires_at), `remaining`, the
+    /// watchdog's renewals and its loss signal) is still computed from the
+    /// ttl alone. A release, a dropped guard's release and
+    /// `force_release` free the name at once: the delay only applies to
+    /// holders that vanish.
+    ///
+    /// For resources that cannot check fencing tokens. It is no guarantee:
+    /// a holder paused for longer than the delay still writes after the
+    /// next holder started, so check tokens wherever the resource can
+    /// (`docs/fencing.md`, "Lock-delay"). On etcd the lease covers
+    /// `ttl + lock_delay` rounded up to whole seconds. `ttl + lock_delay`
+    /// must stay within [`MAX_TTL`], and a delay must be zero or at least
+    /// 1 ms. Default: zero (off).
+    pub lock_delay: Duration,
     /// Whether metrics carry a `key` label with the resource name. Off by
     /// default: one series per resource can overwhelm a metrics backend.
     /// Turn it on only for a small, fixed set of resources.
@@ -110,6 +134,7 @@ impl Default for LockOptions {
             max_reentrancy: 32,
             watchdog: Watchdog::Auto,
             max_hold: None,
+            lock_delay: Duration::ZERO,
             metrics_per_key: false,
             wake_on_release: true,
         }
@@ -173,6 +198,25 @@ impl LockOptions {
         self
     }
 
+    /// Sets [`lock_delay`](LockOptions#structfield.lock_delay); zero turns
+    /// it off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fencelock::LockOptions;
+    ///
+    /// // A holder that vanishes keeps the name taken 10 s past its ttl.
+    /// let options = LockOptions::default()
+    ///     .ttl(Duration::from_secs(30))
+    ///     .lock_delay(Duration::from_secs(10));
+    /// assert!(options.validate().is_ok());
+    /// ```
+    #[must_use = "a setter returns the changed options; use them"]
+    pub fn lock_delay(mut self, delay: Duration) -> Self {
+        self.lock_delay = delay;
+        self
+    }
+
     /// Sets [`metrics_per_key`](LockOptions#structfield.metrics_per_key).
     #[must_use = "a setter returns the changed options; use them"]
     pub fn metrics_per_key(mut self, on: bool) -> Self {
@@ -216,6 +260,12 @@ impl LockOptions {
                 self.key_prefix.len()
             ));
         }
+        if !self.lock_delay.is_zero() && self.lock_delay < Duration::from_millis(1) {
+            return bad(format!(
+                "lock_delay {:?} is below Redis's 1 ms resolution; use zero to turn it off",
+                self.lock_delay
+            ));
+        }
         if self.max_reentrancy == 0 {
             return bad("max_reentrancy must be at least 1".into());
         }
@@ -257,7 +307,9 @@ impl LockOptions {
     }
 
     /// Checks `ttl` as a lock ttl under these options: the bounds Redis
-    /// accepts, and room for the node timeout and the clock-drift allowance.
+    /// accepts (for `ttl` and for `ttl + lock_delay`, how long the servers
+    /// keep the lock), and room for the node timeout and the clock-drift
+    /// allowance.
     /// (Used for [`LockGuard::extend`](crate::LockGuard::extend), whose ttl
     /// is not the configured one.)
     ///
@@ -274,6 +326,17 @@ impl LockOptions {
         }
         if ttl > MAX_TTL {
             return bad(format!("ttl {ttl:?} exceeds the maximum of {MAX_TTL:?}"));
+        }
+        // The servers keep a lock for its ttl and the lock-delay together.
+        if ttl
+            .checked_add(self.lock_delay)
+            .is_none_or(|life| life > MAX_TTL)
+        {
+            return bad(format!(
+                "ttl {ttl:?} plus lock_delay {:?} exceeds the maximum of {MAX_TTL:?}: \
+                 the servers keep a lock for both",
+                self.lock_delay
+            ));
         }
         if !(0.0..0.5).contains(&self.drift_factor) {
             return bad(format!(
@@ -377,6 +440,40 @@ mod tests {
                 .validate_ttl(MAX_TTL + Duration::from_secs(1))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_lock_delay_is_off_by_default_and_bounded_with_the_ttl() {
+        assert_eq!(LockOptions::default().lock_delay, Duration::ZERO);
+        let delayed = LockOptions::default().lock_delay(Duration::from_secs(60));
+        delayed.validate().unwrap();
+        // The servers keep a lock for ttl + delay: together within MAX_TTL.
+        let at_most = LockOptions::default()
+            .ttl(Duration::from_secs(3600))
+            .lock_delay(MAX_TTL - Duration::from_secs(3600));
+        at_most.validate().unwrap();
+        let over = at_most.lock_delay(MAX_TTL - Duration::from_secs(3599));
+        let msg = invalid(over.clone());
+        assert!(msg.contains("lock_delay") && msg.contains("ttl"), "{msg}");
+        assert!(invalid(LockOptions::default().lock_delay(Duration::MAX)).contains("lock_delay"));
+        // An extend's ttl is checked with the delay too.
+        let within = over.ttl(Duration::from_secs(30));
+        within.validate().unwrap();
+        assert!(within.validate_ttl(Duration::from_secs(3600)).is_err());
+        within.validate_ttl(Duration::from_secs(3599)).unwrap();
+        let sub_ms = LockOptions::default().lock_delay(Duration::from_micros(500));
+        assert!(invalid(sub_ms).contains("lock_delay"));
+        // The watchdog and max_hold are checked against the ttl alone: the
+        // holder's validity does not grow with the delay.
+        let tight = LockOptions::default()
+            .ttl(Duration::from_millis(300))
+            .node_timeout(Duration::from_millis(200))
+            .lock_delay(Duration::from_secs(10));
+        assert!(invalid(tight).contains("watchdog"));
+        let cap = LockOptions::default()
+            .lock_delay(Duration::from_secs(60))
+            .max_hold(Duration::from_secs(10));
+        assert!(invalid(cap).contains("max_hold"));
     }
 
     #[test]

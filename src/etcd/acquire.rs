@@ -10,7 +10,7 @@ use super::Etcd;
 use super::admin::prefix_end;
 use super::holder::{CAS_ROUNDS, Seen, Term, not_held, revision, token_at, token_of};
 use super::keys::{Kind, LockKeys, decode_holds, encode_holds, reencode};
-use super::lease::{RevokeOnDrop, lease_secs};
+use super::lease::RevokeOnDrop;
 use super::queue::Registered;
 use super::renew::Renewal;
 use crate::backend::{Grant, Hold, Mode, Parent};
@@ -23,7 +23,7 @@ impl Etcd {
     /// ahead.
     pub(super) async fn acquire_first(&self, keys: &LockKeys, term: &Term<'_>) -> Result<Grant> {
         let timeout = term.timeout();
-        let lease = self.grant_lease(lease_secs(term.ttl), timeout).await?;
+        let lease = self.grant_lease(term.lease_secs(), timeout).await?;
         // Revoking the lease deletes whatever was attached to it: every way
         // out below that is not a grant (an error, a refusal, the caller
         // dropping this future) undoes the attempt this way.

@@ -12,6 +12,7 @@ use etcd_client::{
 
 use super::Etcd;
 use super::keys::{LockKeys, decode_holds, kept_token, reencode};
+use super::lease::lease_secs;
 use crate::backend::validity;
 use crate::backend::{Hold, Mode};
 use crate::error::{Error, Result};
@@ -42,6 +43,15 @@ impl Term<'_> {
     /// The bound of every request made for this hold.
     pub(super) fn timeout(&self) -> Duration {
         self.options.node_timeout
+    }
+
+    /// The lease the holder key sits on, in whole seconds: the ttl and the
+    /// lock-delay (`LockOptions::lock_delay`), so that a holder that
+    /// vanishes keeps the name taken for the delay after its validity
+    /// (from the ttl alone, [`valid_until`](Self::valid_until)) ended. A
+    /// release revokes it at once.
+    pub(super) fn lease_secs(&self) -> i64 {
+        lease_secs(self.ttl.saturating_add(self.options.lock_delay))
     }
 
     /// Until when the hold is certainly ours: the lease was refreshed after

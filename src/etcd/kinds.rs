@@ -29,7 +29,7 @@ use super::acquire::wrong_kind;
 use super::admin::prefix_end;
 use super::holder::{CAS_ROUNDS, Term, not_held, revision, token_at, token_of};
 use super::keys::{Kind, LockKeys, decode_holds, encode_holds};
-use super::lease::{RevokeOnDrop, lease_secs};
+use super::lease::RevokeOnDrop;
 use super::queue::Registered;
 use crate::backend::{Grant, Hold, Mode};
 use crate::error::{Error, Result};
@@ -69,7 +69,7 @@ impl Etcd {
             let lease_id = match &lease {
                 Some((id, _)) => *id,
                 None => {
-                    let granted = self.grant_lease(lease_secs(term.ttl), timeout).await?;
+                    let granted = self.grant_lease(term.lease_secs(), timeout).await?;
                     let undo = RevokeOnDrop::new(self, granted.id(), timeout);
                     lease.insert((granted.id(), undo)).0
                 }

@@ -9,7 +9,6 @@ use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use super::Etcd;
 use super::holder::{CAS_ROUNDS, Seen, Term, not_held};
 use super::keys::{LockKeys, decode_holds};
-use super::lease::lease_secs;
 use crate::backend::Hold;
 use crate::error::Result;
 use crate::options::LockOptions;
@@ -65,12 +64,13 @@ impl Etcd {
     }
 
     /// Keeps the holder key as `kv` shows it alive for the term's `ttl`
-    /// from its `started`: a keep-alive of its lease, or, when the lease's
-    /// ttl is shorter than `ttl`, a move of the key onto a new, longer
-    /// lease. A lease is never shortened: another hold of the owner may
-    /// count on it.
+    /// and lock-delay from its `started` ([`Term::lease_secs`]): a
+    /// keep-alive of its lease, or, when the lease's ttl is shorter, a
+    /// move of the key onto a new, longer lease. A lease is never
+    /// shortened: another hold of the owner may count on it. The validity
+    /// returned counts the ttl alone.
     pub(super) async fn keep(&self, term: &Term<'_>, holder: &str, kv: &Seen) -> Result<Renewal> {
-        let secs = lease_secs(term.ttl);
+        let secs = term.lease_secs();
         let granted = self.refresh_lease(kv.lease, term.timeout()).await?;
         if granted <= 0 {
             // The lease is gone. Either the key went with it, or another

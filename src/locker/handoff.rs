@@ -27,6 +27,9 @@ const TAG: &str = "fencelock-handoff/2";
 /// release the first one's lock. Its text form is one line; whoever has it can release and extend the
 /// lock, so pass it like a secret (`Debug` hides the owner). Until it is
 /// adopted nothing renews the lock: the adopter must take it within the ttl.
+/// One that nobody adopts is a holder that vanished: the servers keep the
+/// name taken for the ttl and the
+/// [`lock_delay`](crate::LockOptions#structfield.lock_delay).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Handoff {
     pub(crate) key: String,

@@ -11,7 +11,7 @@ use redis::Cmd;
 use super::fanout::{FanOut, Reply};
 use super::replies::AcquireReply;
 use super::scripts::{self, Keys};
-use super::{RedisNode, Redlock, fence, ttl_ms};
+use super::{RedisNode, Redlock, fence, lease_ms, ttl_ms};
 use crate::backend::{Grant, Hold, Mode};
 use crate::backend::{Verdict, validity, verdict};
 use crate::error::{Error, NodeFailure, NodeFault, Result};
@@ -170,7 +170,7 @@ impl Redlock {
         let request = Arc::new(scripts::acquire(
             &round.keys,
             hold,
-            ttl_ms(ttl),
+            (lease_ms(ttl, options), ttl_ms(ttl)),
             options.max_reentrancy,
         ));
         let before = self.before_acquire(hold, &round.keys);

@@ -193,6 +193,14 @@ pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+/// How long a hold granted or renewed for `ttl` lives on a node, in ms:
+/// the ttl and the lock-delay (`LockOptions::lock_delay`), so that a
+/// holder that vanishes keeps the name taken for the delay after its
+/// validity (computed from `ttl` alone) ended. A release deletes it at once.
+pub(crate) fn lease_ms(ttl: Duration, options: &LockOptions) -> u64 {
+    ttl_ms(ttl.saturating_add(options.lock_delay))
+}
+
 impl Backend for Redlock {
     fn name(&self) -> &'static str {
         "redis"

@@ -8,7 +8,7 @@ use futures::future::join_all;
 
 use super::fanout::{FanOut, Reply};
 use super::scripts::{self, Keys};
-use super::{RedisNode, Redlock, ttl_ms};
+use super::{RedisNode, Redlock, lease_ms};
 use crate::backend::Hold;
 use crate::backend::{Verdict, validity, verdict};
 use crate::error::{Error, NodeFailure, Result};
@@ -66,7 +66,9 @@ impl Redlock {
         let quorum = self.quorum;
         let timeout = options.node_timeout;
         let started = Instant::now();
-        let request = scripts::extend(&keys, hold, ttl_ms(ttl));
+        // The nodes keep it for the lock-delay too; the validity below
+        // counts the ttl alone.
+        let request = scripts::extend(&keys, hold, lease_ms(ttl, options));
         let replies = join_all(self.nodes.iter().map(|n| n.extend(&request, Some(timeout)))).await;
         let mut tally = Tally::default();
         for reply in replies.into_iter().enumerate() {

@@ -93,10 +93,17 @@ fn evalsha<K: AsRef<str>>(script: &Script, keys: &[K]) -> Cmd {
     cmd
 }
 
-/// Takes `hold` for `ttl_ms` (see acquire.lua, rw_acquire.lua and
-/// sem_acquire.lua). A permit's request carries a fresh random order of
-/// the slots, the same for every node it is sent to.
-pub(crate) fn acquire(keys: &Keys, hold: &Hold, ttl_ms: u64, max_holds: u32) -> Cmd {
+/// Takes `hold` for `lease_ms`, its ttl and the lock-delay (see
+/// acquire.lua, rw_acquire.lua and sem_acquire.lua); a refused writer's
+/// waiting mark lives `ttl_ms`, the ttl alone: it holds nothing. A
+/// permit's request carries a fresh random order of the slots, the same
+/// for every node it is sent to.
+pub(crate) fn acquire(
+    keys: &Keys,
+    hold: &Hold,
+    (lease_ms, ttl_ms): (u64, u64),
+    max_holds: u32,
+) -> Cmd {
     let parent = hold.parent().map_or("", |p| p.id.as_str());
     match hold.mode() {
         Mode::Permit { permits } => {
@@ -106,7 +113,7 @@ pub(crate) fn acquire(keys: &Keys, hold: &Hold, ttl_ms: u64, max_holds: u32) -> 
             let mut cmd = evalsha(&SEM_ACQUIRE, &declared);
             cmd.arg(hold.owner())
                 .arg(hold.id())
-                .arg(ttl_ms)
+                .arg(lease_ms)
                 .arg(permits)
                 .arg(slot_order(permits));
             cmd
@@ -115,18 +122,19 @@ pub(crate) fn acquire(keys: &Keys, hold: &Hold, ttl_ms: u64, max_holds: u32) -> 
             let mut cmd = evalsha(&RW_ACQUIRE, &[&keys.lock, &keys.fence]);
             cmd.arg(hold.owner())
                 .arg(hold.id())
-                .arg(ttl_ms)
+                .arg(lease_ms)
                 .arg(max_holds)
                 .arg(parent)
                 .arg(rw_mode(hold.mode()))
-                .arg(if hold.is_waiting() { "1" } else { "0" });
+                .arg(if hold.is_waiting() { "1" } else { "0" })
+                .arg(ttl_ms);
             cmd
         }
         _ => {
             let mut cmd = evalsha(&ACQUIRE, &[&keys.lock, &keys.fence]);
             cmd.arg(hold.owner())
                 .arg(hold.id())
-                .arg(ttl_ms)
+                .arg(lease_ms)
                 .arg(max_holds)
                 .arg(parent);
             cmd
@@ -151,9 +159,9 @@ fn rw_mode(mode: Mode) -> &'static str {
 /// does not exist, so the node answers "not here".
 const NO_SLOT: u32 = u32::MAX;
 
-/// Lengthens the lock of `hold` to `ttl_ms` (see extend.lua,
-/// rw_extend.lua, sem_extend.lua).
-pub(crate) fn extend(keys: &Keys, hold: &Hold, ttl_ms: u64) -> Cmd {
+/// Lengthens the lock of `hold` to `lease_ms`, its ttl and the
+/// lock-delay (see extend.lua, rw_extend.lua, sem_extend.lua).
+pub(crate) fn extend(keys: &Keys, hold: &Hold, lease_ms: u64) -> Cmd {
     let mut cmd = match hold.mode() {
         Mode::Permit { .. } => {
             let slot = keys.slot(hold.slot().unwrap_or(NO_SLOT));
@@ -162,7 +170,7 @@ pub(crate) fn extend(keys: &Keys, hold: &Hold, ttl_ms: u64) -> Cmd {
         Mode::Read | Mode::Write => evalsha(&RW_EXTEND, &[&keys.lock]),
         _ => evalsha(&EXTEND, &[&keys.lock]),
     };
-    cmd.arg(hold.owner()).arg(hold.id()).arg(ttl_ms);
+    cmd.arg(hold.owner()).arg(hold.id()).arg(lease_ms);
     if matches!(hold.mode(), Mode::Read | Mode::Write) {
         cmd.arg(rw_mode(hold.mode()));
     }

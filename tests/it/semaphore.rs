@@ -640,6 +640,42 @@ async fn a_permit_is_handed_off<H: Unsupported>() {
     .await;
 }
 
+/// Lock-delay for semaphores: a permit whose holder vanished (handed off
+/// to nobody) keeps its slot until its ttl and the delay have run out.
+async fn a_vanished_permit_keeps_its_slot_for_the_lock_delay<H: Unsupported>() {
+    if !supported::<H>("lock_delay") {
+        return;
+    }
+    let servers = H::start();
+    let other = servers.locker(options());
+    let timing = common::Delayed::after_grant(other.backend().name());
+    let holder = servers.locker(timing.options(timing.delay));
+    bounded(LIMIT, async {
+        let asked = Instant::now();
+        let permit = holder
+            .semaphore("vanished", 1)
+            .unwrap()
+            .acquire()
+            .await
+            .unwrap();
+        let answered = Instant::now();
+        let vanished = permit.hand_off();
+        let semaphore = other.semaphore("vanished", 1).unwrap();
+        let next = timing
+            .outlasted(
+                (asked, answered),
+                timing.delay,
+                async || semaphore.try_acquire().await,
+                async |wait| semaphore.acquire_timeout(wait).await,
+            )
+            .await;
+        assert!(next.token() > vanished.token());
+        next.release().await.unwrap();
+        nothing_locked(&other).await;
+    })
+    .await;
+}
+
 /// Every case for one configuration, as separate tests.
 macro_rules! semaphore_cases {
     ($module:ident, $harness:ty) => {
@@ -697,6 +733,10 @@ macro_rules! semaphore_cases {
             #[tokio::test]
             async fn cut_off_acquires_leave_nothing() {
                 super::cut_off_acquires_leave_nothing::<$harness>().await;
+            }
+            #[tokio::test]
+            async fn a_vanished_permit_keeps_its_slot_for_the_lock_delay() {
+                super::a_vanished_permit_keeps_its_slot_for_the_lock_delay::<$harness>().await;
             }
         }
     };

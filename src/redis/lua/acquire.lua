@@ -1,7 +1,9 @@
 -- Acquire one hold on a lock.
 -- KEYS[1] lock hash, KEYS[2] fencing counter (same hash tag).
--- ARGV[1] owner, ARGV[2] hold id, ARGV[3] ttl in ms, ARGV[4] max holds per
--- owner, ARGV[5] parent hold id for a nested acquire ('' for a first one).
+-- ARGV[1] owner, ARGV[2] hold id, ARGV[3] how long the lock lives here in
+-- ms (its ttl and the lock-delay, which keeps a vanished holder's name
+-- taken; a release deletes it at once), ARGV[4] max holds per owner,
+-- ARGV[5] parent hold id for a nested acquire ('' for a first one).
 -- The hash has ':owner' and ':token' plus one field per hold id, so a retried
 -- or late-arriving acquire never counts twice.
 -- Returns {1, token, holds} granted, {0, pttl} held (by anyone, for a first

@@ -1,5 +1,6 @@
 -- Extend a lock through one of its holds.
--- KEYS[1] lock hash. ARGV[1] owner, ARGV[2] hold id, ARGV[3] ttl in ms.
+-- KEYS[1] lock hash. ARGV[1] owner, ARGV[2] hold id, ARGV[3] how long the
+-- lock lives here from now in ms (the ttl and the lock-delay).
 -- Only ever lengthens the expiry: the lock is shared by all of the owner's
 -- holds, and one nested hold asking for less must not cut the others short.
 -- Returns 1 extended (or already long enough), 0 the hold is not here.

@@ -1,13 +1,17 @@
 -- Acquire one read or write hold on a read-write lock.
 -- KEYS[1] lock hash, KEYS[2] fencing counter (same hash tag).
--- ARGV[1] owner, ARGV[2] hold id, ARGV[3] ttl in ms, ARGV[4] max holds per
--- root, ARGV[5] parent hold id for a nested acquire ('' for a first one),
--- ARGV[6] 'r' or 'w', ARGV[7] '1' when a refused writer will try again.
+-- ARGV[1] owner, ARGV[2] hold id, ARGV[3] how long the hold lives here in
+-- ms (its ttl and the lock-delay), ARGV[4] max holds per root, ARGV[5]
+-- parent hold id for a nested acquire ('' for a first one), ARGV[6] 'r'
+-- or 'w', ARGV[7] '1' when a refused writer will try again, ARGV[8] how
+-- long its waiting mark lives in ms (the ttl alone: it holds nothing).
 -- The hash: ':kind' 'rw', ':roots' live first holds, ':w' the write root,
 -- ':wo'/':wx' a waiting writer's owner and until when (server ms); per
--- first hold (root) R: 'o:R' owner, 'x:R' expiry (server ms), 't:R'
--- token, 'n:R' holds; per hold H: 'h:H' its root. Each root expires on its
--- own (readers come and go); the KEYS[1] lives as long as the last of them.
+-- first hold (root) R: 'o:R' owner, 'x:R' expiry (server ms, lock-delay
+-- included, so that a sweep frees a vanished holder's root no earlier
+-- than the key would go), 't:R' token, 'n:R' holds; per hold H: 'h:H' its
+-- root. Each root expires on its own (readers come and go); the KEYS[1]
+-- lives as long as the last of them.
 -- Returns {1, token, holds} granted, {0, pttl} refused, {2, holds}
 -- reentrancy limit, {3} parent hold not here, {4, kind} the name is in use
 -- as another kind (1 lock, 3 semaphore).
@@ -142,8 +146,9 @@ local waiter = wo and wo ~= owner and tonumber(state[5]) > now
 if (mode == 'w' and roots > 0) or (mode == 'r' and (writer or waiter)) then
   -- A writer that will try again keeps new readers out meanwhile.
   if mode == 'w' and ARGV[7] == '1' and not waiter then
-    redis.call('HSET', KEYS[1], ':wo', owner, ':wx', now + ttl)
-    lengthen(now + ttl)
+    local wait = tonumber(ARGV[8])
+    redis.call('HSET', KEYS[1], ':wo', owner, ':wx', now + wait)
+    lengthen(now + wait)
   end
   local pttl = redis.call('PTTL', KEYS[1])
   return {0, pttl}

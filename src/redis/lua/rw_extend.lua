@@ -1,6 +1,7 @@
 -- Extend a read or write hold's root through one of its holds.
--- KEYS[1] lock hash. ARGV[1] owner, ARGV[2] hold id, ARGV[3] ttl in ms,
--- ARGV[4] 'r' when the hold is now a read hold (after a downgrade).
+-- KEYS[1] lock hash. ARGV[1] owner, ARGV[2] hold id, ARGV[3] how long the
+-- root lives here from now in ms (the ttl and the lock-delay), ARGV[4]
+-- 'r' when the hold is now a read hold (after a downgrade).
 -- The layout is rw_acquire.lua's. Only lengthens; a root whose lease ran
 -- out is lost even while the KEYS[1] lives on for others.
 -- A first read hold still marked as the writer here missed its downgrade

@@ -2,7 +2,8 @@
 -- client chose (the same order on every node, so that a quorum can agree).
 -- KEYS[1] the semaphore's marker hash (at the name's lock key), KEYS[2] its
 -- fencing counter (one for all slots), KEYS[3 + i] slot i (same hash tag).
--- ARGV[1] owner, ARGV[2] hold id, ARGV[3] ttl in ms, ARGV[4] permits,
+-- ARGV[1] owner, ARGV[2] hold id, ARGV[3] how long the permit lives here
+-- in ms (its ttl and the lock-delay), ARGV[4] permits,
 -- ARGV[5] the slots in the client's order, comma-separated.
 -- The marker has ':kind' 'sem' and ':permits' N, and lives as long as its
 -- longest permit. Slot i ('<marker>:permit:<i>') is a hash like an

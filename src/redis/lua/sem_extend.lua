@@ -1,6 +1,7 @@
 -- Extend a permit in its slot.
 -- KEYS[1] the slot's hash, KEYS[2] the semaphore's marker. ARGV[1] owner,
--- ARGV[2] hold id, ARGV[3] ttl in ms. The layout is sem_acquire.lua's.
+-- ARGV[2] hold id, ARGV[3] how long the permit lives here from now in ms
+-- (the ttl and the lock-delay). The layout is sem_acquire.lua's.
 -- Only lengthens; the marker lives as long as the longest permit.
 -- Returns 1 extended, 0 the permit is not here.
 if redis.call('HGET', KEYS[1], ':owner') ~= ARGV[1] then
