@@ -57,3 +57,8 @@ pub use deadpool_redis;
 #[cfg(feature = "etcd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub use etcd_client;
+
+// The end-to-end guide's Rust examples compile with the crate's doc-tests.
+#[cfg(all(doctest, feature = "postgres", feature = "redis"))]
+#[doc = include_str!("../docs/fencing.md")]
+struct FencingGuide;
