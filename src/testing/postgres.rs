@@ -164,20 +164,28 @@ impl PostgresServer {
         // postmaster's death only later, committing meanwhile: a crash
         // takes every process of the server at once.
         if let Some(pid) = self.pid() {
-            kill_children(pid);
+            signal_children(pid, nix::sys::signal::Signal::SIGKILL);
         }
         self.process.kill();
     }
 
-    /// Pauses the postmaster with SIGSTOP. New connections then hang;
-    /// connections already open are served by their own backend processes,
-    /// which keep running. No-op if not running.
+    /// Pauses the whole server with SIGSTOP, as a stopped VM would: the
+    /// postmaster first (so it forks no new backend), then every process
+    /// it started. New connections and statements in flight on open ones
+    /// hang until [`resume`](Self::resume). No-op if not running.
     pub fn pause(&mut self) {
         self.process.pause();
+        if let Some(pid) = self.pid() {
+            signal_children(pid, nix::sys::signal::Signal::SIGSTOP);
+        }
     }
 
-    /// Resumes a paused server with SIGCONT. No-op if not running.
+    /// Resumes a paused server with SIGCONT: its backends, then the
+    /// postmaster. No-op if not running.
     pub fn resume(&mut self) {
+        if let Some(pid) = self.pid() {
+            signal_children(pid, nix::sys::signal::Signal::SIGCONT);
+        }
         self.process.resume();
     }
 
@@ -340,7 +348,7 @@ fn unprivileged_user() -> Result<Option<(Uid, Gid)>, FixtureError> {
 
 /// SIGKILLs every process whose parent is `parent` (the postmaster's
 /// backends and helpers), found in `/proc`.
-fn kill_children(parent: u32) {
+fn signal_children(parent: u32, signal: nix::sys::signal::Signal) {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
     };
@@ -362,10 +370,7 @@ fn kill_children(parent: u32) {
             .and_then(|(_, rest)| rest.split_whitespace().nth(1))
             .and_then(|p| p.parse::<u32>().ok());
         if ppid == Some(parent) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
         }
     }
 }

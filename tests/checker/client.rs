@@ -13,6 +13,7 @@ use fencelock::{
     Permit, ReadGuard, Redlock, RetryPolicy, Watchdog, WriteGuard,
 };
 
+use crate::database::Database;
 use crate::history::{Event, Nanos, Outcome, ReleaseOutcome, Role, What, now};
 
 /// The lock every lock client takes.
@@ -47,6 +48,8 @@ pub struct Client {
     /// The lock nodes (in the checker, the proxies in front of them).
     pub nodes: Vec<String>,
     pub store: String,
+    /// The PostgreSQL database every lock holder also commits to.
+    pub database: String,
     /// When to stop (no new acquire after it).
     pub until: Nanos,
     /// With the watchdog, a holder's lock is kept alive until the holder
@@ -154,6 +157,7 @@ impl Client {
         .unwrap();
         let semaphore = locker.semaphore(SEMAPHORE, PERMITS).unwrap();
         let store = FencedStore::from_url(&self.store).unwrap();
+        let database = Database::new(&self.database);
         let mut seq = 0u64;
         while now() < self.until {
             let start = now();
@@ -178,6 +182,18 @@ impl Client {
             let token = guard.token().get();
             let slot = guard.slot();
             record(self.event(start, end, What::Acquired { token, slot }));
+
+            // A lock holder also opens a fenced transaction on the database
+            // before its work, so a stall or a SIGSTOP lands inside it: the
+            // commit after it must be refused if a newer holder committed.
+            let mut conn = match &guard {
+                Guard::Lock(_) => database.connection().await,
+                _ => None,
+            };
+            let tx = match (&guard, conn.as_mut()) {
+                (Guard::Lock(lock), Some(conn)) => Database::begin(conn, lock).await,
+                _ => None,
+            };
 
             // The critical section: a little work, or a long stall.
             if stall.take() {
@@ -222,6 +238,11 @@ impl Client {
                 }
             };
             record(self.event(start, now(), what));
+            if let Some(tx) = tx {
+                // The database's own tally judges these commits; the
+                // outcome is not part of the history.
+                let _ = database.finish(tx).await;
+            }
 
             // Until when the guard counted on its hold (the watchdog may have
             // moved it on since the acquire).

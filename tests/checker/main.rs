@@ -28,6 +28,7 @@
 mod common;
 
 mod client;
+mod database;
 mod history;
 mod nemesis;
 
@@ -39,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fencelock::FencedStore;
-use fencelock::testing::{Persistence, RedisNodes, RedisServer, TcpProxy};
+use fencelock::testing::{Persistence, PostgresServer, RedisNodes, RedisServer, TcpProxy};
 use tokio::process::{Child, Command};
 
 use client::{Client, PERMITS, RW_RESOURCE, STORE_RESOURCE, Stall, slot_resource};
@@ -136,6 +137,8 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
         .map(|node| TcpProxy::start(node.addr()).unwrap())
         .collect();
     let store_server = RedisServer::start().unwrap();
+    let db_server = PostgresServer::start().expect("start postgres (run scripts/setup)");
+    database::set_up(&db_server).await;
     let urls: Vec<String> = proxies.iter().map(TcpProxy::redis_url).collect();
     let until = now() + secs * 1_000_000_000;
     let client = |name: String, role, watchdog| Client {
@@ -143,6 +146,7 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
         role,
         nodes: urls.clone(),
         store: store_server.url(),
+        database: db_server.url(),
         until,
         watchdog,
     };
@@ -187,7 +191,11 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
         wipes,
         groups,
     };
-    let mut cluster = Cluster { nodes, proxies };
+    let mut cluster = Cluster {
+        nodes,
+        proxies,
+        database: db_server,
+    };
     let nemesis = tokio::task::spawn_blocking(move || {
         let log = nemesis::run(&mut cluster, plan);
         (cluster, log)
@@ -241,6 +249,7 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
     }
 
     check_store(&store_server, &events, &report).await;
+    check_database(&cluster.database, &report, secs).await;
     check_no_lock_left(&cluster.nodes).await;
     (report, faults)
 }
@@ -286,6 +295,27 @@ async fn check_store(server: &RedisServer, events: &[Event], report: &Report) {
 
 /// Every lock key has a ttl (none can stay for ever), and all are gone
 /// once every hold has been released or has expired.
+/// The database's verdict: no transaction committed below a token
+/// committed before it, enough commits to mean something, and the fence
+/// where the last commit left it.
+async fn check_database(server: &PostgresServer, report: &Report, secs: u64) {
+    let tally = database::tally(server, client::RESOURCE).await;
+    eprintln!(
+        "checker database: {} fenced commits, {} refused as stale, {} violations, last token {}",
+        tally.committed, tally.refused, tally.violations, tally.last_token
+    );
+    assert_eq!(tally.violations, 0, "{tally:?}\n{report}");
+    assert!(
+        tally.committed as u64 >= secs / 4,
+        "too few fenced commits to mean anything: {tally:?}"
+    );
+    assert_eq!(
+        tally.fence,
+        Some(tally.last_token as u64),
+        "the fence and the last commit disagree: {tally:?}"
+    );
+}
+
 async fn check_no_lock_left(nodes: &RedisNodes) {
     for node in nodes.iter() {
         for key in common::lock_keys(&node.url()).await {
@@ -298,11 +328,12 @@ async fn check_no_lock_left(nodes: &RedisNodes) {
 
 fn spawn_child(client: &Client, out: &Path) -> Child {
     let spec = format!(
-        "name={};role={};until={};store={};nodes={};out={}",
+        "name={};role={};until={};store={};database={};nodes={};out={}",
         client.name,
         client.role.name(),
         client.until,
         client.store,
+        client.database,
         client.nodes.join(","),
         out.display()
     );
@@ -332,6 +363,7 @@ fn parse_spec(spec: &str) -> (Client, String) {
         role: Role::parse(&field("role")).expect("a role"),
         nodes: field("nodes").split(',').map(str::to_owned).collect(),
         store: field("store"),
+        database: field("database"),
         until: field("until").parse().unwrap(),
         watchdog: true,
     };

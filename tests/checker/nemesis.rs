@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fencelock::testing::{RedisNodes, Restart, TcpProxy};
+use fencelock::testing::{PostgresServer, RedisNodes, Restart, TcpProxy};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rand::rngs::StdRng;
@@ -18,6 +18,27 @@ use crate::client::{STALL, Stall, TTL};
 pub struct Cluster {
     pub nodes: RedisNodes,
     pub proxies: Vec<TcpProxy>,
+    /// The second protected resource, faulted too.
+    pub database: PostgresServer,
+}
+
+/// A fault of the database.
+#[derive(Debug, Clone, Copy)]
+enum DatabaseFault {
+    /// SIGSTOP of every server process, longer than the ttl.
+    Pause,
+    /// SIGKILL of every server process; restarted (crash recovery) when
+    /// healed.
+    Crash,
+}
+
+impl DatabaseFault {
+    fn name(self) -> &'static str {
+        match self {
+            DatabaseFault::Pause => "pause database (SIGSTOP) > ttl",
+            DatabaseFault::Crash => "kill database, restart",
+        }
+    }
 }
 
 /// What the nemesis may do.
@@ -116,12 +137,30 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
             Duration::from_millis(rng.random_range(200..2500))
         };
         let pause_client = rng.random_bool(0.25);
+        let database_fault = rng.random_bool(0.3).then(|| {
+            if rng.random_bool(0.5) {
+                DatabaseFault::Pause
+            } else {
+                DatabaseFault::Crash
+            }
+        });
         let at = began.elapsed().as_secs_f64();
         for &(node, fault) in &step {
             apply(cluster, node, fault);
             *log.counts.entry(fault.name()).or_default() += 1;
             log.lines.push(format!(
                 "t={at:6.1}s node {node}: {} {fault:?} for {hold:?}",
+                fault.name()
+            ));
+        }
+        if let Some(fault) = database_fault {
+            match fault {
+                DatabaseFault::Pause => cluster.database.pause(),
+                DatabaseFault::Crash => cluster.database.kill(),
+            }
+            *log.counts.entry(fault.name()).or_default() += 1;
+            log.lines.push(format!(
+                "t={at:6.1}s database: {} for {hold:?}",
                 fault.name()
             ));
         }
@@ -134,6 +173,13 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
         thread::sleep(hold);
         for &(node, fault) in &step {
             heal(cluster, node, fault);
+        }
+        match database_fault {
+            Some(DatabaseFault::Pause) => cluster.database.resume(),
+            Some(DatabaseFault::Crash) => {
+                cluster.database.restart().expect("restart the database");
+            }
+            None => {}
         }
         for paused in paused {
             paused.join().expect("the client pause thread");

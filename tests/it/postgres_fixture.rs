@@ -43,10 +43,26 @@ async fn a_private_cluster_keeps_commits_across_a_crash_and_pauses() {
             .get(0);
         assert_eq!(v, 7, "a commit before the crash is kept");
 
+        let open = connect(&server).await.unwrap();
         server.pause();
         let paused = tokio::time::timeout(Duration::from_millis(500), connect(&server)).await;
         assert!(paused.is_err(), "a paused server accepts connections");
+        // The whole server stops, not only the postmaster: a connection
+        // that was open hangs as well.
+        let stalled =
+            tokio::time::timeout(Duration::from_millis(500), open.query_one("SELECT 1", &[])).await;
+        assert!(
+            stalled.is_err(),
+            "a paused server answered an open connection"
+        );
         server.resume();
+        assert_eq!(
+            open.query_one("SELECT 1", &[])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            1
+        );
         let again = connect(&server).await.unwrap();
         assert_eq!(
             again
