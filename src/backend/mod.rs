@@ -22,6 +22,8 @@ pub(crate) use background::{Background, Owned};
 pub use notify::{ReleaseWatch, Signal};
 pub(crate) use quorum::{Verdict, verdict};
 pub(crate) use redact::Redacted;
+#[cfg_attr(not(any(feature = "redis", feature = "etcd")), allow(unused_imports))]
+pub(crate) use redact::without_credentials;
 pub use report::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, NodeView};
 #[cfg_attr(not(any(feature = "redis", feature = "etcd")), allow(unused_imports))]
 pub(crate) use validity::{drift, validity};
