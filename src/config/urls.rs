@@ -1,0 +1,492 @@
+//! Reading a URL list: which backend each scheme names in this build, one
+//! backend per list, and each backend's own rules for its URLs. Pure: no
+//! I/O, nothing connects.
+
+use std::fmt;
+
+use super::Spec;
+use crate::backend::without_credentials;
+use crate::error::{Error, Result};
+
+/// A backend a scheme can name in this build.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    #[cfg(feature = "redis")]
+    Redis,
+    #[cfg(feature = "etcd")]
+    Etcd,
+}
+
+/// What a scheme of Redis names: the backend, or the feature it needs.
+#[cfg(feature = "redis")]
+const REDIS: Result<Kind, &str> = Ok(Kind::Redis);
+#[cfg(not(feature = "redis"))]
+const REDIS: Result<Kind, &str> = Err("redis");
+#[cfg(feature = "tls")]
+const REDIS_TLS: Result<Kind, &str> = Ok(Kind::Redis);
+#[cfg(not(feature = "tls"))]
+const REDIS_TLS: Result<Kind, &str> = Err("tls");
+#[cfg(feature = "etcd")]
+const ETCD: Result<Kind, &str> = Ok(Kind::Etcd);
+#[cfg(not(feature = "etcd"))]
+const ETCD: Result<Kind, &str> = Err("etcd");
+
+/// Every scheme of a backend, in the order messages list them.
+const SCHEMES: [&str; 5] = ["redis", "rediss", "redis+unix", "unix", "etcd"];
+
+/// The backend `scheme` (lower case) names in this build: `None` for a
+/// scheme of no backend, `Some(Err(feature))` for one of a backend whose
+/// feature this build lacks.
+fn backend_of(scheme: &str) -> Option<Result<Kind, &'static str>> {
+    match scheme {
+        "redis" | "redis+unix" | "unix" => Some(REDIS),
+        "rediss" => Some(REDIS_TLS),
+        "etcd" => Some(ETCD),
+        _ => None,
+    }
+}
+
+/// The schemes this build takes.
+fn accepted() -> Vec<&'static str> {
+    SCHEMES
+        .into_iter()
+        .filter(|s| matches!(backend_of(s), Some(Ok(_))))
+        .collect()
+}
+
+/// The scheme of `url` in lower case, if it has one.
+fn scheme_of(url: &str) -> Option<String> {
+    let (scheme, _) = url.split_once("://")?;
+    let valid = scheme
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then(|| scheme.to_ascii_lowercase())
+}
+
+/// The backend `url` names, or an error for a scheme (or none) that this
+/// build does not take.
+fn kind_of(url: &str) -> Result<Kind> {
+    let unsupported = |scheme: &str, feature| Error::UnsupportedScheme {
+        url: without_credentials(url),
+        scheme: scheme.to_owned(),
+        feature,
+        accepted: accepted(),
+    };
+    let scheme = scheme_of(url).unwrap_or_default();
+    match backend_of(&scheme) {
+        Some(Ok(kind)) => Ok(kind),
+        Some(Err(feature)) => Err(unsupported(&scheme, Some(feature))),
+        None => Err(unsupported(&scheme, None)),
+    }
+}
+
+impl Kind {
+    /// Whether the URLs after a list's first may leave the scheme out: an
+    /// etcd cluster's members may, each Redis node is a URL of its own.
+    fn bare_followers(self) -> bool {
+        match self {
+            #[cfg(feature = "redis")]
+            Kind::Redis => false,
+            #[cfg(feature = "etcd")]
+            Kind::Etcd => true,
+        }
+    }
+}
+
+/// Reads a list of URLs into what it names (see [`BackendConfig`]).
+///
+/// [`BackendConfig`]: super::BackendConfig
+pub(super) fn parse<I, S>(urls: I) -> Result<Spec>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let urls: Vec<String> = urls
+        .into_iter()
+        .map(|url| url.as_ref().trim().to_owned())
+        .collect();
+    if urls.iter().all(String::is_empty) {
+        return Err(Error::InvalidOptions("no backend URLs given".into()));
+    }
+    if let Some(at) = urls.iter().position(String::is_empty) {
+        return Err(Error::InvalidOptions(format!(
+            "URL {} of {} in the list is empty (expected comma-separated URLs)",
+            at + 1,
+            urls.len()
+        )));
+    }
+    let kind = kind_of(&urls[0])?;
+    for url in &urls[1..] {
+        if kind.bare_followers() && scheme_of(url).is_none() {
+            continue;
+        }
+        if kind_of(url)? != kind {
+            return Err(Error::MixedBackends {
+                first: without_credentials(&urls[0]),
+                other: without_credentials(url),
+            });
+        }
+    }
+    match kind {
+        #[cfg(feature = "redis")]
+        Kind::Redis => {
+            // The same checks, without I/O, as the backend's own
+            // constructor: it is that constructor (nothing connects until
+            // first use).
+            crate::redis::Redlock::from_urls(&urls)?;
+            Ok(Spec::Redis(urls))
+        }
+        #[cfg(feature = "etcd")]
+        Kind::Etcd => EtcdMembers::parse(&urls).map(Spec::Etcd),
+    }
+}
+
+/// The members of an etcd list, as [`Etcd::connect`](crate::Etcd::connect)
+/// takes them, and the user to sign in as.
+#[cfg(feature = "etcd")]
+#[derive(Clone, PartialEq, Eq)]
+pub(super) struct EtcdMembers {
+    /// `http://host:port` of each member.
+    pub(super) endpoints: Vec<String>,
+    /// User name and password, decoded.
+    pub(super) user: Option<(String, String)>,
+}
+
+/// etcd's client port, for a member given without one.
+#[cfg(feature = "etcd")]
+const ETCD_PORT: u16 = 2379;
+
+#[cfg(feature = "etcd")]
+impl EtcdMembers {
+    fn parse(urls: &[String]) -> Result<Self> {
+        let mut members = Self {
+            endpoints: Vec::with_capacity(urls.len()),
+            user: None,
+        };
+        for url in urls {
+            let bad = |why: &str| {
+                Error::InvalidOptions(format!(
+                    "bad etcd member {}: {why}",
+                    without_credentials(url)
+                ))
+            };
+            let authority = url.split_once("://").map_or(url.as_str(), |(_, a)| a);
+            let (user, host_port) = match authority.rsplit_once('@') {
+                Some((user, host_port)) => (Some(credentials(user).ok_or_else(|| bad(
+                    "the user must be `name:password`, percent-encoded where it holds `@`, `:`, `,` or `%`",
+                ))?), host_port),
+                None => (None, authority),
+            };
+            let endpoint = endpoint(host_port).ok_or_else(|| {
+                bad("expected etcd://host:port (a host name, an IPv4 address or a [bracketed] IPv6 one, and a port from 1 to 65535), with no path")
+            })?;
+            if members.endpoints.contains(&endpoint) {
+                return Err(bad(
+                    "listed twice; every member of the cluster is listed once",
+                ));
+            }
+            members.endpoints.push(endpoint);
+            match (&members.user, user) {
+                (_, None) => {}
+                (None, user) => members.user = user,
+                (Some(known), Some(user)) if *known == user => {}
+                (Some(_), Some(_)) => {
+                    return Err(bad(
+                        "signs in as another user than an earlier member; one cluster has one user",
+                    ));
+                }
+            }
+        }
+        Ok(members)
+    }
+}
+
+/// The list as written in canonical form, the password hidden.
+#[cfg(feature = "etcd")]
+impl fmt::Display for EtcdMembers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("etcd://")?;
+        if self.user.is_some() {
+            f.write_str("***@")?;
+        }
+        for (i, endpoint) in self.endpoints.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let host_port = endpoint.strip_prefix("http://").unwrap_or(endpoint);
+            write!(f, "{sep}{host_port}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `name:password`, percent-decoded; both non-empty.
+#[cfg(feature = "etcd")]
+fn credentials(user: &str) -> Option<(String, String)> {
+    let (name, password) = user.split_once(':')?;
+    let (name, password) = (percent_decoded(name)?, percent_decoded(password)?);
+    (!name.is_empty() && !password.is_empty()).then_some((name, password))
+}
+
+/// `text` with each `%XX` replaced by the byte it encodes; `None` for a
+/// `%` not followed by two hex digits or bytes that are not UTF-8.
+#[cfg(feature = "etcd")]
+fn percent_decoded(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let digit = |b: u8| (b as char).to_digit(16);
+            out.push((digit(hex[0])? * 16 + digit(hex[1])?) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `http://host:port` for a member written `host[:port]`; `None` when it
+/// is not one.
+#[cfg(feature = "etcd")]
+fn endpoint(host_port: &str) -> Option<String> {
+    let (host, port) = match host_port.strip_prefix('[') {
+        // [IPv6]:port
+        Some(rest) => {
+            let (address, after) = rest.split_once(']')?;
+            let valid = !address.is_empty()
+                && address
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.'));
+            (valid.then(|| format!("[{address}]"))?, after)
+        }
+        None => {
+            let end = host_port.find(':').unwrap_or(host_port.len());
+            let (host, after) = host_port.split_at(end);
+            let valid = !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+            (valid.then(|| host.to_owned())?, after)
+        }
+    };
+    let port = match port {
+        "" => ETCD_PORT,
+        port => port
+            .strip_prefix(':')?
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)?,
+    };
+    Some(format!("http://{host}:{port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BackendConfig;
+
+    fn error(list: &str) -> Error {
+        BackendConfig::parse(list).expect_err(list)
+    }
+
+    fn invalid(list: &str) -> String {
+        match error(list) {
+            Error::InvalidOptions(message) => message,
+            other => panic!("{list}: expected InvalidOptions, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn schemes_of_no_backend_are_refused_by_name() {
+        for (list, scheme) in [
+            ("http://127.0.0.1:2379", "http"),
+            ("mysql://db:3306", "mysql"),
+            ("HTTPS://h:1", "https"),
+            ("127.0.0.1:6379", ""),
+            ("localhost", ""),
+            ("://h:1", ""),
+        ] {
+            match error(list) {
+                Error::UnsupportedScheme {
+                    scheme: found,
+                    feature: None,
+                    accepted,
+                    url,
+                } => {
+                    assert_eq!(found, scheme, "{list}");
+                    assert_eq!(url, list);
+                    assert!(
+                        !accepted.is_empty() && !accepted.contains(&scheme),
+                        "{accepted:?}"
+                    );
+                }
+                other => panic!("{list}: {other:?}"),
+            }
+        }
+        let message = error("http://127.0.0.1:2379").to_string();
+        assert!(message.contains("http://127.0.0.1:2379"), "{message}");
+        assert!(
+            message.contains("etcd://") || message.contains("redis://"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn empty_lists_and_urls_are_refused() {
+        for list in ["", " ", ",", " , "] {
+            assert!(invalid(list).contains("no backend URLs"), "{list:?}");
+        }
+        assert!(invalid("redis://a:1,,redis://b:1").contains("URL 2 of 3"));
+        assert!(invalid("redis://a:1, ").contains("URL 2 of 2"));
+        assert!(BackendConfig::from_urls(Vec::<String>::new()).is_err());
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_lists_are_checked_as_redlock_checks_them() {
+        let config = BackendConfig::parse(" redis://a:1 ,redis://b:1, unix:///tmp/r.sock").unwrap();
+        assert_eq!((config.backend(), config.nodes()), ("redis", 3));
+        assert_eq!(
+            config.to_string(),
+            "redis://a:1,redis://b:1,unix:///tmp/r.sock"
+        );
+        assert!(invalid("redis://a:1,redis://b:1,redis://a:1").contains("listed twice"));
+        assert!(invalid("redis://a:99999").contains("bad node URL"));
+        // Every node of a Redis list is a URL of its own.
+        assert!(matches!(
+            error("redis://a:1,b:1"),
+            Error::UnsupportedScheme { scheme, .. } if scheme.is_empty()
+        ));
+        let tls = BackendConfig::parse("rediss://a:1");
+        if cfg!(feature = "tls") {
+            tls.unwrap();
+        } else {
+            assert!(matches!(
+                tls,
+                Err(Error::UnsupportedScheme {
+                    feature: Some("tls"),
+                    ..
+                })
+            ));
+        }
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let secret = "s3cret";
+        for list in [
+            "redis://:s3cret@a:1,redis://user:s3cret@b:1",
+            "http://u:s3cret@h:1",
+            "u:s3cret@h:1",
+            "redis://:s3cret@a:1,etcd://u:s3cret@h:1",
+            "redis://:s3cret@a:1,u:s3cret@h:1",
+            "redis://:s3cret@a:99999",
+            "etcd://u:s3cret@h:1,etcd://v:s3cret@h:2",
+            "etcd://u:s3cret@h:0",
+            "etcd://u:s3cret%zz@h:1",
+        ] {
+            let shown = match BackendConfig::parse(list) {
+                Ok(config) => format!("{config} {config:?}"),
+                Err(e) => format!("{e} {e:?}"),
+            };
+            assert!(!shown.contains(secret), "{list}: {shown}");
+        }
+    }
+
+    #[cfg(feature = "etcd")]
+    #[test]
+    fn etcd_members_map_to_http_endpoints() {
+        let members = |list: &str| match BackendConfig::parse(list).unwrap().spec {
+            Spec::Etcd(members) => members,
+            #[allow(unreachable_patterns)]
+            _ => panic!("{list}: not etcd"),
+        };
+        let three = members("etcd://h1:2379, h2:2380,etcd://10.0.0.3,[::1]:2379");
+        assert_eq!(
+            three.endpoints,
+            [
+                "http://h1:2379",
+                "http://h2:2380",
+                "http://10.0.0.3:2379",
+                "http://[::1]:2379"
+            ]
+        );
+        assert_eq!(three.user, None);
+        assert_eq!(
+            three.to_string(),
+            "etcd://h1:2379,h2:2380,10.0.0.3:2379,[::1]:2379"
+        );
+
+        let signed =
+            members("etcd://lock%40er:p%3Aw%2C%25@h1:2379,etcd://lock%40er:p%3Aw%2C%25@h2");
+        assert_eq!(
+            signed.user,
+            Some(("lock@er".to_owned(), "p:w,%".to_owned()))
+        );
+        assert_eq!(signed.to_string(), "etcd://***@h1:2379,h2:2379");
+        let parsed = BackendConfig::parse("ETCD://u:pw@h1").unwrap();
+        assert_eq!((parsed.backend(), parsed.nodes()), ("etcd", 1));
+
+        for (list, needle) in [
+            ("etcd://h1:2379/v3", "no path"),
+            ("etcd://h1:2379?x=1", "no path"),
+            ("etcd://", "expected etcd://host:port"),
+            ("etcd://h1:0", "port from 1"),
+            ("etcd://h1:65536", "port from 1"),
+            ("etcd://h1:", "port from 1"),
+            ("etcd://::1:2379", "[bracketed]"),
+            ("etcd://[::1", "[bracketed]"),
+            ("etcd://h1,h1:2379", "listed twice"),
+            ("etcd://u@h1", "name:password"),
+            ("etcd://u:@h1", "name:password"),
+            ("etcd://u:p%4@h1", "percent-encoded"),
+            ("etcd://u:p@h1,v:p@h2", "another user"),
+        ] {
+            let message = invalid(list);
+            assert!(message.contains(needle), "{list}: {message}");
+        }
+        match error("etcd://h1:2379,redis://r:6379") {
+            Error::MixedBackends { first, other } => {
+                assert_eq!(
+                    (first.as_str(), other.as_str()),
+                    ("etcd://h1:2379", "redis://r:6379")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            error("etcd://h1:2379,http://h2:2379"),
+            Error::UnsupportedScheme { scheme, .. } if scheme == "http"
+        ));
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_redis_list_with_an_etcd_url_is_mixed_or_needs_the_feature() {
+        let error = error("redis://a:1,etcd://h:2379");
+        if cfg!(feature = "etcd") {
+            assert!(matches!(error, Error::MixedBackends { .. }), "{error:?}");
+        } else {
+            assert!(
+                matches!(
+                    error,
+                    Error::UnsupportedScheme {
+                        feature: Some("etcd"),
+                        ..
+                    }
+                ),
+                "{error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parsing_never_panics() {
+        use proptest::prelude::*;
+        proptest!(|(list in "[a-z:/@%,\\[\\]0-9 .+]{0,40}")| {
+            let _ = BackendConfig::parse(&list);
+        });
+    }
+}
