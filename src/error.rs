@@ -203,6 +203,24 @@ pub enum Error {
         other: String,
     },
 
+    /// No locker of this name is configured in the
+    /// [`Registry`](crate::Registry).
+    #[error("no locker named {name:?}; configured: {}", Names(known))]
+    UnknownLocker {
+        /// The name asked for.
+        name: String,
+        /// The names configured, in order.
+        known: Vec<String>,
+    },
+
+    /// Two lockers of a [`RegistryConfig`](crate::RegistryConfig) have the
+    /// same name.
+    #[error("locker {name:?} is configured twice")]
+    DuplicateLocker {
+        /// The name given twice.
+        name: String,
+    },
+
     /// A backend failure that fits no variant above, with its source chain.
     #[error("backend error: {message}")]
     Backend {
@@ -303,6 +321,22 @@ impl fmt::Display for SchemeMessage<'_> {
         for (i, scheme) in accepted.iter().enumerate() {
             let sep = if i == 0 { "" } else { ", " };
             write!(f, "{sep}{scheme}://")?;
+        }
+        Ok(())
+    }
+}
+
+/// Names as a list in a message: `"a", "b"`, or `none`.
+struct Names<'a>(&'a [String]);
+
+impl fmt::Display for Names<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        for (i, name) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{name:?}")?;
         }
         Ok(())
     }
@@ -459,7 +493,20 @@ mod tests {
             "URL \"rediss://h:1\": rediss:// needs fencelock's feature `tls`, which this build \
              lacks; this build takes redis://, etcd://"
         );
-        for e in [scheme("h:1", "", None)] {
+        let unknown = Error::UnknownLocker {
+            name: "biling".into(),
+            known: vec!["billing".into(), "migrations".into()],
+        };
+        assert_eq!(
+            unknown.to_string(),
+            "no locker named \"biling\"; configured: \"billing\", \"migrations\""
+        );
+        let none = Error::UnknownLocker {
+            name: "x".into(),
+            known: vec![],
+        };
+        assert_eq!(none.to_string(), "no locker named \"x\"; configured: none");
+        for e in [unknown, none, scheme("h:1", "", None)] {
             assert!(!e.is_retryable() && !e.is_denied(), "{e}");
         }
     }

@@ -41,7 +41,7 @@ pub use retry::{MAX_RETRY_PAUSE, RetryPolicy};
 
 #[cfg(any(feature = "redis", feature = "etcd"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "redis", feature = "etcd"))))]
-pub use crate::config::{AnyBackend, BackendConfig};
+pub use crate::config::{AnyBackend, BackendConfig, Registry, RegistryConfig};
 #[cfg(feature = "etcd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub use crate::etcd::Etcd;

@@ -1,17 +1,20 @@
 //! A backend chosen by configuration: a URL list read into a
-//! [`BackendConfig`] (pure, checked before any I/O), and [`AnyBackend`],
-//! the one type that is whichever backend the list names.
+//! [`BackendConfig`] (pure, checked before any I/O), [`AnyBackend`], the
+//! one type that is whichever backend the list names, and [`Registry`],
+//! named lockers built from configuration.
 //!
 //! One URL list is one backend: the nodes of a Redis deployment (one URL,
 //! or several for a Redlock quorum) or the members of one etcd cluster.
 
 mod any;
+mod registry;
 mod urls;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use any::AnyBackend;
+pub use registry::{Registry, RegistryConfig};
 
 use crate::error::Result;
 
