@@ -7,6 +7,8 @@
 //! or several for a Redlock quorum) or the members of one etcd cluster.
 
 mod any;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod registry;
 mod urls;
 
@@ -75,7 +77,7 @@ enum Spec {
     #[cfg(feature = "redis")]
     Redis(Vec<String>),
     #[cfg(feature = "etcd")]
-    Etcd(urls::EtcdMembers),
+    Etcd(etcd::EtcdMembers),
 }
 
 impl BackendConfig {
