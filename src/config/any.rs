@@ -20,8 +20,9 @@ use crate::options::LockOptions;
 /// Every [`Backend`] call goes to the backend inside, unchanged: locks,
 /// tokens, waiting (Redis's release notifications, etcd's queue), metrics
 /// labels (`backend="redis"` or `"etcd"`) and errors are exactly those of
-/// `Locker<Redlock>` or `Locker<Etcd>`. The cost is a `match` per call
-/// (docs/performance.md measures it).
+/// `Locker<Redlock>` or `Locker<Etcd>`. The cost is a `match` per call,
+/// and on etcd an allocation per call for its (large) futures: within
+/// noise of `Locker<Redlock>` on Redis (docs/performance.md).
 ///
 /// Made by [`connect`](AnyBackend::connect) from a configuration, or with
 /// `From` from a backend made in code (say a [`Redlock`](crate::Redlock)
@@ -154,6 +155,23 @@ macro_rules! inside {
     };
 }
 
+/// Awaits the future `$call` of the backend inside `$self`. etcd's
+/// futures are boxed: a `try_lock` future on etcd is about 11.7 KiB
+/// against 2.1 KiB on Redis, and unboxed it would make every call's
+/// future (and every task that awaits one) that large on Redis too, to be
+/// moved and copied at each step. The box is one allocation per call on
+/// etcd, whose calls are Raft writes of a millisecond or more.
+macro_rules! forward {
+    ($self:ident, $backend:ident => $call:expr) => {
+        match $self {
+            #[cfg(feature = "redis")]
+            AnyBackend::Redis($backend) => $call.await,
+            #[cfg(feature = "etcd")]
+            AnyBackend::Etcd($backend) => Box::pin($call).await,
+        }
+    };
+}
+
 impl Backend for AnyBackend {
     fn name(&self) -> &'static str {
         inside!(self, b => Backend::name(b))
@@ -169,19 +187,19 @@ impl Backend for AnyBackend {
         ttl: Duration,
         options: &LockOptions,
     ) -> Result<Grant> {
-        inside!(self, b => Backend::try_acquire(b, hold, ttl, options).await)
+        forward!(self, b => Backend::try_acquire(b, hold, ttl, options))
     }
 
     async fn extend(&self, hold: &Hold, ttl: Duration, options: &LockOptions) -> Result<Instant> {
-        inside!(self, b => Backend::extend(b, hold, ttl, options).await)
+        forward!(self, b => Backend::extend(b, hold, ttl, options))
     }
 
     async fn release(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
-        inside!(self, b => Backend::release(b, hold, options).await)
+        forward!(self, b => Backend::release(b, hold, options))
     }
 
     async fn inspect(&self, key: &str, options: &LockOptions) -> Result<LockInfo> {
-        inside!(self, b => Backend::inspect(b, key, options).await)
+        forward!(self, b => Backend::inspect(b, key, options))
     }
 
     async fn list(
@@ -190,11 +208,11 @@ impl Backend for AnyBackend {
         cursor: Option<&ListCursor>,
         options: &LockOptions,
     ) -> Result<ListPage> {
-        inside!(self, b => Backend::list(b, prefix, cursor, options).await)
+        forward!(self, b => Backend::list(b, prefix, cursor, options))
     }
 
     async fn force_release(&self, key: &str, options: &LockOptions) -> Result<ForceReleased> {
-        inside!(self, b => Backend::force_release(b, key, options).await)
+        forward!(self, b => Backend::force_release(b, key, options))
     }
 
     fn waiting(&self) -> Waiting {
@@ -212,10 +230,10 @@ impl Backend for AnyBackend {
     }
 
     async fn downgrade(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
-        inside!(self, b => Backend::downgrade(b, hold, options).await)
+        forward!(self, b => Backend::downgrade(b, hold, options))
     }
 
     async fn settled(&self) {
-        inside!(self, b => Backend::settled(b).await)
+        forward!(self, b => Backend::settled(b))
     }
 }
