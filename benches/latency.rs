@@ -8,20 +8,25 @@
 //! - `floor_quorum`: the same commands, each round resolved as soon as a
 //!   quorum of replies is in.
 //!
-//! `cargo bench --bench latency --features testing` (see docs/performance.md).
+//! `indirection` times `Locker<AnyBackend>` (the backend chosen by a URL
+//! list at run time) beside the generic `Locker<Redlock>` on the same
+//! nodes, round for round, at N = 1 and 5.
+//!
+//! `cargo bench --bench latency --features testing` (see docs/performance.md);
+//! `-- tails` or `-- indirection` runs only that part.
 
 // criterion_group! and criterion_main! generate undocumented items.
 #![allow(missing_docs)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisNodes;
-use fencelock::{LockOptions, Locker, Redlock};
+use fencelock::{AnyBackend, Backend, LockOptions, Locker, Redlock};
 
 mod floors;
-use floors::stats::{ratio, tail_latency};
+use floors::stats::{median, percentile, ratio, tail_latency};
 use floors::{COMPARE_AND_DELETE, connect, library_round, raw_round};
 use redis::aio::MultiplexedConnection;
 
@@ -39,6 +44,8 @@ struct Size {
     n: usize,
     quorum: usize,
     locker: Locker<Redlock>,
+    /// The same nodes through `AnyBackend`, connections of its own.
+    any: Locker<AnyBackend>,
     conns: Vec<MultiplexedConnection>,
 }
 
@@ -55,16 +62,21 @@ impl Bench {
         let urls: Vec<String> = self.nodes.urls().into_iter().take(n).collect();
         let locker =
             Locker::new(Redlock::from_urls(&urls).unwrap(), LockOptions::default()).unwrap();
-        let conns = self.runtime.block_on(async {
+        let (any, conns) = self.runtime.block_on(async {
+            let any = Locker::connect(&urls.join(","), LockOptions::default())
+                .await
+                .unwrap();
             let conns = connect(&urls).await;
             raw_round(&conns, &self.script, "raw:{bench}", n).await;
             library_round(&locker, "bench").await;
-            conns
+            library_round(&any, "bench-any").await;
+            (any, conns)
         });
         Size {
             n,
             quorum: n / 2 + 1,
             locker,
+            any,
             conns,
         }
     }
@@ -80,6 +92,10 @@ fn uncontended(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("fencelock", n), &n, |b, _| {
             b.to_async(runtime)
                 .iter(|| library_round(&size.locker, "bench"));
+        });
+        group.bench_with_input(BenchmarkId::new("fencelock_any", n), &n, |b, _| {
+            b.to_async(runtime)
+                .iter(|| library_round(&size.any, "bench-any"));
         });
         group.bench_with_input(BenchmarkId::new("floor_all", n), &n, |b, _| {
             b.to_async(runtime)
@@ -101,6 +117,9 @@ const SAMPLES: usize = 2_000;
 /// Prints p50 / p99 of every variant beside the floors, with the ratios the
 /// issue's targets are stated in (criterion reports means only).
 fn tails(_: &mut Criterion) {
+    if !selected("tails") {
+        return;
+    }
     let bench = Bench::start();
     let script = &bench.script;
     println!("\nuncontended acquire+release, medians of {ROUNDS} runs x {SAMPLES} rounds");
@@ -133,5 +152,94 @@ fn tails(_: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, uncontended, tails);
+/// Whether the command line's filters (criterion's, such as `-- tails`)
+/// select the part `name`: criterion applies them to its own benchmarks
+/// only, so the parts that print their own tables ask here.
+fn selected(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// Rounds per variant and run of `indirection`, and runs.
+const INDIRECTION_RUNS: usize = 7;
+const INDIRECTION_SAMPLES: usize = 3_000;
+
+/// `Locker<AnyBackend>` beside `Locker<Redlock>`: one round of each in
+/// turn (which goes first alternates), so both see the same moments of a
+/// noisy machine. p50 and p99 per run; the medians over runs, and the
+/// median of the runs' p50 ratios.
+fn indirection(_: &mut Criterion) {
+    if !selected("indirection") {
+        return;
+    }
+    let bench = Bench::start();
+    println!(
+        "\nLocker<AnyBackend> / Locker<Redlock>, uncontended acquire+release, \
+         {INDIRECTION_RUNS} runs x {INDIRECTION_SAMPLES} rounds each, interleaved"
+    );
+    println!("N  variant                   p50       p99   p50 ratio  p99 ratio (medians of runs)");
+    for n in [1usize, 5] {
+        let size = bench.size(n);
+        let (generic, any) = bench.runtime.block_on(async {
+            let (mut generic, mut any) = (Vec::new(), Vec::new());
+            for _ in 0..INDIRECTION_RUNS {
+                let (mut g, mut a) = (Vec::new(), Vec::new());
+                for i in 0..INDIRECTION_SAMPLES {
+                    if i % 2 == 0 {
+                        timed(&size.locker, "bench", &mut g).await;
+                        timed(&size.any, "bench-any", &mut a).await;
+                    } else {
+                        timed(&size.any, "bench-any", &mut a).await;
+                        timed(&size.locker, "bench", &mut g).await;
+                    }
+                }
+                generic.push(percentiles(g));
+                any.push(percentiles(a));
+            }
+            (generic, any)
+        });
+        // Paired: each run's ratio, then their median.
+        let ratios = |at: fn(&(Duration, Duration)) -> Duration| -> Vec<f64> {
+            generic
+                .iter()
+                .zip(&any)
+                .map(|(g, a)| ratio(at(a), at(g)))
+                .collect()
+        };
+        let (p50_ratios, p99_ratios) = (ratios(|r| r.0), ratios(|r| r.1));
+        let summary = |runs: &[(Duration, Duration)]| {
+            (
+                median(runs.iter().map(|r| r.0).collect()),
+                median(runs.iter().map(|r| r.1).collect()),
+            )
+        };
+        let ((gp50, gp99), (ap50, ap99)) = (summary(&generic), summary(&any));
+        println!("{n}  Locker<Redlock>     {gp50:>9.1?} {gp99:>9.1?}");
+        println!(
+            "{n}  Locker<AnyBackend>  {ap50:>9.1?} {ap99:>9.1?}   {:>9.3}x {:>9.3}x",
+            median(p50_ratios.clone()),
+            median(p99_ratios)
+        );
+        let runs: Vec<String> = p50_ratios.iter().map(|r| format!("{r:.3}")).collect();
+        println!("   p50 ratio of each run: {}", runs.join(" "));
+    }
+}
+
+/// One round on `locker`, its time added to `times`.
+async fn timed<B: Backend>(locker: &Locker<B>, key: &str, times: &mut Vec<Duration>) {
+    let started = Instant::now();
+    library_round(locker, key).await;
+    times.push(started.elapsed());
+}
+
+/// p50 and p99 of `times`.
+fn percentiles(mut times: Vec<Duration>) -> (Duration, Duration) {
+    times.sort();
+    (percentile(&times, 0.50), percentile(&times, 0.99))
+}
+
+criterion_group!(benches, uncontended, tails, indirection);
 criterion_main!(benches);

@@ -237,6 +237,55 @@ pub enum Error {
     #[error("invalid options: {0}")]
     InvalidOptions(String),
 
+    /// A URL in a backend's configuration (see
+    /// [`BackendConfig`](crate::BackendConfig)) has a scheme this build does
+    /// not take: one of no backend (`http://`, `mysql://`, or none at all),
+    /// or one whose backend is a cargo feature this build lacks (`etcd://`
+    /// without `etcd`, `rediss://` without `tls`).
+    #[error("{}", SchemeMessage { url, scheme, feature: *feature, accepted })]
+    UnsupportedScheme {
+        /// The URL, its password hidden.
+        url: String,
+        /// Its scheme as written, without `://`; empty when it has none.
+        scheme: String,
+        /// The cargo feature of fencelock that takes this scheme, when one
+        /// does.
+        feature: Option<&'static str>,
+        /// The schemes this build takes, without `://`.
+        accepted: Vec<&'static str>,
+    },
+
+    /// One URL list names two backends: a list is the nodes of one Redis
+    /// deployment or the members of one etcd cluster, never both.
+    #[error(
+        "{first:?} and {other:?} are URLs of different backends; one URL list is one backend \
+         (Redis nodes or etcd members)"
+    )]
+    MixedBackends {
+        /// The list's first URL, its password hidden.
+        first: String,
+        /// The first URL of another backend, its password hidden.
+        other: String,
+    },
+
+    /// No locker of this name is configured in the
+    /// [`Registry`](crate::Registry).
+    #[error("no locker named {name:?}; configured: {}", Names(known))]
+    UnknownLocker {
+        /// The name asked for.
+        name: String,
+        /// The names configured, in order.
+        known: Vec<String>,
+    },
+
+    /// Two lockers of a [`RegistryConfig`](crate::RegistryConfig) have the
+    /// same name.
+    #[error("locker {name:?} is configured twice")]
+    DuplicateLocker {
+        /// The name given twice.
+        name: String,
+    },
+
     /// A backend failure that fits no variant above, with its source chain.
     #[error("backend error: {message}")]
     Backend {
@@ -316,6 +365,56 @@ impl fmt::Display for DeniedHint<'_> {
                 "; not retried: the nodes refused this client (credentials, \
                  permissions or TLS certificate), which waiting does not change",
             )?;
+        }
+        Ok(())
+    }
+}
+
+/// The message of [`Error::UnsupportedScheme`].
+struct SchemeMessage<'a> {
+    url: &'a str,
+    scheme: &'a str,
+    feature: Option<&'static str>,
+    accepted: &'a [&'static str],
+}
+
+impl fmt::Display for SchemeMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            url,
+            scheme,
+            feature,
+            accepted,
+        } = *self;
+        match feature {
+            _ if scheme.is_empty() => write!(f, "URL {url:?} has no scheme")?,
+            Some(feature) => write!(
+                f,
+                "URL {url:?}: {scheme}:// needs fencelock's feature `{feature}`, which this \
+                 build lacks"
+            )?,
+            None => write!(f, "URL {url:?}: no backend takes the scheme {scheme}://")?,
+        }
+        f.write_str("; this build takes ")?;
+        for (i, scheme) in accepted.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{scheme}://")?;
+        }
+        Ok(())
+    }
+}
+
+/// Names as a list in a message: `"a", "b"`, or `none`.
+struct Names<'a>(&'a [String]);
+
+impl fmt::Display for Names<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        for (i, name) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{name:?}")?;
         }
         Ok(())
     }
@@ -447,5 +546,46 @@ mod tests {
 
         // Other variants are not denials.
         assert!(!Error::InvalidKey("x".into()).is_denied());
+    }
+
+    #[test]
+    fn configuration_errors_name_the_problem() {
+        let accepted = vec!["redis", "etcd"];
+        let scheme = |url: &str, scheme: &str, feature| Error::UnsupportedScheme {
+            url: url.into(),
+            scheme: scheme.into(),
+            feature,
+            accepted: accepted.clone(),
+        };
+        assert_eq!(
+            scheme("http://h:1", "http", None).to_string(),
+            "URL \"http://h:1\": no backend takes the scheme http://; this build takes \
+             redis://, etcd://"
+        );
+        assert_eq!(
+            scheme("h:1", "", None).to_string(),
+            "URL \"h:1\" has no scheme; this build takes redis://, etcd://"
+        );
+        assert_eq!(
+            scheme("rediss://h:1", "rediss", Some("tls")).to_string(),
+            "URL \"rediss://h:1\": rediss:// needs fencelock's feature `tls`, which this build \
+             lacks; this build takes redis://, etcd://"
+        );
+        let unknown = Error::UnknownLocker {
+            name: "biling".into(),
+            known: vec!["billing".into(), "migrations".into()],
+        };
+        assert_eq!(
+            unknown.to_string(),
+            "no locker named \"biling\"; configured: \"billing\", \"migrations\""
+        );
+        let none = Error::UnknownLocker {
+            name: "x".into(),
+            known: vec![],
+        };
+        assert_eq!(none.to_string(), "no locker named \"x\"; configured: none");
+        for e in [unknown, none, scheme("h:1", "", None)] {
+            assert!(!e.is_retryable() && !e.is_denied(), "{e}");
+        }
     }
 }

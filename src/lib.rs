@@ -3,6 +3,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backend;
+#[cfg(any(feature = "redis", feature = "etcd"))]
+mod config;
 mod error;
 mod fencing;
 mod locker;
@@ -40,6 +42,9 @@ pub use locker::{
 pub use options::{LockOptions, MAX_KEY_LEN, MAX_PERMITS, MAX_PREFIX_LEN, MAX_TTL, Watchdog};
 pub use retry::{MAX_RETRY_PAUSE, RetryPolicy};
 
+#[cfg(any(feature = "redis", feature = "etcd"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "redis", feature = "etcd"))))]
+pub use crate::config::{AnyBackend, BackendConfig, Registry, RegistryConfig};
 #[cfg(feature = "etcd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub use crate::etcd::Etcd;

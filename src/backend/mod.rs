@@ -22,6 +22,8 @@ pub(crate) use background::{Background, Owned};
 pub use notify::{ReleaseWatch, Signal};
 pub(crate) use quorum::{Verdict, verdict};
 pub(crate) use redact::Redacted;
+#[cfg_attr(not(any(feature = "redis", feature = "etcd")), allow(unused_imports))]
+pub(crate) use redact::without_credentials;
 pub use report::{ForceReleased, Holder, ListCursor, ListPage, LockInfo, LockRecord, NodeView};
 #[cfg_attr(not(any(feature = "redis", feature = "etcd")), allow(unused_imports))]
 pub(crate) use validity::{drift, validity};
@@ -264,12 +266,15 @@ mod sealed {
     impl Sealed for crate::redis::Redlock {}
     #[cfg(feature = "etcd")]
     impl Sealed for crate::etcd::Etcd {}
+    #[cfg(any(feature = "redis", feature = "etcd"))]
+    impl Sealed for crate::config::AnyBackend {}
 }
 
 /// A store that keeps locks.
 ///
 /// Sealed: the backends are [`Redlock`](crate::Redlock) (Redis, one node or
-/// a quorum) and [`Etcd`](crate::Etcd). What they share, and how a new one
+/// a quorum) and [`Etcd`](crate::Etcd), and [`AnyBackend`](crate::AnyBackend),
+/// either of them as a URL list chose it. What they share, and how a new one
 /// would plug in, is in `docs/architecture.md`.
 ///
 /// # Contract

@@ -158,14 +158,7 @@ pub(super) fn connect_failed(name: &str, endpoints: &[String], e: etcd_client::E
 
 /// `endpoint` as it may be shown: the user name and password of a URL
 /// (`http://user:password@host:2379`) replaced by `***`.
-pub(super) fn without_credentials(endpoint: &str) -> String {
-    match (endpoint.find("://"), endpoint.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://***@{}", &endpoint[..scheme_end], &endpoint[at + 1..])
-        }
-        _ => endpoint.to_owned(),
-    }
-}
+pub(super) use crate::backend::without_credentials;
 
 /// An outage of the cluster called `name`: a request without an answer
 /// that decides. Final when `fault` is a denial (see [`Error::is_denied`]).

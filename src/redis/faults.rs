@@ -141,11 +141,4 @@ pub(crate) fn pool_fault(e: &PoolError) -> NodeFault {
 }
 
 /// Hides the password of a URL for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
+pub(crate) use crate::backend::without_credentials as redact;

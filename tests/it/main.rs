@@ -33,6 +33,7 @@ mod auth;
 mod bad_input;
 mod cancellation;
 mod cli; // only with the `cli` feature (its `#![cfg]`)
+mod config;
 mod conformance;
 mod etcd;
 mod etcd_fixtures;

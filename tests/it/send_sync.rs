@@ -102,3 +102,27 @@ fn fenced_store_futures_are_send() {
     send_sync::<fencelock::FencedStore>();
     let _ = check;
 }
+
+#[test]
+fn configured_backends_futures_and_handles_are_send() {
+    use fencelock::{AnyBackend, BackendConfig, Registry, RegistryConfig};
+    fn check(config: &BackendConfig, registry: &RegistryConfig, lockers: &Registry) {
+        send(&AnyBackend::connect(config));
+        send(&Locker::connect(
+            "redis://h:1",
+            fencelock::LockOptions::default(),
+        ));
+        send(&Registry::connect(registry));
+        send(&lockers.settled());
+    }
+    send_sync::<AnyBackend>();
+    send_sync::<Locker<AnyBackend>>();
+    send_sync::<LockGuard<AnyBackend>>();
+    send_sync::<BackendConfig>();
+    send_sync::<RegistryConfig>();
+    send_sync::<Registry>();
+    shared_handles_are_send_sync::<AnyBackend>();
+    let _ = futures_are_send::<AnyBackend>;
+    let _ = shared_kinds_are_send::<AnyBackend>;
+    let _ = check;
+}

@@ -1,10 +1,11 @@
 //! The backend configurations every backend-generic suite runs against
 //! (`conformance.rs`, `cancellation.rs`): Redis with one node, Redlock with
 //! five, etcd with one member and with a cluster of three, each behind a
-//! `Harness`.
+//! `Harness`; and `AnyBackend` (a Locker made from a URL list) on Redis and
+//! on etcd.
 
 use fencelock::testing::{EtcdCluster, RedisNodes};
-use fencelock::{Backend, Etcd, LockOptions, Locker, Redlock};
+use fencelock::{AnyBackend, Backend, Etcd, LockOptions, Locker, Redlock};
 
 /// What the suite needs from a configuration: real servers, a Locker on
 /// them, and a way to make the servers go away.
@@ -62,4 +63,16 @@ harness!(
     /// etcd: one member (N = 1) or a cluster of N members, each Locker with
     /// a client of its own (as separate processes would have).
     EtcdMembers(EtcdCluster): Etcd, super::start_etcd, super::etcd_locker
+);
+
+harness!(
+    /// Redis through `AnyBackend`, the Locker made from the nodes' URL list
+    /// (`redis://...,redis://...`).
+    ConfiguredRedis(RedisNodes): AnyBackend, super::start, super::any_redis_locker
+);
+
+harness!(
+    /// etcd through `AnyBackend`, the Locker made from the members' URL
+    /// list (`etcd://host:port,host:port`).
+    ConfiguredEtcd(EtcdCluster): AnyBackend, super::start_etcd, super::any_etcd_locker
 );

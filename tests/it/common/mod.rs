@@ -235,6 +235,46 @@ pub fn etcd_locker(
     Locker::new(etcd, options).unwrap()
 }
 
+/// A Locker made as a program configured by a URL list makes it
+/// (`Locker::connect`), on `AnyBackend`. Without credentials nothing
+/// connects until first use, so the future completes at once, also inside
+/// a test's runtime.
+pub fn configured_locker(urls: &str, options: LockOptions) -> Locker<fencelock::AnyBackend> {
+    futures::executor::block_on(Locker::connect(urls, options)).expect("a Locker from a URL list")
+}
+
+/// The URL list of `nodes`: `redis://...,redis://...`.
+pub fn redis_list(nodes: &RedisNodes) -> String {
+    nodes.urls().join(",")
+}
+
+/// The URL list of `cluster`: `etcd://` and each member's `host:port`.
+pub fn etcd_list(cluster: &fencelock::testing::EtcdCluster) -> String {
+    let members: Vec<String> = cluster
+        .endpoints()
+        .iter()
+        .map(|e| {
+            e.strip_prefix("http://")
+                .expect("an http:// endpoint")
+                .to_owned()
+        })
+        .collect();
+    format!("etcd://{}", members.join(","))
+}
+
+/// A Locker on `AnyBackend` over `nodes`, from their URL list.
+pub fn any_redis_locker(nodes: &RedisNodes, options: LockOptions) -> Locker<fencelock::AnyBackend> {
+    configured_locker(&redis_list(nodes), options)
+}
+
+/// A Locker on `AnyBackend` over `cluster`, from its URL list.
+pub fn any_etcd_locker(
+    cluster: &fencelock::testing::EtcdCluster,
+    options: LockOptions,
+) -> Locker<fencelock::AnyBackend> {
+    configured_locker(&etcd_list(cluster), options)
+}
+
 pub fn start(n: usize) -> RedisNodes {
     RedisNodes::start(n).expect("start redis-server nodes (run scripts/setup)")
 }
