@@ -44,21 +44,7 @@ impl<B: Backend> Locker<B> {
         match verdict(locked, free, info.nodes.len(), info.quorum) {
             Verdict::Quorum => Ok(true),
             Verdict::Refused => Ok(false),
-            Verdict::Undecided => Err(Error::QuorumUnavailable {
-                confirmed: locked,
-                refused: free,
-                needed: info.quorum,
-                failures: info
-                    .nodes
-                    .into_iter()
-                    .filter_map(|v| {
-                        v.lock.err().map(|fault| NodeFailure {
-                            node: v.node,
-                            fault,
-                        })
-                    })
-                    .collect(),
-            }),
+            Verdict::Undecided => Err(undecided(info, locked, free)),
         }
     }
 
@@ -169,21 +155,7 @@ impl<B: Backend> Locker<B> {
         match verdict(current, other, info.nodes.len(), info.quorum) {
             Verdict::Quorum => Ok(true),
             Verdict::Refused => Ok(false),
-            Verdict::Undecided => Err(Error::QuorumUnavailable {
-                confirmed: current,
-                refused: other,
-                needed: info.quorum,
-                failures: info
-                    .nodes
-                    .into_iter()
-                    .filter_map(|v| {
-                        v.lock.err().map(|fault| NodeFailure {
-                            node: v.node,
-                            fault,
-                        })
-                    })
-                    .collect(),
-            }),
+            Verdict::Undecided => Err(undecided(info, current, other)),
         }
     }
 
@@ -215,5 +187,26 @@ impl<B: Backend> Locker<B> {
                 key: key.to_owned(),
             })
         }
+    }
+}
+
+/// The error of a read of `info` that too few nodes answered to decide:
+/// `confirmed` said yes, `refused` said no, and each node that failed is
+/// named with its fault.
+fn undecided(info: LockInfo, confirmed: usize, refused: usize) -> Error {
+    Error::QuorumUnavailable {
+        confirmed,
+        refused,
+        needed: info.quorum,
+        failures: info
+            .nodes
+            .into_iter()
+            .filter_map(|v| {
+                v.lock.err().map(|fault| NodeFailure {
+                    node: v.node,
+                    fault,
+                })
+            })
+            .collect(),
     }
 }

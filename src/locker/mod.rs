@@ -450,63 +450,6 @@ impl<B: Backend> Locker<B> {
             .await
             .map(LockGuard::from_held)
     }
-
-    /// Waits for a hold of `mode`, at most `wait` if given, recorded as the
-    /// call `call`.
-    pub(crate) async fn wait_hold(
-        &self,
-        key: &str,
-        mode: Mode,
-        call: &'static str,
-        wait: Option<Duration>,
-    ) -> Result<Held<B>> {
-        self.wait_hold_patient(key, mode, call, wait, None).await
-    }
-
-    /// [`wait_hold`](Self::wait_hold) that gives up on an outage after
-    /// `patience`.
-    pub(crate) async fn wait_hold_patient(
-        &self,
-        key: &str,
-        mode: Mode,
-        call: &'static str,
-        wait: Option<Duration>,
-        patience: Option<Duration>,
-    ) -> Result<Held<B>> {
-        let span = self.acquire_span(call, key, mode);
-        let started = Instant::now();
-        let result = match wait {
-            None => {
-                self.wait_for(key, mode, patience)
-                    .instrument(span.clone())
-                    .await
-            }
-            Some(wait) => {
-                let waited = tokio::time::timeout(wait, self.wait_for(key, mode, patience));
-                match waited.instrument(span.clone()).await {
-                    Ok(result) => result,
-                    Err(_) => Err(Error::Timeout {
-                        key: key.to_owned(),
-                        waited: wait,
-                    }),
-                }
-            }
-        };
-        self.record_wait(&span, (key, mode), &result, started);
-        result
-    }
-
-    fn record_wait(
-        &self,
-        span: &tracing::Span,
-        (key, mode): (&str, Mode),
-        result: &Result<Held<B>>,
-        started: Instant,
-    ) {
-        self.record_acquire(span, (key, mode), result, started);
-        let key = self.shared.key(key, mode);
-        self.shared.telemetry.waited(key, started.elapsed());
-    }
 }
 
 /// Records how an acquire call ended on its span: the outcome (the

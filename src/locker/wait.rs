@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use crate::backend::{Backend, Mode, ReleaseWatch, Waiting};
 use crate::error::{Error, Result};
 use crate::options::validate_key;
@@ -37,6 +39,63 @@ struct Waiter<'a, B: Backend> {
 }
 
 impl<B: Backend> Locker<B> {
+    /// Waits for a hold of `mode`, at most `wait` if given, recorded as the
+    /// call `call`.
+    pub(crate) async fn wait_hold(
+        &self,
+        key: &str,
+        mode: Mode,
+        call: &'static str,
+        wait: Option<Duration>,
+    ) -> Result<Held<B>> {
+        self.wait_hold_patient(key, mode, call, wait, None).await
+    }
+
+    /// [`wait_hold`](Self::wait_hold) that gives up on an outage after
+    /// `patience`.
+    pub(crate) async fn wait_hold_patient(
+        &self,
+        key: &str,
+        mode: Mode,
+        call: &'static str,
+        wait: Option<Duration>,
+        patience: Option<Duration>,
+    ) -> Result<Held<B>> {
+        let span = self.acquire_span(call, key, mode);
+        let started = Instant::now();
+        let result = match wait {
+            None => {
+                self.wait_for(key, mode, patience)
+                    .instrument(span.clone())
+                    .await
+            }
+            Some(wait) => {
+                let waited = tokio::time::timeout(wait, self.wait_for(key, mode, patience));
+                match waited.instrument(span.clone()).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Error::Timeout {
+                        key: key.to_owned(),
+                        waited: wait,
+                    }),
+                }
+            }
+        };
+        self.record_wait(&span, (key, mode), &result, started);
+        result
+    }
+
+    fn record_wait(
+        &self,
+        span: &tracing::Span,
+        (key, mode): (&str, Mode),
+        result: &Result<Held<B>>,
+        started: Instant,
+    ) {
+        self.record_acquire(span, (key, mode), result, started);
+        let key = self.shared.key(key, mode);
+        self.shared.telemetry.waited(key, started.elapsed());
+    }
+
     /// The retry loop of `lock` and `lock_timeout`, not recorded.
     ///
     /// With release notifications, a waiter tries again as soon as the lock
