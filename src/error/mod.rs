@@ -317,16 +317,16 @@ impl Error {
     }
 
     /// Whether the lock service could not be reached or would not serve
-    /// this client: no quorum answered ([`Error::QuorumUnavailable`], an
-    /// outage or a denial) or the backend failed ([`Error::Backend`]).
-    /// Contention, timeouts of a wait, bad input and lost locks are not
-    /// outages. [`Locker::with_lock_or_fallback`](crate::Locker::with_lock_or_fallback)
-    /// runs its fallback for these.
+    /// this client: no quorum answered, and no node that did answer said
+    /// the lock is held ([`Error::QuorumUnavailable`] with `refused == 0`;
+    /// the nodes down, paused, cut off, or refusing this client's
+    /// credentials). A round in which some node said "held" is contention
+    /// as far as anyone can tell, and so are timeouts of a wait; bad
+    /// input, lost locks and backend errors are not outages either.
+    /// [`Locker::with_lock_or_fallback`](crate::Locker::with_lock_or_fallback)
+    /// runs its fallback for outages only.
     pub fn is_outage(&self) -> bool {
-        matches!(
-            self,
-            Error::QuorumUnavailable { .. } | Error::Backend { .. }
-        )
+        matches!(self, Error::QuorumUnavailable { refused: 0, .. })
     }
 
     /// Whether a quorum is out of reach because nodes refused this client

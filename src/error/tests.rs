@@ -99,3 +99,30 @@ fn configuration_errors_name_the_problem() {
         assert!(!e.is_retryable() && !e.is_denied(), "{e}");
     }
 }
+
+#[test]
+fn an_outage_is_no_quorum_without_a_node_that_says_held() {
+    let down = |refused| Error::QuorumUnavailable {
+        confirmed: 1,
+        refused,
+        needed: 2,
+        failures: vec![failure("b", NodeFault::Connection("refused".into()))],
+    };
+    assert!(down(0).is_outage());
+    // A node said "held": the lock may be held on the nodes that are down.
+    assert!(!down(1).is_outage());
+    assert!(
+        !Error::NotObtained {
+            key: "k".into(),
+            expires_in: None
+        }
+        .is_outage()
+    );
+    assert!(
+        !Error::Backend {
+            message: "x".into(),
+            source: None
+        }
+        .is_outage()
+    );
+}

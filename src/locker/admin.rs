@@ -130,6 +130,8 @@ impl<B: Backend> Locker<B> {
     /// `true` is a snapshot: the hold may run out right after. Check just
     /// before acting and keep the act shorter than the ttl's margin; where
     /// the resource can store a fence, fence instead (docs/fencing.md).
+    /// With a [`lock_delay`](crate::LockOptions#structfield.lock_delay), a
+    /// node's hold counts only while more than the delay is left on it.
     ///
     /// # Cancel safety
     ///
@@ -141,10 +143,14 @@ impl<B: Backend> Locker<B> {
     /// nodes answered to tell.
     pub async fn is_current(&self, sequencer: &Sequencer) -> Result<bool> {
         let info = self.inspect(sequencer.key()).await?;
+        // A hold whose holder vanished lives on the servers for the
+        // lock-delay past its validity: within that tail it is no longer
+        // current, only not yet free.
+        let delay = self.shared.options.lock_delay;
         let holds = |view: &crate::NodeView| {
-            view.holders
-                .iter()
-                .any(|holder| holder.token == sequencer.token())
+            view.holders.iter().any(|holder| {
+                holder.token == sequencer.token() && holder.ttl.is_none_or(|left| left > delay)
+            })
         };
         let current = info.nodes.iter().filter(|v| holds(v)).count();
         let other = info

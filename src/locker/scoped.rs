@@ -101,12 +101,17 @@ impl<B: Backend> Locker<B> {
     /// instead: the fallback policy of the lock libraries that have a
     /// "fallback handler". The work never runs without the lock.
     ///
-    /// An outage ([`Error::is_outage`]: no quorum answered, or the backend
-    /// failed) is waited out for `patience` first, as `lock` waits; if
-    /// every attempt in that time failed so, the fallback gets the last
-    /// error and its value is returned. Contention is not an outage: it is
-    /// waited for as long as it takes, and an attempt refused by a holder
-    /// starts the patience over. Each fallback is counted in the metric
+    /// An outage ([`Error::is_outage`]: no quorum answered, and none of the
+    /// nodes that did said the lock is held) is waited out for `patience`
+    /// first, as `lock` waits; if every attempt in that time failed so,
+    /// the fallback gets the last error and its value is returned.
+    /// Contention is not an outage: it is waited for as long as it takes,
+    /// and an attempt that any node refused because the lock is held
+    /// starts the patience over, even when too few nodes answered to
+    /// decide (the lock may be legitimately held on the nodes that are
+    /// down). The waiter does not queue in the process's local line, so
+    /// another waiter that waits an outage out does not hold up its
+    /// patience. Each fallback is counted in the metric
     /// [`FALLBACK`](crate::metrics::FALLBACK) and logged as a `warn`
     /// event. To fail on an outage instead (the default policy), use
     /// [`with_lock`](Locker::with_lock) or

@@ -173,10 +173,13 @@ impl<'a, B: Backend> Waiter<'a, B> {
     /// not a reader: readers do not exclude each other, so a line would
     /// only make each wait for the round trip of the one before; a
     /// writer's release lets all of them in at once, and a waiting writer
-    /// keeps new ones out on the servers.
+    /// keeps new ones out on the servers. And not a waiter with a
+    /// patience for outages: behind a head that waits an outage out for
+    /// ever, its own patience would never start.
     fn lines_up(&self) -> bool {
         let shared = &self.locker.shared;
         self.mode != Mode::Read
+            && self.patience.is_none()
             && self.subscribe
             && shared.backend.waiting() == Waiting::Notified
             && self.locker.owner.is_none()
@@ -327,5 +330,10 @@ mod tests {
                 "{mode:?}"
             );
         }
+        // A waiter with a patience for outages waits outside the line: a
+        // head that waits an outage out for ever would hold it back.
+        let mut patient = Waiter::new(&locker, "k", Mode::Exclusive);
+        patient.patience = Some(Duration::from_secs(1));
+        assert!(!patient.lines_up());
     }
 }

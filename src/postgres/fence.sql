@@ -67,3 +67,15 @@ CREATE OR REPLACE FUNCTION fencelock_fence(p_resource text, p_token bigint)
 RETURNS bigint
 LANGUAGE sql
 AS $$ SELECT fencelock_fence(p_resource, p_resource, p_token) $$;
+
+-- Pin both functions to the schema they were created in, with pg_temp
+-- last: neither a caller's search_path nor a temporary table by the same
+-- name may point the fence at another table.
+DO $$
+BEGIN
+    EXECUTE format('ALTER FUNCTION fencelock_fence(text, text, bigint) SET search_path = %I, pg_temp',
+                   current_schema());
+    EXECUTE format('ALTER FUNCTION fencelock_fence(text, bigint) SET search_path = %I, pg_temp',
+                   current_schema());
+END
+$$;

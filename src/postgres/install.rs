@@ -12,7 +12,10 @@ use crate::options::validate_key;
 /// function `fencelock_fence(resource, lock, token)` (with a two-argument
 /// form for a resource named after its lock). Idempotent. Run it with
 /// [`install`], or with any client (`sqlx::raw_sql`, psql, a migration
-/// tool); the objects go to the first schema of the `search_path`.
+/// tool); the objects go to the first schema of the `search_path`, and
+/// the functions are pinned to that schema. Every client that writes a
+/// resource must reach the same fence: with per-tenant `search_path`s,
+/// one fence per schema is one fence per tenant.
 pub const INSTALL_SQL: &str = include_str!("fence.sql");
 
 /// The columns of fencelock's fence table, as `format_type` names them.
@@ -35,8 +38,9 @@ const INSTALL_LOCK: i64 = 0x666e_63656c6f636b;
 ///
 /// # Errors
 ///
-/// [`Error::ForeignFence`] when a table or function by the fence's name
-/// exists and is not fencelock's (it is left as it was);
+/// [`Error::ForeignFence`] when a table by the fence's name exists and is
+/// not fencelock's (the table is left as it was; functions of the same
+/// names and argument types are replaced, as `CREATE OR REPLACE` does);
 /// [`Error::Database`] when the SQL fails otherwise (no permission to
 /// create in the schema, the connection lost).
 pub async fn install(client: &Client) -> Result<()> {

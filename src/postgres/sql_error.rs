@@ -70,10 +70,19 @@ pub(super) fn database(what: &str, e: tokio_postgres::Error) -> Error {
 }
 
 /// Lets `?` carry the caller's own statements' errors out of the work of
-/// [`with_transaction`](super::with_transaction) as [`Error::Database`].
+/// [`with_transaction`](super::with_transaction) as [`Error::Database`]:
+/// never as a fence error, since a missing table in the caller's SQL says
+/// nothing about the fence.
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
-        database("statement failed", e)
+        let message = match e.as_db_error() {
+            Some(db) => format!("statement failed: {} ({})", db.message(), db.code().code()),
+            None => format!("statement failed: {e}"),
+        };
+        Error::Database {
+            message,
+            source: Some(Box::new(e)),
+        }
     }
 }
 

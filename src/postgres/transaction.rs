@@ -28,7 +28,15 @@ use crate::options::validate_key;
 /// holders' transactions in token order.
 ///
 /// Dropping it without commit or rollback rolls the transaction back (the
-/// `ROLLBACK` is sent when the connection is next used).
+/// `ROLLBACK` is sent when the connection is next used). End it only with
+/// [`commit`](FencedTransaction::commit) or
+/// [`rollback`](FencedTransaction::rollback): a `COMMIT` sent as SQL
+/// through the `Deref` would commit without the fence.
+///
+/// The fence knows a lock by its name only: lockers that use one name
+/// with different key prefixes or backends are different locks to them,
+/// but one to the database. Give such locks different names, or fence
+/// different resources ([`TransactionOptions::resource`]).
 pub struct FencedTransaction<'c> {
     tx: Transaction<'c>,
     resource: String,

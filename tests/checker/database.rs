@@ -10,25 +10,36 @@ use fencelock::postgres::{self, FencedTransaction, deadpool_postgres};
 use fencelock::testing::PostgresServer;
 use fencelock::{Error, LockGuard, Redlock};
 
-/// The tally, one row, updated by every fenced transaction: the highest
-/// token committed, how many committed, and how many committed below an
-/// earlier commit's token (must stay 0). `refused` is counted outside the
-/// refused transactions, best effort, for the report.
+/// The tally, one row, updated as every fenced transaction commits: the
+/// highest token committed, how many committed, and how many committed
+/// below an earlier commit's token (must stay 0). A holder's transaction
+/// only appends its token to `checker_log`; a deferred trigger updates the
+/// tally at `COMMIT`, after the fence, so the tally itself does not order
+/// the holders (a fence without its row lock would be caught). `refused`
+/// is counted outside the refused transactions, best effort.
 const SETUP: &str = "CREATE TABLE checker_tally (
         id int PRIMARY KEY,
         last_token bigint NOT NULL,
         committed bigint NOT NULL,
         violations bigint NOT NULL,
         refused bigint NOT NULL);
-    INSERT INTO checker_tally VALUES (1, 0, 0, 0, 0);";
+    INSERT INTO checker_tally VALUES (1, 0, 0, 0, 0);
+    CREATE TABLE checker_log (token bigint NOT NULL);
+    CREATE FUNCTION checker_count() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE checker_tally
+        SET violations = violations + (last_token > NEW.token)::int,
+            last_token = GREATEST(last_token, NEW.token),
+            committed = committed + 1
+        WHERE id = 1;
+        RETURN NULL;
+    END
+    $$;
+    CREATE CONSTRAINT TRIGGER checker_count AFTER INSERT ON checker_log
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION checker_count();";
 
-/// The write of a holder: a read-then-write that only the lock and the
-/// fence make safe, like the store's.
-const TALLY: &str = "UPDATE checker_tally
-    SET violations = violations + (last_token > $1)::int,
-        last_token = GREATEST(last_token, $1),
-        committed = committed + 1
-    WHERE id = 1";
+/// The write of a holder.
+const TALLY: &str = "INSERT INTO checker_log VALUES ($1)";
 
 /// A fenced transaction that takes longer than this (the database paused
 /// or restarting) is abandoned and rolled back.

@@ -348,6 +348,31 @@ async fn install_is_idempotent_under_concurrency_and_refuses_a_foreign_table() {
         }
         postgres::verify(&client).await.unwrap();
 
+        // A temporary table by the fence's name does not shadow the fence:
+        // the functions are pinned to the schema they were installed in.
+        client
+            .batch_execute(
+                "CREATE TEMP TABLE fencelock_fence (resource text PRIMARY KEY, \
+                 lock_name text NOT NULL, token bigint NOT NULL, \
+                 updated_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await
+            .unwrap();
+        client
+            .query_one("SELECT fencelock_fence('pinned', 3)", &[])
+            .await
+            .unwrap();
+        let real: i64 = connect(&db)
+            .await
+            .query_one(
+                "SELECT token FROM public.fencelock_fence WHERE resource = 'pinned'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(real, 3);
+
         // Another database, where a table by the fence's name is someone else's.
         client.batch_execute("CREATE SCHEMA theirs").await.unwrap();
         let (theirs, connection) = tokio_postgres::connect(
