@@ -63,6 +63,8 @@ impl From<FencingToken> for u64 {
 /// assert_eq!(sequencer.to_string(), "42@billing");
 /// assert_eq!("42@billing".parse::<Sequencer>().unwrap(), sequencer);
 /// assert!("billing".parse::<Sequencer>().is_err());
+/// assert!("+42@billing".parse::<Sequencer>().is_err());
+/// assert!("042@billing".parse::<Sequencer>().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Sequencer {
@@ -108,6 +110,14 @@ impl std::str::FromStr for Sequencer {
             ))
         };
         let (token, key) = text.split_once('@').ok_or_else(bad)?;
+        // Canonical digits only, as `Display` writes them: one sequencer,
+        // one text (no sign, no leading zeros).
+        let canonical = !token.is_empty()
+            && token.bytes().all(|b| b.is_ascii_digit())
+            && (token == "0" || !token.starts_with('0'));
+        if !canonical {
+            return Err(bad());
+        }
         let token = token.parse::<u64>().map_err(|_| bad())?;
         crate::options::validate_key(key)?;
         Ok(Self::new(key, FencingToken::new(token)))

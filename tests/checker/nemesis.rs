@@ -144,6 +144,11 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
                 DatabaseFault::Crash
             }
         });
+        // A paused database must outlast the ttl too.
+        let hold = match database_fault {
+            Some(DatabaseFault::Pause) => hold.max(2 * TTL),
+            _ => hold,
+        };
         let at = began.elapsed().as_secs_f64();
         for &(node, fault) in &step {
             apply(cluster, node, fault);
