@@ -30,7 +30,7 @@ use super::admin::prefix_end;
 use super::holder::{CAS_ROUNDS, Term, not_held, revision, token_at, token_of};
 use super::keys::{Kind, LockKeys, decode_holds, encode_holds};
 use super::lease::RevokeOnDrop;
-use super::queue::Registered;
+use super::tickets::Registered;
 use crate::backend::{Grant, Hold, Mode};
 use crate::error::{Error, Result};
 use crate::options::LockOptions;

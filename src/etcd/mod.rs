@@ -30,6 +30,7 @@ mod lease;
 mod queue;
 mod release;
 mod renew;
+mod tickets;
 
 /// What the fuzz targets reach (feature `fuzzing`).
 #[cfg(feature = "fuzzing")]
@@ -85,7 +86,7 @@ pub struct Etcd {
     name: Arc<str>,
     /// The queue tickets this client's waiters hold, so a waiter's
     /// attempt can claim its turn in one transaction.
-    tickets: Arc<queue::Tickets>,
+    tickets: Arc<tickets::Tickets>,
     /// The lease revokes, undos and queue waiters it left running, for
     /// [`settled`](Backend::settled).
     background: Background,

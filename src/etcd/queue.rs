@@ -34,8 +34,6 @@
 //! again. Only a ticket that is gone (its lease ran out, or a grant used
 //! it) is replaced, at the back of the queue.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
@@ -48,6 +46,7 @@ use tokio::time::Instant;
 use super::Etcd;
 use super::keys::LockKeys;
 use super::lease::{RevokeOnDrop, lease_not_found, lease_secs};
+use super::tickets::{Entry, Registered};
 use crate::backend::{Mode, ReleaseWatch, Signal};
 use crate::error::{Error, NodeFault, Result};
 use crate::options::LockOptions;
@@ -97,55 +96,6 @@ struct Waiter {
     ttl: Duration,
     timeout: Duration,
     signal: watch::Sender<Signal>,
-}
-
-/// The tickets this client's waiters hold, by resource and owner: what an
-/// attempt of the owner compares against to claim its turn.
-#[derive(Default)]
-pub(crate) struct Tickets(Mutex<HashMap<(String, String), Registered>>);
-
-/// A ticket as its attempt needs it.
-#[derive(Debug, Clone)]
-pub(crate) struct Registered {
-    pub(crate) key: String,
-    pub(crate) created: i64,
-}
-
-impl Tickets {
-    /// The ticket `owner` holds for the lock of `keys`, if any.
-    pub(crate) fn get(&self, keys: &LockKeys, owner: &str) -> Option<Registered> {
-        let slot = (keys.base.clone(), owner.to_owned());
-        crate::sync::lock(&self.0).get(&slot).cloned()
-    }
-
-    fn register(self: &Arc<Self>, keys: &LockKeys, owner: &str, ticket: Registered) -> Entry {
-        let slot = (keys.base.clone(), owner.to_owned());
-        let key = ticket.key.clone();
-        crate::sync::lock(&self.0).insert(slot.clone(), ticket);
-        Entry {
-            tickets: Arc::clone(self),
-            slot,
-            key,
-        }
-    }
-}
-
-/// A ticket's entry in [`Tickets`], removed when dropped.
-struct Entry {
-    tickets: Arc<Tickets>,
-    slot: (String, String),
-    key: String,
-}
-
-impl Drop for Entry {
-    fn drop(&mut self) {
-        let mut tickets = crate::sync::lock(&self.tickets.0);
-        // Two waiters of one owner (an explicit one, shared by tasks) may
-        // take turns in the slot: remove only this ticket.
-        if tickets.get(&self.slot).is_some_and(|t| t.key == self.key) {
-            tickets.remove(&self.slot);
-        }
-    }
 }
 
 /// A ticket in the queue. Dropping it revokes its lease, which deletes it.
