@@ -159,6 +159,7 @@ impl Redlock {
         ttl: Duration,
         options: &LockOptions,
     ) -> Result<Grant> {
+        let _running = self.rounds.start();
         let round = Round {
             hold,
             keys: Keys::new(&options.key_prefix, hold.key()),
@@ -195,6 +196,8 @@ impl Redlock {
         };
         match outcome {
             Ok(grant) => {
+                self.settle_when_busy(&mut acquire, round.started, round.timeout)
+                    .await;
                 // The fencing rule's own count, not a permit's scaled token.
                 let count = match grant.slot {
                     Some(_) => FencingToken::new(grant.token.get() / u64::from(MAX_PERMITS)),
@@ -312,12 +315,18 @@ impl Redlock {
         token: FencingToken,
     ) {
         let first = round.hold.parent().is_none();
-        // Ended first: replies taken in by the check are in hand after it.
-        let done = acquire.is_done();
-        let late_in_hand = acquire.untaken().any(|i| !answered[i]);
-        if done && !(first && late_in_hand) {
+        if acquire.is_done() {
+            // Every reply is in: the late ones need a request only when
+            // they leave a node's counter behind (rare), not a task.
             if first {
-                fence::report_fresh_counters(&values, token.get());
+                let late: Vec<_> = acquire
+                    .take_untaken()
+                    .into_iter()
+                    .filter(|&(i, _)| !answered[i])
+                    .collect();
+                let behind = fence::late_behind(values, &late, token.get());
+                let lagging: Vec<&RedisNode> = behind.iter().map(|&i| &self.nodes[i]).collect();
+                self.lift_in_background(&round.keys, token.get(), &lagging, round.timeout);
             }
             return;
         }
