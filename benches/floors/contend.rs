@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fencelock::{Backend, LockGuard, Locker, Permit, ReadGuard, WriteGuard};
+use fencelock::{
+    Backend, LockGuard, LockOptions, Locker, Permit, ReadGuard, RetryPolicy, WriteGuard,
+};
 
 use super::stats::{median, percentile};
 
@@ -26,6 +28,16 @@ impl Run {
     pub fn per_second(&self, count: usize) -> f64 {
         count as f64 / self.elapsed.as_secs_f64()
     }
+}
+
+/// Polling only: no release notifications, and a 0-200 ms random pause
+/// between attempts, the usual default of Redlock clients.
+pub fn polling() -> LockOptions {
+    LockOptions::default().wake_on_release(false).retry(
+        RetryPolicy::default()
+            .delay(Duration::ZERO)
+            .jitter(Duration::from_millis(200)),
+    )
 }
 
 /// What a contended round takes and gives back: a lock guard, a read or
