@@ -11,12 +11,16 @@
 //! Beside them the peer, rslock 0.10 (`lock` + `unlock`, see
 //! benches/floors/peer.rs), in the same runs.
 //!
+//! `nodes` sweeps N = 1, 3, 5, 7, 9: p50 and p99 of fencelock, rslock and
+//! both floors, interleaved round by round, and draws
+//! docs/img/nodes-latency.svg.
+//!
 //! `indirection` times `Locker<AnyBackend>` (the backend chosen by a URL
 //! list at run time) beside the generic `Locker<Redlock>` on the same
 //! nodes, round for round, at N = 1 and 5.
 //!
 //! `cargo bench --bench latency --features testing` (see docs/performance.md);
-//! `-- tails` or `-- indirection` runs only that part.
+//! `-- tails`, `-- nodes` or `-- indirection` runs only that part.
 
 // criterion_group! and criterion_main! generate undocumented items.
 #![allow(missing_docs)]
@@ -29,6 +33,7 @@ use fencelock::testing::RedisNodes;
 use fencelock::{AnyBackend, Backend, LockOptions, Locker, Redlock};
 
 mod floors;
+use floors::chart::{self, Panel, Series};
 use floors::stats::{Round, interleaved_tails, median, percentile, ratio};
 use floors::{COMPARE_AND_DELETE, connect, library_round, peer, raw_round, selected};
 use redis::aio::MultiplexedConnection;
@@ -157,7 +162,7 @@ fn tails(_: &mut Criterion) {
     }
 }
 
-/// The variants of `tails`, in the order [`variants`] gives.
+/// The variants of `tails` and `nodes`, in the order [`variants`] gives.
 const VARIANTS: [&str; 4] = ["fencelock", "rslock", "floor_all", "floor_quorum"];
 
 /// p50 and p99 of each of [`VARIANTS`] on `size`, interleaved.
@@ -184,6 +189,59 @@ fn samples(default: usize) -> usize {
         .and_then(|s| s.parse().ok())
         .filter(|&n| n > 0)
         .unwrap_or(default)
+}
+
+/// Node counts of the `nodes` sweep.
+const SWEEP: [usize; 5] = [1, 3, 5, 7, 9];
+
+/// p50 and p99 of every variant at N = 1 to 9, and their chart.
+fn nodes(_: &mut Criterion) {
+    if !selected("nodes") {
+        return;
+    }
+    let bench = Bench::start(9);
+    let (runs, samples) = (floors::run_count(3), samples(1_000));
+    println!(
+        "\nuncontended acquire+release by node count, medians of {runs} runs x {samples} rounds, interleaved"
+    );
+    println!("N  variant        p50        p99");
+    let mut table = Vec::new();
+    for n in SWEEP {
+        let size = bench.size(n);
+        let figures = bench
+            .runtime
+            .block_on(variants(&bench, &size, runs, samples));
+        for (name, (p50, p99)) in VARIANTS.iter().zip(&figures) {
+            println!("{n}  {name:<12} {p50:>9.1?} {p99:>9.1?}");
+        }
+        table.push(figures);
+    }
+    let panel = |title: &str, at: fn(&(Duration, Duration)) -> Duration| Panel {
+        title: title.into(),
+        x: "nodes (N)",
+        y: "µs",
+        log2_x: false,
+        series: VARIANTS
+            .iter()
+            .enumerate()
+            .map(|(v, name)| Series {
+                name: name.to_string(),
+                points: SWEEP
+                    .iter()
+                    .zip(&table)
+                    .map(|(&n, f)| (n as f64, at(&f[v]).as_secs_f64() * 1e6))
+                    .collect(),
+            })
+            .collect(),
+    };
+    let path = chart::draw(
+        "nodes-latency.svg",
+        &[
+            panel("uncontended acquire+release, p50", |f| f.0),
+            panel("uncontended acquire+release, p99", |f| f.1),
+        ],
+    );
+    println!("chart: {}", path.display());
 }
 
 /// Rounds per variant and run of `indirection`, and runs.
@@ -264,5 +322,5 @@ fn percentiles(mut times: Vec<Duration>) -> (Duration, Duration) {
     (percentile(&times, 0.50), percentile(&times, 0.99))
 }
 
-criterion_group!(benches, uncontended, tails, indirection);
+criterion_group!(benches, uncontended, tails, nodes, indirection);
 criterion_main!(benches);

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each bench uses a different part
 
+pub mod chart;
 pub mod contend;
 pub mod etcd;
 pub mod peer;
