@@ -7,6 +7,7 @@
 
 pub mod chart;
 pub mod contend;
+pub mod cpu;
 pub mod etcd;
 pub mod peer;
 pub mod stats;
