@@ -17,6 +17,9 @@ pub struct Run {
     /// Acquisitions by a task other than the previous holder: for a
     /// semaphore of k permits, by a task other than the last k to acquire.
     pub handoffs: usize,
+    /// When each hand-over happened (all of them, the run's first
+    /// acquisitions too), to count those of a window of the run.
+    pub handed_at: Vec<Instant>,
     /// Every wait for the lock, in seconds; waits still going at the end
     /// of the run count with their length so far.
     pub waits: Vec<f64>,
@@ -92,7 +95,7 @@ where
         .map(|me| {
             let (take, last) = (take.clone(), Arc::clone(&last));
             tokio::spawn(async move {
-                let (mut acquisitions, mut handoffs, mut waits) = (0, 0, Vec::new());
+                let (mut acquisitions, mut handed_at, mut waits) = (0, Vec::new(), Vec::new());
                 loop {
                     let asked = Instant::now();
                     match tokio::time::timeout_at(deadline, take()).await {
@@ -104,7 +107,7 @@ where
                                 let mut last = last.lock().unwrap();
                                 match last.iter().position(|&t| t == me) {
                                     Some(at) => drop(last.remove(at)),
-                                    None => handoffs += 1,
+                                    None => handed_at.push(Instant::now()),
                                 }
                                 last.push_back(me);
                                 if last.len() > holders {
@@ -115,11 +118,11 @@ where
                         }
                         Err(_) => {
                             waits.push(asked.elapsed().as_secs_f64());
-                            return (acquisitions, handoffs, waits);
+                            return (acquisitions, handed_at, waits);
                         }
                     }
                     if tokio::time::Instant::now() >= deadline {
-                        return (acquisitions, handoffs, waits);
+                        return (acquisitions, handed_at, waits);
                     }
                 }
             })
@@ -128,18 +131,19 @@ where
     let mut run = Run {
         acquisitions: 0,
         handoffs: 0,
+        handed_at: Vec::new(),
         waits: Vec::new(),
         elapsed: Duration::ZERO,
     };
     for task in tasks {
         let (a, h, w) = task.await.unwrap();
         run.acquisitions += a;
-        run.handoffs += h;
+        run.handed_at.extend(h);
         run.waits.extend(w);
     }
     run.elapsed = started.elapsed();
     // The first acquisitions of the run had no previous holder.
-    run.handoffs = run.handoffs.saturating_sub(holders);
+    run.handoffs = run.handed_at.len().saturating_sub(holders);
     run
 }
 
