@@ -24,7 +24,7 @@ use redis::aio::MultiplexedConnection;
 
 mod floors;
 use floors::chart::{self, Panel, Series};
-use floors::cpu::{Measured, Meter, metered};
+use floors::cpu::{Commands, Measured, Meter, metered};
 use floors::stats::median;
 use floors::{COMPARE_AND_DELETE, connect, library_round, peer, raw_round, selected};
 
@@ -84,7 +84,7 @@ impl Setup {
             rslock: peer::manager(&urls).await,
             conns: Arc::new(connect(&urls).await),
             script: Arc::new(redis::Script::new(COMPARE_AND_DELETE)),
-            meter: Meter::new(pids.collect(), connect(&urls).await),
+            meter: Meter::new(pids.collect(), Commands::connect(&urls).await),
         }
     }
 

@@ -29,8 +29,9 @@ const WAITERS: [usize; 3] = [16, 256, 4096];
 const KEY: &str = "waiters";
 
 /// One run's figures: hand-overs/s, wait p99 and max (ms), commands and
-/// scripts per hand-over (all nodes together).
-type Figures = [f64; 5];
+/// scripts per hand-over (all nodes together), and failed acquires and
+/// releases (node timeouts when the servers are overloaded).
+type Figures = [f64; 6];
 
 fn main() {
     let (runs, run) = (
@@ -41,7 +42,7 @@ fn main() {
     let nodes = floors::nodes(NODES);
     let urls = nodes.urls();
     runtime.block_on(async {
-        let conns = floors::connect(&urls).await;
+        let conns = Commands::connect(&urls).await;
         let notified =
             Locker::new(Redlock::from_urls(&urls).unwrap(), LockOptions::default()).unwrap();
         let polled = notified.with_options(polling()).unwrap();
@@ -54,10 +55,11 @@ fn main() {
                 for r in 1..=runs {
                     let (result, window) =
                         tokio::join!(contend(locker, KEY, tasks, run), window(&conns, run));
+                    let acquisitions = result.acquisitions;
                     let f = figures_of(result, window);
                     println!(
-                        "run {r} {tasks:>5} tasks {name:>13}: {:.0} hand-overs/s, wait p99 {:.1} ms, max {:.1} ms, {:.1} commands ({:.2} scripts) per hand-over",
-                        f[0], f[1], f[2], f[3], f[4]
+                        "run {r} {tasks:>5} tasks {name:>13}: {acquisitions} acquisitions, {:.0} hand-overs/s, wait p99 {:.1} ms, max {:.1} ms, {:.1} commands ({:.2} scripts) per hand-over, {} failed",
+                        f[0], f[1], f[2], f[3], f[4], f[5]
                     );
                     figures.push(f);
                 }
@@ -70,11 +72,11 @@ fn main() {
             "\nwaiters on one key, N = {NODES}, medians of {runs} runs of {run:?}; \
              commands summed over the nodes, those run inside scripts included"
         );
-        println!("variant        waiters  hand-overs/s  wait p99  wait max  commands/hand-over  scripts/hand-over");
+        println!("variant        waiters  hand-overs/s  wait p99  wait max  commands/hand-over  scripts/hand-over  failed");
         for (v, (name, _)) in variants.iter().enumerate() {
-            for (tasks, [rate, p99, max, commands, scripts]) in WAITERS.iter().zip(&table[v]) {
+            for (tasks, [rate, p99, max, commands, scripts, failed]) in WAITERS.iter().zip(&table[v]) {
                 println!(
-                    "{name:<13} {tasks:>8} {rate:>13.0} {p99:>7.1}ms {max:>7.1}ms {commands:>19.1} {scripts:>18.2}"
+                    "{name:<13} {tasks:>8} {rate:>13.0} {p99:>7.1}ms {max:>7.1}ms {commands:>19.1} {scripts:>18.2} {failed:>7.0}"
                 );
             }
         }
@@ -111,6 +113,7 @@ fn figures_of(mut run: Run, (commands, from, to): (Commands, Instant, Instant)) 
         run.waits.last().copied().unwrap_or(0.0) * 1e3,
         commands.all as f64 / handed,
         commands.scripts as f64 / handed,
+        run.failures as f64,
     ]
 }
 

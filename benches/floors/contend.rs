@@ -23,6 +23,10 @@ pub struct Run {
     /// Every wait for the lock, in seconds; waits still going at the end
     /// of the run count with their length so far.
     pub waits: Vec<f64>,
+    /// Acquires and releases that failed (node timeouts under overload):
+    /// counted, so that a bench that drives the servers past their limit
+    /// can report it; [`Summary::add`] fails on any.
+    pub failures: usize,
     pub elapsed: Duration,
 }
 
@@ -46,15 +50,23 @@ pub fn polling() -> LockOptions {
 /// What a contended round takes and gives back: a lock guard, a read or
 /// write guard, a permit.
 pub trait Held: Send + 'static {
+    /// Releases it.
+    fn try_give_back(self) -> impl Future<Output = fencelock::Result<()>> + Send;
+
     /// Releases it, and fails the bench if the release fails.
-    fn give_back(self) -> impl Future<Output = ()> + Send;
+    fn give_back(self) -> impl Future<Output = ()> + Send
+    where
+        Self: Sized,
+    {
+        async move { self.try_give_back().await.expect("release") }
+    }
 }
 
 macro_rules! held {
     ($($guard:ident),*) => {$(
         impl<B: Backend> Held for $guard<B> {
-            async fn give_back(self) {
-                self.release().await.expect("release")
+            async fn try_give_back(self) -> fencelock::Result<()> {
+                self.release().await.map(drop)
             }
         }
     )*};
@@ -96,11 +108,15 @@ where
             let (take, last) = (take.clone(), Arc::clone(&last));
             tokio::spawn(async move {
                 let (mut acquisitions, mut handed_at, mut waits) = (0, Vec::new(), Vec::new());
+                let mut failures = 0;
                 loop {
                     let asked = Instant::now();
                     match tokio::time::timeout_at(deadline, take()).await {
-                        Ok(held) => {
-                            let held = held.expect("acquire");
+                        Ok(Err(_)) => {
+                            waits.push(asked.elapsed().as_secs_f64());
+                            failures += 1;
+                        }
+                        Ok(Ok(held)) => {
                             waits.push(asked.elapsed().as_secs_f64());
                             acquisitions += 1;
                             {
@@ -114,15 +130,17 @@ where
                                     last.pop_front();
                                 }
                             }
-                            held.give_back().await;
+                            if held.try_give_back().await.is_err() {
+                                failures += 1;
+                            }
                         }
                         Err(_) => {
                             waits.push(asked.elapsed().as_secs_f64());
-                            return (acquisitions, handed_at, waits);
+                            return (acquisitions, handed_at, waits, failures);
                         }
                     }
                     if tokio::time::Instant::now() >= deadline {
-                        return (acquisitions, handed_at, waits);
+                        return (acquisitions, handed_at, waits, failures);
                     }
                 }
             })
@@ -133,10 +151,12 @@ where
         handoffs: 0,
         handed_at: Vec::new(),
         waits: Vec::new(),
+        failures: 0,
         elapsed: Duration::ZERO,
     };
     for task in tasks {
-        let (a, h, w) = task.await.unwrap();
+        let (a, h, w, f) = task.await.unwrap();
+        run.failures += f;
         run.acquisitions += a;
         run.handed_at.extend(h);
         run.waits.extend(w);
@@ -160,6 +180,7 @@ pub struct Summary {
 impl Summary {
     /// Adds one run.
     pub fn add(&mut self, mut run: Run) {
+        assert_eq!(run.failures, 0, "acquires or releases failed");
         run.waits.sort_by(f64::total_cmp);
         self.acquisitions.push(run.per_second(run.acquisitions));
         self.handoffs.push(run.per_second(run.handoffs));

@@ -77,6 +77,20 @@ pub struct Commands {
 }
 
 impl Commands {
+    /// Connections to read the counts over: with no response timeout, as
+    /// an overloaded server (4,096 polling waiters) can take seconds to
+    /// answer, and the reading must not fail the bench.
+    pub async fn connect(urls: &[String]) -> Vec<MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+        let mut conns = Vec::new();
+        for url in urls {
+            let client = redis::Client::open(url.as_str()).unwrap();
+            let conn = client.get_multiplexed_async_connection_with_config(&config);
+            conns.push(conn.await.expect("connect to a node"));
+        }
+        conns
+    }
+
     /// Reads every node's counts and sums them. The `INFO` calls of the
     /// bench's own readings are left out.
     pub async fn read(conns: &[MultiplexedConnection]) -> Self {
@@ -145,7 +159,8 @@ impl std::fmt::Debug for Commands {
 
 impl Meter {
     /// A meter on the servers with these pids, reading their counts over
-    /// `conns` (connections of the bench's own, not the measured clients').
+    /// `conns` (from [`Commands::connect`]: the bench's own, not the
+    /// measured clients').
     pub fn new(pids: Vec<u32>, conns: Vec<MultiplexedConnection>) -> Self {
         let pids = pids.iter().map(u32::to_string).collect();
         Self { pids, conns }

@@ -43,8 +43,9 @@ pub async fn acquire(manager: &LockManager, key: &str) -> fencelock::Result<Lock
 }
 
 impl Held for LockGuard {
-    async fn give_back(self) {
+    async fn try_give_back(self) -> fencelock::Result<()> {
         // Best effort, as rslock's release is: it reports nothing.
-        self.release().await
+        self.release().await;
+        Ok(())
     }
 }
