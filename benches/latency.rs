@@ -221,6 +221,7 @@ fn nodes(_: &mut Criterion) {
         x: "nodes (N)",
         y: "µs",
         log2_x: false,
+        log10_y: false,
         series: VARIANTS
             .iter()
             .enumerate()

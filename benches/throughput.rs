@@ -244,6 +244,7 @@ async fn sweep() {
         x: "nodes (N)",
         y: "acquire+release rounds/s",
         log2_x: false,
+        log10_y: false,
         series,
     };
     println!(

@@ -20,6 +20,8 @@ pub struct Panel {
     pub y: &'static str,
     /// A base-2 logarithmic x axis (for counts such as 16, 256, 4096).
     pub log2_x: bool,
+    /// A base-10 logarithmic y axis (for figures a hundred times apart).
+    pub log10_y: bool,
     pub series: Vec<Series>,
 }
 
@@ -57,36 +59,48 @@ pub fn draw(file: &str, panels: &[Panel]) -> PathBuf {
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
 fn draw_panel(area: &Area, panel: &Panel) -> Result<(), Box<dyn std::error::Error>> {
-    // A log axis is drawn as a linear one over log2(x), labelled with x.
+    // A log axis is drawn as a linear one over log(v), labelled with v.
     let x_of = |x: f64| if panel.log2_x { x.log2() } else { x };
+    let y_of = |y: f64| if panel.log10_y { y.log10() } else { y };
     let points = panel.series.iter().flat_map(|s| &s.points);
-    let (x_min, x_max) = points
-        .clone()
-        .map(|&(x, _)| x_of(x))
-        .fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
-    let y_max = points.map(|&(_, y)| y).fold(0.0, f64::max) * 1.15;
-    let pad = (x_max - x_min).max(1.0) * 0.05;
+    let (x_min, x_max) = span(points.clone().map(|&(x, _)| x_of(x)));
+    let (y_min, y_max) = span(points.map(|&(_, y)| y_of(y)));
+    let x_pad = (x_max - x_min).max(1.0) * 0.05;
+    let y_range = if panel.log10_y {
+        (y_min - 0.2)..(y_max + 0.2)
+    } else {
+        0.0..(y_max * 1.15).max(1e-9)
+    };
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, ("sans-serif", 16))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d((x_min - pad)..(x_max + pad), 0.0..y_max.max(1e-9))?;
+        .build_cartesian_2d((x_min - x_pad)..(x_max + x_pad), y_range)?;
     let label_x = |v: &f64| {
         let x = if panel.log2_x { v.exp2() } else { *v };
         format!("{}", x.round())
+    };
+    let label_y = |v: &f64| {
+        let y = if panel.log10_y { 10f64.powf(*v) } else { *v };
+        if y.abs() >= 10.0 {
+            format!("{y:.0}")
+        } else {
+            format!("{y:.1}")
+        }
     };
     chart
         .configure_mesh()
         .x_desc(panel.x)
         .y_desc(panel.y)
         .x_label_formatter(&label_x)
+        .y_label_formatter(&label_y)
         .x_labels(if panel.log2_x { 5 } else { 9 })
         .max_light_lines(0)
         .draw()?;
     for (i, series) in panel.series.iter().enumerate() {
         let colour = colour(&series.name, i);
-        let line = series.points.iter().map(|&(x, y)| (x_of(x), y));
+        let line = series.points.iter().map(|&(x, y)| (x_of(x), y_of(y)));
         chart
             .draw_series(LineSeries::new(line, colour.stroke_width(2)).point_size(3))?
             .label(series.name.as_str())
@@ -99,4 +113,9 @@ fn draw_panel(area: &Area, panel: &Panel) -> Result<(), Box<dyn std::error::Erro
         .border_style(BLACK.mix(0.3))
         .draw()?;
     Ok(())
+}
+
+/// The least and the greatest of `values`.
+fn span(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)))
 }
