@@ -83,7 +83,7 @@ fn draw_panel(area: &Area, panel: &Panel) -> Result<(), Box<dyn std::error::Erro
     };
     let label_y = |v: &f64| {
         let y = if panel.log10_y { 10f64.powf(*v) } else { *v };
-        if y.abs() >= 10.0 {
+        if y.abs() >= 10.0 || y == 0.0 {
             format!("{y:.0}")
         } else {
             format!("{y:.1}")

@@ -4,8 +4,8 @@
 //! CPU time is read from `/proc/<pid>/task/*/schedstat`, whose first field
 //! is the nanoseconds a thread has spent on a CPU (the scheduler's own
 //! account, ns resolution), summed over the process's threads. The clock
-//! ticks of `/proc/<pid>/stat` (10 ms each) would do over seconds, but the
-//! schedstat sum needs no conversion and is exact to the nanosecond. A
+//! ticks of `/proc/<pid>/stat` (10 ms each, and sampled) would do over
+//! seconds; schedstat is the scheduler's running sum, in nanoseconds. A
 //! thread that exits between two readings takes its time with it, so a
 //! reading keeps each thread's figure and [`Cpu::since`] reports threads
 //! that vanished (tokio's workers live as long as the runtime; nothing in
