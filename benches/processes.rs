@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 
 mod floors;
 use floors::contend::polling;
+use floors::cpu::Commands;
 use floors::stats::{median, percentile};
 
 const PROCESSES: usize = 4;
@@ -57,30 +58,37 @@ fn parent(run: Duration) {
     let runs = floors::run_count(3);
     let nodes = floors::nodes(NODES);
     let urls = nodes.urls().join(",");
+    // The servers' command counts, read by the parent around each run.
+    let runtime = floors::runtime();
+    let conns = runtime.block_on(Commands::connect(&nodes.urls()));
+    let count = || runtime.block_on(Commands::read(&conns));
     // [variant] -> per run: hand-overs/s, cross-process hand-overs/s,
-    // wait p99 (ms), wait max (ms); and acquisitions per process.
+    // wait p99 (ms), wait max (ms), commands per hand-over (all nodes);
+    // and acquisitions per process.
     let mut table = Vec::new();
     for variant in ["notifications", "polling"] {
         let mut figures = Vec::new();
         for r in 1..=runs {
-            let reports = run_workers(variant, &urls, run);
-            let (f, per_process) = figures_of(&reports, run);
+            let (reports, commands) = run_workers(variant, &urls, run, &count);
+            let (f, per_process) = figures_of(&reports, run, commands);
             println!(
-                "run {r} {variant:>13}: {:.0} hand-overs/s ({:.0}/s between processes), wait p99 {:.1} ms, max {:.1} ms, acquisitions per process {per_process:?}",
-                f[0], f[1], f[2], f[3]
+                "run {r} {variant:>13}: {:.0} hand-overs/s ({:.0}/s between processes), wait p99 {:.1} ms, max {:.1} ms, {:.1} commands per hand-over, acquisitions per process {per_process:?}",
+                f[0], f[1], f[2], f[3], f[4]
             );
             figures.push(f);
         }
-        let medians: [f64; 4] =
+        let medians: [f64; 5] =
             std::array::from_fn(|i| median(figures.iter().map(|f| f[i]).collect()));
         table.push((variant, medians));
     }
     println!(
         "\n{PROCESSES} processes x {TASKS} tasks on one key, N = {NODES}, medians of {runs} runs of {run:?}"
     );
-    println!("variant        hand-overs/s  between processes/s  wait p99  wait max");
-    for (variant, [h, x, p99, max]) in &table {
-        println!("{variant:<13} {h:>13.0} {x:>20.0} {p99:>7.1}ms {max:>7.1}ms");
+    println!(
+        "variant        hand-overs/s  between processes/s  wait p99  wait max  commands/hand-over"
+    );
+    for (variant, [h, x, p99, max, commands]) in &table {
+        println!("{variant:<13} {h:>13.0} {x:>20.0} {p99:>7.1}ms {max:>7.1}ms {commands:>19.1}");
     }
     let (with, without) = (table[0].1, table[1].1);
     println!(
@@ -90,8 +98,15 @@ fn parent(run: Duration) {
     );
 }
 
-/// Starts the workers, lets them go together, and collects their reports.
-fn run_workers(variant: &str, urls: &str, run: Duration) -> Vec<Report> {
+/// Starts the workers, lets them go together, and collects their reports
+/// and the commands the servers ran from the go to the last report (by
+/// `count`, summed over nodes).
+fn run_workers(
+    variant: &str,
+    urls: &str,
+    run: Duration,
+    count: &impl Fn() -> Commands,
+) -> (Vec<Report>, Commands) {
     let exe = std::env::current_exe().expect("the bench's own executable");
     let mut workers: Vec<(Child, BufReader<ChildStdout>)> = (0..PROCESSES)
         .map(|_| {
@@ -110,10 +125,11 @@ fn run_workers(variant: &str, urls: &str, run: Duration) -> Vec<Report> {
     for (_, stdout) in &mut workers {
         assert_eq!(read_line(stdout), "ready");
     }
+    let before = count();
     for (child, _) in &mut workers {
         writeln!(child.stdin.as_mut().unwrap(), "go").expect("tell a worker to go");
     }
-    workers
+    let reports = workers
         .into_iter()
         .map(|(mut child, mut stdout)| {
             let report: Value = serde_json::from_str(&read_line(&mut stdout)).expect("a report");
@@ -132,7 +148,8 @@ fn run_workers(variant: &str, urls: &str, run: Duration) -> Vec<Report> {
                     .collect(),
             }
         })
-        .collect()
+        .collect();
+    (reports, count().since(before))
 }
 
 fn read_line(from: &mut impl BufRead) -> String {
@@ -142,8 +159,8 @@ fn read_line(from: &mut impl BufRead) -> String {
 }
 
 /// Hand-overs/s, those between processes per second, wait p99 and max
-/// (ms); and acquisitions per process.
-fn figures_of(reports: &[Report], run: Duration) -> ([f64; 4], Vec<usize>) {
+/// (ms), the servers' commands per hand-over; and acquisitions per process.
+fn figures_of(reports: &[Report], run: Duration, commands: Commands) -> ([f64; 5], Vec<usize>) {
     let mut order: Vec<(u64, usize, u64)> = reports
         .iter()
         .enumerate()
@@ -183,6 +200,7 @@ fn figures_of(reports: &[Report], run: Duration) -> ([f64; 4], Vec<usize>) {
         between as f64 / secs,
         percentile(&waits, 0.99) * 1e3,
         waits.last().copied().unwrap_or(0.0) * 1e3,
+        commands.all as f64 / handoffs as f64,
     ];
     (
         figures,
