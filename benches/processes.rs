@@ -35,10 +35,12 @@ use floors::stats::{median, percentile};
 const PROCESSES: usize = 4;
 const TASKS: usize = 4;
 const NODES: usize = 5;
-const KEY: &str = "processes";
 /// Tells a process to be a worker, and with which waiting.
 const WORKER: &str = "FENCELOCK_BENCH_WORKER";
 const URLS: &str = "FENCELOCK_BENCH_URLS";
+/// The key of one run: each run has its own, so that nothing a run leaves
+/// on the servers can stall the next.
+const KEY: &str = "FENCELOCK_BENCH_KEY";
 
 fn main() {
     let run = floors::run_length(Duration::from_secs(5));
@@ -69,7 +71,8 @@ fn parent(run: Duration) {
     for variant in ["notifications", "polling"] {
         let mut figures = Vec::new();
         for r in 1..=runs {
-            let (reports, commands) = run_workers(variant, &urls, run, &count);
+            let key = format!("processes-{variant}-{r}");
+            let (reports, commands) = run_workers(variant, &urls, &key, run, &count);
             let (f, per_process) = figures_of(&reports, run, commands);
             println!(
                 "run {r} {variant:>13}: {:.0} hand-overs/s ({:.0}/s between processes), wait p99 {:.1} ms, max {:.1} ms, {:.1} commands per hand-over, acquisitions per process {per_process:?}",
@@ -104,6 +107,7 @@ fn parent(run: Duration) {
 fn run_workers(
     variant: &str,
     urls: &str,
+    key: &str,
     run: Duration,
     count: &impl Fn() -> Commands,
 ) -> (Vec<Report>, Commands) {
@@ -113,6 +117,7 @@ fn run_workers(
             let mut child = Command::new(&exe)
                 .env(WORKER, variant)
                 .env(URLS, urls)
+                .env(KEY, key)
                 .env("FENCELOCK_BENCH_SECS", run.as_secs_f64().to_string())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -216,6 +221,7 @@ fn worker(variant: &str, run: Duration) {
         .split(',')
         .map(String::from)
         .collect();
+    let key: std::sync::Arc<str> = std::env::var(KEY).unwrap().into();
     let options = match variant {
         "polling" => polling(),
         _ => LockOptions::default(),
@@ -232,12 +238,12 @@ fn worker(variant: &str, run: Duration) {
         let deadline = tokio::time::Instant::now() + run;
         let tasks: Vec<_> = (0..TASKS as u64)
             .map(|task| {
-                let locker = locker.clone();
+                let (locker, key) = (locker.clone(), std::sync::Arc::clone(&key));
                 tokio::spawn(async move {
                     let (mut acquisitions, mut waits) = (Vec::new(), Vec::new());
                     loop {
                         let asked = Instant::now();
-                        let held = tokio::time::timeout_at(deadline, locker.lock(KEY)).await;
+                        let held = tokio::time::timeout_at(deadline, locker.lock(&key)).await;
                         waits.push(asked.elapsed().as_secs_f64());
                         let Ok(guard) = held else {
                             // A wait still going at the end counts with
@@ -260,6 +266,10 @@ fn worker(variant: &str, run: Duration) {
             acquisitions.extend(a);
             waits.extend(w);
         }
+        // A wait cancelled at the deadline may have left an undo to run in
+        // the background, and the process exits right after its report:
+        // let it finish, or the lock would stay on the servers for its ttl.
+        locker.settled().await;
         json!({ "acquisitions": acquisitions, "waits": waits })
     });
     println!("{report}");
