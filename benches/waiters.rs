@@ -4,11 +4,14 @@
 //! random pause between attempts).
 //!
 //! Besides hand-overs per second and waits, it counts what the servers do
-//! per hand-over: `INFO commandstats` deltas summed over the nodes, over the
-//! middle three fifths of each run (after every task has made its first
-//! attempt and joined the line), divided by the hand-overs of the same
-//! window. Without a thundering herd that figure stays about constant as
-//! waiters grow: a release wakes one waiter, not all of them.
+//! per hand-over: `INFO commandstats` deltas summed over the nodes, over a
+//! steady window, the middle three fifths of each run (after every task
+//! has made its first attempt and joined the line), divided by the
+//! hand-overs of the same window; hand-overs per second are those of the
+//! window too, waits those of the whole run. Without a thundering herd that figure stays about constant as
+//! waiters grow: a release wakes one waiter, not all of them. Beside it,
+//! this process's CPU time per hand-over over the same window (see
+//! benches/floors/cpu.rs).
 //!
 //! Draws docs/img/waiters.svg.
 //!
@@ -21,17 +24,18 @@ use fencelock::{LockOptions, Locker, Redlock};
 mod floors;
 use floors::chart::{self, Panel, Series};
 use floors::contend::{Run, contend, polling};
-use floors::cpu::Commands;
+use floors::cpu::{Commands, Cpu};
 use floors::stats::{median, percentile};
 
 const NODES: usize = 5;
 const WAITERS: [usize; 3] = [16, 256, 4096];
 const KEY: &str = "waiters";
 
-/// One run's figures: hand-overs/s, wait p99 and max (ms), commands and
-/// scripts per hand-over (all nodes together), and failed acquires and
-/// releases (node timeouts when the servers are overloaded).
-type Figures = [f64; 6];
+/// One run's figures: hand-overs/s in the steady window, wait p99 and max
+/// over the run (ms), commands and scripts per hand-over (all nodes
+/// together), this process's CPU per hand-over (µs), and failed acquires
+/// and releases (node timeouts when the servers are overloaded).
+type Figures = [f64; 7];
 
 fn main() {
     let (runs, run) = (
@@ -53,13 +57,16 @@ fn main() {
             for (v, (name, locker)) in variants.iter().enumerate() {
                 let mut figures = Vec::new();
                 for r in 1..=runs {
+                    // A key per run: a wait cancelled at the end of one run
+                    // cannot leave anything on the key of the next.
+                    let key = format!("{KEY}-{tasks}-{v}-{r}");
                     let (result, window) =
-                        tokio::join!(contend(locker, KEY, tasks, run), window(&conns, run));
+                        tokio::join!(contend(locker, &key, tasks, run), window(&conns, run));
                     let acquisitions = result.acquisitions;
                     let f = figures_of(result, window);
                     println!(
-                        "run {r} {tasks:>5} tasks {name:>13}: {acquisitions} acquisitions, {:.0} hand-overs/s, wait p99 {:.1} ms, max {:.1} ms, {:.1} commands ({:.2} scripts) per hand-over, {} failed",
-                        f[0], f[1], f[2], f[3], f[4], f[5]
+                        "run {r} {tasks:>5} tasks {name:>13}: {acquisitions} acquisitions, {:.0} hand-overs/s, wait p99 {:.1} ms, max {:.1} ms, {:.1} commands ({:.2} scripts) and {:.0} µs of client CPU per hand-over, {} failed",
+                        f[0], f[1], f[2], f[3], f[4], f[5], f[6]
                     );
                     figures.push(f);
                 }
@@ -72,11 +79,11 @@ fn main() {
             "\nwaiters on one key, N = {NODES}, medians of {runs} runs of {run:?}; \
              commands summed over the nodes, those run inside scripts included"
         );
-        println!("variant        waiters  hand-overs/s  wait p99  wait max  commands/hand-over  scripts/hand-over  failed");
+        println!("variant        waiters  hand-overs/s  wait p99  wait max  commands/hand-over  scripts/hand-over  client µs/hand-over  failed");
         for (v, (name, _)) in variants.iter().enumerate() {
-            for (tasks, [rate, p99, max, commands, scripts, failed]) in WAITERS.iter().zip(&table[v]) {
+            for (tasks, [rate, p99, max, commands, scripts, client, failed]) in WAITERS.iter().zip(&table[v]) {
                 println!(
-                    "{name:<13} {tasks:>8} {rate:>13.0} {p99:>7.1}ms {max:>7.1}ms {commands:>19.1} {scripts:>18.2} {failed:>7.0}"
+                    "{name:<13} {tasks:>8} {rate:>13.0} {p99:>7.1}ms {max:>7.1}ms {commands:>19.1} {scripts:>18.2} {client:>20.1} {failed:>7.0}"
                 );
             }
         }
@@ -85,20 +92,41 @@ fn main() {
     });
 }
 
-/// The steady window of a run `run` long: commands at its start and end,
-/// and when it started and ended.
+/// The steady window of a run: the servers' commands and this process's
+/// CPU over it, and when it started and ended.
+struct Window {
+    commands: Commands,
+    client: Duration,
+    from: Instant,
+    to: Instant,
+}
+
+/// The middle three fifths of a run `run` long.
 async fn window(
     conns: &[fencelock::deadpool_redis::redis::aio::MultiplexedConnection],
     run: Duration,
-) -> (Commands, Instant, Instant) {
+) -> Window {
     tokio::time::sleep(run / 5).await;
-    let (before, from) = (Commands::read(conns).await, Instant::now());
+    let before = Commands::read(conns).await;
+    let (cpu, from) = (Cpu::read("self"), Instant::now());
     tokio::time::sleep(run * 3 / 5).await;
-    let to = Instant::now();
-    (Commands::read(conns).await.since(before), from, to)
+    let (client, to) = (Cpu::read("self").since(&cpu).0, Instant::now());
+    let commands = Commands::read(conns).await.since(before);
+    Window {
+        commands,
+        client,
+        from,
+        to,
+    }
 }
 
-fn figures_of(mut run: Run, (commands, from, to): (Commands, Instant, Instant)) -> Figures {
+fn figures_of(mut run: Run, window: Window) -> Figures {
+    let Window {
+        commands,
+        client,
+        from,
+        to,
+    } = window;
     run.waits.sort_by(f64::total_cmp);
     // No hand-over in the window (polling can starve everyone) gives an
     // infinite figure, printed as `inf` and left out of the chart.
@@ -108,11 +136,12 @@ fn figures_of(mut run: Run, (commands, from, to): (Commands, Instant, Instant)) 
         .filter(|&&at| at >= from && at < to)
         .count() as f64;
     [
-        run.per_second(run.handoffs),
+        handed / (to - from).as_secs_f64(),
         percentile(&run.waits, 0.99) * 1e3,
         run.waits.last().copied().unwrap_or(0.0) * 1e3,
         commands.all as f64 / handed,
         commands.scripts as f64 / handed,
+        client.as_secs_f64() * 1e6 / handed,
         run.failures as f64,
     ]
 }
