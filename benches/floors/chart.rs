@@ -106,9 +106,21 @@ fn draw_panel(area: &Area, panel: &Panel) -> Result<(), Box<dyn std::error::Erro
             .label(series.name.as_str())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2)));
     }
+    // The legend goes in an upper corner the lines leave free: the left
+    // one when most lines rise, the right one when most fall.
+    let falling = panel
+        .series
+        .iter()
+        .filter(|s| s.points.first().map(|p| p.1) > s.points.last().map(|p| p.1))
+        .count();
+    let corner = if falling * 2 > panel.series.len() {
+        SeriesLabelPosition::UpperRight
+    } else {
+        SeriesLabelPosition::UpperLeft
+    };
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(corner)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK.mix(0.3))
         .draw()?;
