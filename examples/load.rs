@@ -9,7 +9,7 @@
 //! ```
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fencelock::deadpool_redis::redis;
@@ -56,12 +56,16 @@ fn main() {
         let conns = Arc::new(conns);
         let script = Arc::new(redis::Script::new(COMPARE_AND_DELETE));
         let done = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
         for t in 0..TASKS {
             let (locker, done) = (locker.clone(), Arc::clone(&done));
+            let (failed, stop) = (Arc::clone(&failed), Arc::clone(&stop));
             let (conns, script) = (Arc::clone(&conns), Arc::clone(&script));
-            tokio::spawn(async move {
+            tasks.push(tokio::spawn(async move {
                 let key = format!("load-{t}");
-                loop {
+                while !stop.load(Ordering::Relaxed) {
                     if floor {
                         join_all(conns.iter().map(|c| {
                             let mut c = c.clone();
@@ -78,18 +82,19 @@ fn main() {
                         }))
                         .await;
                     } else {
-                        // Errors only as the runtime shuts down under
-                        // the loop (connections cancelled): not counted.
+                        // A failed round is counted, not a reason to stop.
                         let Ok(guard) = locker.try_lock(&key).await else {
+                            failed.fetch_add(1, Ordering::Relaxed);
                             continue;
                         };
                         if guard.release().await.is_err() {
+                            failed.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
                     }
                     done.fetch_add(1, Ordering::Relaxed);
                 }
-            });
+            }));
         }
         // Warm-up: connections, scripts, allocator pools.
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -127,7 +132,15 @@ fn main() {
         } else {
             "acquire+release"
         };
+        stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            task.await.unwrap();
+        }
         println!("{rate:.0} {what}/s");
+        let failed = failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            println!("{failed} rounds failed");
+        }
         println!("commands per round on the first node: {}", calls.join(", "));
         let per_round = |ticks: u64| ticks as f64 * 1e6 / TICKS_PER_SECOND / rounds as f64;
         println!(
@@ -136,7 +149,7 @@ fn main() {
             per_round(servers)
         );
     });
-    // The looping tasks end with the runtime; the nodes stop on drop.
+    // The nodes stop on drop.
     drop(runtime);
 }
 

@@ -185,11 +185,18 @@ impl Redlock {
                 async move { nodes[i].acquire(&request, None).await }
             },
         );
-        let votes = self.vote(&mut acquire, round.quorum).await;
-        let values = votes.values();
+        let mut votes = self.vote(&mut acquire, round.quorum).await;
         // The nodes whose request has ended by now: the fencing rule deals
         // with them, the late replies with the rest.
         let answered = acquire.answered().to_vec();
+        // Every reply of those nodes counts: the fencing rule takes a node
+        // that answered as lagging unless its grant is in the votes, and
+        // would lift it for nothing. (Under load, replies come in together;
+        // this was a needless raise in one round of seven.)
+        for reply in acquire.in_hand() {
+            votes.add(&self.nodes, reply);
+        }
+        let values = votes.values();
         let outcome = match votes.verdict(self.nodes.len(), round.quorum) {
             Verdict::Quorum => self.grant(&round, &votes, &answered, options).await,
             _ => Err(votes.failure(hold, self.nodes.len(), round.quorum, options)),

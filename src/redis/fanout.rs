@@ -175,6 +175,21 @@ impl<T: Send + 'static> FanOut<T> {
         self.buffered.push(reply);
     }
 
+    /// The replies in hand (taken in by an earlier call, such as
+    /// [`answered`](Self::answered)) that the caller has not been given:
+    /// given now. Takes in nothing new.
+    pub(crate) fn in_hand(&mut self) -> Vec<Reply<T>> {
+        let reported = &mut self.reported;
+        let (ready, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.buffered)
+            .into_iter()
+            .partition(|&(i, _)| !reported[i]);
+        for &(i, _) in &ready {
+            reported[i] = true;
+        }
+        self.buffered = rest;
+        ready
+    }
+
     /// Takes in the replies that are ready, without waiting.
     fn take_ready(&mut self) {
         while let Some(Some(reply)) = self.pending.next().now_or_never() {
