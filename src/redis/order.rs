@@ -169,6 +169,34 @@ impl Redlock {
         });
     }
 
+    /// Records `release` of `lock_key` as under way, from before its first
+    /// request goes out until the returned record is dropped (or handed
+    /// over to [`settle_release`](Self::settle_release)): acquires of the
+    /// key from this process wait for it node by node meanwhile.
+    ///
+    /// Without this, an acquire made while the caller's round was still
+    /// out (the next waiter of this process's line, which takes its turn
+    /// as the holder returns) went down each node's connection right
+    /// behind the release, and ran there microseconds after it, before
+    /// any other process could have heard the release announced: the lock
+    /// stayed in the releasing process as long as its line had waiters
+    /// (docs/performance.md, "Contention across processes"). Waiting for
+    /// the node's answer puts this process one hop behind the release, as
+    /// the news puts everyone else.
+    pub(super) fn releasing(&self, release: &mut FanOut<bool>, lock_key: &str) -> Releasing {
+        let mine = release.answers();
+        self.inflight
+            .lock()
+            .releases
+            .insert(lock_key.to_owned(), mine.clone());
+        Releasing {
+            inflight: Arc::clone(&self.inflight),
+            key: lock_key.to_owned(),
+            mine,
+            handed_over: false,
+        }
+    }
+
     /// Lets a release finish in the background; until it has, acquires of
     /// the key wait, node by node, for the node's answer. `undo_of` names
     /// the resource when the release undoes a failed acquire, whose
@@ -207,5 +235,40 @@ impl Redlock {
                 inflight.releases.remove(&key);
             }
         });
+    }
+}
+
+/// A release round under way in its caller's task, recorded in the
+/// coordinator's [`Inflight`] table until dropped.
+pub(super) struct Releasing {
+    inflight: Arc<InflightTable>,
+    key: String,
+    mine: Answers,
+    /// Set when the round's background task took over the record.
+    handed_over: bool,
+}
+
+impl Releasing {
+    /// Leaves the record to [`Redlock::settle_release`], which registered
+    /// the same fan-out and removes it when its last node has answered.
+    pub(super) fn hand_over(mut self) {
+        self.handed_over = true;
+    }
+}
+
+impl Drop for Releasing {
+    fn drop(&mut self) {
+        if self.handed_over {
+            return;
+        }
+        // A later release of the key may have taken the slot.
+        let mut inflight = self.inflight.lock();
+        if inflight
+            .releases
+            .get(&self.key)
+            .is_some_and(|a| a.same_channel(&self.mine))
+        {
+            inflight.releases.remove(&self.key);
+        }
     }
 }

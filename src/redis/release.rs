@@ -110,6 +110,9 @@ impl Redlock {
             let request = Arc::clone(&request);
             async move { nodes[i].release(&request, None).await }
         });
+        // This process's next acquire of the key reaches each node only
+        // after this release has answered there (see `releasing`).
+        let releasing = self.releasing(&mut release, &keys.lock);
         // Answer once the replies settle it; every node still gets the
         // release, however long it waits behind the acquire (the rest
         // finish in the background).
@@ -122,6 +125,7 @@ impl Redlock {
         }
         if !self.settle_when_busy(&mut release, started, timeout).await {
             self.settle_release(release, &keys.lock, None);
+            releasing.hand_over();
         }
         tally.held(hold.key(), n, quorum)
     }
