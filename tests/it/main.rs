@@ -53,6 +53,7 @@ mod properties;
 mod proxy_fixture;
 mod reentrancy;
 mod reentrancy_model;
+mod renewal_batch;
 mod rwlock;
 mod secrets;
 mod semaphore;

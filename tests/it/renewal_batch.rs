@@ -1,0 +1,245 @@
+//! The watchdog keeping many held locks of one Locker: every kind kept,
+//! each hold decided on its own quorum, nothing renewed after release.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+
+use crate::common::{
+    bounded, lock_keys, locker, options, pttl, script_calls, start, wait_until, wait_until_no_locks,
+};
+use fencelock::testing::RedisNodes;
+use fencelock::{LockGuard, LockOptions, Locker, Redlock};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A 1 s ttl: the watchdog renews every ~333 ms.
+fn short() -> LockOptions {
+    options()
+        .ttl(Duration::from_secs(1))
+        .node_timeout(Duration::from_millis(150))
+}
+
+fn lock_key(name: &str) -> String {
+    format!("fencelock:{{{name}}}")
+}
+
+/// `count` guards on `prefix-0`, `prefix-1`, ..., taken together.
+async fn hold_many(
+    locker: &Locker<Redlock>,
+    prefix: &str,
+    count: usize,
+) -> Vec<LockGuard<Redlock>> {
+    let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
+    let guards = join_all(names.iter().map(|name| locker.lock(name))).await;
+    let guards: Vec<_> = guards.into_iter().map(Result::unwrap).collect();
+    // Acquires return at a quorum; the slowest node follows.
+    locker.backend().settled().await;
+    guards
+}
+
+async fn calls(nodes: &RedisNodes) -> Vec<u64> {
+    let mut calls = Vec::new();
+    for node in nodes.iter() {
+        calls.push(script_calls(&node.url()).await);
+    }
+    calls
+}
+
+#[tokio::test]
+async fn kinds_mixed_in_one_batch_are_all_kept() {
+    let nodes = start(3);
+    let locker = locker(&nodes, short());
+    crate::common::warm_up(&locker).await;
+    bounded(LIMIT, async {
+        let locks = hold_many(&locker, "mixed-lock", 20).await;
+        let read = locker.read("mixed-read").await.unwrap();
+        let other_read = locker.read("mixed-read").await.unwrap();
+        let write = locker.write("mixed-write").await.unwrap();
+        let semaphore = locker.semaphore("mixed-sem", 3).unwrap();
+        let permits = [
+            semaphore.acquire().await.unwrap(),
+            semaphore.acquire().await.unwrap(),
+        ];
+        locker.backend().settled().await;
+        let started = Instant::now();
+        // Three ttls: every kind lives only by its renewals.
+        while started.elapsed() < Duration::from_secs(3) {
+            assert!(locks.iter().all(LockGuard::is_held));
+            assert!(read.is_held() && other_read.is_held() && write.is_held());
+            assert!(permits.iter().all(|p| p.is_held()));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for node in nodes.iter() {
+            for name in ["mixed-lock-0", "mixed-read", "mixed-write"] {
+                let left = pttl(&node.url(), &lock_key(name)).await;
+                assert!(left > 0, "{name} on {}: pttl {left}", node.url());
+            }
+        }
+        assert_eq!(locker.statistics().renewal_failures, 0);
+        assert_eq!(locker.statistics().lost, 0);
+        join_all(locks.into_iter().map(LockGuard::release)).await;
+        read.release().await.unwrap();
+        other_read.release().await.unwrap();
+        write.release().await.unwrap();
+        for permit in permits {
+            permit.release().await.unwrap();
+        }
+        wait_until_no_locks(&nodes, Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stopped_node_leaves_the_batch_renewed_by_the_others() {
+    let mut nodes = start(3);
+    let locker = locker(&nodes, short());
+    crate::common::warm_up(&locker).await;
+    let guards = bounded(LIMIT, hold_many(&locker, "quorum", 50)).await;
+    nodes.node_mut(2).pause();
+    bounded(LIMIT, async {
+        // Each renewal waits out node 2's timeout; two nodes confirm.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(3) {
+            assert!(
+                guards.iter().all(LockGuard::is_held),
+                "lost after {:?}",
+                started.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(locker.statistics().lost, 0);
+        assert_eq!(locker.statistics().renewal_failures, 0);
+    })
+    .await;
+    nodes.node_mut(2).resume();
+    bounded(LIMIT, async {
+        join_all(guards.into_iter().map(LockGuard::release)).await;
+        wait_until_no_locks(&nodes, Duration::from_secs(3)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn each_hold_in_a_batch_is_decided_on_its_own() {
+    let nodes = start(3);
+    let locker = locker(&nodes, short());
+    crate::common::warm_up(&locker).await;
+    bounded(LIMIT, async {
+        let guards = hold_many(&locker, "own", 30).await;
+        let del = async |node: usize, name: &str| {
+            let mut c = crate::common::conn(&nodes.node(node).url()).await;
+            let _: () = fencelock::deadpool_redis::redis::cmd("DEL")
+                .arg(lock_key(name))
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        };
+        // own-0 gone from one node: still held by the other two. own-1
+        // gone from two: lost. Both ride in the same batches as the rest.
+        del(0, "own-0").await;
+        del(0, "own-1").await;
+        del(1, "own-1").await;
+        bounded(Duration::from_secs(5), guards[1].lost()).await;
+        // Two more rounds of renewals of every other guard.
+        let renewed = locker.statistics().renewals;
+        wait_until(Duration::from_secs(5), async || {
+            locker.statistics().renewals >= renewed + 2 * 29
+        })
+        .await;
+        assert!(!guards[1].is_held());
+        assert_eq!(locker.statistics().lost, 1);
+        assert!(guards[0].is_held(), "one node's 0 lost a quorum's hold");
+        assert!(guards.iter().skip(2).all(LockGuard::is_held));
+        // Node 0 answered 0 for own-0 and never brought it back; it still
+        // renews the others of the same batch.
+        let node0 = nodes.node(0).url();
+        assert_eq!(pttl(&node0, &lock_key("own-0")).await, -2);
+        for i in 2..30 {
+            let left = pttl(&node0, &lock_key(&format!("own-{i}"))).await;
+            assert!(left > 0, "own-{i} on node 0: pttl {left}");
+        }
+        for node in nodes.iter().skip(1) {
+            assert!(pttl(&node.url(), &lock_key("own-0")).await > 0);
+        }
+        drop(guards);
+        locker.settled().await;
+        wait_until_no_locks(&nodes, Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn released_and_dropped_guards_are_not_renewed() {
+    let nodes = start(3);
+    let options = short();
+    let interval = options.watchdog_interval().unwrap();
+    let locker = locker(&nodes, options);
+    crate::common::warm_up(&locker).await;
+    bounded(LIMIT, async {
+        let mut guards = hold_many(&locker, "gone", 40).await;
+        let kept = guards.split_off(20);
+        let dropped = guards.split_off(10);
+        join_all(guards.into_iter().map(LockGuard::release)).await;
+        drop(dropped);
+        locker.settled().await;
+        // No signal for an absence: several renewal intervals.
+        tokio::time::sleep(interval * 4).await;
+        for node in nodes.iter() {
+            let keys = lock_keys(&node.url()).await;
+            for i in 0..20 {
+                assert!(
+                    !keys.contains(&lock_key(&format!("gone-{i}"))),
+                    "gone-{i} came back on {}",
+                    node.url()
+                );
+            }
+            for i in 20..40 {
+                assert!(keys.contains(&lock_key(&format!("gone-{i}"))));
+            }
+        }
+        assert!(kept.iter().all(LockGuard::is_held));
+        drop(kept);
+        locker.settled().await;
+        wait_until_no_locks(&nodes, Duration::from_secs(1)).await;
+        // Nothing runs a script on these nodes any more: no late renewal.
+        let before = calls(&nodes).await;
+        tokio::time::sleep(interval * 4).await;
+        assert_eq!(
+            calls(&nodes).await,
+            before,
+            "scripts ran after the last release"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_force_released_lock_in_a_batch_signals_its_loss_alone() {
+    let nodes = start(3);
+    let options = short();
+    let interval = options.watchdog_interval().unwrap();
+    let node_timeout = options.node_timeout;
+    let locker = locker(&nodes, options);
+    crate::common::warm_up(&locker).await;
+    bounded(LIMIT, async {
+        let guards = hold_many(&locker, "forced", 30).await;
+        locker.force_release("forced-7").await.unwrap();
+        let removed = Instant::now();
+        guards[7].lost().await;
+        let after = removed.elapsed();
+        // At the next renewal tick (up to an eighth of an interval early).
+        assert!(
+            after < interval + node_timeout + Duration::from_millis(100),
+            "lost {after:?} after the lock was removed"
+        );
+        assert_eq!(locker.statistics().lost, 1);
+        for (i, guard) in guards.iter().enumerate() {
+            assert_eq!(guard.is_held(), i != 7, "forced-{i}");
+        }
+        drop(guards);
+        locker.settled().await;
+        wait_until_no_locks(&nodes, Duration::from_secs(1)).await;
+    })
+    .await;
+}
