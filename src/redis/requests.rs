@@ -35,6 +35,28 @@ impl RedisNode {
         self.noted("extend", reply.await)
     }
 
+    /// Runs a prepared batched extend ([`scripts::extend_batch`]) of
+    /// `holds` holds; for each, whether it was present (and is now
+    /// lengthened).
+    pub(crate) async fn extend_batch(
+        &self,
+        cmd: &Cmd,
+        holds: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<bool>, NodeFault> {
+        let reply = async {
+            let replies: Vec<i64> = self.query(cmd, timeout).await?;
+            if replies.len() != holds {
+                return Err(NodeFault::Protocol(format!(
+                    "extend_batch returned {} replies for {holds} holds",
+                    replies.len()
+                )));
+            }
+            replies.into_iter().map(decode_extend).collect()
+        };
+        self.noted("extend", reply.await)
+    }
+
     /// Runs a prepared release ([`scripts::release`]); whether the hold was
     /// present (and is now gone).
     pub(crate) async fn release(

@@ -243,3 +243,79 @@ async fn a_force_released_lock_in_a_batch_signals_its_loss_alone() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn extend_many_splits_into_calls_of_at_most_512_keys_and_decides_each_hold() {
+    use fencelock::Error;
+    use fencelock::backend::{Backend, Hold, Mode};
+    let nodes = start(3);
+    let options = options();
+    let locker = locker(&nodes, options.clone());
+    crate::common::warm_up(&locker).await;
+    let backend = locker.backend();
+    bounded(LIMIT, async {
+        let holds: Vec<Hold> = (0..700)
+            .map(|i| Hold::new(format!("split-{i}"), "owner-x", format!("id-{i}")))
+            .collect();
+        let short = Duration::from_secs(2);
+        let granted = join_all(
+            holds
+                .iter()
+                .map(|h| backend.try_acquire(h, short, &options)),
+        )
+        .await;
+        assert!(granted.iter().all(Result::is_ok));
+        // A permit: two keys (its slot and the semaphore's marker).
+        let permit =
+            Hold::new("split-sem", "owner-x", "id-sem").with_mode(Mode::Permit { permits: 2 });
+        let grant = backend.try_acquire(&permit, short, &options).await.unwrap();
+        let permit = permit.in_slot(grant.slot.unwrap());
+        backend.settled().await;
+        // split-0 gone from node 0 alone; a hold never taken is nowhere.
+        let mut c = crate::common::conn(&nodes.node(0).url()).await;
+        let _: () = fencelock::deadpool_redis::redis::cmd("DEL")
+            .arg(lock_key("split-0"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let absent = Hold::new("split-absent", "owner-x", "id-absent");
+        let mut batch: Vec<(&Hold, Duration)> =
+            holds.iter().map(|h| (h, Duration::from_secs(20))).collect();
+        batch.push((&permit, Duration::from_secs(20)));
+        batch.push((&absent, Duration::from_secs(20)));
+        let before = calls(&nodes).await;
+        let started = Instant::now();
+        let results = backend.extend_many(&batch, &options).await;
+        let after = calls(&nodes).await;
+        assert_eq!(results.len(), 702);
+        // 703 keys: two calls per node, not one per hold.
+        for (before, after) in before.iter().zip(&after) {
+            assert_eq!(after - before, 2);
+        }
+        for (i, result) in results.iter().enumerate().take(701) {
+            let until = result
+                .as_ref()
+                .unwrap_or_else(|e| panic!("hold {i}: {e:?}"));
+            // The validity of an extend, from before the first request.
+            assert!(*until <= started + Duration::from_secs(20));
+            assert!(*until > started + Duration::from_secs(19));
+        }
+        assert!(
+            matches!(results[701], Err(Error::NotHeld { .. })),
+            "{:?}",
+            results[701]
+        );
+        assert_eq!(pttl(&nodes.node(0).url(), &lock_key("split-0")).await, -2);
+        for node in nodes.iter() {
+            assert!(pttl(&node.url(), &lock_key("split-699")).await > 10_000);
+            assert!(pttl(&node.url(), &lock_key("split-sem")).await > 10_000);
+            assert_eq!(pttl(&node.url(), &lock_key("split-absent")).await, -2);
+        }
+        for hold in holds.iter().chain([&permit]) {
+            let _ = backend.release(hold, &options).await;
+        }
+        backend.settled().await;
+        wait_until_no_locks(&nodes, Duration::from_secs(1)).await;
+    })
+    .await;
+}
