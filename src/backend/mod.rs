@@ -18,7 +18,7 @@ mod redact;
 mod report;
 mod validity;
 
-pub(crate) use background::{Background, Owned};
+pub(crate) use background::Background;
 pub use hold::{Grant, Hold, Mode, Parent};
 pub use notify::{ReleaseWatch, Signal};
 pub(crate) use quorum::{Verdict, verdict};

@@ -21,6 +21,7 @@ mod line;
 mod owner;
 mod read_write;
 mod reentry;
+mod renewer;
 mod scoped;
 mod semaphore;
 mod shared;
@@ -138,6 +139,7 @@ impl<B: Backend> Locker<B> {
                 options: Arc::new(options),
                 live: Arc::default(),
                 lines: Arc::default(),
+                renewer: Arc::default(),
                 background: Default::default(),
             },
             instance: new_instance_id(),
@@ -155,6 +157,9 @@ impl<B: Backend> Locker<B> {
         self.shared.backend.check_options(&options)?;
         let mut locker = self.clone();
         locker.shared.options = Arc::new(options);
+        // Renewals are batched per set of options (the interval, the
+        // node timeout, the key prefix): guards of these have their own.
+        locker.shared.renewer = Arc::default();
         Ok(locker)
     }
 

@@ -11,6 +11,7 @@ use crate::options::LockOptions;
 
 use super::line::WaitLines;
 use super::reentry::LiveHolds;
+use super::renewer::Renewer;
 use super::telemetry::{Key, Telemetry};
 
 /// What a Locker shares with its clones, guards and watchdogs.
@@ -20,6 +21,9 @@ pub(crate) struct Shared<B: Backend> {
     pub(crate) live: Arc<LiveHolds>,
     pub(crate) telemetry: Arc<Telemetry>,
     pub(crate) lines: Arc<WaitLines>,
+    /// The watchdog of every guard taken with these options: one task
+    /// renewing them in batches.
+    pub(crate) renewer: Arc<Renewer>,
     /// Dropped guards' releases and stopped watchdogs still running, for
     /// [`Locker::settled`](crate::Locker::settled).
     pub(crate) background: Background,
@@ -33,6 +37,7 @@ impl<B: Backend> Clone for Shared<B> {
             live: Arc::clone(&self.live),
             telemetry: Arc::clone(&self.telemetry),
             lines: Arc::clone(&self.lines),
+            renewer: Arc::clone(&self.renewer),
             background: self.background.clone(),
         }
     }

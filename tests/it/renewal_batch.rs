@@ -1,5 +1,7 @@
-//! The watchdog keeping many held locks of one Locker: every kind kept,
-//! each hold decided on its own quorum, nothing renewed after release.
+//! The watchdog keeping many held locks of one Locker: renewed in batches,
+//! one script call per node per renewal tick (per 512 keys) whatever the
+//! number of guards; every kind kept; each hold decided on its own quorum;
+//! nothing renewed after release.
 
 use std::time::{Duration, Instant};
 
@@ -44,6 +46,53 @@ async fn calls(nodes: &RedisNodes) -> Vec<u64> {
         calls.push(script_calls(&node.url()).await);
     }
     calls
+}
+
+#[tokio::test]
+async fn renewal_calls_per_node_are_bounded_by_ticks_not_by_guards() {
+    let nodes = start(3);
+    let options = short();
+    let interval = options.watchdog_interval().unwrap();
+    let locker = locker(&nodes, options);
+    crate::common::warm_up(&locker).await;
+    bounded(LIMIT, async {
+        let guards = hold_many(&locker, "many", 200).await;
+        let before = calls(&nodes).await;
+        let renewed_before = locker.statistics().renewals;
+        // A measuring window of several renewal intervals; nothing else
+        // runs scripts on these nodes meanwhile.
+        let window = Duration::from_secs(3);
+        tokio::time::sleep(window).await;
+        let after = calls(&nodes).await;
+        let renewals = locker.statistics().renewals - renewed_before;
+        assert!(guards.iter().all(LockGuard::is_held));
+        assert_eq!(locker.statistics().lost, 0);
+        // Every guard renewed about window / interval = 9 times.
+        let ticks = (window.as_secs_f64() / interval.as_secs_f64()) as u64;
+        assert!(
+            renewals >= 200 * (ticks - 2),
+            "{renewals} renewals of 200 guards in {window:?}"
+        );
+        // One call per node per tick (a tick renews every guard due within
+        // an eighth of the interval), not one per guard: at most a few
+        // ticks per interval, far below one call per guard and renewal.
+        for ((node, before), after) in nodes.iter().zip(before).zip(after) {
+            let made = after - before;
+            eprintln!(
+                "{}: {made} script calls for {renewals} renewals",
+                node.url()
+            );
+            assert!(
+                made <= 4 * (ticks + 1),
+                "{}: {made} script calls in {window:?} for 200 guards renewed every \
+                 {interval:?}: renewals are not batched",
+                node.url()
+            );
+        }
+        join_all(guards.into_iter().map(LockGuard::release)).await;
+        wait_until_no_locks(&nodes, Duration::from_secs(1)).await;
+    })
+    .await;
 }
 
 #[tokio::test]
