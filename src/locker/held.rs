@@ -217,6 +217,9 @@ impl<B: Backend> Held<B> {
         let outcome = tokio::time::timeout_at(deadline.into(), downgrade.instrument(span)).await;
         self.within_validity(outcome)?;
         self.hold.set_mode(Mode::Read);
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.set_hold(self.hold.hold().clone());
+        }
         Ok(())
     }
 

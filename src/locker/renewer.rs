@@ -117,6 +117,14 @@ impl Renewer {
         }
     }
 
+    /// Replaces what a watched hold is renewed as (a downgrade). A
+    /// renewal in flight finishes as what it was sent as.
+    pub(crate) fn replace(&self, id: WatchId, with: impl FnOnce(&Watched) -> Watched) {
+        if let Some(entry) = lock(&self.state).watched.get_mut(&id) {
+            entry.watched = Arc::new(with(&entry.watched));
+        }
+    }
+
     /// The task's next turn at `now`: the holds due by then, with those
     /// in [`Phase::Renewing`] due within `early` of it.
     fn turn(&self, number: u64, now: Instant, early: Duration) -> Turn {

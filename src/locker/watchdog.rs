@@ -49,6 +49,18 @@ impl WatchdogHandle {
         let id = renewer.watch(shared, Arc::new(watched), due);
         Some(Self { renewer, id })
     }
+
+    /// From now on renews `hold`, the same hold in another mode (a
+    /// downgrade): the next renewal tells the nodes (one that missed the
+    /// downgrade completes it then), and is counted under the new kind.
+    pub(crate) fn set_hold(&self, hold: Hold) {
+        self.renewer.replace(self.id, |old| Watched {
+            hold,
+            lease: Arc::clone(&old.lease),
+            token: old.token,
+            acquired_at: old.acquired_at,
+        });
+    }
 }
 
 impl Drop for WatchdogHandle {

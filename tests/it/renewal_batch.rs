@@ -368,3 +368,56 @@ async fn extend_many_splits_into_calls_of_at_most_512_keys_and_decides_each_hold
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_renewal_after_a_downgrade_completes_it_on_a_node_that_missed_it() {
+    let nodes = start(3);
+    let locker = locker(&nodes, short());
+    crate::common::warm_up(&locker).await;
+    bounded(LIMIT, async {
+        let writer = locker.write("downgraded").await.unwrap();
+        locker.backend().settled().await;
+        let node0 = nodes.node(0).url();
+        let field = |fields: &[(String, String)], name: &str| {
+            fields
+                .iter()
+                .find(|(f, _)| f == name)
+                .map(|(_, v)| v.clone())
+        };
+        let root = field(
+            &crate::common::hash(&node0, &lock_key("downgraded")).await,
+            ":w",
+        )
+        .expect("the writer is marked");
+        let reader = writer
+            .downgrade()
+            .await
+            .map_err(|e| e.into_error())
+            .unwrap();
+        locker.backend().settled().await;
+        // Node 0 as if the downgrade had missed it: still the writer there.
+        let mut c = crate::common::conn(&node0).await;
+        let _: () = fencelock::deadpool_redis::redis::cmd("HSET")
+            .arg(lock_key("downgraded"))
+            .arg(":w")
+            .arg(&root)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let renewed = locker.statistics().renewals;
+        wait_until(Duration::from_secs(5), async || {
+            locker.statistics().renewals > renewed
+        })
+        .await;
+        let fields = crate::common::hash(&node0, &lock_key("downgraded")).await;
+        assert_eq!(
+            field(&fields, ":w"),
+            None,
+            "still the writer on node 0: {fields:?}"
+        );
+        assert!(reader.is_held());
+        reader.release().await.unwrap();
+        wait_until_no_locks(&nodes, Duration::from_secs(1)).await;
+    })
+    .await;
+}
