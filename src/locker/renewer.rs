@@ -232,7 +232,21 @@ async fn run<B: Backend>(shared: Shared<B>, number: u64) {
                     () = renewer.wake.notified() => {}
                 }
             }
-            Turn::Renew(due) => renew(&shared, &renewer, &timing, due).await,
+            Turn::Renew(due) => {
+                // In a task of its own: a batch waiting out a slow node
+                // (up to a node timeout) must not hold up the holds that
+                // fall due meanwhile. Its holds are out of the queue until
+                // it puts them back, so none is in two batches at once.
+                // Counted until it ends: `Locker::settled` waits for
+                // renewals in flight, also those of guards released
+                // meanwhile.
+                let in_flight = shared.background.start();
+                let (shared, timing) = (shared.clone(), timing);
+                tokio::spawn(async move {
+                    renew(&shared, &timing, due).await;
+                    drop(in_flight);
+                });
+            }
         }
     }
 }
@@ -241,10 +255,10 @@ async fn run<B: Backend>(shared: Shared<B>, number: u64) {
 /// schedule for its next turn.
 async fn renew<B: Backend>(
     shared: &Shared<B>,
-    renewer: &Renewer,
     timing: &Timing,
     due: Vec<(WatchId, Arc<Watched>, Phase)>,
 ) {
+    let renewer = &shared.renewer;
     let sent = Instant::now();
     let mut batch = Vec::with_capacity(due.len());
     for (id, watched, phase) in due {
@@ -273,13 +287,9 @@ async fn renew<B: Backend>(
         backend = shared.backend.name(),
         holds = batch.len()
     );
-    let outcomes = {
-        // Counted until it ends: `Locker::settled` waits for renewals in
-        // flight, also those of guards released meanwhile.
-        let _in_flight = shared.background.start();
-        let extend = shared.backend.extend_many(&holds, &shared.options);
-        timeout_at(last.into(), extend.instrument(span)).await
-    };
+    let extend = shared.backend.extend_many(&holds, &shared.options);
+    let outcomes = timeout_at(last.into(), extend.instrument(span)).await;
+    let returned = Instant::now();
     drop(holds);
     for (i, (id, watched, _, span)) in batch.into_iter().enumerate() {
         if !renewer.is_watched(id) {
@@ -287,7 +297,7 @@ async fn renew<B: Backend>(
             continue;
         }
         let outcome = outcomes.as_ref().ok().and_then(|o| o.get(i));
-        let next = span.in_scope(|| watched.renewed(shared, timing, sent, outcome));
+        let next = span.in_scope(|| watched.renewed(shared, timing, (sent, returned), outcome));
         renewer.put_back(id, &next);
     }
 }

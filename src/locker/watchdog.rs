@@ -72,6 +72,7 @@ impl Drop for WatchdogHandle {
 /// The watchdog's timing around a failed renewal, for a renewal interval
 /// and a node timeout. [`LockOptions::validate`](crate::LockOptions::validate)
 /// refuses intervals that leave no room for it within one validity.
+#[derive(Clone, Copy)]
 pub(crate) struct Timing {
     /// After a failed renewal, try again this soon, but not in a tight loop.
     pub(crate) pause: Duration,
@@ -178,15 +179,17 @@ impl Watched {
         Next::Renew(want)
     }
 
-    /// What a renewal sent at `sent` came to: `None` when it did not end
-    /// before every hold of its batch had run out of validity. A renewal
-    /// counts only if a quorum confirmed it while the lock was still
-    /// certainly ours.
+    /// What a renewal sent at `sent` and answered at `returned` came to:
+    /// `None` when it did not end before every hold of its batch had run
+    /// out of validity. A renewal counts only if a quorum confirmed it
+    /// while the lock was still certainly ours. The holds of one batch get
+    /// the same next due time from the same outcome, so they stay one
+    /// batch, retries included.
     pub(crate) fn renewed<B: Backend>(
         &self,
         shared: &Shared<B>,
         timing: &Timing,
-        sent: Instant,
+        (sent, returned): (Instant, Instant),
         outcome: Option<&Result<Instant>>,
     ) -> Next {
         let interval = shared.options.watchdog_interval().unwrap_or(timing.pause);
@@ -221,11 +224,11 @@ impl Watched {
                 }
                 self.count(shared, "failed");
                 // A manual extend may have moved the deadline meanwhile.
-                let now = Instant::now();
-                if self.lease.valid_until().saturating_duration_since(now) <= timing.reserve {
+                let left = self.lease.valid_until().saturating_duration_since(returned);
+                if left <= timing.reserve {
                     return self.lost(shared);
                 }
-                Next::At(now + timing.pause, Phase::Retrying)
+                Next::At(returned + timing.pause, Phase::Retrying)
             }
         }
     }
