@@ -301,3 +301,28 @@ async fn renew<B: Backend>(
         renewer.put_back(id, &next);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::locker::lease::Lease;
+
+    /// What a held lock costs the renewer, beside its guard: a schedule
+    /// entry, a queue element and the shared `Watched` (docs/performance.md,
+    /// "Held locks"). Bounds, so that growth is a decision.
+    #[test]
+    fn a_watched_hold_costs_little() {
+        let sizes = [
+            ("Entry", size_of::<Entry>()),
+            ("(WatchId, Entry)", size_of::<(WatchId, Entry)>()),
+            ("queue element", size_of::<(Instant, WatchId)>()),
+            ("Watched", size_of::<Watched>()),
+            ("Hold", size_of::<Hold>()),
+            ("Lease", size_of::<Lease>()),
+        ];
+        eprintln!("{sizes:?}");
+        assert!(size_of::<(WatchId, Entry)>() <= 48);
+        assert!(size_of::<(Instant, WatchId)>() <= 24);
+        assert!(size_of::<Watched>() <= 256);
+    }
+}
