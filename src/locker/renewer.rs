@@ -169,10 +169,17 @@ impl Renewer {
         let mut state = lock(&self.state);
         match next {
             Next::At(at, phase) => {
+                let earliest = state.queue.first().map(|&(at, _)| at);
                 if let Some(entry) = state.watched.get_mut(&id) {
                     entry.due = Some(*at);
                     entry.phase = *phase;
                     state.queue.insert((*at, id));
+                    // Batches end in tasks of their own: the renewer may
+                    // sleep until a later hold meanwhile (a retry is due
+                    // a pause after its failure).
+                    if earliest.is_none_or(|earliest| *at < earliest) {
+                        self.wake.notify_one();
+                    }
                 }
             }
             Next::Done | Next::Renew(_) => {
