@@ -8,12 +8,19 @@
 //! - `floor_quorum`: the same commands, each round resolved as soon as a
 //!   quorum of replies is in.
 //!
+//! Beside them the peer, rslock 0.10 (`lock` + `unlock`, see
+//! benches/floors/peer.rs), in the same runs.
+//!
+//! `nodes` sweeps N = 1, 3, 5, 7, 9: p50 and p99 of fencelock, rslock and
+//! both floors, interleaved round by round, and draws
+//! docs/img/nodes-latency.svg.
+//!
 //! `indirection` times `Locker<AnyBackend>` (the backend chosen by a URL
 //! list at run time) beside the generic `Locker<Redlock>` on the same
 //! nodes, round for round, at N = 1 and 5.
 //!
 //! `cargo bench --bench latency --features testing` (see docs/performance.md);
-//! `-- tails` or `-- indirection` runs only that part.
+//! `-- tails`, `-- nodes` or `-- indirection` runs only that part.
 
 // criterion_group! and criterion_main! generate undocumented items.
 #![allow(missing_docs)]
@@ -26,12 +33,13 @@ use fencelock::testing::RedisNodes;
 use fencelock::{AnyBackend, Backend, LockOptions, Locker, Redlock};
 
 mod floors;
-use floors::stats::{median, percentile, ratio, tail_latency};
-use floors::{COMPARE_AND_DELETE, connect, library_round, raw_round};
+use floors::chart::{self, Panel, Series};
+use floors::stats::{Round, interleaved_tails, median, percentile, ratio};
+use floors::{COMPARE_AND_DELETE, connect, library_round, peer, raw_round, selected};
 use redis::aio::MultiplexedConnection;
 
-/// The five nodes, the runtime, and the compare-and-delete script, shared by
-/// both parts of the bench.
+/// The nodes, the runtime, and the compare-and-delete script, shared by
+/// every part of the bench.
 struct Bench {
     runtime: tokio::runtime::Runtime,
     nodes: RedisNodes,
@@ -47,13 +55,15 @@ struct Size {
     /// The same nodes through `AnyBackend`, connections of its own.
     any: Locker<AnyBackend>,
     conns: Vec<MultiplexedConnection>,
+    /// The peer, with connections of its own.
+    rslock: rslock::LockManager,
 }
 
 impl Bench {
-    fn start() -> Self {
+    fn start(nodes: usize) -> Self {
         Self {
             runtime: floors::runtime(),
-            nodes: floors::nodes(5),
+            nodes: floors::nodes(nodes),
             script: redis::Script::new(COMPARE_AND_DELETE),
         }
     }
@@ -62,7 +72,7 @@ impl Bench {
         let urls: Vec<String> = self.nodes.urls().into_iter().take(n).collect();
         let locker =
             Locker::new(Redlock::from_urls(&urls).unwrap(), LockOptions::default()).unwrap();
-        let (any, conns) = self.runtime.block_on(async {
+        let (any, conns, rslock) = self.runtime.block_on(async {
             let any = Locker::connect(&urls.join(","), LockOptions::default())
                 .await
                 .unwrap();
@@ -70,7 +80,7 @@ impl Bench {
             raw_round(&conns, &self.script, "raw:{bench}", n).await;
             library_round(&locker, "bench").await;
             library_round(&any, "bench-any").await;
-            (any, conns)
+            (any, conns, peer::manager(&urls).await)
         });
         Size {
             n,
@@ -78,12 +88,13 @@ impl Bench {
             locker,
             any,
             conns,
+            rslock,
         }
     }
 }
 
 fn uncontended(c: &mut Criterion) {
-    let bench = Bench::start();
+    let bench = Bench::start(5);
     let (runtime, script) = (&bench.runtime, &bench.script);
     let mut group = c.benchmark_group("uncontended_acquire_release");
     group.measurement_time(Duration::from_secs(5));
@@ -96,6 +107,10 @@ fn uncontended(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("fencelock_any", n), &n, |b, _| {
             b.to_async(runtime)
                 .iter(|| library_round(&size.any, "bench-any"));
+        });
+        group.bench_with_input(BenchmarkId::new("rslock", n), &n, |b, _| {
+            b.to_async(runtime)
+                .iter(|| peer::round(&size.rslock, "rslock:bench"));
         });
         group.bench_with_input(BenchmarkId::new("floor_all", n), &n, |b, _| {
             b.to_async(runtime)
@@ -120,47 +135,114 @@ fn tails(_: &mut Criterion) {
     if !selected("tails") {
         return;
     }
-    let bench = Bench::start();
-    let script = &bench.script;
-    println!("\nuncontended acquire+release, medians of {ROUNDS} runs x {SAMPLES} rounds");
+    let bench = Bench::start(5);
+    let (runs, samples) = (floors::run_count(ROUNDS), samples(SAMPLES));
+    println!(
+        "\nuncontended acquire+release, medians of {runs} runs x {samples} rounds, interleaved"
+    );
     println!("N  variant        p50        p99   p50/quorum  p99/all");
     for n in [1usize, 3, 5] {
         let size = bench.size(n);
-        let (lib, all, quo) = bench.runtime.block_on(async {
-            let lib = tail_latency(ROUNDS, SAMPLES, || library_round(&size.locker, "bench")).await;
-            let all = tail_latency(ROUNDS, SAMPLES, || {
-                raw_round(&size.conns, script, "raw:{bench}", n)
-            })
-            .await;
-            let quo = tail_latency(ROUNDS, SAMPLES, || {
-                raw_round(&size.conns, script, "raw:{bench}", size.quorum)
-            })
-            .await;
-            (lib, all, quo)
-        });
-        for (name, (p50, p99)) in [
-            ("fencelock", lib),
-            ("floor_all", all),
-            ("floor_quorum", quo),
-        ] {
+        let figures = bench
+            .runtime
+            .block_on(variants(&bench, &size, runs, samples));
+        let (all, quo) = (figures[2], figures[3]);
+        for (name, (p50, p99)) in VARIANTS.iter().zip(&figures) {
             println!(
                 "{n}  {name:<12} {p50:>9.1?} {p99:>9.1?}   {:>9.2}x {:>8.2}x",
-                ratio(p50, quo.0),
-                ratio(p99, all.1)
+                ratio(*p50, quo.0),
+                ratio(*p99, all.1)
             );
         }
+        println!(
+            "   fencelock / rslock: p50 {:.2}x, p99 {:.2}x",
+            ratio(figures[0].0, figures[1].0),
+            ratio(figures[0].1, figures[1].1)
+        );
     }
 }
 
-/// Whether the command line's filters (criterion's, such as `-- tails`)
-/// select the part `name`: criterion applies them to its own benchmarks
-/// only, so the parts that print their own tables ask here.
-fn selected(name: &str) -> bool {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+/// The variants of `tails` and `nodes`, in the order [`variants`] gives.
+const VARIANTS: [&str; 4] = ["fencelock", "rslock", "floor_all", "floor_quorum"];
+
+/// p50 and p99 of each of [`VARIANTS`] on `size`, interleaved.
+async fn variants(
+    bench: &Bench,
+    size: &Size,
+    runs: usize,
+    samples: usize,
+) -> Vec<(Duration, Duration)> {
+    let script = &bench.script;
+    let mut rounds: [Round<'_>; 4] = [
+        Box::new(|| Box::pin(library_round(&size.locker, "bench"))),
+        Box::new(|| Box::pin(peer::round(&size.rslock, "rslock:bench"))),
+        Box::new(|| Box::pin(raw_round(&size.conns, script, "raw:{bench}", size.n))),
+        Box::new(|| Box::pin(raw_round(&size.conns, script, "raw:{bench}", size.quorum))),
+    ];
+    interleaved_tails(runs, samples, &mut rounds).await
+}
+
+/// Timed rounds per variant and run: `FENCELOCK_BENCH_SAMPLES` if set.
+fn samples(default: usize) -> usize {
+    std::env::var("FENCELOCK_BENCH_SAMPLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}
+
+/// Node counts of the `nodes` sweep.
+const SWEEP: [usize; 5] = [1, 3, 5, 7, 9];
+
+/// p50 and p99 of every variant at N = 1 to 9, and their chart.
+fn nodes(_: &mut Criterion) {
+    if !selected("nodes") {
+        return;
+    }
+    let bench = Bench::start(9);
+    let (runs, samples) = (floors::run_count(3), samples(1_000));
+    println!(
+        "\nuncontended acquire+release by node count, medians of {runs} runs x {samples} rounds, interleaved"
+    );
+    println!("N  variant        p50        p99");
+    let mut table = Vec::new();
+    for n in SWEEP {
+        let size = bench.size(n);
+        let figures = bench
+            .runtime
+            .block_on(variants(&bench, &size, runs, samples));
+        for (name, (p50, p99)) in VARIANTS.iter().zip(&figures) {
+            println!("{n}  {name:<12} {p50:>9.1?} {p99:>9.1?}");
+        }
+        table.push(figures);
+    }
+    let panel = |title: &str, at: fn(&(Duration, Duration)) -> Duration| Panel {
+        title: title.into(),
+        x: "nodes (N)",
+        y: "µs",
+        log2_x: false,
+        log10_y: false,
+        series: VARIANTS
+            .iter()
+            .enumerate()
+            .map(|(v, name)| Series {
+                name: name.to_string(),
+                points: SWEEP
+                    .iter()
+                    .zip(&table)
+                    .map(|(&n, f)| (n as f64, at(&f[v]).as_secs_f64() * 1e6))
+                    .collect(),
+            })
+            .collect(),
+    };
+    let path = chart::draw(
+        "nodes-latency.svg",
+        &[
+            panel("uncontended acquire+release, p50", |f| f.0),
+            panel("uncontended acquire+release, p99", |f| f.1),
+        ],
+    );
+    println!("chart: {}", path.display());
 }
 
 /// Rounds per variant and run of `indirection`, and runs.
@@ -175,7 +257,7 @@ fn indirection(_: &mut Criterion) {
     if !selected("indirection") {
         return;
     }
-    let bench = Bench::start();
+    let bench = Bench::start(5);
     println!(
         "\nLocker<AnyBackend> / Locker<Redlock>, uncontended acquire+release, \
          {INDIRECTION_RUNS} runs x {INDIRECTION_SAMPLES} rounds each, interleaved"
@@ -241,5 +323,5 @@ fn percentiles(mut times: Vec<Duration>) -> (Duration, Duration) {
     (percentile(&times, 0.50), percentile(&times, 0.99))
 }
 
-criterion_group!(benches, uncontended, tails, indirection);
+criterion_group!(benches, uncontended, tails, nodes, indirection);
 criterion_main!(benches);

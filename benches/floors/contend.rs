@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fencelock::{Backend, LockGuard, Locker, Permit, ReadGuard, WriteGuard};
+use fencelock::{
+    Backend, LockGuard, LockOptions, Locker, Permit, ReadGuard, RetryPolicy, WriteGuard,
+};
 
 use super::stats::{median, percentile};
 
@@ -15,9 +17,16 @@ pub struct Run {
     /// Acquisitions by a task other than the previous holder: for a
     /// semaphore of k permits, by a task other than the last k to acquire.
     pub handoffs: usize,
+    /// When each hand-over happened (all of them, the run's first
+    /// acquisitions too), to count those of a window of the run.
+    pub handed_at: Vec<Instant>,
     /// Every wait for the lock, in seconds; waits still going at the end
     /// of the run count with their length so far.
     pub waits: Vec<f64>,
+    /// Acquires and releases that failed (node timeouts under overload):
+    /// counted, so that a bench that drives the servers past their limit
+    /// can report it; [`Summary::add`] fails on any.
+    pub failures: usize,
     pub elapsed: Duration,
 }
 
@@ -28,18 +37,36 @@ impl Run {
     }
 }
 
+/// Polling only: no release notifications, and a 0-200 ms random pause
+/// between attempts, the usual default of Redlock clients.
+pub fn polling() -> LockOptions {
+    LockOptions::default().wake_on_release(false).retry(
+        RetryPolicy::default()
+            .delay(Duration::ZERO)
+            .jitter(Duration::from_millis(200)),
+    )
+}
+
 /// What a contended round takes and gives back: a lock guard, a read or
 /// write guard, a permit.
 pub trait Held: Send + 'static {
+    /// Releases it.
+    fn try_give_back(self) -> impl Future<Output = fencelock::Result<()>> + Send;
+
     /// Releases it, and fails the bench if the release fails.
-    fn give_back(self) -> impl Future<Output = ()> + Send;
+    fn give_back(self) -> impl Future<Output = ()> + Send
+    where
+        Self: Sized,
+    {
+        async move { self.try_give_back().await.expect("release") }
+    }
 }
 
 macro_rules! held {
     ($($guard:ident),*) => {$(
         impl<B: Backend> Held for $guard<B> {
-            async fn give_back(self) {
-                self.release().await.expect("release")
+            async fn try_give_back(self) -> fencelock::Result<()> {
+                self.release().await.map(drop)
             }
         }
     )*};
@@ -80,34 +107,40 @@ where
         .map(|me| {
             let (take, last) = (take.clone(), Arc::clone(&last));
             tokio::spawn(async move {
-                let (mut acquisitions, mut handoffs, mut waits) = (0, 0, Vec::new());
+                let (mut acquisitions, mut handed_at, mut waits) = (0, Vec::new(), Vec::new());
+                let mut failures = 0;
                 loop {
                     let asked = Instant::now();
                     match tokio::time::timeout_at(deadline, take()).await {
-                        Ok(held) => {
-                            let held = held.expect("acquire");
+                        Ok(Err(_)) => {
+                            waits.push(asked.elapsed().as_secs_f64());
+                            failures += 1;
+                        }
+                        Ok(Ok(held)) => {
                             waits.push(asked.elapsed().as_secs_f64());
                             acquisitions += 1;
                             {
                                 let mut last = last.lock().unwrap();
                                 match last.iter().position(|&t| t == me) {
                                     Some(at) => drop(last.remove(at)),
-                                    None => handoffs += 1,
+                                    None => handed_at.push(Instant::now()),
                                 }
                                 last.push_back(me);
                                 if last.len() > holders {
                                     last.pop_front();
                                 }
                             }
-                            held.give_back().await;
+                            if held.try_give_back().await.is_err() {
+                                failures += 1;
+                            }
                         }
                         Err(_) => {
                             waits.push(asked.elapsed().as_secs_f64());
-                            return (acquisitions, handoffs, waits);
+                            return (acquisitions, handed_at, waits, failures);
                         }
                     }
                     if tokio::time::Instant::now() >= deadline {
-                        return (acquisitions, handoffs, waits);
+                        return (acquisitions, handed_at, waits, failures);
                     }
                 }
             })
@@ -116,18 +149,21 @@ where
     let mut run = Run {
         acquisitions: 0,
         handoffs: 0,
+        handed_at: Vec::new(),
         waits: Vec::new(),
+        failures: 0,
         elapsed: Duration::ZERO,
     };
     for task in tasks {
-        let (a, h, w) = task.await.unwrap();
+        let (a, h, w, f) = task.await.unwrap();
+        run.failures += f;
         run.acquisitions += a;
-        run.handoffs += h;
+        run.handed_at.extend(h);
         run.waits.extend(w);
     }
     run.elapsed = started.elapsed();
     // The first acquisitions of the run had no previous holder.
-    run.handoffs = run.handoffs.saturating_sub(holders);
+    run.handoffs = run.handed_at.len().saturating_sub(holders);
     run
 }
 
@@ -144,6 +180,7 @@ pub struct Summary {
 impl Summary {
     /// Adds one run.
     pub fn add(&mut self, mut run: Run) {
+        assert_eq!(run.failures, 0, "acquires or releases failed");
         run.waits.sort_by(f64::total_cmp);
         self.acquisitions.push(run.per_second(run.acquisitions));
         self.handoffs.push(run.per_second(run.handoffs));

@@ -5,8 +5,11 @@
 
 #![allow(dead_code)] // each bench uses a different part
 
+pub mod chart;
 pub mod contend;
+pub mod cpu;
 pub mod etcd;
+pub mod peer;
 pub mod stats;
 
 use std::sync::Arc;
@@ -46,29 +49,91 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let round = Arc::new(round);
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..tasks)
-        .map(|t| {
-            let (round, stop, done) = (Arc::clone(&round), Arc::clone(&stop), Arc::clone(&done));
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    round(t).await;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
+    let loops = Loops::spawn(tasks, round);
     let started = Instant::now();
     tokio::time::sleep(run).await;
-    stop.store(true, Ordering::Relaxed);
-    let counted = done.load(Ordering::Relaxed);
+    let counted = loops.done();
     let elapsed = started.elapsed();
-    for task in tasks {
-        task.await.unwrap();
-    }
+    loops.stop().await;
     counted as f64 / elapsed.as_secs_f64()
+}
+
+/// `tasks` tasks looping `round(task)` until stopped, counting the rounds
+/// they complete.
+pub struct Loops {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Loops {
+    /// Starts the tasks.
+    pub fn spawn<F, Fut>(tasks: usize, round: F) -> Self
+    where
+        F: Fn(usize) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let round = Arc::new(round);
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
+        let tasks = (0..tasks)
+            .map(|t| {
+                let (round, stop, done) =
+                    (Arc::clone(&round), Arc::clone(&stop), Arc::clone(&done));
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        round(t).await;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        Self { stop, done, tasks }
+    }
+
+    /// Rounds completed so far.
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Stops the tasks and waits for the rounds in flight to finish.
+    pub async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+    }
+}
+
+/// Whether the command line's filters (criterion's, such as `-- tails`)
+/// select the part `name`. Criterion applies them to its own benchmarks
+/// only, and a `harness = false` bench gets them as plain arguments, so
+/// the parts that print their own tables ask here; no filter selects all.
+pub fn selected(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// The length of one timed run: `FENCELOCK_BENCH_SECS` (seconds, may be
+/// fractional) if set, for short smoke runs, else `default`.
+pub fn run_length(default: Duration) -> Duration {
+    std::env::var("FENCELOCK_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .map_or(default, Duration::from_secs_f64)
+}
+
+/// How many timed runs each figure is the median of:
+/// `FENCELOCK_BENCH_RUNS` if set, else `default`.
+pub fn run_count(default: usize) -> usize {
+    std::env::var("FENCELOCK_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
 }
 
 /// Deletes the key only if it still holds our value.

@@ -175,11 +175,47 @@ impl<T: Send + 'static> FanOut<T> {
         self.buffered.push(reply);
     }
 
+    /// The replies in hand (taken in by an earlier call, such as
+    /// [`answered`](Self::answered)) that the caller has not been given:
+    /// given now. Takes in nothing new.
+    pub(crate) fn in_hand(&mut self) -> Vec<Reply<T>> {
+        let reported = &mut self.reported;
+        let (ready, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.buffered)
+            .into_iter()
+            .partition(|&(i, _)| !reported[i]);
+        for &(i, _) in &ready {
+            reported[i] = true;
+        }
+        self.buffered = rest;
+        ready
+    }
+
     /// Takes in the replies that are ready, without waiting.
     fn take_ready(&mut self) {
         while let Some(Some(reply)) = self.pending.next().now_or_never() {
             self.collect(reply);
         }
+    }
+
+    /// Takes in the replies still out for up to `grace`, or until every
+    /// node's request has ended; whether they all have. Late replies are
+    /// then in hand (see [`take_untaken`](Self::take_untaken)) and the caller can
+    /// finish the round without a background task.
+    pub(crate) async fn settle_within(&mut self, grace: Duration) -> bool {
+        let pending = &mut self.pending;
+        let mut ended = Vec::new();
+        // One timer for all of them; a reply already in is taken even if
+        // the grace has run out.
+        let _ = tokio::time::timeout(grace, async {
+            while let Some(reply) = pending.next().await {
+                ended.push(reply);
+            }
+        })
+        .await;
+        for reply in ended {
+            self.collect(reply);
+        }
+        self.is_done()
     }
 
     /// Which nodes' requests have ended so far, by index. A node reported
@@ -195,11 +231,11 @@ impl<T: Send + 'static> FanOut<T> {
         self.finished.iter().all(|&a| a)
     }
 
-    /// The nodes whose replies are in hand but not taken by the caller
-    /// (see [`finish_in_background`](Self::finish_in_background), which
-    /// hands them on).
-    pub(crate) fn untaken(&self) -> impl Iterator<Item = usize> + '_ {
-        self.buffered.iter().map(|&(i, _)| i)
+    /// Hands over the replies in hand the caller has not taken: of nodes
+    /// it has no reply for, and the late ones of nodes it was told timed
+    /// out.
+    pub(crate) fn take_untaken(&mut self) -> Vec<Reply<T>> {
+        std::mem::take(&mut self.buffered)
     }
 
     /// Sees the requests still out through in a task of its own, then runs

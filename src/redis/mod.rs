@@ -39,7 +39,7 @@ use crate::backend::{Backend, Grant, Hold};
 use crate::backend::{ForceReleased, ListCursor, ListPage, LockInfo};
 use crate::error::{Error, Result};
 use crate::options::LockOptions;
-use order::InflightTable;
+use order::{InflightTable, Rounds};
 use scripts::Keys;
 use subscriber::Subscriptions;
 
@@ -66,6 +66,8 @@ pub struct Redlock {
     subscriptions: Subscriptions,
     /// Fan-outs still out that later requests must not overtake.
     inflight: Arc<InflightTable>,
+    /// Rounds under way, which decide how a round settles its slowest nodes.
+    rounds: Rounds,
     background: Background,
     /// How many nodes must agree: a majority of them.
     quorum: usize,
@@ -114,6 +116,7 @@ impl Redlock {
             nodes: nodes.into(),
             subscriptions,
             inflight: Arc::default(),
+            rounds: Rounds::default(),
             background: Background::default(),
         })
     }

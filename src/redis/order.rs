@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::Redlock;
 use super::acquire::{undo_failed, undo_missed};
@@ -48,7 +50,67 @@ impl std::fmt::Debug for InflightTable {
     }
 }
 
+/// How many acquire and release rounds of one coordinator are under way
+/// in callers' tasks.
+#[derive(Debug, Default)]
+pub(super) struct Rounds(AtomicUsize);
+
+/// One round under way, counted until dropped.
+pub(super) struct Running<'a>(&'a AtomicUsize);
+
+impl Rounds {
+    pub(super) fn start(&self) -> Running<'_> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Running(&self.0)
+    }
+
+    /// Whether other rounds run beside the caller's.
+    fn others(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 1
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The least a decided round waits for its slowest nodes when it waits at
+/// all: one tick of tokio's timer, which counts in milliseconds.
+const MIN_GRACE: Duration = Duration::from_millis(1);
+
 impl Redlock {
+    /// Whether every node's request of a round that has its answer has
+    /// ended: those still out are waited for, for as long as the round took
+    /// so far (at least [`MIN_GRACE`], at most `timeout`), when other rounds
+    /// run beside this one.
+    ///
+    /// A round returns once its replies decide and leaves the slowest nodes
+    /// to a task of their own: the fastest answer for one caller. When many
+    /// rounds run at once, that task costs more than the wait: its spawn,
+    /// the channel that tells later requests when each node has answered,
+    /// and their wake-ups, measured at about a third of the client's CPU
+    /// per round with 64 tasks on 5 nodes (docs/performance.md); and the
+    /// slowest replies are due soon, as the other rounds keep the cores
+    /// busy anyway. A node that is down or paused still costs a busy
+    /// round at most the grace, then goes to the background as before.
+    pub(super) async fn settle_when_busy<T: Send + 'static>(
+        &self,
+        fanout: &mut FanOut<T>,
+        started: Instant,
+        timeout: Duration,
+    ) -> bool {
+        if fanout.is_done() {
+            return true;
+        }
+        if !self.rounds.others() {
+            return false;
+        }
+        let grace = started.elapsed().max(MIN_GRACE).min(timeout);
+        fanout.settle_within(grace).await
+    }
+
     /// What an acquire of `hold` must follow on each node: its parent's
     /// acquire (a nested hold is granted only where its parent already
     /// is), and the latest release of the key.

@@ -97,6 +97,8 @@ impl Redlock {
     /// Removes `hold` from every node (see
     /// [`Backend::release`](crate::Backend::release)).
     pub(super) async fn release_hold(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
+        let _running = self.rounds.start();
+        let started = Instant::now();
         let n = self.nodes.len();
         let quorum = self.quorum;
         let timeout = options.node_timeout;
@@ -118,7 +120,7 @@ impl Redlock {
                 break;
             }
         }
-        if !release.is_done() {
+        if !self.settle_when_busy(&mut release, started, timeout).await {
             self.settle_release(release, &keys.lock, None);
         }
         tally.held(hold.key(), n, quorum)

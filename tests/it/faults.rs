@@ -534,3 +534,53 @@ async fn nested_acquires_behind_a_paused_node_all_land_there() {
     })
     .await;
 }
+
+/// Rounds that run beside others wait a little for their slowest nodes
+/// instead of leaving them to a task of their own (docs/performance.md,
+/// "Where the time goes"). A paused node must not hold such a round for
+/// the node timeout: each waits at most about as long as its quorum took,
+/// then leaves the paused node to the background as a lone round does, and
+/// everything reaches the node once it resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_rounds_wait_for_a_paused_node_only_briefly() {
+    let mut nodes = start(5);
+    let node_timeout = Duration::from_secs(2);
+    let locker = locker(
+        &nodes,
+        options()
+            .ttl(Duration::from_secs(30))
+            .node_timeout(node_timeout),
+    );
+    bounded(LIMIT, async {
+        common::warm_up(&locker).await;
+        nodes.node_mut(1).pause();
+        nodes.node_mut(3).pause();
+        let tasks: Vec<_> = (0..16)
+            .map(|t| {
+                let locker = locker.clone();
+                tokio::spawn(async move {
+                    let mut slowest = Duration::ZERO;
+                    for _ in 0..10 {
+                        let started = Instant::now();
+                        let guard = locker.try_lock(&format!("busy-{t}")).await.unwrap();
+                        guard.release().await.unwrap();
+                        slowest = slowest.max(started.elapsed());
+                    }
+                    slowest
+                })
+            })
+            .collect();
+        for task in tasks {
+            let slowest = task.await.unwrap();
+            assert!(
+                slowest < node_timeout / 4,
+                "a round took {slowest:?} with two of five nodes paused"
+            );
+        }
+        nodes.node_mut(1).resume();
+        nodes.node_mut(3).resume();
+        locker.backend().settled().await;
+        wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
+    })
+    .await;
+}

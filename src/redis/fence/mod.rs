@@ -98,7 +98,7 @@ impl Redlock {
     /// On the fast path `T` is final without the nodes that answered below
     /// it; their counters are lifted to `T` all the same, off the caller's
     /// path (see [`lift`]).
-    fn lift_in_background(
+    pub(super) fn lift_in_background(
         &self,
         keys: &Keys,
         target: u64,
@@ -126,25 +126,38 @@ pub(super) async fn after_late_replies(
     nodes: Arc<[RedisNode]>,
     keys: Keys,
     target: u64,
-    mut granted: Vec<u64>,
+    granted: Vec<u64>,
     late: Vec<Reply<AcquireReply>>,
     timeout: Duration,
 ) {
+    let behind: Vec<RedisNode> = late_behind(granted, &late, target)
+        .into_iter()
+        .map(|i| nodes[i].clone())
+        .collect();
+    lift(&behind, &keys, target, timeout).await;
+}
+
+/// The first half of [`after_late_replies`], which needs no request:
+/// counts forgetful nodes among all the grants, and returns the nodes
+/// whose late reply leaves them below `target` (to be lifted).
+pub(super) fn late_behind(
+    mut granted: Vec<u64>,
+    late: &[Reply<AcquireReply>],
+    target: u64,
+) -> Vec<usize> {
     granted.extend(late.iter().filter_map(|(_, r)| match r {
         Ok(AcquireReply::Granted { token, .. }) => Some(*token),
         _ => None,
     }));
     report_fresh_counters(&granted, target);
-    let behind: Vec<RedisNode> = late
-        .iter()
+    late.iter()
         .filter(|(_, r)| match r {
             Ok(AcquireReply::Granted { token, .. }) => *token < target,
             Ok(_) => true,
             Err(_) => false,
         })
-        .map(|&(i, _)| nodes[i].clone())
-        .collect();
-    lift(&behind, &keys, target, timeout).await;
+        .map(|&(i, _)| i)
+        .collect()
 }
 
 /// Lifts the fence counters of `nodes`, which answered this acquire below
