@@ -54,6 +54,7 @@ mod proxy_fixture;
 mod reentrancy;
 mod reentrancy_model;
 mod renewal_batch;
+mod renewal_review;
 mod rwlock;
 mod secrets;
 mod semaphore;
