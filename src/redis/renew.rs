@@ -20,8 +20,9 @@ impl Redlock {
     /// A batch is as many extends, one per hold, that share their requests:
     /// node `i` answers for each hold exactly what `extend` would have
     /// answered (the script does per hold what the single-kind script
-    /// does), and a node's failure or timeout is a failure for every hold
-    /// its call carried. Each hold's votes are then counted on their own,
+    /// does), a node's failure or timeout is a failure for every hold its
+    /// call carried, and an error one hold's extend met on a node is that
+    /// hold's failure alone. Each hold's votes are then counted on their own,
     /// and its validity runs from `started`, taken before the first
     /// request, as an extend's does: one hold's verdict never depends on
     /// another's.
@@ -56,7 +57,7 @@ impl Redlock {
                 match reply {
                     Ok(present) => {
                         for (tally, present) in tallies.iter_mut().zip(present) {
-                            tally.add(&self.nodes, (i, Ok(present)));
+                            tally.add(&self.nodes, (i, present));
                         }
                     }
                     Err(fault) => {

@@ -213,11 +213,11 @@ pub(crate) fn extend_batch(
     let (mut keys, mut args) = (Vec::new(), Vec::new());
     let mut first = 0;
     for (i, &(hold, lease_ms)) in holds.iter().enumerate() {
-        if keys.len() + 2 > BATCH_KEYS {
+        let (key, marker) = batch_keys(prefix, hold);
+        if keys.len() + 1 + usize::from(marker.is_some()) > BATCH_KEYS {
             calls.push((first..i, batch_call(&keys, &args)));
             (keys, args, first) = (Vec::new(), Vec::new(), i);
         }
-        let (key, marker) = batch_keys(prefix, hold);
         keys.push(key);
         keys.extend(marker);
         let kind = match hold.mode() {
@@ -371,5 +371,37 @@ mod tests {
         assert_eq!(resource_of("fencelock:", &keys.lock), Some("x}y"));
         assert_eq!(resource_of("fencelock:", &keys.fence), None);
         assert_eq!(resource_of("fencelock:", "other:{x}"), None);
+    }
+
+    /// A batched extend fills each call up to the key cap exactly: a lock
+    /// names one key, a permit two, and a permit never straddles calls.
+    #[test]
+    fn batched_extends_carry_up_to_the_key_cap() {
+        let lock = |i: usize| Hold::new(format!("k{i}"), "o", "i");
+        let permit = |i: usize| lock(i).with_mode(Mode::Permit { permits: 3 }).in_slot(1);
+        let ranges = |holds: &[Hold]| {
+            let holds: Vec<(&Hold, u64)> = holds.iter().map(|h| (h, 1000)).collect();
+            let calls = extend_batch("p:", &holds);
+            calls
+                .into_iter()
+                .map(|(range, _)| (range.start, range.end))
+                .collect::<Vec<_>>()
+        };
+        let locks: Vec<Hold> = (0..2 * BATCH_KEYS + 1).map(lock).collect();
+        assert_eq!(ranges(&locks[..BATCH_KEYS]), [(0, BATCH_KEYS)]);
+        assert_eq!(
+            ranges(&locks[..BATCH_KEYS + 1]),
+            [(0, BATCH_KEYS), (BATCH_KEYS, BATCH_KEYS + 1)]
+        );
+        let permits: Vec<Hold> = (0..BATCH_KEYS / 2 + 1).map(permit).collect();
+        let half = BATCH_KEYS / 2;
+        assert_eq!(ranges(&permits[..half]), [(0, half)]);
+        assert_eq!(ranges(&permits), [(0, half), (half, half + 1)]);
+        // A lock then permits: the permit that would make 513 keys moves on.
+        let mixed: Vec<Hold> = std::iter::once(lock(0))
+            .chain((1..=half).map(permit))
+            .collect();
+        assert_eq!(ranges(&mixed), [(0, half), (half, half + 1)]);
+        assert!(ranges(&[]).is_empty());
     }
 }

@@ -5,7 +5,11 @@
 -- and the lock-delay). KEYS, the holds' keys in the same order: one per
 -- lock, read or write hold (its lock hash), two per permit (its slot's
 -- hash, the semaphore's marker).
--- Returns one reply per hold, in order: 1 extended, 0 not here.
+-- Returns one reply per hold, in order: 1 extended, 0 not here, or the
+-- text of the error that hold's extend raised (a key of the wrong type, a
+-- malformed hash). Each hold runs under pcall, so one hold in error fails
+-- alone, as its own extend would, and never the rest of the batch; what it
+-- did before the error only lengthened its own keys.
 -- A hold's keys are only ever lengthened, never created: a released hold
 -- stays released.
 if redis.replicate_commands then redis.replicate_commands() end
@@ -70,6 +74,15 @@ local function extend_rw(k, owner, id, ttl, kind)
   return 1
 end
 
+-- An error raised by redis.call is a table with an err field; one the
+-- Lua runtime raises (arithmetic on a missing field) is a string.
+local function failure(e)
+  if type(e) == 'table' and e.err then
+    return e.err
+  end
+  return tostring(e)
+end
+
 local replies = {}
 local k = 1
 for a = 1, #ARGV, 4 do
@@ -77,15 +90,21 @@ for a = 1, #ARGV, 4 do
   local owner = ARGV[a + 1]
   local id = ARGV[a + 2]
   local ttl = tonumber(ARGV[a + 3])
+  local ok, reply
   if kind == 'p' then
-    replies[#replies + 1] = extend_permit(k, owner, id, ttl)
+    ok, reply = pcall(extend_permit, k, owner, id, ttl)
     k = k + 2
   elseif kind == 'l' then
-    replies[#replies + 1] = extend_lock(k, owner, id, ttl)
+    ok, reply = pcall(extend_lock, k, owner, id, ttl)
     k = k + 1
   else
-    replies[#replies + 1] = extend_rw(k, owner, id, ttl, kind)
+    ok, reply = pcall(extend_rw, k, owner, id, ttl, kind)
     k = k + 1
+  end
+  if ok then
+    replies[#replies + 1] = reply
+  else
+    replies[#replies + 1] = failure(reply)
   end
 end
 return replies
