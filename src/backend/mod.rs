@@ -18,7 +18,10 @@ mod redact;
 mod report;
 mod validity;
 
-pub(crate) use background::Background;
+pub(crate) use background::{Background, Task};
+
+/// How many extends [`Backend::extend_many`]'s default runs at a time.
+const EXTENDS_AT_ONCE: usize = 64;
 pub use hold::{Grant, Hold, Mode, Parent};
 pub use notify::{ReleaseWatch, Signal};
 pub(crate) use quorum::{Verdict, verdict};
@@ -168,7 +171,7 @@ pub trait Backend: sealed::Sealed + Send + Sync + 'static {
     ///
     /// A backend that can carry many extends in one request per server
     /// does so (Redis: one script call per node for up to 512 keys); the
-    /// default runs the extends side by side. Either way each hold keeps
+    /// default runs the extends side by side, at most 64 at a time. Either way each hold keeps
     /// the semantics of its own extend: only ever lengthened, never
     /// re-created, its validity measured from before the first request.
     ///
@@ -188,11 +191,16 @@ pub trait Backend: sealed::Sealed + Send + Sync + 'static {
         holds: &[(&Hold, Duration)],
         options: &LockOptions,
     ) -> impl Future<Output = Vec<Result<Instant>>> + Send {
-        futures::future::join_all(
+        use futures::StreamExt;
+        // Bounded, so that a tick of many thousand holds does not open as
+        // many requests at once; `buffered` keeps the results in order.
+        futures::stream::iter(
             holds
                 .iter()
                 .map(|&(hold, ttl)| self.extend(hold, ttl, options)),
         )
+        .buffered(EXTENDS_AT_ONCE)
+        .collect()
     }
 
     /// Removes `hold`. Idempotent (see the contract).

@@ -11,7 +11,7 @@ use crate::options::LockOptions;
 
 use super::line::WaitLines;
 use super::reentry::LiveHolds;
-use super::renewer::Renewer;
+use super::renewer::{Renewer, Renewers};
 use super::telemetry::{Key, Telemetry};
 
 /// What a Locker shares with its clones, guards and watchdogs.
@@ -24,6 +24,9 @@ pub(crate) struct Shared<B: Backend> {
     /// The watchdog of every guard taken with these options: one task
     /// renewing them in batches.
     pub(crate) renewer: Arc<Renewer>,
+    /// The renewers of every set of options in use by this Locker's
+    /// family, so that equal options share one.
+    pub(crate) renewers: Arc<Renewers>,
     /// Dropped guards' releases and stopped watchdogs still running, for
     /// [`Locker::settled`](crate::Locker::settled).
     pub(crate) background: Background,
@@ -38,6 +41,7 @@ impl<B: Backend> Clone for Shared<B> {
             telemetry: Arc::clone(&self.telemetry),
             lines: Arc::clone(&self.lines),
             renewer: Arc::clone(&self.renewer),
+            renewers: Arc::clone(&self.renewers),
             background: self.background.clone(),
         }
     }

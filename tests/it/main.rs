@@ -54,7 +54,7 @@ mod proxy_fixture;
 mod reentrancy;
 mod reentrancy_model;
 mod renewal_batch;
-mod renewal_review;
+mod renewal_faults;
 mod rwlock;
 mod secrets;
 mod semaphore;

@@ -51,48 +51,80 @@ async fn calls(nodes: &RedisNodes) -> Vec<u64> {
 #[tokio::test]
 async fn renewal_calls_per_node_are_bounded_by_ticks_not_by_guards() {
     let nodes = start(3);
-    let options = short();
-    let interval = options.watchdog_interval().unwrap();
-    let locker = locker(&nodes, options);
+    let locker = locker(&nodes, short());
     crate::common::warm_up(&locker).await;
     bounded(LIMIT, async {
         let guards = hold_many(&locker, "many", 200).await;
-        let before = calls(&nodes).await;
-        let renewed_before = locker.statistics().renewals;
-        // A measuring window of several renewal intervals; nothing else
-        // runs scripts on these nodes meanwhile.
-        let window = Duration::from_secs(3);
-        tokio::time::sleep(window).await;
-        let after = calls(&nodes).await;
-        let renewals = locker.statistics().renewals - renewed_before;
-        assert!(guards.iter().all(LockGuard::is_held));
-        assert_eq!(locker.statistics().lost, 0);
-        // Every guard renewed about window / interval = 9 times.
-        let ticks = (window.as_secs_f64() / interval.as_secs_f64()) as u64;
-        assert!(
-            renewals >= 200 * (ticks - 2),
-            "{renewals} renewals of 200 guards in {window:?}"
-        );
-        // One call per node per tick (a tick renews every guard due within
-        // an eighth of the interval), not one per guard: at most a few
-        // ticks per interval, far below one call per guard and renewal.
-        for ((node, before), after) in nodes.iter().zip(before).zip(after) {
-            let made = after - before;
-            eprintln!(
-                "{}: {made} script calls for {renewals} renewals",
-                node.url()
-            );
-            assert!(
-                made <= 4 * (ticks + 1),
-                "{}: {made} script calls in {window:?} for 200 guards renewed every \
-                 {interval:?}: renewals are not batched",
-                node.url()
-            );
-        }
-        join_all(guards.into_iter().map(LockGuard::release)).await;
-        wait_until_no_locks(&nodes, Duration::from_secs(1)).await;
+        assert_renewed_in_batches(&nodes, &locker, guards).await;
     })
     .await;
+}
+
+/// A Locker made per call with the same options (`with_options` in a
+/// helper, say) shares the renewer of those options: its guards batch
+/// together too, instead of each getting a schedule of its own.
+#[tokio::test]
+async fn lockers_with_equal_options_batch_together() {
+    let nodes = start(3);
+    let locker = locker(&nodes, options());
+    crate::common::warm_up(&locker).await;
+    bounded(LIMIT, async {
+        let per_call = |name: String| {
+            let locker = locker.with_options(short()).unwrap();
+            async move { locker.lock(&name).await }
+        };
+        let guards = join_all((0..200).map(|i| per_call(format!("per-call-{i}")))).await;
+        let guards: Vec<_> = guards.into_iter().map(Result::unwrap).collect();
+        locker.backend().settled().await;
+        assert_renewed_in_batches(&nodes, &locker, guards).await;
+    })
+    .await;
+}
+
+/// Watches `guards` (of ttl 1 s) for several renewal intervals: each is
+/// kept and renewed every interval, with one script call per node per
+/// tick, not one per guard; then releases them.
+async fn assert_renewed_in_batches(
+    nodes: &RedisNodes,
+    locker: &Locker<Redlock>,
+    guards: Vec<LockGuard<Redlock>>,
+) {
+    let interval = short().watchdog_interval().unwrap();
+    let count = guards.len() as u64;
+    let before = calls(nodes).await;
+    let renewed_before = locker.statistics().renewals;
+    // A measuring window of several renewal intervals; nothing else runs
+    // scripts on these nodes meanwhile.
+    let window = Duration::from_secs(3);
+    tokio::time::sleep(window).await;
+    let after = calls(nodes).await;
+    let renewals = locker.statistics().renewals - renewed_before;
+    assert!(guards.iter().all(LockGuard::is_held));
+    assert_eq!(locker.statistics().lost, 0);
+    // Every guard renewed about window / interval = 9 times.
+    let ticks = (window.as_secs_f64() / interval.as_secs_f64()) as u64;
+    assert!(
+        renewals >= count * (ticks - 2),
+        "{renewals} renewals of {count} guards in {window:?}"
+    );
+    // One call per node per tick (a tick renews every guard due within an
+    // eighth of the interval), not one per guard: at most a few ticks per
+    // interval, far below one call per guard and renewal.
+    for ((node, before), after) in nodes.iter().zip(before).zip(after) {
+        let made = after - before;
+        eprintln!(
+            "{}: {made} script calls for {renewals} renewals",
+            node.url()
+        );
+        assert!(
+            made <= 4 * (ticks + 1),
+            "{}: {made} script calls in {window:?} for {count} guards renewed every \
+             {interval:?}: renewals are not batched",
+            node.url()
+        );
+    }
+    join_all(guards.into_iter().map(LockGuard::release)).await;
+    wait_until_no_locks(nodes, Duration::from_secs(1)).await;
 }
 
 #[tokio::test]

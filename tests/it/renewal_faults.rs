@@ -1,4 +1,7 @@
-//! Review probes of the batched renewer (review/renew).
+//! The batched renewer where it could fail its guards: live guards'
+//! renewals and `Locker::settled`, holds taken on several runtimes (one
+//! idle, one shut down), and one hold in a batch whose key now holds
+//! something else.
 
 use std::time::{Duration, Instant};
 
@@ -11,11 +14,11 @@ fn short() -> LockOptions {
         .node_timeout(Duration::from_millis(150))
 }
 
-/// `Locker::settled` says guards still held are not waited for and that it
-/// returns within a few node timeouts. With one node paused every batch
-/// lasts a node timeout; holds acquired 50 ms apart fall in different
-/// batches (the early window is interval/8 = 41 ms), so batches overlap and
-/// the background count never reaches zero.
+/// `Locker::settled` does not wait for guards still held, and returns
+/// within a few node timeouts. With one node paused every batch lasts a
+/// node timeout; holds acquired 50 ms apart fall in different batches (the
+/// early window is interval/8 = 41 ms), so batches overlap: were they
+/// counted as background work, the count would never reach zero.
 #[tokio::test]
 async fn settled_is_not_held_up_by_live_guards_renewals() {
     let mut nodes = start(3);
@@ -49,9 +52,9 @@ async fn settled_is_not_held_up_by_live_guards_renewals() {
     locker.settled().await;
 }
 
-/// The renewer task lives on the runtime of the first watched hold. A hold
-/// taken on another runtime is never renewed while that first runtime is
-/// not driven (a current-thread runtime between its `block_on`s).
+/// A hold taken on one runtime is renewed while another runtime, on which
+/// an earlier hold was taken, is not driven (a current-thread runtime
+/// between its `block_on`s): each runtime with holds has a renewer task.
 #[test]
 fn a_hold_on_one_runtime_is_renewed_while_another_runtime_idles() {
     let nodes = start(3);
@@ -90,9 +93,8 @@ fn a_hold_on_one_runtime_is_renewed_while_another_runtime_idles() {
     main.block_on(locker.settled());
 }
 
-/// The renewer task is dropped with the runtime it was spawned on; holds
-/// of other runtimes that are already watched get no new task until some
-/// other hold is watched.
+/// A renewer task ends with the runtime it was spawned on; the holds of
+/// other runtimes, already watched, are still renewed by theirs.
 #[test]
 fn holds_stay_renewed_after_the_first_holds_runtime_shuts_down() {
     let nodes = start(3);
@@ -128,10 +130,9 @@ fn holds_stay_renewed_after_the_first_holds_runtime_shuts_down() {
     }));
 }
 
-/// extend.lua on a key holding foreign data fails that one hold's extend
-/// (an error reply from that node). In a batch the script aborts, so the
-/// node's reply to every hold of the call is an error: one bad key costs
-/// every co-batched hold that node's vote; on a quorum, all are lost.
+/// A hold whose key now holds foreign data fails its renewal with an
+/// error reply on each node, as its own extend would; the holds renewed in
+/// the same batch keep theirs (extend_batch.lua runs each under pcall).
 #[tokio::test]
 async fn a_hold_whose_key_holds_foreign_data_fails_alone() {
     use fencelock::deadpool_redis::redis;
@@ -139,8 +140,8 @@ async fn a_hold_whose_key_holds_foreign_data_fails_alone() {
     let locker = locker(&nodes, short());
     warm_up(&locker).await;
     bounded(Duration::from_secs(30), async {
-        let guards =
-            futures::future::join_all((0..20).map(|i| locker.lock_owned_for_review(i))).await;
+        let names: Vec<String> = (0..20).map(|i| format!("foreign-{i}")).collect();
+        let guards = futures::future::join_all(names.iter().map(|name| locker.lock(name))).await;
         let guards: Vec<_> = guards.into_iter().map(Result::unwrap).collect();
         locker.backend().settled().await;
         // foreign-5 lost and its name overwritten by something else.
@@ -165,20 +166,4 @@ async fn a_hold_whose_key_holds_foreign_data_fails_alone() {
         );
     })
     .await;
-}
-
-trait ReviewExt {
-    async fn lock_owned_for_review(
-        &self,
-        i: usize,
-    ) -> fencelock::Result<fencelock::LockGuard<fencelock::Redlock>>;
-}
-
-impl ReviewExt for fencelock::Locker<fencelock::Redlock> {
-    async fn lock_owned_for_review(
-        &self,
-        i: usize,
-    ) -> fencelock::Result<fencelock::LockGuard<fencelock::Redlock>> {
-        self.lock(&format!("foreign-{i}")).await
-    }
 }
