@@ -1,7 +1,7 @@
 //! Server CPU per request: what one redis-server spends on each request a
-//! lock round sends it, measured from the server's own CPU counters
-//! (`INFO cpu`, getrusage, microsecond resolution), so that time the
-//! server spent waiting for a core does not count. The requests go in
+//! lock round sends it, measured from the server's threads' on-CPU time
+//! (`/proc/<pid>/task/*/schedstat`, nanoseconds), so that time the server
+//! spent waiting for a core does not count. The requests go in
 //! pipelines of 64, as they arrive at a node under load, on one
 //! connection.
 //!
@@ -24,6 +24,7 @@ use fencelock::testing::RedisServer;
 use redis::aio::MultiplexedConnection;
 
 mod floors;
+use floors::cpu::Cpu;
 
 const OPS: usize = 65_536;
 const PIPELINE: usize = 64;
@@ -37,29 +38,13 @@ const EMPTY: &str = "return 1";
 /// next to nothing).
 const ONE_CALL: &str = "return redis.call('EXISTS', KEYS[1])";
 
-/// The server's CPU time so far, user and system, in microseconds.
-async fn server_cpu_us(conn: &mut MultiplexedConnection) -> f64 {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|l| {
-            l.strip_prefix("used_cpu_sys:")
-                .or_else(|| l.strip_prefix("used_cpu_user:"))
-        })
-        .map(|v| v.trim().parse::<f64>().unwrap() * 1e6)
-        .sum()
-}
-
 /// Sends `request(i)` for every `i` in `0..OPS`, in pipelines; the
 /// server's CPU microseconds per request.
-async fn per_request<F>(conn: &mut MultiplexedConnection, request: F) -> f64
+async fn per_request<F>(conn: &mut MultiplexedConnection, pid: &str, request: F) -> f64
 where
     F: Fn(usize) -> redis::Cmd,
 {
-    let before = server_cpu_us(conn).await;
+    let before = Cpu::read(pid);
     for chunk in (0..OPS).collect::<Vec<_>>().chunks(PIPELINE) {
         let mut pipe = redis::pipe();
         for &i in chunk {
@@ -67,7 +52,8 @@ where
         }
         let () = pipe.query_async(conn).await.unwrap();
     }
-    (server_cpu_us(conn).await - before) / OPS as f64
+    let (spent, _) = Cpu::read(pid).since(&before);
+    spent.as_secs_f64() * 1e6 / OPS as f64
 }
 
 fn evalsha(script: &redis::Script, keys: &[String]) -> redis::Cmd {
@@ -79,6 +65,7 @@ fn evalsha(script: &redis::Script, keys: &[String]) -> redis::Cmd {
 fn main() {
     let runtime = floors::runtime();
     let server = RedisServer::start().expect("start redis-server (run scripts/setup)");
+    let pid = server.pid().expect("a running server").to_string();
     let scripts = [ACQUIRE, RELEASE, EMPTY, ONE_CALL].map(redis::Script::new);
     let [acquire, release, empty, one_call] = &scripts;
     let (mut set, mut cad, mut acq, mut rel) = (vec![], vec![], vec![], vec![]);
@@ -109,19 +96,19 @@ fn main() {
         };
         // Warm-up: every fencing counter exists, as for names locked before.
         for round in 0..=SAMPLES {
-            let a = per_request(&mut conn, |i| {
+            let a = per_request(&mut conn, &pid, |i| {
                 let mut cmd = evalsha(acquire, &lock(i));
                 cmd.arg("owner").arg(i).arg(30_000).arg(10).arg("");
                 cmd
             })
             .await;
-            let r = per_request(&mut conn, |i| {
+            let r = per_request(&mut conn, &pid, |i| {
                 let mut cmd = evalsha(release, &lock(i)[..1]);
                 cmd.arg("owner").arg(i).arg("1");
                 cmd
             })
             .await;
-            let s = per_request(&mut conn, |i| {
+            let s = per_request(&mut conn, &pid, |i| {
                 let mut cmd = redis::cmd("SET");
                 cmd.arg(format!("raw:{{r-{i}}}"))
                     .arg("raw-owner")
@@ -131,14 +118,17 @@ fn main() {
                 cmd
             })
             .await;
-            let c = per_request(&mut conn, |i| {
+            let c = per_request(&mut conn, &pid, |i| {
                 let mut cmd = evalsha(&compare_and_delete, &[format!("raw:{{r-{i}}}")]);
                 cmd.arg("raw-owner");
                 cmd
             })
             .await;
-            let e = per_request(&mut conn, |i| evalsha(empty, &lock(i)[..1])).await;
-            let o = per_request(&mut conn, |i| evalsha(one_call, &[format!("none:{i}")])).await;
+            let e = per_request(&mut conn, &pid, |i| evalsha(empty, &lock(i)[..1])).await;
+            let o = per_request(&mut conn, &pid, |i| {
+                evalsha(one_call, &[format!("none:{i}")])
+            })
+            .await;
             if round > 0 {
                 acq.push(a);
                 rel.push(r);

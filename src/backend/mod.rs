@@ -18,7 +18,10 @@ mod redact;
 mod report;
 mod validity;
 
-pub(crate) use background::{Background, Owned};
+pub(crate) use background::{Background, Task};
+
+/// How many extends [`Backend::extend_many`]'s default runs at a time.
+const EXTENDS_AT_ONCE: usize = 64;
 pub use hold::{Grant, Hold, Mode, Parent};
 pub use notify::{ReleaseWatch, Signal};
 pub(crate) use quorum::{Verdict, verdict};
@@ -159,6 +162,46 @@ pub trait Backend: sealed::Sealed + Send + Sync + 'static {
         ttl: Duration,
         options: &LockOptions,
     ) -> impl Future<Output = Result<Instant>> + Send;
+
+    /// Makes the lock of each of `holds` live for its ttl from now, as
+    /// [`extend`](Backend::extend) does for one hold: one result per hold,
+    /// in order, each decided on its own (a hold gone, or refused by a
+    /// quorum, fails alone). The watchdog renews every hold of a Locker
+    /// that falls due at about the same time with one call.
+    ///
+    /// A backend that can carry many extends in one request per server
+    /// does so (Redis: one script call per node for up to 512 keys); the
+    /// default runs the extends side by side, at most 64 at a time. Either way each hold keeps
+    /// the semantics of its own extend: only ever lengthened, never
+    /// re-created, its validity measured from before the first request.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future is allowed at any await point: an extend that
+    /// reached a server only lengthened a hold that was still there, and
+    /// the Locker's undo (an idempotent `release`) removes it as ever.
+    ///
+    /// # Errors
+    ///
+    /// Each result as [`extend`](Backend::extend)'s; a server that fails
+    /// or times out fails that server's vote for every hold the request
+    /// carried.
+    fn extend_many(
+        &self,
+        holds: &[(&Hold, Duration)],
+        options: &LockOptions,
+    ) -> impl Future<Output = Vec<Result<Instant>>> + Send {
+        use futures::StreamExt;
+        // Bounded, so that a tick of many thousand holds does not open as
+        // many requests at once; `buffered` keeps the results in order.
+        futures::stream::iter(
+            holds
+                .iter()
+                .map(|&(hold, ttl)| self.extend(hold, ttl, options)),
+        )
+        .buffered(EXTENDS_AT_ONCE)
+        .collect()
+    }
 
     /// Removes `hold`. Idempotent (see the contract).
     ///

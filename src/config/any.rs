@@ -194,6 +194,14 @@ impl Backend for AnyBackend {
         forward!(self, b => Backend::extend(b, hold, ttl, options))
     }
 
+    async fn extend_many(
+        &self,
+        holds: &[(&Hold, Duration)],
+        options: &LockOptions,
+    ) -> Vec<Result<Instant>> {
+        forward!(self, b => Backend::extend_many(b, holds, options))
+    }
+
     async fn release(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
         forward!(self, b => Backend::release(b, hold, options))
     }

@@ -11,7 +11,7 @@ use super::handoff::Handoff;
 use super::lease::Lease;
 use super::shared::Shared;
 use super::telemetry::held_result;
-use super::watchdog::{Renewal, WatchdogHandle};
+use super::watchdog::WatchdogHandle;
 use crate::backend::{Backend, Hold, Mode};
 use crate::error::{Error, Result};
 use crate::fencing::FencingToken;
@@ -151,17 +151,13 @@ pub(crate) struct Held<B: Backend> {
 impl<B: Backend> Held<B> {
     pub(crate) fn new(hold: ReleaseOnDrop<B>, token: FencingToken, valid_until: Instant) -> Self {
         let lease = Arc::new(Lease::new(valid_until));
-        let watchdog = hold.shared.options.watchdog_interval().map(|interval| {
-            Renewal {
-                shared: hold.shared.clone(),
-                hold: hold.hold().clone(),
-                lease: Arc::clone(&lease),
-                token,
-                interval,
-                acquired_at: Instant::now(),
-            }
-            .spawn()
-        });
+        let watchdog = WatchdogHandle::watch(
+            &hold.shared,
+            hold.hold().clone(),
+            Arc::clone(&lease),
+            token,
+            Instant::now(),
+        );
         Self {
             watchdog,
             hold,
@@ -221,6 +217,9 @@ impl<B: Backend> Held<B> {
         let outcome = tokio::time::timeout_at(deadline.into(), downgrade.instrument(span)).await;
         self.within_validity(outcome)?;
         self.hold.set_mode(Mode::Read);
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.set_hold(self.hold.hold().clone());
+        }
         Ok(())
     }
 

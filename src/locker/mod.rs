@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 use tracing::field::{Empty, display};
 
-use crate::backend::{Backend, Hold, Mode, Parent};
+use crate::backend::{Backend, Background, Hold, Mode, Parent};
 use crate::error::{Error, Result};
 use crate::options::{LockOptions, validate_key};
 
@@ -21,6 +21,7 @@ mod line;
 mod owner;
 mod read_write;
 mod reentry;
+mod renewer;
 mod scoped;
 mod semaphore;
 mod shared;
@@ -38,6 +39,7 @@ pub use telemetry::Statistics;
 
 use held::{Held, ReleaseOnDrop};
 use owner::{current_owner, new_instance_id, next_hold_id};
+use renewer::Renewers;
 use shared::Shared;
 use telemetry::Telemetry;
 
@@ -131,14 +133,19 @@ impl<B: Backend> Locker<B> {
     /// [`LockOptions::validate`]).
     pub fn new(backend: B, options: LockOptions) -> Result<Self> {
         backend.check_options(&options)?;
+        let options = Arc::new(options);
+        let background = Background::default();
+        let renewers = Arc::new(Renewers::default());
         Ok(Self {
             shared: Shared {
                 telemetry: Arc::new(Telemetry::new(backend.name())),
                 backend: Arc::new(backend),
-                options: Arc::new(options),
+                renewer: renewers.of(&options, &background),
+                renewers,
+                options,
                 live: Arc::default(),
                 lines: Arc::default(),
-                background: Default::default(),
+                background,
             },
             instance: new_instance_id(),
             owner: None,
@@ -155,6 +162,8 @@ impl<B: Backend> Locker<B> {
         self.shared.backend.check_options(&options)?;
         let mut locker = self.clone();
         locker.shared.options = Arc::new(options);
+        let shared = &mut locker.shared;
+        shared.renewer = shared.renewers.of(&shared.options, &shared.background);
         Ok(locker)
     }
 

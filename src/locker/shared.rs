@@ -11,6 +11,7 @@ use crate::options::LockOptions;
 
 use super::line::WaitLines;
 use super::reentry::LiveHolds;
+use super::renewer::{Renewer, Renewers};
 use super::telemetry::{Key, Telemetry};
 
 /// What a Locker shares with its clones, guards and watchdogs.
@@ -20,6 +21,12 @@ pub(crate) struct Shared<B: Backend> {
     pub(crate) live: Arc<LiveHolds>,
     pub(crate) telemetry: Arc<Telemetry>,
     pub(crate) lines: Arc<WaitLines>,
+    /// The watchdog of every guard taken with these options: one task
+    /// renewing them in batches.
+    pub(crate) renewer: Arc<Renewer>,
+    /// The renewers of every set of options in use by this Locker's
+    /// family, so that equal options share one.
+    pub(crate) renewers: Arc<Renewers>,
     /// Dropped guards' releases and stopped watchdogs still running, for
     /// [`Locker::settled`](crate::Locker::settled).
     pub(crate) background: Background,
@@ -33,6 +40,8 @@ impl<B: Backend> Clone for Shared<B> {
             live: Arc::clone(&self.live),
             telemetry: Arc::clone(&self.telemetry),
             lines: Arc::clone(&self.lines),
+            renewer: Arc::clone(&self.renewer),
+            renewers: Arc::clone(&self.renewers),
             background: self.background.clone(),
         }
     }

@@ -185,13 +185,15 @@ impl<T: Send + 'static> FanOut<T> {
     /// given now. Takes in nothing new.
     pub(crate) fn in_hand(&mut self) -> Vec<Reply<T>> {
         let reported = &mut self.reported;
-        let (ready, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.buffered)
-            .into_iter()
-            .partition(|&(i, _)| !reported[i]);
+        // On the acquire's hot path: the buffer is kept, and the result
+        // allocates only when it has something.
+        let ready: Vec<_> = self
+            .buffered
+            .extract_if(.., |(i, _)| !reported[*i])
+            .collect();
         for &(i, _) in &ready {
             reported[i] = true;
         }
-        self.buffered = rest;
         ready
     }
 

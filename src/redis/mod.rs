@@ -14,6 +14,7 @@ mod fenced;
 mod node;
 mod order;
 mod release;
+mod renew;
 mod replies;
 mod requests;
 mod scripts;
@@ -227,6 +228,14 @@ impl Backend for Redlock {
 
     async fn extend(&self, hold: &Hold, ttl: Duration, options: &LockOptions) -> Result<Instant> {
         self.extend_hold(hold, ttl, options).await
+    }
+
+    async fn extend_many(
+        &self,
+        holds: &[(&Hold, Duration)],
+        options: &LockOptions,
+    ) -> Vec<Result<Instant>> {
+        self.extend_holds(holds, options).await
     }
 
     async fn inspect(&self, key: &str, options: &LockOptions) -> Result<LockInfo> {

@@ -17,14 +17,14 @@ use crate::options::LockOptions;
 
 /// The nodes' answers to a request about one hold: present (yes) or not (no).
 #[derive(Default)]
-struct Tally {
+pub(super) struct Tally {
     yes: usize,
     no: usize,
     failures: Vec<NodeFailure>,
 }
 
 impl Tally {
-    fn add(&mut self, nodes: &[RedisNode], (i, reply): Reply<bool>) {
+    pub(super) fn add(&mut self, nodes: &[RedisNode], (i, reply): Reply<bool>) {
         match reply {
             Ok(true) => self.yes += 1,
             Ok(false) => self.no += 1,
@@ -38,7 +38,7 @@ impl Tally {
 
     /// Whether a quorum had the hold: `NotHeld` when so many did not that a
     /// quorum was impossible, `QuorumUnavailable` when too few answered.
-    fn held(self, key: &str, nodes: usize, quorum: usize) -> Result<()> {
+    pub(super) fn held(self, key: &str, nodes: usize, quorum: usize) -> Result<()> {
         match self.verdict(nodes, quorum) {
             Verdict::Quorum => Ok(()),
             Verdict::Refused => Err(Error::NotHeld {

@@ -69,6 +69,20 @@ pub(crate) fn decode_extend(reply: i64) -> Result<bool, NodeFault> {
     }
 }
 
+/// One hold's reply within a batched extend: as [`decode_extend`], or the
+/// text of the error that hold's extend raised on the node.
+pub(crate) fn decode_batched_extend(reply: redis::Value) -> Result<bool, NodeFault> {
+    match reply {
+        redis::Value::Int(reply) => decode_extend(reply),
+        redis::Value::BulkString(text) => Err(NodeFault::Server(
+            String::from_utf8_lossy(&text).into_owned(),
+        )),
+        other => Err(NodeFault::Protocol(format!(
+            "extend_batch returned {other:?}"
+        ))),
+    }
+}
+
 /// The release script's reply: whether the hold was present.
 pub(crate) fn decode_release(reply: i64) -> Result<bool, NodeFault> {
     match reply {

@@ -7,7 +7,10 @@ use redis::Cmd;
 
 use super::RedisNode;
 use super::fence::Raised;
-use super::replies::{AcquireReply, decode_extend, decode_inspect, decode_raise, decode_release};
+use super::replies::{
+    AcquireReply, decode_batched_extend, decode_extend, decode_inspect, decode_raise,
+    decode_release,
+};
 use super::scripts::{self, Keys};
 use crate::backend::LockRecord;
 use crate::error::NodeFault;
@@ -33,6 +36,33 @@ impl RedisNode {
     ) -> Result<bool, NodeFault> {
         let reply = async { decode_extend(self.query(cmd, timeout).await?) };
         self.noted("extend", reply.await)
+    }
+
+    /// Runs a prepared batched extend ([`scripts::extend_batch`]) of
+    /// `holds` holds; for each, whether it was present (and is now
+    /// lengthened), or the error its own extend met on this node: one
+    /// hold's error is that hold's alone (extend_batch.lua).
+    pub(crate) async fn extend_batch(
+        &self,
+        cmd: &Cmd,
+        holds: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Result<bool, NodeFault>>, NodeFault> {
+        let reply = async {
+            let replies: Vec<redis::Value> = self.query(cmd, timeout).await?;
+            if replies.len() != holds {
+                return Err(NodeFault::Protocol(format!(
+                    "extend_batch returned {} replies for {holds} holds",
+                    replies.len()
+                )));
+            }
+            Ok(replies.into_iter().map(decode_batched_extend).collect())
+        };
+        let replies: Vec<Result<bool, NodeFault>> = self.noted("extend", reply.await)?;
+        for fault in replies.iter().filter_map(|r| r.as_ref().err()) {
+            crate::trace::node_failed(self.name(), "extend", fault);
+        }
+        Ok(replies)
     }
 
     /// Runs a prepared release ([`scripts::release`]); whether the hold was

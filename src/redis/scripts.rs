@@ -18,6 +18,11 @@ pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUI
 const EXTEND_SOURCE: &str = include_str!("lua/extend.lua");
 pub(crate) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_SOURCE));
 
+/// Resets the expiry of many holds' locks, of any kind, in one call.
+const EXTEND_BATCH_SOURCE: &str = include_str!("lua/extend_batch.lua");
+pub(crate) static EXTEND_BATCH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(EXTEND_BATCH_SOURCE));
+
 /// Removes one hold, and the lock with its last hold.
 const RELEASE_SOURCE: &str = include_str!("lua/release.lua");
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_SOURCE));
@@ -65,9 +70,10 @@ const SEM_RELEASE_SOURCE: &str = include_str!("lua/sem_release.lua");
 pub(crate) static SEM_RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(SEM_RELEASE_SOURCE));
 
 /// Every script's source, for loading them on a new connection.
-pub(crate) const SOURCES: [&str; 13] = [
+pub(crate) const SOURCES: [&str; 14] = [
     ACQUIRE_SOURCE,
     EXTEND_SOURCE,
+    EXTEND_BATCH_SOURCE,
     RELEASE_SOURCE,
     RAISE_FENCE_SOURCE,
     INSPECT_SOURCE,
@@ -173,6 +179,65 @@ pub(crate) fn extend(keys: &Keys, hold: &Hold, lease_ms: u64) -> Cmd {
     cmd.arg(hold.owner()).arg(hold.id()).arg(lease_ms);
     if matches!(hold.mode(), Mode::Read | Mode::Write) {
         cmd.arg(rw_mode(hold.mode()));
+    }
+    cmd
+}
+
+/// The most keys one batched extend carries: the script runs atomically,
+/// so a call must stay short enough not to hold a server up for long (a
+/// few hundred microseconds at this size); more holds go as more calls.
+pub(crate) const BATCH_KEYS: usize = 512;
+
+/// The keys a hold's extend names: its lock hash, and for a permit its
+/// slot's hash and then the semaphore's marker (the order extend_batch.lua
+/// and sem_extend.lua read them in).
+fn batch_keys(prefix: &str, hold: &Hold) -> (String, Option<String>) {
+    let lock = Keys::lock_key(prefix, hold.key());
+    match hold.mode() {
+        Mode::Permit { .. } => {
+            let slot = format!("{lock}:permit:{}", hold.slot().unwrap_or(NO_SLOT));
+            (slot, Some(lock))
+        }
+        _ => (lock, None),
+    }
+}
+
+/// Lengthens the locks of `holds`, each to its `lease_ms` (see
+/// extend_batch.lua): one call per at most [`BATCH_KEYS`] keys, each with
+/// the range of `holds` it carries.
+pub(crate) fn extend_batch(
+    prefix: &str,
+    holds: &[(&Hold, u64)],
+) -> Vec<(std::ops::Range<usize>, Cmd)> {
+    let mut calls = Vec::new();
+    let (mut keys, mut args) = (Vec::new(), Vec::new());
+    let mut first = 0;
+    for (i, &(hold, lease_ms)) in holds.iter().enumerate() {
+        let (key, marker) = batch_keys(prefix, hold);
+        if keys.len() + 1 + usize::from(marker.is_some()) > BATCH_KEYS {
+            calls.push((first..i, batch_call(&keys, &args)));
+            (keys, args, first) = (Vec::new(), Vec::new(), i);
+        }
+        keys.push(key);
+        keys.extend(marker);
+        let kind = match hold.mode() {
+            Mode::Permit { .. } => "p",
+            Mode::Read => "r",
+            Mode::Write => "w",
+            _ => "l",
+        };
+        args.push((kind, hold.owner(), hold.id(), lease_ms));
+    }
+    if !args.is_empty() {
+        calls.push((first..holds.len(), batch_call(&keys, &args)));
+    }
+    calls
+}
+
+fn batch_call(keys: &[String], args: &[(&str, &str, &str, u64)]) -> Cmd {
+    let mut cmd = evalsha(&EXTEND_BATCH, keys);
+    for &(kind, owner, id, lease_ms) in args {
+        cmd.arg(kind).arg(owner).arg(id).arg(lease_ms);
     }
     cmd
 }
@@ -306,5 +371,37 @@ mod tests {
         assert_eq!(resource_of("fencelock:", &keys.lock), Some("x}y"));
         assert_eq!(resource_of("fencelock:", &keys.fence), None);
         assert_eq!(resource_of("fencelock:", "other:{x}"), None);
+    }
+
+    /// A batched extend fills each call up to the key cap exactly: a lock
+    /// names one key, a permit two, and a permit never straddles calls.
+    #[test]
+    fn batched_extends_carry_up_to_the_key_cap() {
+        let lock = |i: usize| Hold::new(format!("k{i}"), "o", "i");
+        let permit = |i: usize| lock(i).with_mode(Mode::Permit { permits: 3 }).in_slot(1);
+        let ranges = |holds: &[Hold]| {
+            let holds: Vec<(&Hold, u64)> = holds.iter().map(|h| (h, 1000)).collect();
+            let calls = extend_batch("p:", &holds);
+            calls
+                .into_iter()
+                .map(|(range, _)| (range.start, range.end))
+                .collect::<Vec<_>>()
+        };
+        let locks: Vec<Hold> = (0..2 * BATCH_KEYS + 1).map(lock).collect();
+        assert_eq!(ranges(&locks[..BATCH_KEYS]), [(0, BATCH_KEYS)]);
+        assert_eq!(
+            ranges(&locks[..BATCH_KEYS + 1]),
+            [(0, BATCH_KEYS), (BATCH_KEYS, BATCH_KEYS + 1)]
+        );
+        let permits: Vec<Hold> = (0..BATCH_KEYS / 2 + 1).map(permit).collect();
+        let half = BATCH_KEYS / 2;
+        assert_eq!(ranges(&permits[..half]), [(0, half)]);
+        assert_eq!(ranges(&permits), [(0, half), (half, half + 1)]);
+        // A lock then permits: the permit that would make 513 keys moves on.
+        let mixed: Vec<Hold> = std::iter::once(lock(0))
+            .chain((1..=half).map(permit))
+            .collect();
+        assert_eq!(ranges(&mixed), [(0, half), (half, half + 1)]);
+        assert!(ranges(&[]).is_empty());
     }
 }

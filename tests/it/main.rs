@@ -53,6 +53,8 @@ mod properties;
 mod proxy_fixture;
 mod reentrancy;
 mod reentrancy_model;
+mod renewal_batch;
+mod renewal_faults;
 mod rwlock;
 mod secrets;
 mod semaphore;
