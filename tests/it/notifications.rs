@@ -474,13 +474,30 @@ async fn waiters_of_several_lockers_take_turns_without_retry_pauses() {
         let per_locker: Vec<usize> = (0..LOCKERS)
             .map(|l| acquired.iter().filter(|a| a.1 == l).count())
             .collect();
-        // A fair race hands the lock to another Locker about three times
-        // in four; the releasing Locker keeping it had this at 1-2%.
+        // The longest run of acquisitions by one Locker.
+        let longest = acquired
+            .chunk_by(|a, b| a.1 == b.1)
+            .map(<[_]>::len)
+            .max()
+            .unwrap_or(0);
+        eprintln!("between {between}, longest run {longest}, per Locker {per_locker:?}");
+        // One release in four is a fair race, which another Locker wins
+        // most of the time: about a fifth of the acquisitions change
+        // Locker (measured 21-23%), and a Locker's run ends within a few
+        // fours (longest measured 24; 64 needs a Locker to win some
+        // fifteen races in a row). The releasing Locker keeping the lock
+        // had 1-2% and runs of hundreds.
         assert!(
-            between * 4 >= acquired.len(),
-            "only {between} of {} acquisitions went to another Locker than the one before \
-             (per Locker: {per_locker:?})",
+            between * 10 >= acquired.len() && longest <= 64,
+            "only {between} of {} acquisitions went to another Locker than the one before, \
+             the longest run by one Locker was {longest} (per Locker: {per_locker:?})",
             acquired.len()
+        );
+        assert!(
+            per_locker
+                .iter()
+                .all(|&n| n * 2 * LOCKERS >= acquired.len()),
+            "a Locker got less than half its share: {per_locker:?}"
         );
     })
     .await;
