@@ -127,8 +127,13 @@ impl<T: Send + 'static> FanOut<T> {
 
     /// From now on, which nodes' requests have ended: a request that must
     /// reach a node after this one waits for the node's bit. At most 64
-    /// nodes (the Redlock checks it).
+    /// nodes (the Redlock checks it). Every call shares one channel: a
+    /// receiver handed out earlier must not see its sender dropped (which
+    /// reads as "every request ended") while requests are still out.
     pub(crate) fn answers(&mut self) -> Answers {
+        if let Some(announce) = &self.announce {
+            return announce.subscribe();
+        }
         self.take_ready();
         let mask = self
             .finished

@@ -39,7 +39,7 @@ use crate::backend::{Backend, Grant, Hold};
 use crate::backend::{ForceReleased, ListCursor, ListPage, LockInfo};
 use crate::error::{Error, Result};
 use crate::options::LockOptions;
-use order::{InflightTable, Rounds};
+use order::{InflightTable, Releases, Rounds};
 use scripts::Keys;
 use subscriber::Subscriptions;
 
@@ -68,6 +68,8 @@ pub struct Redlock {
     inflight: Arc<InflightTable>,
     /// Rounds under way, which decide how a round settles its slowest nodes.
     rounds: Rounds,
+    /// Releases per key, which decide when one yields to other processes.
+    releases: Releases,
     background: Background,
     /// How many nodes must agree: a majority of them.
     quorum: usize,
@@ -117,6 +119,7 @@ impl Redlock {
             subscriptions,
             inflight: Arc::default(),
             rounds: Rounds::default(),
+            releases: Releases::default(),
             background: Background::default(),
         })
     }

@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,41 @@ impl std::fmt::Debug for InflightTable {
             .field("acquires", &inflight.acquires.len())
             .field("releases", &inflight.releases.len())
             .finish()
+    }
+}
+
+/// Of each run of releases of one key by this coordinator, the last of
+/// [`YIELD_EVERY`] lets the nodes answer it before this process's next
+/// acquire of the key goes out (see [`Redlock::releasing`]).
+const YIELD_EVERY: u32 = 4;
+
+/// Counts this coordinator's releases per key (in 64 slots, by hash: keys
+/// that share a slot share a count, which only moves when one yields).
+pub(super) struct Releases {
+    slots: [AtomicU32; 64],
+    hasher: RandomState,
+}
+
+impl Default for Releases {
+    fn default() -> Self {
+        Self {
+            slots: std::array::from_fn(|_| AtomicU32::new(0)),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Releases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Releases").finish_non_exhaustive()
+    }
+}
+
+impl Releases {
+    /// Counts a release of `lock_key`; whether it is one that yields.
+    pub(super) fn yields(&self, lock_key: &str) -> bool {
+        let slot = (self.hasher.hash_one(lock_key) % 64) as usize;
+        self.slots[slot].fetch_add(1, Ordering::Relaxed) % YIELD_EVERY == YIELD_EVERY - 1
     }
 }
 
@@ -169,6 +205,48 @@ impl Redlock {
         });
     }
 
+    /// Records `release` of `lock_key` as under way, from before its first
+    /// request goes out until the returned record is dropped (or handed
+    /// over to [`settle_release`](Self::settle_release)): acquires of the
+    /// key from this process wait for it node by node meanwhile.
+    ///
+    /// Without this, an acquire made while the caller's round was still
+    /// out (the next waiter of this process's line, which takes its turn
+    /// as the holder returns) went down each node's connection right
+    /// behind the release, and ran there microseconds after it, before
+    /// any other process could have heard the release announced: the lock
+    /// stayed in the releasing process as long as its line had waiters
+    /// (docs/performance.md, "Contention across processes"). Waiting for
+    /// the node's answer puts this process one hop behind the release, as
+    /// the news puts everyone else.
+    ///
+    /// Only one release of a key in [`YIELD_EVERY`] does so: the wait costs
+    /// the next local holder a round trip, which took a quarter off the
+    /// hand-over rate of one process's line when every release paid it. A
+    /// process then passes the lock to its own waiters at most three times
+    /// in a row before the others get an even chance at it (`None`: this
+    /// release does not yield).
+    pub(super) fn releasing(
+        &self,
+        release: &mut FanOut<bool>,
+        lock_key: &str,
+    ) -> Option<Releasing> {
+        if !self.releases.yields(lock_key) {
+            return None;
+        }
+        let mine = release.answers();
+        self.inflight
+            .lock()
+            .releases
+            .insert(lock_key.to_owned(), mine.clone());
+        Some(Releasing {
+            inflight: Arc::clone(&self.inflight),
+            key: lock_key.to_owned(),
+            mine,
+            handed_over: false,
+        })
+    }
+
     /// Lets a release finish in the background; until it has, acquires of
     /// the key wait, node by node, for the node's answer. `undo_of` names
     /// the resource when the release undoes a failed acquire, whose
@@ -207,5 +285,40 @@ impl Redlock {
                 inflight.releases.remove(&key);
             }
         });
+    }
+}
+
+/// A release round under way in its caller's task, recorded in the
+/// coordinator's [`Inflight`] table until dropped.
+pub(super) struct Releasing {
+    inflight: Arc<InflightTable>,
+    key: String,
+    mine: Answers,
+    /// Set when the round's background task took over the record.
+    handed_over: bool,
+}
+
+impl Releasing {
+    /// Leaves the record to [`Redlock::settle_release`], which registered
+    /// the same fan-out and removes it when its last node has answered.
+    pub(super) fn hand_over(mut self) {
+        self.handed_over = true;
+    }
+}
+
+impl Drop for Releasing {
+    fn drop(&mut self) {
+        if self.handed_over {
+            return;
+        }
+        // A later release of the key may have taken the slot.
+        let mut inflight = self.inflight.lock();
+        if inflight
+            .releases
+            .get(&self.key)
+            .is_some_and(|a| a.same_channel(&self.mine))
+        {
+            inflight.releases.remove(&self.key);
+        }
     }
 }

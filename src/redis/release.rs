@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use super::fanout::{FanOut, Reply};
+use super::order::Releasing;
 use super::scripts::{self, Keys};
 use super::{RedisNode, Redlock, lease_ms};
 use crate::backend::Hold;
@@ -110,6 +111,9 @@ impl Redlock {
             let request = Arc::clone(&request);
             async move { nodes[i].release(&request, None).await }
         });
+        // This process's next acquire of the key reaches each node only
+        // after this release has answered there (see `releasing`).
+        let releasing = self.releasing(&mut release, &keys.lock);
         // Answer once the replies settle it; every node still gets the
         // release, however long it waits behind the acquire (the rest
         // finish in the background).
@@ -122,6 +126,7 @@ impl Redlock {
         }
         if !self.settle_when_busy(&mut release, started, timeout).await {
             self.settle_release(release, &keys.lock, None);
+            releasing.map(Releasing::hand_over);
         }
         tally.held(hold.key(), n, quorum)
     }

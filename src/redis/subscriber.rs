@@ -26,6 +26,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How often an idle subscriber connection is checked with a PING: a
 /// connection that died silently would otherwise count as listening.
 const KEEPALIVE: Duration = Duration::from_secs(10);
+/// How many times in a row this process may tell a channel's waiters to
+/// try again soon without a release heard in between (see
+/// [`Subscriptions::news_soon`]).
+const MAX_EARLY: u32 = 8;
 
 /// The channel on which a lock's release is announced (the scripts derive
 /// the same name from the lock key).
@@ -62,6 +66,8 @@ struct Entry {
     /// Tells a recreated entry from the one a listener confirmed.
     id: u64,
     signal: watch::Sender<Signal>,
+    /// Early news given since the last release heard on the channel.
+    early: u32,
 }
 
 impl Table {
@@ -82,6 +88,14 @@ impl Table {
             && id.is_none_or(|id| id == entry.id)
         {
             entry.signal.send_modify(change);
+        }
+    }
+
+    /// A release heard on `channel`.
+    fn heard(&self, channel: &str) {
+        if let Some(entry) = self.lock().get_mut(channel) {
+            entry.early = 0;
+            entry.signal.send_modify(|s| s.releases += 1);
         }
     }
 }
@@ -111,6 +125,7 @@ impl Subscriptions {
                 waiters: 0,
                 id: rand::random(),
                 signal: watch::Sender::new(Signal::default()),
+                early: 0,
             });
             entry.waiters += 1;
             (entry.signal.subscribe(), entry.id, created)
@@ -126,6 +141,34 @@ impl Subscriptions {
         };
         let enough = u32::try_from(enough.min(self.clients.len())).unwrap_or(u32::MAX);
         Some(ReleaseWatch::new(rx, interest).in_place_with(enough))
+    }
+
+    /// Tells the waiters of `channel` in this process, `after` from now,
+    /// that the lock may be free, as if a release had been heard: for a
+    /// round that some nodes granted but too few, whose undo (and the
+    /// other contenders' undos) no node announces. At most [`MAX_EARLY`]
+    /// times until a release is heard on the channel: nodes that keep a
+    /// holder's copy for good (one that crashed half-way through its
+    /// release, or holds on a bare quorum after others lost their data)
+    /// would otherwise have waiters try again every few milliseconds until
+    /// the copy expires, instead of after each retry delay.
+    pub(crate) fn news_soon(&self, channel: &str, after: Duration) {
+        let id = {
+            let mut channels = self.table.lock();
+            let Some(entry) = channels.get_mut(channel) else {
+                return;
+            };
+            if entry.early >= MAX_EARLY {
+                return;
+            }
+            entry.early += 1;
+            entry.id
+        };
+        let (table, channel) = (Arc::clone(&self.table), channel.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            table.update(&channel, Some(id), |s| s.releases += 1);
+        });
     }
 
     /// The listener tasks' nudge senders, starting the tasks if they are not
@@ -279,7 +322,7 @@ impl Listener {
                 }
                 message = stream.next() => match message {
                     Some(message) => {
-                        self.table.update(message.get_channel_name(), None, |s| s.releases += 1);
+                        self.table.heard(message.get_channel_name());
                     }
                     None => return Ended::Broken { was_up },
                 },
