@@ -75,11 +75,12 @@ impl Background {
     }
 
     /// Runs `work`, a task that lives as long as its owner wants it (a
-    /// watchdog, a waiter's place in a queue), as a task of the current
+    /// waiter's place in etcd's queue), as a task of the current
     /// runtime. It is not background work while the returned handle lives:
     /// dropping the handle aborts the task, and from then until the task's
     /// future has been dropped (which is when the undo it owns, a revoke
     /// say, is handed to [`spawn`](Self::spawn)) it counts as such.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))] // only etcd's queue owns tasks
     pub(crate) fn spawn_owned<F>(&self, work: F) -> Owned
     where
         F: Future<Output = ()> + Send + 'static,
@@ -113,6 +114,7 @@ impl Background {
 
 /// What an owned task and its handle share: whether the task's future is
 /// gone, and the count taken when the handle let go of a task still there.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))] // only etcd's queue owns tasks
 #[derive(Default)]
 struct Slot {
     gone: bool,
@@ -121,6 +123,7 @@ struct Slot {
 
 /// The handle of a task made with [`Background::spawn_owned`]; dropping it
 /// aborts the task.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))] // only etcd's queue owns tasks
 pub(crate) struct Owned {
     task: JoinHandle<()>,
     slot: Arc<Mutex<Slot>>,
@@ -147,6 +150,7 @@ impl Drop for Owned {
 
 /// An owned task's future: drops the work first, so whatever undo the work
 /// spawns while it is dropped is counted before the task stops counting.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))] // only etcd's queue owns tasks
 struct Tracked {
     work: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     slot: Arc<Mutex<Slot>>,

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use super::fanout::{FanOut, Reply};
-use super::order::Releasing;
 use super::scripts::{self, Keys};
 use super::{RedisNode, Redlock, lease_ms};
 use crate::backend::Hold;
@@ -126,7 +125,9 @@ impl Redlock {
         }
         if !self.settle_when_busy(&mut release, started, timeout).await {
             self.settle_release(release, &keys.lock, None);
-            releasing.map(Releasing::hand_over);
+            if let Some(releasing) = releasing {
+                releasing.hand_over();
+            }
         }
         tally.held(hold.key(), n, quorum)
     }
