@@ -207,7 +207,7 @@ impl Renewer {
     /// was unwatched meanwhile or is done.
     fn put_back(&self, id: WatchId, next: &Next) {
         let mut state = lock(&self.state);
-        let earlier = match next {
+        let wake = match next {
             Next::At(at, phase) => {
                 let earliest = state.queue.first().map(|&(at, _)| at);
                 match state.watched.get_mut(&id) {
@@ -222,14 +222,16 @@ impl Renewer {
             }
             Next::Done | Next::Renew(_) => {
                 state.watched.remove(&id);
-                false
+                // The last hold lost: the tasks may wait for a wake-up
+                // only (every hold was in flight), and are to end now.
+                state.watched.is_empty()
             }
         };
         drop(state);
-        if earlier {
+        if wake {
             // Batches end in tasks of their own: the tasks may sleep until
             // a later hold meanwhile (a retry is due a pause after its
-            // failure).
+            // failure), or without a time.
             self.wake.notify_waiters();
         }
     }
