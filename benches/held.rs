@@ -99,18 +99,6 @@ impl tracing::Subscriber for Counting {
     fn exit(&self, _: &Id) {}
 }
 
-/// Resident set size in bytes.
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("resident pages");
-    // The page size of x86-64 and aarch64 Linux defaults.
-    pages * 4096
-}
-
 /// The CPU time this process has used (user + system).
 fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
@@ -172,7 +160,7 @@ async fn snapshot(
     Snapshot {
         at: Instant::now(),
         cpu: cpu_time(),
-        rss: rss_bytes(),
+        rss: floors::cpu::resident_bytes(),
         servers,
         batches: ticks.batches.load(Ordering::Relaxed),
         batch_holds: ticks.holds.load(Ordering::Relaxed),
@@ -261,7 +249,7 @@ fn main() {
             let locker = Locker::new(Redlock::from_urls(&urls).unwrap(), options.clone()).unwrap();
             // Connections and scripts first: not part of the locks' cost.
             locker.try_lock("warm-up").await.unwrap().release().await.unwrap();
-            let baseline = rss_bytes();
+            let baseline = floors::cpu::resident_bytes();
             let started = Instant::now();
             let guards = acquire(&locker, count).await;
             let acquired = started.elapsed();

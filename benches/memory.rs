@@ -23,18 +23,6 @@ const SAMPLE_EVERY: u64 = 100_000;
 const TASKS: u64 = 32;
 const KEYS: u64 = 16_384;
 
-/// Resident set size in KiB.
-fn rss_kib() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("resident pages");
-    // The page size of x86-64 and aarch64 Linux defaults.
-    pages * 4
-}
-
 fn main() {
     let runtime = floors::runtime();
     let nodes = floors::nodes(5);
@@ -72,7 +60,7 @@ fn main() {
             while done.load(Ordering::Relaxed) < next {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let rss = rss_kib();
+            let rss = floors::cpu::resident_bytes() / 1024;
             println!(
                 "{next:>9} cycles  rss {rss:>7} KiB  ({:.0} s)",
                 started.elapsed().as_secs_f64()

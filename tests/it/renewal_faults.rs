@@ -52,12 +52,16 @@ async fn settled_is_not_held_up_by_live_guards_renewals() {
     locker.settled().await;
 }
 
-/// A hold taken on one runtime is renewed while another runtime, on which
-/// an earlier hold was taken, is not driven (a current-thread runtime
-/// between its `block_on`s): each runtime with holds has a renewer task.
-#[test]
-fn a_hold_on_one_runtime_is_renewed_while_another_runtime_idles() {
-    let nodes = start(3);
+/// A multi-thread runtime ("main", one worker), a current-thread one
+/// ("side", driven only inside its `block_on`s), and a warmed-up Locker of
+/// 1 s ttl made on main (its connections are main's).
+fn two_runtimes(
+    nodes: &fencelock::testing::RedisNodes,
+) -> (
+    tokio::runtime::Runtime,
+    tokio::runtime::Runtime,
+    fencelock::Locker<fencelock::Redlock>,
+) {
     let main = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -68,23 +72,42 @@ fn a_hold_on_one_runtime_is_renewed_while_another_runtime_idles() {
         .build()
         .unwrap();
     let locker = main.block_on(async {
-        let locker = locker(&nodes, short());
+        let locker = locker(nodes, short());
         warm_up(&locker).await;
         locker
     });
+    (main, side, locker)
+}
+
+/// Watches `guard` (ttl 1 s) for three ttls on the running runtime: it
+/// must still be held, so renewed meanwhile.
+async fn kept_for_three_ttls(
+    locker: &fencelock::Locker<fencelock::Redlock>,
+    guard: &fencelock::LockGuard<fencelock::Redlock>,
+) {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = locker.statistics();
+    assert!(
+        guard.is_held(),
+        "a guard on the running runtime lost after 3 s (ttl 1 s): renewals {}, lost {}",
+        stats.renewals,
+        stats.lost
+    );
+}
+
+/// A hold taken on one runtime is renewed while another runtime, on which
+/// an earlier hold was taken, is not driven (a current-thread runtime
+/// between its `block_on`s): each runtime with holds has a renewer task.
+#[test]
+fn a_hold_on_one_runtime_is_renewed_while_another_runtime_idles() {
+    let nodes = start(3);
+    let (main, side, locker) = two_runtimes(&nodes);
     // A hold taken on the side runtime (its connections are the main
     // runtime's): the renewer starts there.
     let side_guard = side.block_on(locker.lock("side")).unwrap();
     main.block_on(bounded(Duration::from_secs(20), async {
         let guard = locker.lock("main").await.unwrap();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let stats = locker.statistics();
-        assert!(
-            guard.is_held(),
-            "a guard on the running runtime lost after 3 s (ttl 1 s): renewals {}, lost {}",
-            stats.renewals,
-            stats.lost
-        );
+        kept_for_three_ttls(&locker, &guard).await;
         guard.release().await.unwrap();
     }));
     drop(side_guard);
@@ -98,33 +121,13 @@ fn a_hold_on_one_runtime_is_renewed_while_another_runtime_idles() {
 #[test]
 fn holds_stay_renewed_after_the_first_holds_runtime_shuts_down() {
     let nodes = start(3);
-    let main = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let side = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let locker = main.block_on(async {
-        let locker = locker(&nodes, short());
-        warm_up(&locker).await;
-        locker
-    });
+    let (main, side, locker) = two_runtimes(&nodes);
     let side_guard = side.block_on(locker.lock("side2")).unwrap();
     let guard = main.block_on(locker.lock("main2")).unwrap();
     drop(side_guard);
     drop(side);
     main.block_on(bounded(Duration::from_secs(20), async {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let stats = locker.statistics();
-        assert!(
-            guard.is_held(),
-            "a guard on the running runtime lost after 3 s (ttl 1 s): renewals {}, lost {}",
-            stats.renewals,
-            stats.lost
-        );
+        kept_for_three_ttls(&locker, &guard).await;
         guard.release().await.unwrap();
         locker.settled().await;
     }));
