@@ -8,6 +8,10 @@
 //! - `floor_quorum`: the same commands, each round resolved as soon as a
 //!   quorum of replies is in.
 //!
+//! - `scripts_quorum`: fencelock's own acquire and release scripts sent
+//!   the same way, resolved at a quorum: the servers' share of a library
+//!   round, without the client's.
+//!
 //! Beside them the peer, rslock 0.10 (`lock` + `unlock`, see
 //! benches/floors/peer.rs), in the same runs.
 //!
@@ -35,7 +39,10 @@ use fencelock::{AnyBackend, Backend, LockOptions, Locker, Redlock};
 mod floors;
 use floors::chart::{self, Panel, Series};
 use floors::stats::{Round, interleaved_tails, median, percentile, ratio};
-use floors::{COMPARE_AND_DELETE, connect, library_round, peer, raw_round, selected};
+use floors::{
+    COMPARE_AND_DELETE, LockScripts, connect, library_round, peer, raw_round, scripts_round,
+    selected,
+};
 use redis::aio::MultiplexedConnection;
 
 /// The nodes, the runtime, and the compare-and-delete script, shared by
@@ -44,6 +51,7 @@ struct Bench {
     runtime: tokio::runtime::Runtime,
     nodes: RedisNodes,
     script: redis::Script,
+    lock_scripts: LockScripts,
 }
 
 /// What one node count needs: the Locker and the raw connections, both
@@ -65,6 +73,7 @@ impl Bench {
             runtime: floors::runtime(),
             nodes: floors::nodes(nodes),
             script: redis::Script::new(COMPARE_AND_DELETE),
+            lock_scripts: LockScripts::new(),
         }
     }
 
@@ -78,6 +87,7 @@ impl Bench {
                 .unwrap();
             let conns = connect(&urls).await;
             raw_round(&conns, &self.script, "raw:{bench}", n).await;
+            scripts_round(&conns, &self.lock_scripts, "scripts:{bench}", n).await;
             library_round(&locker, "bench").await;
             library_round(&any, "bench-any").await;
             (any, conns, peer::manager(&urls).await)
@@ -140,7 +150,7 @@ fn tails(_: &mut Criterion) {
     println!(
         "\nuncontended acquire+release, medians of {runs} runs x {samples} rounds, interleaved"
     );
-    println!("N  variant        p50        p99   p50/quorum  p99/all");
+    println!("N  variant          p50        p99   p50/quorum  p99/all");
     for n in [1usize, 3, 5] {
         let size = bench.size(n);
         let figures = bench
@@ -149,7 +159,7 @@ fn tails(_: &mut Criterion) {
         let (all, quo) = (figures[2], figures[3]);
         for (name, (p50, p99)) in VARIANTS.iter().zip(&figures) {
             println!(
-                "{n}  {name:<12} {p50:>9.1?} {p99:>9.1?}   {:>9.2}x {:>8.2}x",
+                "{n}  {name:<14} {p50:>9.1?} {p99:>9.1?}   {:>9.2}x {:>8.2}x",
                 ratio(*p50, quo.0),
                 ratio(*p99, all.1)
             );
@@ -159,11 +169,21 @@ fn tails(_: &mut Criterion) {
             ratio(figures[0].0, figures[1].0),
             ratio(figures[0].1, figures[1].1)
         );
+        println!(
+            "   fencelock / scripts_quorum (the client's share): p50 {:.2}x",
+            ratio(figures[0].0, figures[4].0),
+        );
     }
 }
 
 /// The variants of `tails` and `nodes`, in the order [`variants`] gives.
-const VARIANTS: [&str; 4] = ["fencelock", "rslock", "floor_all", "floor_quorum"];
+const VARIANTS: [&str; 5] = [
+    "fencelock",
+    "rslock",
+    "floor_all",
+    "floor_quorum",
+    "scripts_quorum",
+];
 
 /// p50 and p99 of each of [`VARIANTS`] on `size`, interleaved.
 async fn variants(
@@ -172,12 +192,20 @@ async fn variants(
     runs: usize,
     samples: usize,
 ) -> Vec<(Duration, Duration)> {
-    let script = &bench.script;
-    let mut rounds: [Round<'_>; 4] = [
+    let (script, lock_scripts) = (&bench.script, &bench.lock_scripts);
+    let mut rounds: [Round<'_>; 5] = [
         Box::new(|| Box::pin(library_round(&size.locker, "bench"))),
         Box::new(|| Box::pin(peer::round(&size.rslock, "rslock:bench"))),
         Box::new(|| Box::pin(raw_round(&size.conns, script, "raw:{bench}", size.n))),
         Box::new(|| Box::pin(raw_round(&size.conns, script, "raw:{bench}", size.quorum))),
+        Box::new(|| {
+            Box::pin(scripts_round(
+                &size.conns,
+                lock_scripts,
+                "scripts:{bench}",
+                size.quorum,
+            ))
+        }),
     ];
     interleaved_tails(runs, samples, &mut rounds).await
 }
@@ -204,7 +232,7 @@ fn nodes(_: &mut Criterion) {
     println!(
         "\nuncontended acquire+release by node count, medians of {runs} runs x {samples} rounds, interleaved"
     );
-    println!("N  variant        p50        p99");
+    println!("N  variant          p50        p99");
     let mut table = Vec::new();
     for n in SWEEP {
         let size = bench.size(n);
@@ -212,7 +240,7 @@ fn nodes(_: &mut Criterion) {
             .runtime
             .block_on(variants(&bench, &size, runs, samples));
         for (name, (p50, p99)) in VARIANTS.iter().zip(&figures) {
-            println!("{n}  {name:<12} {p50:>9.1?} {p99:>9.1?}");
+            println!("{n}  {name:<14} {p50:>9.1?} {p99:>9.1?}");
         }
         table.push(figures);
     }

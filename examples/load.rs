@@ -1,6 +1,8 @@
-//! A steady load for profiling: 64 tasks loop acquire + release on their own
-//! keys on five local redis-server nodes (started here) for a while, through
-//! the library or, with `--floor`, as the raw "all" floor of the benches.
+//! A steady load for profiling: 64 tasks (or `--tasks N`) loop acquire +
+//! release on their own keys on five local redis-server nodes (or `--nodes N`,
+//! started here) for a while, through the library or, with `--floor`, as the
+//! raw "all" floor of the benches. One task shows the uncontended round's own
+//! client work; many show the cost under load.
 //!
 //! ```text
 //! cargo build --release --features testing --example load
@@ -17,7 +19,6 @@ use fencelock::testing::RedisNodes;
 use fencelock::{LockOptions, Locker, Redlock};
 use futures::future::join_all;
 
-const TASKS: usize = 64;
 /// The kernel's clock ticks in /proc/<pid>/stat (USER_HZ, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 const COMPARE_AND_DELETE: &str =
@@ -25,17 +26,16 @@ const COMPARE_AND_DELETE: &str =
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let (mut seconds, mut floor) = (10u64, false);
+    let (mut seconds, mut floor, mut tasks_wanted, mut node_count) = (10u64, false, 64, 5);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--floor" => floor = true,
-            "--seconds" => {
-                seconds = args
-                    .next()
-                    .and_then(|s| s.parse().ok())
-                    .expect("--seconds N")
-            }
-            other => panic!("unknown argument {other}; use --seconds N and --floor"),
+            "--seconds" => seconds = number(&mut args, "--seconds"),
+            "--tasks" => tasks_wanted = number(&mut args, "--tasks") as usize,
+            "--nodes" => node_count = number(&mut args, "--nodes") as usize,
+            other => panic!(
+                "unknown argument {other}; use --seconds N, --tasks N, --nodes N and --floor"
+            ),
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -43,7 +43,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let nodes = RedisNodes::start(5).expect("start redis-server nodes (run scripts/setup)");
+    let nodes =
+        RedisNodes::start(node_count).expect("start redis-server nodes (run scripts/setup)");
     let urls = nodes.urls();
     runtime.block_on(async {
         let locker =
@@ -59,7 +60,7 @@ fn main() {
         let failed = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
-        for t in 0..TASKS {
+        for t in 0..tasks_wanted {
             let (locker, done) = (locker.clone(), Arc::clone(&done));
             let (failed, stop) = (Arc::clone(&failed), Arc::clone(&stop));
             let (conns, script) = (Arc::clone(&conns), Arc::clone(&script));
@@ -151,6 +152,13 @@ fn main() {
     });
     // The nodes stop on drop.
     drop(runtime);
+}
+
+fn number(args: &mut impl Iterator<Item = String>, name: &str) -> u64 {
+    args.next()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| panic!("{name} takes a positive number"))
 }
 
 /// User and system CPU ticks of a process so far, all its threads

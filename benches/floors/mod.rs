@@ -192,3 +192,66 @@ pub async fn raw_round(
         releases.next().await.unwrap().unwrap();
     }
 }
+
+/// fencelock's own acquire and release scripts, sent raw (see
+/// [`scripts_round`]).
+pub struct LockScripts {
+    acquire: redis::Script,
+    release: redis::Script,
+}
+
+impl LockScripts {
+    pub fn new() -> Self {
+        Self {
+            acquire: redis::Script::new(include_str!("../../src/redis/lua/acquire.lua")),
+            release: redis::Script::new(include_str!("../../src/redis/lua/release.lua")),
+        }
+    }
+}
+
+/// One raw round of fencelock's own scripts on `key`, resolved at
+/// `wait_for` replies per step like [`raw_round`]: the servers do what a
+/// library round makes them do (token, hash, reentrancy check, release
+/// notice), the client nothing but send and count. What a library round
+/// takes beyond this is the client's own work; what this takes beyond
+/// `raw_round` is the scripts' price on the servers.
+pub async fn scripts_round(
+    conns: &[MultiplexedConnection],
+    scripts: &LockScripts,
+    key: &str,
+    wait_for: usize,
+) {
+    let (owner, hold) = ("raw-owner", "1");
+    let counter = format!("{key}:fence");
+    let mut acquires: FuturesUnordered<_> = conns
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            let mut call = scripts.acquire.prepare_invoke();
+            call.key(key)
+                .key(&counter)
+                .arg(owner)
+                .arg(hold)
+                .arg(30_000)
+                .arg(16)
+                .arg("");
+            async move { call.invoke_async::<redis::Value>(&mut c).await }
+        })
+        .collect();
+    for _ in 0..wait_for {
+        acquires.next().await.unwrap().unwrap();
+    }
+    drop(acquires);
+    let mut releases: FuturesUnordered<_> = conns
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            let mut call = scripts.release.prepare_invoke();
+            call.key(key).arg(owner).arg(hold).arg("1");
+            async move { call.invoke_async::<i64>(&mut c).await }
+        })
+        .collect();
+    for _ in 0..wait_for {
+        releases.next().await.unwrap().unwrap();
+    }
+}
