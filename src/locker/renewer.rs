@@ -34,8 +34,8 @@ pub(crate) type WatchId = u64;
 /// The renewal schedule of one Locker's watched holds, and its tasks.
 pub(crate) struct Renewer {
     state: Mutex<State>,
-    /// Wakes every task: a hold is due earlier than they sleep for, or
-    /// the last one left.
+    /// Wakes every task: a hold is due earlier than they look next, or
+    /// they have nothing left to look at.
     wake: Notify,
     /// The Locker's background work: a renewal in flight for a hold that
     /// was released meanwhile counts as such until it ends.
@@ -65,6 +65,13 @@ struct State {
     /// Holds unwatched while their renewal was in flight: background work
     /// until their batch ends.
     orphans: HashMap<WatchId, Task>,
+    /// When the tasks look at the schedule next of their own accord
+    /// (`None`: only when woken). A hold due no earlier needs no wake-up:
+    /// a Locker that takes and frees locks in a loop then costs its
+    /// renewer nothing per lock.
+    looks_at: Option<Instant>,
+    /// Since when nothing has been watched, as the tasks first saw it.
+    idle_since: Option<Instant>,
 }
 
 struct Entry {
@@ -106,7 +113,7 @@ impl Renewer {
         let mut state = lock(&self.state);
         let id = state.next_id;
         state.next_id += 1;
-        let earliest = state.queue.first().map(|&(at, _)| at);
+        state.idle_since = None;
         state.watched.insert(
             id,
             Entry {
@@ -125,7 +132,7 @@ impl Renewer {
             state.tasks.insert(runtime.id(), number);
             drop(state);
             runtime.spawn(run(shared.clone(), runtime.id(), number));
-        } else if earliest.is_none_or(|at| due < at) {
+        } else if state.looks_at.is_none_or(|at| due < at) {
             drop(state);
             self.wake.notify_waiters();
         }
@@ -146,10 +153,11 @@ impl Renewer {
             }
             None => {}
         }
-        let last = state.watched.is_empty() && !state.tasks.is_empty();
+        // The tasks linger at their next look for more holds (see
+        // `turn`), unless they have no time to look at.
+        let stranded = state.watched.is_empty() && state.looks_at.is_none();
         drop(state);
-        if last {
-            // Let the tasks end now rather than at their next due time.
+        if stranded {
             self.wake.notify_waiters();
         }
     }
@@ -163,10 +171,23 @@ impl Renewer {
     }
 
     /// A task's next turn at `now`: the holds due by then, with those in
-    /// [`Phase::Renewing`] due within `early` of it.
-    fn turn(self: &Arc<Self>, task: (Id, u64), now: Instant, early: Duration) -> Turn {
+    /// [`Phase::Renewing`] due within `early` of it. With nothing watched
+    /// the tasks wait `linger` for more before they end: a Locker that
+    /// takes and frees locks one at a time would otherwise start a task
+    /// and wake it for every lock.
+    fn turn(
+        self: &Arc<Self>,
+        task: (Id, u64),
+        now: Instant,
+        (early, linger): (Duration, Duration),
+    ) -> Turn {
         let mut state = lock(&self.state);
         if state.watched.is_empty() {
+            let ends = *state.idle_since.get_or_insert(now) + linger;
+            if now < ends {
+                state.looks_at = Some(ends);
+                return Turn::Wait(Some(ends));
+            }
             if state.tasks.get(&task.0) == Some(&task.1) {
                 state.tasks.remove(&task.0);
             }
@@ -192,6 +213,8 @@ impl Renewer {
             state.queue.remove(&(at, id));
         }
         if !taken.is_empty() {
+            // The task looks again right after it sends these.
+            state.looks_at = Some(now);
             return Turn::Renew(InFlight {
                 renewer: Arc::clone(self),
                 holds: taken,
@@ -200,7 +223,9 @@ impl Renewer {
         }
         // Nothing due: the earliest is later (a retry or a run-out within
         // the early window is due at its own time).
-        Turn::Wait(state.queue.first().map(|&(at, _)| at.max(now)))
+        let next = state.queue.first().map(|&(at, _)| at.max(now));
+        state.looks_at = next;
+        Turn::Wait(next)
     }
 
     /// Puts a hold back into the schedule after a look at it, unless it
@@ -208,23 +233,21 @@ impl Renewer {
     fn put_back(&self, id: WatchId, next: &Next) {
         let mut state = lock(&self.state);
         let wake = match next {
-            Next::At(at, phase) => {
-                let earliest = state.queue.first().map(|&(at, _)| at);
-                match state.watched.get_mut(&id) {
-                    Some(entry) => {
-                        entry.due = Some(*at);
-                        entry.phase = *phase;
-                        state.queue.insert((*at, id));
-                        earliest.is_none_or(|earliest| *at < earliest)
-                    }
-                    None => false,
+            Next::At(at, phase) => match state.watched.get_mut(&id) {
+                Some(entry) => {
+                    entry.due = Some(*at);
+                    entry.phase = *phase;
+                    state.queue.insert((*at, id));
+                    state.looks_at.is_none_or(|looks| *at < looks)
                 }
-            }
+                // Unwatched meanwhile: the last one leaves the tasks with
+                // nothing to look at (every hold was in flight).
+                None => state.watched.is_empty() && state.looks_at.is_none(),
+            },
             Next::Done | Next::Renew(_) => {
                 state.watched.remove(&id);
-                // The last hold lost: the tasks may wait for a wake-up
-                // only (every hold was in flight), and are to end now.
-                state.watched.is_empty()
+                // The last hold lost, as above.
+                state.watched.is_empty() && state.looks_at.is_none()
             }
         };
         drop(state);
@@ -292,6 +315,8 @@ impl Drop for Running<'_> {
         if state.tasks.get(&self.runtime) == Some(&self.number) {
             state.tasks.remove(&self.runtime);
         }
+        // Nobody may be left to look when it said it would.
+        state.looks_at = None;
     }
 }
 
@@ -305,7 +330,8 @@ fn early(interval: Duration) -> Duration {
     interval / 8
 }
 
-/// A runtime's renewer task: renews due holds until none is watched.
+/// A runtime's renewer task: renews due holds until none has been
+/// watched for an interval.
 async fn run<B: Backend>(shared: Shared<B>, runtime: Id, number: u64) {
     let renewer = Arc::clone(&shared.renewer);
     let _running = Running {
@@ -317,13 +343,21 @@ async fn run<B: Backend>(shared: Shared<B>, runtime: Id, number: u64) {
         return;
     };
     let timing = Timing::new(interval, shared.options.node_timeout);
+    // Lingering, the task must not be what keeps the backend alive.
+    let weak = shared.downgrade();
+    drop(shared);
+    tracing::debug!("watchdog renewer task started");
     loop {
         let woken = renewer.wake.notified();
         tokio::pin!(woken);
         // Registered before the look, so a wake-up in between is kept.
         woken.as_mut().enable();
-        match renewer.turn((runtime, number), Instant::now(), early(interval)) {
-            Turn::Stop => return,
+        let windows = (early(interval), interval);
+        match renewer.turn((runtime, number), Instant::now(), windows) {
+            Turn::Stop => {
+                tracing::debug!("watchdog renewer task ended: nothing held for an interval");
+                return;
+            }
             Turn::Wait(Some(at)) => {
                 tokio::select! {
                     () = sleep_until(at.into()) => {}
@@ -336,7 +370,11 @@ async fn run<B: Backend>(shared: Shared<B>, runtime: Id, number: u64) {
                 // (up to a node timeout) must not hold up the holds that
                 // fall due meanwhile. Its holds are out of the queue until
                 // it puts them back, so none is in two batches at once.
-                let (shared, timing) = (shared.clone(), timing);
+                // Without a backend no guard is left; `due` requeues what
+                // is still watched as it drops.
+                let Some(shared) = weak.upgrade() else {
+                    return;
+                };
                 tokio::spawn(async move { renew(&shared, &timing, due).await });
             }
         }

@@ -3,7 +3,7 @@
 //! Its own module so that the guard and the watchdog both depend on it and
 //! not on each other.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::backend::Background;
 use crate::backend::{Backend, Hold, Mode};
@@ -71,5 +71,50 @@ impl<B: Backend> Shared<B> {
             kind: mode.name(),
             options: &self.options,
         }
+    }
+}
+
+/// A [`Shared`] that keeps everything but the backend: what a task that
+/// may outlive every Locker and guard (an idle renewer) holds between its
+/// turns, so that it never keeps the backend's connections open by itself.
+pub(crate) struct WeakShared<B: Backend> {
+    backend: Weak<B>,
+    options: Arc<LockOptions>,
+    live: Arc<LiveHolds>,
+    telemetry: Arc<Telemetry>,
+    lines: Arc<WaitLines>,
+    renewer: Arc<Renewer>,
+    renewers: Arc<Renewers>,
+    background: Background,
+}
+
+impl<B: Backend> Shared<B> {
+    pub(crate) fn downgrade(&self) -> WeakShared<B> {
+        WeakShared {
+            backend: Arc::downgrade(&self.backend),
+            options: Arc::clone(&self.options),
+            live: Arc::clone(&self.live),
+            telemetry: Arc::clone(&self.telemetry),
+            lines: Arc::clone(&self.lines),
+            renewer: Arc::clone(&self.renewer),
+            renewers: Arc::clone(&self.renewers),
+            background: self.background.clone(),
+        }
+    }
+}
+
+impl<B: Backend> WeakShared<B> {
+    /// The Shared again, while anything else keeps the backend.
+    pub(crate) fn upgrade(&self) -> Option<Shared<B>> {
+        Some(Shared {
+            backend: self.backend.upgrade()?,
+            options: Arc::clone(&self.options),
+            live: Arc::clone(&self.live),
+            telemetry: Arc::clone(&self.telemetry),
+            lines: Arc::clone(&self.lines),
+            renewer: Arc::clone(&self.renewer),
+            renewers: Arc::clone(&self.renewers),
+            background: self.background.clone(),
+        })
     }
 }

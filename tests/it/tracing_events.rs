@@ -198,3 +198,38 @@ async fn spans_and_events_tell_what_happened_and_never_a_secret() {
         );
     }
 }
+
+/// A Locker that takes and frees locks one after another keeps one
+/// renewer task, told at DEBUG as it starts: the task lingers for more
+/// holds rather than end with each release and start with each acquire
+/// (a task spawned, and another worker woken, on every uncontended
+/// round). Runs on the current-thread runtime, where the ended task had
+/// always run before the next acquire.
+#[tokio::test]
+async fn locks_taken_one_after_another_share_one_renewer_task() {
+    let server = RedisServer::start().expect("start redis-server (run scripts/setup)");
+    let (captured, _subscriber) = capture();
+    let locker = Locker::new(
+        Redlock::from_urls([server.url()]).unwrap(),
+        LockOptions::default(),
+    )
+    .unwrap();
+    tokio::time::timeout(LIMIT, async {
+        for _ in 0..100 {
+            locker
+                .try_lock("looped")
+                .await
+                .unwrap()
+                .release()
+                .await
+                .unwrap();
+        }
+    })
+    .await
+    .expect("100 rounds within the limit");
+    let started = captured
+        .text()
+        .matches("watchdog renewer task started")
+        .count();
+    assert_eq!(started, 1, "renewer tasks started for 100 rounds");
+}
