@@ -3,14 +3,15 @@
 //! rest to a background task, which still sees every request through.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 
 use super::RedisNode;
 use crate::backend::Background;
@@ -31,7 +32,7 @@ pub(crate) type Reply<T> = (usize, Result<T, NodeFault>);
 /// right after an acquire would be dropped unsent while the acquire it
 /// undoes lands on a node that was paused, leaving the hold there.
 pub(crate) struct FanOut<T> {
-    pending: FuturesUnordered<BoxFuture<'static, Reply<T>>>,
+    pending: Requests<T>,
     /// The caller's deadline: one timer for the whole round.
     deadline: Instant,
     timeout: Duration,
@@ -114,6 +115,7 @@ impl<T: Send + 'static> FanOut<T> {
                 .boxed()
             })
             .collect();
+        let pending = Requests(pending);
         Self {
             pending,
             deadline,
@@ -269,5 +271,35 @@ impl<T: Send + 'static> FanOut<T> {
             then(std::mem::take(&mut this.buffered)).await;
             drop(running);
         });
+    }
+}
+
+/// The requests of a fan-out still out, one future per node, polled
+/// together: the stream of their replies in the order they come.
+///
+/// Not a `FuturesUnordered`, which gives the executor a turn whenever it
+/// has polled every future it holds and none is ready (futures-rs #2333).
+/// A fan-out does that on its very first poll, so each round woke its own
+/// task once more, and on a multi-thread runtime another worker thread
+/// too: measured, the caller's task was polled 3.75 times per
+/// acquire + release on one node where two replies need 2. With one
+/// future per node, polling each one still out at every wake-up is cheap.
+struct Requests<T>(Vec<BoxFuture<'static, Reply<T>>>);
+
+impl<T> Stream for Requests<T> {
+    type Item = Reply<T>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Reply<T>>> {
+        let requests = &mut self.get_mut().0;
+        if requests.is_empty() {
+            return Poll::Ready(None);
+        }
+        for i in 0..requests.len() {
+            if let Poll::Ready(reply) = requests[i].poll_unpin(cx) {
+                drop(requests.remove(i));
+                return Poll::Ready(Some(reply));
+            }
+        }
+        Poll::Pending
     }
 }

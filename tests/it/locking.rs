@@ -427,3 +427,60 @@ async fn rounds_without_faults_send_each_node_two_scripts() {
     })
     .await;
 }
+
+/// Counts the polls of the future it wraps.
+struct CountPolls<'a, F> {
+    inner: std::pin::Pin<Box<F>>,
+    polls: &'a AtomicUsize,
+}
+
+impl<F: std::future::Future> std::future::Future for CountPolls<'_, F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+/// An uncontended acquire or release on one node waits for one reply, so
+/// its caller is polled twice: to send, and once the reply is in. A
+/// `FuturesUnordered` of the requests gave the executor a turn on its
+/// first poll, every time (it does whenever it has polled all it holds
+/// and none was ready): a third poll, and on a multi-thread runtime a
+/// wake-up of another worker thread, per call.
+#[tokio::test]
+async fn an_uncontended_call_polls_its_caller_once_per_reply() {
+    let nodes = start(1);
+    let locker = locker(&nodes, options());
+    bounded(LIMIT, async {
+        common::warm_up(&locker).await;
+        const ROUNDS: usize = 50;
+        let (acquires, releases) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        for _ in 0..ROUNDS {
+            let guard = CountPolls {
+                inner: Box::pin(locker.try_lock("polled")),
+                polls: &acquires,
+            }
+            .await
+            .unwrap();
+            CountPolls {
+                inner: Box::pin(guard.release()),
+                polls: &releases,
+            }
+            .await
+            .unwrap();
+        }
+        let polls = |n: &AtomicUsize| n.load(Ordering::Relaxed) as f64 / ROUNDS as f64;
+        assert!(
+            polls(&acquires) <= 2.1 && polls(&releases) <= 2.1,
+            "polls per call: acquire {:.2}, release {:.2}",
+            polls(&acquires),
+            polls(&releases)
+        );
+    })
+    .await;
+}
