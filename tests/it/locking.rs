@@ -484,3 +484,52 @@ async fn an_uncontended_call_polls_its_caller_once_per_reply() {
     })
     .await;
 }
+
+/// A refused attempt is undone only where it was granted: the nodes that
+/// refused applied nothing, and a release there would only find the hold
+/// absent. Another owner holds the name on two of three nodes; this
+/// Locker's attempt is granted by the third and refused by the two: one
+/// script call each on those two (the acquire), two on the third (the
+/// acquire and its undo), and the third is left without the lock.
+#[tokio::test]
+async fn a_refused_attempt_is_undone_only_where_it_was_granted() {
+    let nodes = start(3);
+    let urls = nodes.urls();
+    let ours = locker(&nodes, options().watchdog(fencelock::Watchdog::Off));
+    let theirs = fencelock::Locker::new(
+        fencelock::Redlock::from_urls(&urls[..2]).unwrap(),
+        options().watchdog(fencelock::Watchdog::Off),
+    )
+    .unwrap();
+    bounded(LIMIT, async {
+        common::warm_up(&ours).await;
+        let held = theirs.try_lock("split").await.unwrap();
+        ours.backend().settled().await;
+        let mut before = Vec::new();
+        for url in &urls {
+            before.push(common::script_calls(url).await);
+        }
+        let refused = ours.try_lock("split").await;
+        assert!(
+            matches!(refused, Err(Error::NotObtained { .. })),
+            "{refused:?}"
+        );
+        ours.settled().await;
+        ours.backend().settled().await;
+        let mut ran = Vec::new();
+        for (url, before) in urls.iter().zip(before) {
+            ran.push(common::script_calls(url).await - before);
+        }
+        assert_eq!(
+            ran,
+            [1, 1, 2],
+            "script calls per node for one refused attempt"
+        );
+        assert!(
+            lock_keys(&urls[2]).await.is_empty(),
+            "the grant on the third node was undone"
+        );
+        held.release().await.unwrap();
+    })
+    .await;
+}
