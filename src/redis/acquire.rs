@@ -34,16 +34,10 @@ struct Votes {
     /// The other count of permits a node's semaphore was taken with.
     mismatch: Option<u32>,
     failures: Vec<NodeFailure>,
-    /// The nodes that refused (bit `i` for node `i`): they applied
-    /// nothing, so an undo has nothing to take back there.
-    refusers: u64,
 }
 
 impl Votes {
     fn add(&mut self, nodes: &[RedisNode], (i, reply): Reply<AcquireReply>) {
-        if matches!(&reply, Ok(r) if !matches!(r, AcquireReply::Granted { .. })) {
-            self.refusers |= 1 << i;
-        }
         match reply {
             Ok(AcquireReply::Granted { token, slot }) => self.granted.push((i, token, slot)),
             Ok(AcquireReply::Held { ttl }) => {
@@ -204,7 +198,6 @@ impl Redlock {
         }
         let values = votes.values();
         let contested = !votes.granted.is_empty();
-        let refusers = votes.refusers;
         let outcome = match votes.verdict(self.nodes.len(), round.quorum) {
             Verdict::Quorum => self.grant(&round, &votes, &answered, options).await,
             _ => Err(votes.failure(hold, self.nodes.len(), round.quorum, options)),
@@ -225,7 +218,7 @@ impl Redlock {
                 // Not announced: no lock was freed, and waiters elsewhere
                 // woken by it would only try, fail and undo in turn.
                 let release = scripts::release(&round.keys, hold, false);
-                self.undo(acquire, release, &round, refusers).await;
+                self.undo(acquire, release, &round).await;
                 if contested && matches!(e, Error::NotObtained { .. }) {
                     self.retry_soon(&round, options);
                 }
@@ -389,16 +382,9 @@ impl Redlock {
         nodes: &'n [RedisNode],
         release: &Cmd,
         timeout: Duration,
-        skip: u64,
     ) -> Vec<&'n str> {
-        let asked: Vec<&RedisNode> = nodes
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| skip & (1 << i) == 0)
-            .map(|(_, node)| node)
-            .collect();
-        let replies = join_all(asked.iter().map(|n| n.release(release, Some(timeout)))).await;
-        asked
+        let replies = join_all(nodes.iter().map(|n| n.release(release, Some(timeout)))).await;
+        nodes
             .iter()
             .zip(replies)
             .filter(|(_, reply)| undo_missed(reply))
@@ -406,28 +392,16 @@ impl Redlock {
             .collect()
     }
 
-    /// Undoes a failed acquire with `release` on every node but those that
-    /// refused it (`refusers`, a bit per node): at once when every node's
-    /// request has ended. Otherwise in the background, so the caller is not
-    /// held up by the slowest node: each node gets the release once the
-    /// acquire's request there has ended, and the next acquire of the key
-    /// from this process waits for it node by node, as after any release.
-    ///
-    /// A node that refused applied nothing (the scripts refuse before they
-    /// write), and the reply it refused with is the last the request made
-    /// there, retries included: a release would only find the hold absent.
-    /// Contended, most nodes refuse most attempts, so this saves a script
-    /// call per refusing node and attempt.
-    async fn undo(
-        &self,
-        mut acquire: FanOut<AcquireReply>,
-        release: Cmd,
-        round: &Round<'_>,
-        refusers: u64,
-    ) {
+    /// Undoes a failed acquire on every node with `release`: at once when
+    /// every node's request has ended. Otherwise in the background, so the
+    /// caller is not held up by the slowest node: each node gets the
+    /// release once the acquire's request there has ended, and the next
+    /// acquire of the key from this process waits for it node by node, as
+    /// after any release.
+    async fn undo(&self, mut acquire: FanOut<AcquireReply>, release: Cmd, round: &Round<'_>) {
         let timeout = round.timeout;
         if acquire.is_done() {
-            let failed = Self::release_everywhere(&self.nodes, &release, timeout, refusers).await;
+            let failed = Self::release_everywhere(&self.nodes, &release, timeout).await;
             return undo_failed(round.hold.key(), &failed, self.nodes.len(), self.quorum);
         }
         let late = acquire.answers();
@@ -440,12 +414,7 @@ impl Redlock {
             &[Some(late)],
             |nodes, i| {
                 let release = Arc::clone(&release);
-                async move {
-                    if refusers & (1 << i) != 0 {
-                        return Ok(false);
-                    }
-                    nodes[i].release(&release, None).await
-                }
+                async move { nodes[i].release(&release, None).await }
             },
         );
         self.settle_release(undo, &round.keys.lock, Some(round.hold.key()));
