@@ -172,9 +172,8 @@ impl Renewer {
 
     /// A task's next turn at `now`: the holds due by then, with those in
     /// [`Phase::Renewing`] due within `early` of it. With nothing watched
-    /// the tasks wait `linger` for more before they end: a Locker that
-    /// takes and frees locks one at a time would otherwise start a task
-    /// and wake it for every lock.
+    /// the tasks wait `linger` for more before they end (or a Locker that
+    /// frees each lock before the next would start one for every lock).
     fn turn(
         self: &Arc<Self>,
         task: (Id, u64),
