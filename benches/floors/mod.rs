@@ -159,9 +159,9 @@ pub async fn raw_round(
     wait_for: usize,
 ) {
     let value = "raw-owner";
-    let mut acquires: FuturesUnordered<_> = conns
-        .iter()
-        .map(|c| {
+    first_replies(
+        wait_for,
+        conns.iter().map(|c| {
             let mut c = c.clone();
             async move {
                 redis::cmd("SET")
@@ -173,23 +173,31 @@ pub async fn raw_round(
                     .query_async::<Option<String>>(&mut c)
                     .await
             }
-        })
-        .collect();
-    for _ in 0..wait_for {
-        acquires.next().await.unwrap().unwrap();
-    }
-    drop(acquires);
-    let mut releases: FuturesUnordered<_> = conns
-        .iter()
-        .map(|c| {
+        }),
+    )
+    .await;
+    first_replies(
+        wait_for,
+        conns.iter().map(|c| {
             let mut c = c.clone();
             let mut call = script.prepare_invoke();
             call.key(key).arg(value);
             async move { call.invoke_async::<i64>(&mut c).await }
-        })
-        .collect();
+        }),
+    )
+    .await;
+}
+
+/// Sends every request at once and waits for the first `wait_for`
+/// replies, which must be successes; the rest are dropped (on their
+/// connections, they still run on the servers).
+async fn first_replies<T, F>(wait_for: usize, requests: impl Iterator<Item = F>)
+where
+    F: Future<Output = redis::RedisResult<T>>,
+{
+    let mut replies: FuturesUnordered<F> = requests.collect();
     for _ in 0..wait_for {
-        releases.next().await.unwrap().unwrap();
+        replies.next().await.unwrap().unwrap();
     }
 }
 
@@ -223,35 +231,31 @@ pub async fn scripts_round(
 ) {
     let (owner, hold) = ("raw-owner", "1");
     let counter = format!("{key}:fence");
-    let mut acquires: FuturesUnordered<_> = conns
-        .iter()
-        .map(|c| {
+    let counter = &counter;
+    first_replies(
+        wait_for,
+        conns.iter().map(|c| {
             let mut c = c.clone();
             let mut call = scripts.acquire.prepare_invoke();
             call.key(key)
-                .key(&counter)
+                .key(counter)
                 .arg(owner)
                 .arg(hold)
                 .arg(30_000)
                 .arg(16)
                 .arg("");
             async move { call.invoke_async::<redis::Value>(&mut c).await }
-        })
-        .collect();
-    for _ in 0..wait_for {
-        acquires.next().await.unwrap().unwrap();
-    }
-    drop(acquires);
-    let mut releases: FuturesUnordered<_> = conns
-        .iter()
-        .map(|c| {
+        }),
+    )
+    .await;
+    first_replies(
+        wait_for,
+        conns.iter().map(|c| {
             let mut c = c.clone();
             let mut call = scripts.release.prepare_invoke();
             call.key(key).arg(owner).arg(hold).arg("1");
             async move { call.invoke_async::<i64>(&mut c).await }
-        })
-        .collect();
-    for _ in 0..wait_for {
-        releases.next().await.unwrap().unwrap();
-    }
+        }),
+    )
+    .await;
 }
