@@ -15,8 +15,17 @@ use super::renewer::{Renewer, Renewers};
 use super::telemetry::{Key, Telemetry};
 
 /// What a Locker shares with its clones, guards and watchdogs.
-pub(crate) struct Shared<B: Backend> {
-    pub(crate) backend: Arc<B>,
+pub(crate) type Shared<B> = Parts<Arc<B>>;
+
+/// A [`Shared`] that keeps everything but the backend: what a task that
+/// may outlive every Locker and guard (an idle renewer) holds between its
+/// turns, so that it never keeps the backend's connections open by itself.
+pub(crate) type WeakShared<B> = Parts<Weak<B>>;
+
+/// The backend, held as `P`, and what goes with it.
+#[derive(Clone)]
+pub(crate) struct Parts<P> {
+    pub(crate) backend: P,
     pub(crate) options: Arc<LockOptions>,
     pub(crate) live: Arc<LiveHolds>,
     pub(crate) telemetry: Arc<Telemetry>,
@@ -32,10 +41,11 @@ pub(crate) struct Shared<B: Backend> {
     pub(crate) background: Background,
 }
 
-impl<B: Backend> Clone for Shared<B> {
-    fn clone(&self) -> Self {
-        Self {
-            backend: Arc::clone(&self.backend),
+impl<P> Parts<P> {
+    /// The same parts with the backend held as `f` makes it.
+    fn map_backend<Q>(&self, f: impl FnOnce(&P) -> Q) -> Parts<Q> {
+        Parts {
+            backend: f(&self.backend),
             options: Arc::clone(&self.options),
             live: Arc::clone(&self.live),
             telemetry: Arc::clone(&self.telemetry),
@@ -44,6 +54,20 @@ impl<B: Backend> Clone for Shared<B> {
             renewers: Arc::clone(&self.renewers),
             background: self.background.clone(),
         }
+    }
+}
+
+impl<B> Shared<B> {
+    pub(crate) fn downgrade(&self) -> WeakShared<B> {
+        self.map_backend(Arc::downgrade)
+    }
+}
+
+impl<B> WeakShared<B> {
+    /// The Shared again, while anything else keeps the backend.
+    pub(crate) fn upgrade(&self) -> Option<Shared<B>> {
+        let backend = self.backend.upgrade()?;
+        Some(self.map_backend(|_| backend))
     }
 }
 
@@ -71,50 +95,5 @@ impl<B: Backend> Shared<B> {
             kind: mode.name(),
             options: &self.options,
         }
-    }
-}
-
-/// A [`Shared`] that keeps everything but the backend: what a task that
-/// may outlive every Locker and guard (an idle renewer) holds between its
-/// turns, so that it never keeps the backend's connections open by itself.
-pub(crate) struct WeakShared<B: Backend> {
-    backend: Weak<B>,
-    options: Arc<LockOptions>,
-    live: Arc<LiveHolds>,
-    telemetry: Arc<Telemetry>,
-    lines: Arc<WaitLines>,
-    renewer: Arc<Renewer>,
-    renewers: Arc<Renewers>,
-    background: Background,
-}
-
-impl<B: Backend> Shared<B> {
-    pub(crate) fn downgrade(&self) -> WeakShared<B> {
-        WeakShared {
-            backend: Arc::downgrade(&self.backend),
-            options: Arc::clone(&self.options),
-            live: Arc::clone(&self.live),
-            telemetry: Arc::clone(&self.telemetry),
-            lines: Arc::clone(&self.lines),
-            renewer: Arc::clone(&self.renewer),
-            renewers: Arc::clone(&self.renewers),
-            background: self.background.clone(),
-        }
-    }
-}
-
-impl<B: Backend> WeakShared<B> {
-    /// The Shared again, while anything else keeps the backend.
-    pub(crate) fn upgrade(&self) -> Option<Shared<B>> {
-        Some(Shared {
-            backend: self.backend.upgrade()?,
-            options: Arc::clone(&self.options),
-            live: Arc::clone(&self.live),
-            telemetry: Arc::clone(&self.telemetry),
-            lines: Arc::clone(&self.lines),
-            renewer: Arc::clone(&self.renewer),
-            renewers: Arc::clone(&self.renewers),
-            background: self.background.clone(),
-        })
     }
 }
