@@ -22,6 +22,7 @@ mod owner;
 mod read_write;
 mod reentry;
 mod renewer;
+mod renewers;
 mod scoped;
 mod semaphore;
 mod shared;
@@ -39,7 +40,7 @@ pub use telemetry::Statistics;
 
 use held::{Held, ReleaseOnDrop};
 use owner::{current_owner, new_instance_id, next_hold_id};
-use renewer::Renewers;
+use renewers::Renewers;
 use shared::Shared;
 use telemetry::Telemetry;
 

@@ -14,7 +14,7 @@
 //! runtime puts its holds back as due at once, for another task to take.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle, Id};
@@ -25,7 +25,6 @@ use tracing::Instrument;
 use super::shared::Shared;
 use super::watchdog::{Next, Phase, Timing, Watched};
 use crate::backend::{Backend, Background, Hold, Task};
-use crate::options::LockOptions;
 use crate::sync::lock;
 
 /// A watched hold's place in its renewer.
@@ -153,6 +152,10 @@ impl Renewer {
             }
             None => {}
         }
+        if state.watched.is_empty() {
+            // The linger counts from here, not from the tasks' next look.
+            state.idle_since.get_or_insert_with(Instant::now);
+        }
         // The tasks linger at their next look for more holds (see
         // `turn`), unless they have no time to look at.
         let stranded = state.watched.is_empty() && state.looks_at.is_none();
@@ -245,6 +248,9 @@ impl Renewer {
             },
             Next::Done | Next::Renew(_) => {
                 state.watched.remove(&id);
+                if state.watched.is_empty() {
+                    state.idle_since.get_or_insert_with(Instant::now);
+                }
                 // The last hold lost, as above.
                 state.watched.is_empty() && state.looks_at.is_none()
             }
@@ -351,7 +357,13 @@ async fn run<B: Backend>(shared: Shared<B>, runtime: Id, number: u64) {
         tokio::pin!(woken);
         // Registered before the look, so a wake-up in between is kept.
         woken.as_mut().enable();
-        let windows = (early(interval), interval);
+        // With every Locker and guard gone nothing more can be watched:
+        // no lingering then.
+        let linger = match weak.backend.strong_count() {
+            0 => Duration::ZERO,
+            _ => interval,
+        };
+        let windows = (early(interval), linger);
         match renewer.turn((runtime, number), Instant::now(), windows) {
             Turn::Stop => {
                 tracing::debug!("watchdog renewer task ended: nothing held for an interval");
@@ -439,38 +451,6 @@ async fn extend<B: Backend>(
         let outcome = outcomes.as_ref().ok().and_then(|o| o.get(i));
         let next = span.in_scope(|| watched.renewed(shared, timing, (sent, returned), outcome));
         renewer.put_back(id, &next);
-    }
-}
-
-/// The renewers of a Locker's sets of options: Lockers derived with equal
-/// options (`with_options`, called per lock say) share one schedule and
-/// batch together, where each set of options needs its own (the interval,
-/// the node timeout and the key prefix shape a batch).
-#[derive(Default)]
-pub(crate) struct Renewers(Mutex<Vec<(Arc<LockOptions>, Weak<Renewer>)>>);
-
-impl std::fmt::Debug for Renewers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Renewers")
-            .field("sets", &lock(&self.0).len())
-            .finish()
-    }
-}
-
-impl Renewers {
-    /// The renewer of `options`: the one in use, or a new one.
-    pub(crate) fn of(&self, options: &Arc<LockOptions>, background: &Background) -> Arc<Renewer> {
-        let mut sets = lock(&self.0);
-        sets.retain(|(_, renewer)| renewer.strong_count() > 0);
-        let found = sets
-            .iter()
-            .find(|(theirs, _)| **theirs == **options)
-            .and_then(|(_, renewer)| renewer.upgrade());
-        found.unwrap_or_else(|| {
-            let renewer = Arc::new(Renewer::new(background.clone()));
-            sets.push((Arc::clone(options), Arc::downgrade(&renewer)));
-            renewer
-        })
     }
 }
 

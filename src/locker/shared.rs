@@ -11,7 +11,8 @@ use crate::options::LockOptions;
 
 use super::line::WaitLines;
 use super::reentry::LiveHolds;
-use super::renewer::{Renewer, Renewers};
+use super::renewer::Renewer;
+use super::renewers::Renewers;
 use super::telemetry::{Key, Telemetry};
 
 /// What a Locker shares with its clones, guards and watchdogs.

@@ -170,3 +170,40 @@ async fn a_hold_whose_key_holds_foreign_data_fails_alone() {
     })
     .await;
 }
+
+/// An idle renewer task lingers for more holds, but not past an interval
+/// after the last release, and once every Locker and guard is gone it
+/// ends at its next look. A hold taken at t0 is due at t0 + 1 s; released
+/// at t0 + 0.6 s with its Locker dropped, the task ends at that look,
+/// 0.4 s after the release. Counting the linger from the task's look
+/// instead of the release, it ended at t0 + 2 s (1.4 s after); from the
+/// release but ignoring the drop, at t0 + 1.6 s (1 s after).
+#[tokio::test]
+async fn an_idle_renewer_ends_at_its_next_look_once_its_lockers_are_gone() {
+    let nodes = start(1);
+    let interval = Duration::from_secs(1);
+    let options = short()
+        .ttl(Duration::from_secs(3))
+        .watchdog(fencelock::Watchdog::Every(interval));
+    let locker = locker(&nodes, options);
+    bounded(Duration::from_secs(30), async {
+        let taken = Instant::now();
+        let guard = locker.try_lock("lingering").await.unwrap();
+        tokio::time::sleep_until((taken + interval * 6 / 10).into()).await;
+        guard.release().await.unwrap();
+        let released = Instant::now();
+        drop(locker);
+        let metrics = tokio::runtime::Handle::current().metrics();
+        // No signal tells a task's end; the runtime's count of live tasks
+        // is looked at until it reaches zero.
+        while metrics.num_alive_tasks() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let lingered = released.elapsed();
+        assert!(
+            lingered < interval * 7 / 10,
+            "the renewer's task ended {lingered:?} after the last release"
+        );
+    })
+    .await;
+}
