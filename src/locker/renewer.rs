@@ -73,6 +73,20 @@ struct State {
     idle_since: Option<Instant>,
 }
 
+impl State {
+    /// After a hold left the schedule: with none left, the tasks' linger
+    /// counts from now (not from their next look), and whether they must
+    /// be woken to see it, having no time to look at (every hold was in
+    /// flight).
+    fn left(&mut self) -> bool {
+        if !self.watched.is_empty() {
+            return false;
+        }
+        self.idle_since.get_or_insert_with(Instant::now);
+        self.looks_at.is_none()
+    }
+}
+
 struct Entry {
     watched: Arc<Watched>,
     /// `None` while its renewal is in flight.
@@ -152,13 +166,7 @@ impl Renewer {
             }
             None => {}
         }
-        if state.watched.is_empty() {
-            // The linger counts from here, not from the tasks' next look.
-            state.idle_since.get_or_insert_with(Instant::now);
-        }
-        // The tasks linger at their next look for more holds (see
-        // `turn`), unless they have no time to look at.
-        let stranded = state.watched.is_empty() && state.looks_at.is_none();
+        let stranded = state.left();
         drop(state);
         if stranded {
             self.wake.notify_waiters();
@@ -242,17 +250,12 @@ impl Renewer {
                     state.queue.insert((*at, id));
                     state.looks_at.is_none_or(|looks| *at < looks)
                 }
-                // Unwatched meanwhile: the last one leaves the tasks with
-                // nothing to look at (every hold was in flight).
-                None => state.watched.is_empty() && state.looks_at.is_none(),
+                // Unwatched meanwhile (`unwatch` did the rest).
+                None => state.left(),
             },
             Next::Done | Next::Renew(_) => {
                 state.watched.remove(&id);
-                if state.watched.is_empty() {
-                    state.idle_since.get_or_insert_with(Instant::now);
-                }
-                // The last hold lost, as above.
-                state.watched.is_empty() && state.looks_at.is_none()
+                state.left()
             }
         };
         drop(state);
