@@ -4,6 +4,8 @@
 //! models that check it, is [`rule`].
 
 #[cfg(test)]
+mod amnesia_interleavings;
+#[cfg(test)]
 mod interleavings;
 #[cfg(test)]
 mod model_kit;
