@@ -50,6 +50,12 @@ pub const HOLD_SECONDS: &str = "fencelock_hold_seconds";
 /// data (restart without persistence). See `docs/algorithm.md`.
 pub const FENCE_COUNTER_RESET: &str = "fencelock_fence_counter_reset_total";
 
+/// Counter: nodes found without the marker every node keeps, so after they
+/// lost their data, and quarantined (label `backend="redis"`). A new
+/// cluster's nodes, marked together by one acquire, are not counted. See
+/// `docs/algorithm.md`, section 15.
+pub const NODE_DATA_LOST: &str = "fencelock_node_data_lost_total";
+
 /// Counter: fallbacks run instead of the work because the lock service
 /// could not be reached (`Locker::with_lock_or_fallback`).
 pub const FALLBACK: &str = "fencelock_fallback_total";
@@ -71,6 +77,10 @@ pub fn describe() {
     describe_counter!(
         FENCE_COUNTER_RESET,
         "Nodes whose fencing counter started over while others were ahead."
+    );
+    describe_counter!(
+        NODE_DATA_LOST,
+        "Nodes found without their marker (they lost their data) and quarantined."
     );
     describe_histogram!(
         ACQUIRE_SECONDS,

@@ -41,6 +41,11 @@ pub enum NodeFault {
     /// such refusals keep a quorum out of reach, the error is final (see
     /// [`Error::is_denied`](super::Error::is_denied)).
     Denied(String),
+    /// The node lost its data (it was found without the marker every node
+    /// keeps) and votes again once that is safe: after its quarantine, and
+    /// for a fencing counter, once a quorum of the nodes that remember has
+    /// repaired it (docs/algorithm.md, section 15).
+    Recovering(String),
 }
 
 impl fmt::Display for NodeFault {
@@ -51,6 +56,7 @@ impl fmt::Display for NodeFault {
             NodeFault::Server(m) => write!(f, "error reply: {m}"),
             NodeFault::Protocol(m) => write!(f, "unexpected reply: {m}"),
             NodeFault::Denied(m) => write!(f, "refused this client: {m}"),
+            NodeFault::Recovering(m) => write!(f, "lost its data, recovering: {m}"),
         }
     }
 }

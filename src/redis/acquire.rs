@@ -8,136 +8,17 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use redis::Cmd;
 
-use super::fanout::{FanOut, Reply};
+use super::amnesia;
+use super::fanout::FanOut;
 use super::replies::AcquireReply;
-use super::scripts::{self, Keys};
+use super::scripts::{self, Keys, Marking};
+use super::votes::{Votes, permits_of};
 use super::{RedisNode, Redlock, fence, lease_ms, ttl_ms};
-use crate::backend::{Grant, Hold, Mode};
-use crate::backend::{Verdict, validity, verdict};
-use crate::error::{Error, NodeFailure, NodeFault, Result};
+use crate::backend::{Grant, Hold};
+use crate::backend::{Verdict, validity};
+use crate::error::{Error, NodeFault, Result};
 use crate::fencing::FencingToken;
 use crate::options::{LockOptions, MAX_PERMITS};
-
-/// The nodes' answers to an acquire so far.
-#[derive(Default)]
-struct Votes {
-    /// (node, fence value, slot) of the nodes that granted; the slot is
-    /// `None` but for a permit.
-    granted: Vec<(usize, u64, Option<u32>)>,
-    held: usize,
-    /// The longest remaining ttl the refusing nodes reported.
-    held_ttl: Option<Duration>,
-    too_deep: usize,
-    parent_missing: usize,
-    /// What the name is in use as, where a node said it is another kind.
-    wrong_kind: Option<&'static str>,
-    /// The other count of permits a node's semaphore was taken with.
-    mismatch: Option<u32>,
-    failures: Vec<NodeFailure>,
-}
-
-impl Votes {
-    fn add(&mut self, nodes: &[RedisNode], (i, reply): Reply<AcquireReply>) {
-        match reply {
-            Ok(AcquireReply::Granted { token, slot }) => self.granted.push((i, token, slot)),
-            Ok(AcquireReply::Held { ttl }) => {
-                self.held += 1;
-                // The last copy to run out frees the lock everywhere.
-                self.held_ttl = self.held_ttl.max(ttl);
-            }
-            Ok(AcquireReply::TooDeep) => self.too_deep += 1,
-            Ok(AcquireReply::ParentMissing) => self.parent_missing += 1,
-            Ok(AcquireReply::WrongKind { kind }) => {
-                self.held += 1;
-                self.wrong_kind = Some(kind);
-            }
-            Ok(AcquireReply::PermitsMismatch { theirs }) => {
-                self.held += 1;
-                self.mismatch = Some(theirs);
-            }
-            Err(fault) => self.failures.push(nodes[i].failure(fault)),
-        }
-    }
-
-    /// The slot most nodes granted and how many did (`None` for holds
-    /// that are not permits): only grants of one slot make a permit, as
-    /// each slot is a lock of its own.
-    fn best(&self) -> (Option<u32>, usize) {
-        let mut best = (None, 0);
-        for &(_, _, slot) in &self.granted {
-            let count = self.granted.iter().filter(|g| g.2 == slot).count();
-            if count > best.1 {
-                best = (slot, count);
-            }
-        }
-        best
-    }
-
-    /// Refusals, counting the grants of other slots than the best: they
-    /// cannot join its quorum.
-    fn refused(&self) -> usize {
-        self.held + self.too_deep + self.parent_missing + self.granted.len() - self.best().1
-    }
-
-    fn verdict(&self, nodes: usize, quorum: usize) -> Verdict {
-        verdict(self.best().1, self.refused(), nodes, quorum)
-    }
-
-    /// Every grant's fence value (all slots share the counter).
-    fn values(&self) -> Vec<u64> {
-        self.granted.iter().map(|&(_, v, _)| v).collect()
-    }
-
-    /// (node, fence value) of the grants of `slot`.
-    fn granted_in(&self, slot: Option<u32>) -> Vec<(usize, u64)> {
-        self.granted
-            .iter()
-            .filter(|g| g.2 == slot)
-            .map(|&(i, v, _)| (i, v))
-            .collect()
-    }
-
-    /// The error of a round that did not grant.
-    fn failure(self, hold: &Hold, nodes: usize, quorum: usize, options: &LockOptions) -> Error {
-        let key = hold.key().to_owned();
-        match self.verdict(nodes, quorum) {
-            Verdict::Refused if self.too_deep > 0 => Error::ReentrancyLimit {
-                key,
-                limit: options.max_reentrancy,
-            },
-            // The outer hold this one nests in is gone from a quorum.
-            Verdict::Refused if self.parent_missing > 0 => Error::NotHeld { key },
-            Verdict::Refused if self.wrong_kind.is_some() => Error::WrongKind {
-                key,
-                in_use_as: self.wrong_kind.unwrap_or_default().to_owned(),
-                wanted: hold.mode().resource_kind(),
-            },
-            Verdict::Refused if self.mismatch.is_some() => Error::PermitsMismatch {
-                key,
-                ours: permits_of(hold),
-                theirs: self.mismatch.unwrap_or_default(),
-            },
-            Verdict::Refused => Error::NotObtained {
-                key,
-                expires_in: self.held_ttl,
-            },
-            Verdict::Undecided | Verdict::Quorum => Error::QuorumUnavailable {
-                confirmed: self.best().1,
-                refused: self.refused(),
-                needed: quorum,
-                failures: self.failures,
-            },
-        }
-    }
-}
-
-/// The number of permits a permit hold asks with (0 for other holds).
-fn permits_of(hold: &Hold) -> u32 {
-    match hold.mode() {
-        Mode::Permit { permits } => permits,
-        _ => 0,
-    }
-}
 
 /// What one acquire round works with.
 struct Round<'a> {
@@ -147,6 +28,8 @@ struct Round<'a> {
     quorum: usize,
     timeout: Duration,
     started: Instant,
+    /// The quarantine its requests mark nodes with.
+    quarantine_ms: u64,
 }
 
 impl Redlock {
@@ -159,6 +42,23 @@ impl Redlock {
         ttl: Duration,
         options: &LockOptions,
     ) -> Result<Grant> {
+        self.note_lease(ttl, options);
+        match self.acquire_round(hold, ttl, options).await {
+            // A new cluster, let in: this round's nodes only just became
+            // able to grant.
+            (Err(_), true) => self.acquire_round(hold, ttl, options).await.0,
+            (outcome, _) => outcome,
+        }
+    }
+
+    /// One round of [`acquire`](Self::acquire), and whether it found a new
+    /// cluster and let it in (docs/algorithm.md, section 15).
+    async fn acquire_round(
+        &self,
+        hold: &Hold,
+        ttl: Duration,
+        options: &LockOptions,
+    ) -> (Result<Grant>, bool) {
         let _running = self.rounds.start();
         let round = Round {
             hold,
@@ -167,12 +67,15 @@ impl Redlock {
             quorum: self.quorum,
             timeout: options.node_timeout,
             started: Instant::now(),
+            quarantine_ms: self.quarantine_ms(),
         };
+        let marking = Marking::new(round.quarantine_ms);
         let request = Arc::new(scripts::acquire(
             &round.keys,
             hold,
             (lease_ms(ttl, options), ttl_ms(ttl)),
             options.max_reentrancy,
+            marking,
         ));
         let before = self.before_acquire(hold, &round.keys);
         let mut acquire = FanOut::new(
@@ -198,6 +101,8 @@ impl Redlock {
         }
         let values = votes.values();
         let contested = !votes.granted.is_empty();
+        let answered_ok = votes.answered();
+        let standings = std::mem::take(&mut votes.standings);
         let outcome = match votes.verdict(self.nodes.len(), round.quorum) {
             Verdict::Quorum => self.grant(&round, &votes, &answered, options).await,
             _ => Err(votes.failure(hold, self.nodes.len(), round.quorum, options)),
@@ -212,7 +117,9 @@ impl Redlock {
                     None => grant.token,
                 };
                 self.keep_late_replies(acquire, &round, values, &answered, count);
-                Ok(grant)
+                self.after_standings(&round.keys, standings, answered_ok, marking, round.timeout)
+                    .await;
+                (Ok(grant), false)
             }
             Err(e) => {
                 // Not announced: no lock was freed, and waiters elsewhere
@@ -222,7 +129,10 @@ impl Redlock {
                 if contested && matches!(e, Error::NotObtained { .. }) {
                     self.retry_soon(&round, options);
                 }
-                Err(e)
+                let let_in = self
+                    .after_standings(&round.keys, standings, answered_ok, marking, round.timeout)
+                    .await;
+                (Err(e), let_in)
             }
         }
     }
@@ -359,6 +269,7 @@ impl Redlock {
                     .into_iter()
                     .filter(|&(i, _)| !answered[i])
                     .collect();
+                amnesia::report_late(&self.nodes, &late, round.quarantine_ms);
                 let behind = fence::late_behind(values, &late, token.get());
                 let lagging: Vec<&RedisNode> = behind.iter().map(|&i| &self.nodes[i]).collect();
                 self.lift_in_background(&round.keys, token.get(), &lagging, round.timeout);
@@ -367,9 +278,11 @@ impl Redlock {
         }
         let (nodes, keys, timeout) = (Arc::clone(&self.nodes), round.keys.clone(), round.timeout);
         let answered = answered.to_vec();
+        let quarantine_ms = round.quarantine_ms;
         self.settle_late(acquire, round.hold, move |late| async move {
             if first {
-                let late = late.into_iter().filter(|&(i, _)| !answered[i]).collect();
+                let late: Vec<_> = late.into_iter().filter(|&(i, _)| !answered[i]).collect();
+                amnesia::report_late(&nodes, &late, quarantine_ms);
                 fence::after_late_replies(nodes, keys, token.get(), values, late, timeout).await;
             }
         });

@@ -7,6 +7,7 @@
 
 mod acquire;
 mod admin;
+mod amnesia;
 mod fanout;
 mod faults;
 mod fence;
@@ -19,6 +20,7 @@ mod replies;
 mod requests;
 mod scripts;
 mod subscriber;
+mod votes;
 
 /// What the fuzz targets reach (feature `fuzzing`).
 #[cfg(feature = "fuzzing")]
@@ -28,6 +30,7 @@ pub(crate) mod fuzz {
 }
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use fenced::{Fenced, FencedRead, FencedStore, FencedWrite};
@@ -73,6 +76,12 @@ pub struct Redlock {
     background: Background,
     /// How many nodes must agree: a majority of them.
     quorum: usize,
+    /// How long a node that lost its data waits before it grants again, as
+    /// set; see [`quarantine`](Self::quarantine).
+    quarantine: Duration,
+    /// The longest lease (ms, drift included) this coordinator was asked
+    /// for: the quarantine it marks nodes with is never shorter.
+    longest_lease: AtomicU64,
 }
 
 impl Redlock {
@@ -121,7 +130,60 @@ impl Redlock {
             rounds: Rounds::default(),
             releases: Releases::default(),
             background: Background::default(),
+            quarantine: Self::DEFAULT_QUARANTINE,
+            longest_lease: AtomicU64::new(0),
         })
+    }
+
+    /// The default [`with_quarantine`](Self::with_quarantine): 10 minutes.
+    pub const DEFAULT_QUARANTINE: Duration = Duration::from_secs(600);
+
+    /// The same coordinator with another quarantine: how long, by its own
+    /// clock, a node that lost its data (found without the marker each node
+    /// keeps) grants nothing before it votes again (docs/algorithm.md,
+    /// section 15). Whatever lock it forgot has run out everywhere by then,
+    /// so the quarantine must outlast every lease taken on these nodes:
+    /// `ttl + lock_delay`, stretched by the drift factor. This coordinator
+    /// lengthens it by itself to cover the leases it is asked for; leases
+    /// of other processes it cannot know, so give every client of the same
+    /// nodes a quarantine that covers the longest lease any of them takes.
+    /// Default: [`DEFAULT_QUARANTINE`](Self::DEFAULT_QUARANTINE), which
+    /// covers leases of up to about 9.9 minutes; a node that lost its data
+    /// is rare, and only that node waits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] for a quarantine under 1 ms or over 48 h
+    /// (the longest ttl with the longest lock-delay).
+    pub fn with_quarantine(mut self, quarantine: Duration) -> Result<Self> {
+        if quarantine < Duration::from_millis(1) || quarantine > Duration::from_secs(48 * 3600) {
+            return Err(Error::InvalidOptions(format!(
+                "quarantine {quarantine:?} is out of range: from 1 ms to 48 h"
+            )));
+        }
+        self.quarantine = quarantine;
+        Ok(self)
+    }
+
+    /// How long a node that lost its data grants nothing, when this
+    /// coordinator finds it: the quarantine set, or the longest lease it
+    /// was asked for so far (drift included) if that is longer.
+    pub fn quarantine(&self) -> Duration {
+        Duration::from_millis(self.quarantine_ms())
+    }
+
+    fn quarantine_ms(&self) -> u64 {
+        ttl_ms(self.quarantine).max(self.longest_lease.load(Ordering::Relaxed))
+    }
+
+    /// Notes a lease for `ttl`, so that the quarantine outlasts it: a node
+    /// that lost its data must not grant while a lock it forgot may be
+    /// valid elsewhere.
+    fn note_lease(&self, ttl: Duration, options: &LockOptions) {
+        let lease = Duration::from_millis(lease_ms(ttl, options));
+        let needed = lease + crate::backend::drift(lease, options.drift_factor);
+        self.longest_lease
+            .fetch_max(ttl_ms(needed), Ordering::Relaxed);
     }
 
     /// The same coordinator with another quorum: how many nodes must agree
@@ -214,7 +276,9 @@ impl Backend for Redlock {
     }
 
     fn check_options(&self, options: &LockOptions) -> Result<()> {
-        options.validate()
+        options.validate()?;
+        self.note_lease(options.ttl, options);
+        Ok(())
     }
 
     async fn try_acquire(

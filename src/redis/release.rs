@@ -62,6 +62,7 @@ impl Redlock {
         ttl: Duration,
         options: &LockOptions,
     ) -> Result<Instant> {
+        self.note_lease(ttl, options);
         let keys = Keys::new(&options.key_prefix, hold.key());
         let quorum = self.quorum;
         let timeout = options.node_timeout;

@@ -29,6 +29,19 @@ pub(crate) enum AcquireReply {
     WrongKind { kind: &'static str },
     /// The semaphore is in use here with another number of permits.
     PermitsMismatch { theirs: u32 },
+    /// The node lost its data and waits out its quarantine for `left`
+    /// more, as its incarnation `incarnation`; `marked`: this request
+    /// found it without its marker and marked it (docs/algorithm.md,
+    /// section 15).
+    Recovering {
+        left: Duration,
+        marked: bool,
+        incarnation: u64,
+    },
+    /// The node lost its data and is back from its quarantine, but has no
+    /// trusted counter for this resource yet: a repair must write one
+    /// into its incarnation `incarnation` first.
+    Unrepaired { incarnation: u64 },
 }
 
 impl AcquireReply {
@@ -54,6 +67,16 @@ impl AcquireReply {
             [4, 3] => Ok(Self::WrongKind { kind: "semaphore" }),
             [6, theirs] if (1..=MAX_PERMITS.into()).contains(theirs) => Ok(Self::PermitsMismatch {
                 theirs: *theirs as u32,
+            }),
+            [7, left, marked @ (0 | 1), incarnation] if *left >= 0 && *incarnation > 0 => {
+                Ok(Self::Recovering {
+                    left: Duration::from_millis(*left as u64),
+                    marked: *marked == 1,
+                    incarnation: *incarnation as u64,
+                })
+            }
+            [8, incarnation] if *incarnation > 0 => Ok(Self::Unrepaired {
+                incarnation: *incarnation as u64,
             }),
             other => Err(NodeFault::Protocol(format!("acquire returned {other:?}"))),
         }
@@ -101,6 +124,17 @@ pub(crate) fn decode_raise(reply: &[i64]) -> Result<Raised, NodeFault> {
             was_missing: missing == 1,
         }),
         _ => Err(NodeFault::Protocol(format!("raise returned {reply:?}"))),
+    }
+}
+
+/// The fence_read script's reply: the counter where the node trusts it.
+pub(crate) fn decode_fence_read(reply: &[i64]) -> Result<Option<u64>, NodeFault> {
+    match *reply {
+        [1, counter] if counter >= 0 => Ok(Some(counter as u64)),
+        [0] => Ok(None),
+        _ => Err(NodeFault::Protocol(format!(
+            "fence_read returned {reply:?}"
+        ))),
     }
 }
 

@@ -8,8 +8,8 @@ use redis::Cmd;
 use super::RedisNode;
 use super::fence::Raised;
 use super::replies::{
-    AcquireReply, decode_batched_extend, decode_extend, decode_inspect, decode_raise,
-    decode_release,
+    AcquireReply, decode_batched_extend, decode_extend, decode_fence_read, decode_inspect,
+    decode_raise, decode_release,
 };
 use super::scripts::{self, Keys};
 use crate::backend::LockRecord;
@@ -89,11 +89,58 @@ impl RedisNode {
         let mut call = scripts::RAISE_FENCE.prepare_invoke();
         call.key(&keys.lock)
             .key(&keys.fence)
+            .key(&keys.node_marker)
             .arg(owner)
             .arg(token)
             .arg(id);
         let reply = async { decode_raise(&self.script::<Vec<i64>>(&call, Some(timeout)).await?) };
         self.noted("raise_fence", reply.await)
+    }
+
+    /// The fencing counter of `keys` for a repair: `None` where this node
+    /// does not trust it (docs/algorithm.md, section 15).
+    pub(crate) async fn read_fence(
+        &self,
+        keys: &Keys,
+        timeout: Duration,
+    ) -> Result<Option<u64>, NodeFault> {
+        let mut call = scripts::FENCE_READ.prepare_invoke();
+        call.key(&keys.node_marker).key(&keys.fence);
+        let reply =
+            async { decode_fence_read(&self.script::<Vec<i64>>(&call, Some(timeout)).await?) };
+        self.noted("fence_read", reply.await)
+    }
+
+    /// Writes `counter` into this node's fencing counter of `keys` if the
+    /// node is still the incarnation `incarnation`; whether it did.
+    pub(crate) async fn repair_fence(
+        &self,
+        keys: &Keys,
+        incarnation: u64,
+        counter: u64,
+        timeout: Duration,
+    ) -> Result<bool, NodeFault> {
+        let mut call = scripts::FENCE_REPAIR.prepare_invoke();
+        call.key(&keys.node_marker)
+            .key(&keys.fence)
+            .arg(incarnation)
+            .arg(counter);
+        let reply = async { decode_extend(self.script::<i64>(&call, Some(timeout)).await?) };
+        self.noted("fence_repair", reply.await)
+    }
+
+    /// Ends the quarantine of this node if it is still the incarnation
+    /// `incarnation` (a new cluster's node); whether it did.
+    pub(crate) async fn trust_marker(
+        &self,
+        keys: &Keys,
+        incarnation: u64,
+        timeout: Duration,
+    ) -> Result<bool, NodeFault> {
+        let mut call = scripts::FENCE_TRUST.prepare_invoke();
+        call.key(&keys.node_marker).arg(incarnation);
+        let reply = async { decode_extend(self.script::<i64>(&call, Some(timeout)).await?) };
+        self.noted("fence_trust", reply.await)
     }
 
     /// The holders of the lock stored here under `keys`, if any. A

@@ -11,7 +11,12 @@ use redis::{Cmd, Script};
 use crate::backend::{Hold, Mode};
 
 /// Takes a hold (first or nested) and, for a first hold, bumps the fence.
-const ACQUIRE_SOURCE: &str = include_str!("lua/acquire.lua");
+/// Every script that grants a first hold starts with standing.lua: the
+/// check of the node's marker (docs/algorithm.md, section 15).
+const ACQUIRE_SOURCE: &str = concat!(
+    include_str!("lua/standing.lua"),
+    include_str!("lua/acquire.lua")
+);
 pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_SOURCE));
 
 /// Resets the expiry of a lock through one of its holds.
@@ -41,7 +46,10 @@ pub(crate) static FORCE_RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(FORCE_RELEASE_SOURCE));
 
 /// Takes a read or write hold of a read-write lock.
-const RW_ACQUIRE_SOURCE: &str = include_str!("lua/rw_acquire.lua");
+const RW_ACQUIRE_SOURCE: &str = concat!(
+    include_str!("lua/standing.lua"),
+    include_str!("lua/rw_acquire.lua")
+);
 pub(crate) static RW_ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(RW_ACQUIRE_SOURCE));
 
 /// Lengthens a read or write hold's lease.
@@ -58,7 +66,10 @@ pub(crate) static RW_DOWNGRADE: LazyLock<Script> =
     LazyLock::new(|| Script::new(RW_DOWNGRADE_SOURCE));
 
 /// Takes one permit of a semaphore in the first free slot.
-const SEM_ACQUIRE_SOURCE: &str = include_str!("lua/sem_acquire.lua");
+const SEM_ACQUIRE_SOURCE: &str = concat!(
+    include_str!("lua/standing.lua"),
+    include_str!("lua/sem_acquire.lua")
+);
 pub(crate) static SEM_ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(SEM_ACQUIRE_SOURCE));
 
 /// Lengthens a permit's lease in its slot.
@@ -69,8 +80,21 @@ pub(crate) static SEM_EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(SE
 const SEM_RELEASE_SOURCE: &str = include_str!("lua/sem_release.lua");
 pub(crate) static SEM_RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(SEM_RELEASE_SOURCE));
 
+/// Reads a fencing counter, if the node trusts it (a repair's read).
+const FENCE_READ_SOURCE: &str = include_str!("lua/fence_read.lua");
+pub(crate) static FENCE_READ: LazyLock<Script> = LazyLock::new(|| Script::new(FENCE_READ_SOURCE));
+
+/// Writes a repaired fencing counter into a node that lost its data.
+const FENCE_REPAIR_SOURCE: &str = include_str!("lua/fence_repair.lua");
+pub(crate) static FENCE_REPAIR: LazyLock<Script> =
+    LazyLock::new(|| Script::new(FENCE_REPAIR_SOURCE));
+
+/// Ends the quarantine of a node of a new cluster.
+const FENCE_TRUST_SOURCE: &str = include_str!("lua/fence_trust.lua");
+pub(crate) static FENCE_TRUST: LazyLock<Script> = LazyLock::new(|| Script::new(FENCE_TRUST_SOURCE));
+
 /// Every script's source, for loading them on a new connection.
-pub(crate) const SOURCES: [&str; 14] = [
+pub(crate) const SOURCES: [&str; 17] = [
     ACQUIRE_SOURCE,
     EXTEND_SOURCE,
     EXTEND_BATCH_SOURCE,
@@ -85,6 +109,9 @@ pub(crate) const SOURCES: [&str; 14] = [
     SEM_ACQUIRE_SOURCE,
     SEM_EXTEND_SOURCE,
     SEM_RELEASE_SOURCE,
+    FENCE_READ_SOURCE,
+    FENCE_REPAIR_SOURCE,
+    FENCE_TRUST_SOURCE,
 ];
 
 /// `EVALSHA` of `script` on `keys`; the caller adds the arguments. Built
@@ -103,12 +130,14 @@ fn evalsha<K: AsRef<str>>(script: &Script, keys: &[K]) -> Cmd {
 /// acquire.lua, rw_acquire.lua and sem_acquire.lua); a refused writer's
 /// waiting mark lives `ttl_ms`, the ttl alone: it holds nothing. A
 /// permit's request carries a fresh random order of the slots, the same
-/// for every node it is sent to.
+/// for every node it is sent to, and every first hold's request what a
+/// node found without its marker is marked with (`marking`).
 pub(crate) fn acquire(
     keys: &Keys,
     hold: &Hold,
     (lease_ms, ttl_ms): (u64, u64),
     max_holds: u32,
+    marking: Marking,
 ) -> Cmd {
     let parent = hold.parent().map_or("", |p| p.id.as_str());
     match hold.mode() {
@@ -116,16 +145,18 @@ pub(crate) fn acquire(
             let slots = keys.slots(permits);
             let mut declared = vec![keys.lock.as_str(), keys.fence.as_str()];
             declared.extend(slots.iter().map(String::as_str));
+            declared.push(&keys.node_marker);
             let mut cmd = evalsha(&SEM_ACQUIRE, &declared);
             cmd.arg(hold.owner())
                 .arg(hold.id())
                 .arg(lease_ms)
                 .arg(permits)
                 .arg(slot_order(permits));
+            marking.add_to(&mut cmd);
             cmd
         }
         Mode::Read | Mode::Write => {
-            let mut cmd = evalsha(&RW_ACQUIRE, &[&keys.lock, &keys.fence]);
+            let mut cmd = evalsha(&RW_ACQUIRE, &[&keys.lock, &keys.fence, &keys.node_marker]);
             cmd.arg(hold.owner())
                 .arg(hold.id())
                 .arg(lease_ms)
@@ -134,17 +165,45 @@ pub(crate) fn acquire(
                 .arg(rw_mode(hold.mode()))
                 .arg(if hold.is_waiting() { "1" } else { "0" })
                 .arg(ttl_ms);
+            marking.add_to(&mut cmd);
             cmd
         }
         _ => {
-            let mut cmd = evalsha(&ACQUIRE, &[&keys.lock, &keys.fence]);
+            let mut cmd = evalsha(&ACQUIRE, &[&keys.lock, &keys.fence, &keys.node_marker]);
             cmd.arg(hold.owner())
                 .arg(hold.id())
                 .arg(lease_ms)
                 .arg(max_holds)
                 .arg(parent);
+            marking.add_to(&mut cmd);
             cmd
         }
+    }
+}
+
+/// What a first acquire marks a node found without its marker with
+/// (standing.lua): the quarantine it then waits out, and the new
+/// incarnation's id, the same for every node of one request (so that the
+/// request can tell it marked all of them: a new cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Marking {
+    pub(crate) quarantine_ms: u64,
+    pub(crate) id: u64,
+}
+
+impl Marking {
+    /// A fresh id: 48 random bits, not 0, so that Lua's numbers (doubles)
+    /// return it exactly.
+    pub(crate) fn new(quarantine_ms: u64) -> Self {
+        let id = rand::random::<u64>() >> 16;
+        Self {
+            quarantine_ms,
+            id: id.max(1),
+        }
+    }
+
+    fn add_to(self, cmd: &mut Cmd) {
+        cmd.arg(self.quarantine_ms).arg(self.id);
     }
 }
 
@@ -284,11 +343,14 @@ pub(crate) fn downgrade(keys: &Keys, hold: &Hold) -> Cmd {
 
 /// The two keys of a resource: `<prefix>{<resource>}` (the lock hash) and
 /// `<prefix>{<resource>}:fence` (the counter, which never expires). The hash
-/// tag keeps both in one slot.
+/// tag keeps both in one slot. Beside them, the node's marker under the
+/// prefix, `<prefix>node` (docs/algorithm.md, section 15): no braces, so no
+/// resource's key is ever named so.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Keys {
     pub(crate) lock: String,
     pub(crate) fence: String,
+    pub(crate) node_marker: String,
 }
 
 impl Keys {
@@ -300,7 +362,12 @@ impl Keys {
     pub(crate) fn new(prefix: &str, resource: &str) -> Self {
         let lock = Self::lock_key(prefix, resource);
         let fence = format!("{lock}:fence");
-        Self { lock, fence }
+        let node_marker = format!("{prefix}node");
+        Self {
+            lock,
+            fence,
+            node_marker,
+        }
     }
 
     /// The names of a semaphore's `permits` slots, in order.
@@ -321,6 +388,7 @@ impl Keys {
         Keys {
             lock: format!("{}:permit:{slot}", self.lock),
             fence: self.fence.clone(),
+            node_marker: self.node_marker.clone(),
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use fencelock::testing::{RedisNodes, Restart};
+use fencelock::testing::{Persistence, RedisNodes, Restart};
 use fencelock::{Error, FencingToken, Locker, Owner, Redlock, Sequencer};
 use metrics_util::debugging::DebuggingRecorder;
 
@@ -26,7 +26,9 @@ async fn an_outage_runs_the_fallback_and_never_the_work() {
     let recorder = DebuggingRecorder::new();
     let _local = metrics::set_default_local_recorder(&recorder);
     let recorded = common::Recorded::new(&recorder);
-    let mut nodes = RedisNodes::start(3).unwrap();
+    // With their data kept: a node that comes back without it would wait
+    // out its quarantine (docs/algorithm.md, section 15).
+    let mut nodes = RedisNodes::start_with(3, Persistence::Aof).unwrap();
     let locker = locker(&nodes);
     bounded(LIMIT, async {
         // Up: the work runs, the fallback does not.

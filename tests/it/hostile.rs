@@ -356,6 +356,17 @@ async fn two_real_nodes_outvote_a_hostile_one() {
 async fn two_hostile_nodes_make_a_quorum_unavailable_naming_them() {
     let real = RedisServer::start().unwrap();
     bounded(LIMIT, async {
+        // A new node that alone cannot make a quorum is not taken for a new
+        // cluster (docs/algorithm.md, section 15): let a one-node
+        // coordinator mark it first, so that here it votes.
+        let alone = Locker::new(Redlock::from_urls([real.url()]).unwrap(), options()).unwrap();
+        alone
+            .try_lock("warm")
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
         for peer in PEERS {
             let (a, b) = (Hostile::start(peer).await, Hostile::start(peer).await);
             let urls = [a.url(), real.url(), b.url()];

@@ -29,6 +29,7 @@
 mod common;
 
 mod admin;
+mod amnesia;
 mod auth;
 mod bad_input;
 mod cancellation;

@@ -243,7 +243,8 @@ fn script_source_problems(source: &str) -> Vec<String> {
         let definition = format!("const {argument}: &str = include_str!(\"");
         let from_file = source
             .lines()
-            .any(|l| l.trim_start().starts_with(&definition) && l.trim_end().ends_with(".lua\");"));
+            .any(|l| l.trim_start().starts_with(&definition) && l.trim_end().ends_with(".lua\");"))
+            || concatenated_files(source, argument);
         if !is_constant || !from_file {
             problems.push(format!(
                 "Script::new({argument}) does not take a constant defined as include_str!(\"....lua\")"
@@ -256,6 +257,30 @@ fn script_source_problems(source: &str) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Whether `constant` is defined as `concat!` of `include_str!("lua/…")`
+/// items and nothing else: a script made of files of the crate (a shared
+/// prelude and the script itself).
+fn concatenated_files(source: &str, constant: &str) -> bool {
+    let definition = format!("const {constant}: &str = concat!");
+    let Some(at) = source.find(&definition) else {
+        return false;
+    };
+    let Some(items) = parenthesised(source, at + definition.len()) else {
+        return false;
+    };
+    let items: Vec<&str> = items
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .collect();
+    !items.is_empty()
+        && items.iter().all(|i| {
+            i.strip_prefix("include_str!(\"lua/")
+                .and_then(|rest| rest.strip_suffix(".lua\")"))
+                .is_some_and(|name| !name.contains(['"', '(', ')']))
+        })
 }
 
 /// Redis commands the scripts use, by where their key arguments are:
@@ -283,13 +308,17 @@ const COMMANDS: &[(&str, Option<usize>)] = &[
     ("TIME", None),
 ];
 
-/// Whether `arg` is exactly `KEYS[n]`, or `KEYS[i]` with a variable index
-/// (a semaphore's slots are declared keys walked in a loop): whatever the
+/// Whether `arg` is exactly `KEYS[n]`, `KEYS[i]` with a variable index
+/// (a semaphore's slots are declared keys walked in a loop) or
+/// `KEYS[#KEYS]` (the last, where the node's marker is): whatever the
 /// index, an element of KEYS is a declared key.
 fn is_declared_key(arg: &str) -> bool {
     arg.strip_prefix("KEYS[")
         .and_then(|rest| rest.strip_suffix(']'))
-        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .is_some_and(|n| {
+            n == "#KEYS"
+                || (!n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        })
 }
 
 /// Whether `arg` is `KEYS[n] .. '<literal>'`: a declared key with a fixed

@@ -4,17 +4,22 @@
 -- ms (its ttl and the lock-delay, which keeps a vanished holder's name
 -- taken; a release deletes it at once), ARGV[4] max holds per owner,
 -- ARGV[5] parent hold id for a nested acquire ('' for a first one).
+-- KEYS[3] the node's marker, ARGV[6] quarantine ms, ARGV[7] a new
+-- incarnation id: see standing.lua, prepended.
 -- The hash has ':owner' and ':token' plus one field per hold id, so a retried
 -- or late-arriving acquire never counts twice.
 -- Returns {1, token, holds} granted, {0, pttl} held (by anyone, for a first
 -- acquire), {2, holds} reentrancy limit reached, {3} parent hold not here,
--- {4, kind} the name is in use as another kind (2 rwlock, 3 semaphore).
+-- {4, kind} the name is in use as another kind (2 rwlock, 3 semaphore),
+-- {7, ..} or {8, ..} this node may not grant a first hold (standing.lua).
 -- Data of another kind at the lock key is an error naming it, not a lock.
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind ~= 'none' and kind ~= 'hash' then
   return redis.error_reply('WRONGTYPE fencelock: the lock key holds a ' .. kind .. ', not a fencelock lock')
 end
 if ARGV[5] == '' then
+  local refused = standing()
+  if refused then return refused end
   if kind == 'none' then
     local token = redis.call('INCR', KEYS[2])
     redis.call('HSET', KEYS[1], ':owner', ARGV[1], ':token', token, ARGV[2], '1')

@@ -1,5 +1,6 @@
 -- Raise a lagging fencing counter to the token being handed out.
--- KEYS[1] lock hash (for a permit, its slot's), KEYS[2] fencing counter.
+-- KEYS[1] lock hash (for a permit, its slot's), KEYS[2] fencing counter,
+-- KEYS[3] the node's marker.
 -- ARGV[1] owner, ARGV[2] token, ARGV[3] the id of the first hold being
 -- granted.
 -- Counters only grow. Returns {counter after the call, 1 if that hold is
@@ -13,6 +14,13 @@
 local target = tonumber(ARGV[2])
 local stored = redis.call('GET', KEYS[2])
 local missing = stored and 0 or 1
+-- A counter this node lost (it has no marker, or lost data and this
+-- counter has not been repaired) is unknown: never created here, never
+-- counted (docs/algorithm.md, section 15). No hold can be here either.
+local m = redis.call('HMGET', KEYS[3], 'id', 'reborn')
+if not m[1] or (m[2] and not stored) then
+  return {0, 0, 1}
+end
 local current = tonumber(stored or '0')
 if current < target then
   redis.call('SET', KEYS[2], ARGV[2])

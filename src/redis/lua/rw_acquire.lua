@@ -5,6 +5,8 @@
 -- parent hold id for a nested acquire ('' for a first one), ARGV[6] 'r'
 -- or 'w', ARGV[7] '1' when a refused writer will try again, ARGV[8] how
 -- long its waiting mark lives in ms (the ttl alone: it holds nothing).
+-- KEYS[3] the node's marker, ARGV[9] quarantine ms, ARGV[10] a new
+-- incarnation id: see standing.lua, prepended.
 -- The hash: ':kind' 'rw', ':roots' live first holds, ':w' the write root,
 -- ':wo'/':wx' a waiting writer's owner and until when (server ms); per
 -- first hold (root) R: 'o:R' owner, 'x:R' expiry (server ms, lock-delay
@@ -14,7 +16,8 @@
 -- lives as long as the last of them.
 -- Returns {1, token, holds} granted, {0, pttl} refused, {2, holds}
 -- reentrancy limit, {3} parent hold not here, {4, kind} the name is in use
--- as another kind (1 lock, 3 semaphore).
+-- as another kind (1 lock, 3 semaphore), {7, ..} or {8, ..} this node may
+-- not grant a first hold (standing.lua).
 if redis.replicate_commands then redis.replicate_commands() end
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind ~= 'none' and kind ~= 'hash' then
@@ -36,6 +39,10 @@ if kind == 'hash' then
     if redis.call('HEXISTS', KEYS[1], ':owner') == 1 then return {4, 1} end
     return redis.error_reply('FENCELOCK lock key holds data that is not a fencelock lock')
   end
+end
+if parent == '' then
+  local refused = standing()
+  if refused then return refused end
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

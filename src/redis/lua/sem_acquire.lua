@@ -5,13 +5,16 @@
 -- ARGV[1] owner, ARGV[2] hold id, ARGV[3] how long the permit lives here
 -- in ms (its ttl and the lock-delay), ARGV[4] permits,
 -- ARGV[5] the slots in the client's order, comma-separated.
+-- KEYS[#KEYS] the node's marker, ARGV[6] quarantine ms, ARGV[7] a new
+-- incarnation id: see standing.lua, prepended.
 -- The marker has ':kind' 'sem' and ':permits' N, and lives as long as its
 -- longest permit. Slot i ('<marker>:permit:<i>') is a hash like an
 -- exclusive lock's: ':owner', ':token' and the hold id.
 -- Returns {1, counter, 1, slot} granted, {0, pttl} every slot taken (the
 -- shortest remaining ttl), {4, kind} the name is in use as another kind
 -- (1 lock, 2 rwlock), {6, permits} the semaphore is in use with another
--- number of permits (while any of its permits is live).
+-- number of permits (while any of its permits is live), {7, ..} or {8, ..}
+-- this node may not grant (standing.lua).
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind ~= 'none' and kind ~= 'hash' then
   return redis.error_reply('WRONGTYPE fencelock: the lock key holds a ' .. kind .. ', not a fencelock lock')
@@ -29,6 +32,8 @@ if kind == 'hash' then
   -- another count is in use: refused, not mixed.
   if theirs ~= permits then return {6, theirs} end
 end
+local refused = standing()
+if refused then return refused end
 local free = nil
 local shortest = -1
 for s in string.gmatch(ARGV[5], '%d+') do

@@ -317,8 +317,8 @@ pub async fn subscribers(conn: &mut redis::aio::MultiplexedConnection, channel: 
     n
 }
 
-/// The lock keys (not fence counters, nor `FencedStore` resources) present
-/// on one node.
+/// The lock keys (not fence counters, the node's marker, nor `FencedStore`
+/// resources) present on one node.
 pub async fn lock_keys(url: &str) -> Vec<String> {
     let mut c = conn(url).await;
     let mut cursor = 0u64;
@@ -333,11 +333,9 @@ pub async fn lock_keys(url: &str) -> Vec<String> {
             .query_async(&mut c)
             .await
             .unwrap();
-        keys.extend(
-            batch
-                .into_iter()
-                .filter(|k| !k.ends_with(":fence") && !k.starts_with("fencelock:fenced:")),
-        );
+        keys.extend(batch.into_iter().filter(|k| {
+            !k.ends_with(":fence") && k != "fencelock:node" && !k.starts_with("fencelock:fenced:")
+        }));
         if next == 0 {
             return keys;
         }
