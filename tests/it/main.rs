@@ -43,6 +43,7 @@ mod faults;
 mod fenced_store;
 mod fixtures;
 mod hostile;
+mod hostile_peers;
 mod locking;
 mod metrics;
 mod notifications;
