@@ -29,6 +29,10 @@ pub(crate) enum Peer {
     HalfReply,
     /// Accepts and never answers.
     Silent,
+    /// A "Redis" that says `+OK` to every command: the connection's
+    /// set-up, `SCRIPT LOAD`, every script, every read. Each reply is
+    /// well-formed RESP, and a yes to anything: none is a script's answer.
+    SaysOk,
 }
 
 /// A hostile peer listening on a free loopback port; stops (and closes all
@@ -101,9 +105,13 @@ async fn serve(peer: Peer, stream: TcpStream) {
             let mut buf = [0u8; 1024];
             while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
         }
-        Peer::Errors => {
+        Peer::Errors | Peer::SaysOk => {
+            let reply: &[u8] = match peer {
+                Peer::Errors => b"-ERR nope\r\n",
+                _ => b"+OK\r\n",
+            };
             while read_command(&mut stream).await.is_some() {
-                if stream.write_all(b"-ERR nope\r\n").await.is_err() {
+                if stream.write_all(reply).await.is_err() {
                     return;
                 }
             }
@@ -163,7 +171,15 @@ pub(crate) fn expected_fault(peer: Peer, fault: &NodeFault) -> bool {
             NodeFault::Connection(m) => m.contains("timed out"),
             _ => false,
         },
+        // A yes that no script answers is not read as a grant.
+        Peer::SaysOk => matches!(fault, NodeFault::Protocol(_)),
     }
 }
 
-pub(crate) const PEERS: [Peer; 4] = [Peer::Http, Peer::Errors, Peer::HalfReply, Peer::Silent];
+pub(crate) const PEERS: [Peer; 5] = [
+    Peer::Http,
+    Peer::Errors,
+    Peer::HalfReply,
+    Peer::Silent,
+    Peer::SaysOk,
+];

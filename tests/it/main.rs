@@ -44,6 +44,8 @@ mod fenced_store;
 mod fixtures;
 mod hostile;
 mod hostile_peers;
+mod hostile_redis;
+mod hostile_replica;
 mod locking;
 mod metrics;
 mod notifications;
