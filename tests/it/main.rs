@@ -46,6 +46,7 @@ mod hostile;
 mod hostile_peers;
 mod hostile_redis;
 mod hostile_replica;
+mod hostile_scripts;
 mod locking;
 mod metrics;
 mod notifications;
