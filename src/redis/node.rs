@@ -50,6 +50,15 @@ impl std::fmt::Debug for RedisNode {
     }
 }
 
+/// How many times one request loads the scripts again after `NOSCRIPT`.
+/// Once is not enough: a second `SCRIPT FLUSH` can land between the reload
+/// and the retry (an operator flushing twice while a request that its round
+/// no longer waited for is still out), and the retry then meets `NOSCRIPT`
+/// again, which would count as a failed node though nothing is wrong with
+/// it. A few reloads outlast any such race; the bound keeps a peer that
+/// answers `NOSCRIPT` to everything from being asked for ever.
+const RELOADS: u32 = 3;
+
 /// How many connections a node's pool keeps when this crate builds the pool.
 const POOL_SIZE: usize = 8;
 
@@ -253,14 +262,15 @@ impl RedisNode {
     /// idempotent, so one whose kept connection turns out to be broken is
     /// tried once more on a fresh connection within the same time budget: a
     /// node restart then costs one reconnect, not a lost vote. A server that
-    /// lost its scripts (`SCRIPT FLUSH`) gets them again, once.
+    /// lost its scripts (`SCRIPT FLUSH`) gets them again, up to
+    /// [`RELOADS`] times.
     async fn run<T, F, Fut>(&self, timeout: Option<Duration>, mut op: F) -> Result<T, NodeFault>
     where
         F: FnMut(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let attempt = async {
-            let (mut reconnected, mut reloaded) = (false, false);
+            let (mut reconnected, mut reloads) = (false, 0);
             loop {
                 // A clone of the multiplexed connection: same socket.
                 let mut conn = self.connection().await?;
@@ -277,10 +287,10 @@ impl RedisNode {
                     // Not run at all, so trying again is safe.
                     Err(e)
                         if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
-                            && !reloaded =>
+                            && reloads < RELOADS =>
                     {
                         load_scripts(&mut conn).await.map_err(|e| classify(&e))?;
-                        reloaded = true;
+                        reloads += 1;
                     }
                     Err(e) => return Err(classify(&e)),
                 }
