@@ -3,8 +3,9 @@
 //! a semaphore of 3 permits — acquire, write (or read) through a
 //! `FencedStore` on a separate Redis, release — while a nemesis kills,
 //! pauses and restarts the five lock nodes, slows and cuts the links to
-//! them, and pauses clients past the ttl. Afterwards the recorded history is
-//! checked (see `history.rs`):
+//! them, faults the store and the database too, and pauses clients past
+//! the ttl. Afterwards the
+//! recorded history is checked (see `history.rs` and `store_checks.rs`):
 //!
 //! - no accepted fenced operation is out of token order: on the lock's
 //!   resource and on each slot's, no write below an earlier accepted one;
@@ -17,7 +18,8 @@
 //! - no more than 3 permit holders at once whose writes were all accepted;
 //! - overlapping holders of the lock are counted, and so are the stale
 //!   writes the fence stopped;
-//! - no lock is left once the clients stop.
+//! - no lock is left once the clients stop;
+//! - no write the store acknowledged is lost, its restarts included.
 //!
 //! Each run prints its seed and its figures. `FENCELOCK_CHECKER_SECS` sets
 //! the length of each run (default 40 s; docs/safety.md reports a long run)
@@ -31,6 +33,7 @@ mod client;
 mod database;
 mod history;
 mod nemesis;
+mod store_checks;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -39,12 +42,11 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fencelock::FencedStore;
 use fencelock::testing::{Persistence, PostgresServer, RedisNodes, RedisServer, TcpProxy};
 use tokio::process::{Child, Command};
 
-use client::{Client, PERMITS, RW_RESOURCE, STORE_RESOURCE, Stall, slot_resource};
-use history::{Event, Outcome, Report, Role, Target, What, now};
+use client::{Client, PERMITS, Stall};
+use history::{Event, Report, Role, now};
 use nemesis::{Cluster, FaultLog, Group, Plan};
 
 /// Set in the environment of the client process: its spec.
@@ -136,7 +138,10 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
         .iter()
         .map(|node| TcpProxy::start(node.addr()).unwrap())
         .collect();
-    let store_server = RedisServer::start().unwrap();
+    // The store keeps every acknowledged write through SIGKILL, as the
+    // lock's nodes do; clients reach it through a proxy the nemesis faults.
+    let store_server = RedisServer::start_with(Persistence::Aof).unwrap();
+    let store_proxy = TcpProxy::start(store_server.addr()).unwrap();
     let db_server = PostgresServer::start().expect("start postgres (run scripts/setup)");
     database::set_up(&db_server).await;
     let urls: Vec<String> = proxies.iter().map(TcpProxy::redis_url).collect();
@@ -145,7 +150,7 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
         name,
         role,
         nodes: urls.clone(),
-        store: store_server.url(),
+        store: store_proxy.redis_url(),
         database: db_server.url(),
         until,
         watchdog,
@@ -195,6 +200,8 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
         nodes,
         proxies,
         database: db_server,
+        store: store_server,
+        store_proxy,
     };
     let nemesis = tokio::task::spawn_blocking(move || {
         let log = nemesis::run(&mut cluster, plan);
@@ -248,53 +255,19 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
         }
     }
 
-    check_store(&store_server, &events, &report).await;
+    let finals = store_checks::read_finals(&cluster.store.url()).await;
+    let store = store_checks::check(&events, &finals);
+    eprintln!("checker {name} store: {store}");
+    assert!(
+        store.violations.is_empty(),
+        "{store}\n{report}\n{}",
+        faults.lines.join("\n")
+    );
     check_database(&cluster.database, &report, secs).await;
     check_no_lock_left(&cluster.nodes).await;
     (report, faults)
 }
 
-/// On every resource, the store shows the last write: that of the highest
-/// accepted write token, or of a write whose outcome is unknown.
-async fn check_store(server: &RedisServer, events: &[Event], report: &Report) {
-    let store = FencedStore::from_url(&server.url()).unwrap();
-    let mut targets = vec![
-        (Target::Lock, STORE_RESOURCE.to_owned()),
-        (Target::ReadWrite, RW_RESOURCE.to_owned()),
-    ];
-    targets.extend((0..PERMITS).map(|slot| (Target::Slot(slot), slot_resource(slot))));
-    // The tokens of writes whose outcome is unknown, by role.
-    let unknown: Vec<(Role, u64)> = events
-        .iter()
-        .filter_map(|e| match e.what {
-            What::Write {
-                token,
-                outcome: Outcome::Failed,
-            } => Some((e.role, token)),
-            _ => None,
-        })
-        .collect();
-    for (target, resource) in targets {
-        let highest = report.highest_accepted.get(&target).copied();
-        let Some(stored) = store.read(&resource).await.unwrap() else {
-            assert_eq!(highest, None, "accepted writes left no trace on {resource}");
-            continue;
-        };
-        let fence = stored.fence.get();
-        let role = match target {
-            Target::Lock => Role::Lock,
-            Target::ReadWrite => Role::Write,
-            Target::Slot(_) => Role::Permit,
-        };
-        assert!(
-            Some(fence) == highest || unknown.contains(&(role, fence)),
-            "{resource}: store fence {fence}, highest accepted write {highest:?}"
-        );
-    }
-}
-
-/// Every lock key has a ttl (none can stay for ever), and all are gone
-/// once every hold has been released or has expired.
 /// The database's verdict: no transaction committed below a token
 /// committed before it, enough commits to mean something, and the fence
 /// where the last commit left it.
@@ -316,6 +289,8 @@ async fn check_database(server: &PostgresServer, report: &Report, secs: u64) {
     );
 }
 
+/// Every lock key has a ttl (none can stay for ever), and all are gone
+/// once every hold has been released or has expired.
 async fn check_no_lock_left(nodes: &RedisNodes) {
     for node in nodes.iter() {
         for key in common::lock_keys(&node.url()).await {

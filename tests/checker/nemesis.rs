@@ -1,12 +1,13 @@
 //! The nemesis: faults injected at random (from a printed seed) into the
-//! lock nodes, the links to them, and the clients, while the clients run.
+//! lock nodes, the links to them, the protected resources, and the clients,
+//! while the clients run.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fencelock::testing::{PostgresServer, RedisNodes, Restart, TcpProxy};
+use fencelock::testing::{Direction, PostgresServer, RedisNodes, RedisServer, Restart, TcpProxy};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rand::rngs::StdRng;
@@ -14,12 +15,82 @@ use rand::{RngExt, SeedableRng};
 
 use crate::client::{STALL, Stall, TTL};
 
-/// The lock nodes and the proxy in front of each (clients use the proxies).
+/// The lock nodes and the proxy in front of each (clients use the
+/// proxies), and the protected resources.
 pub struct Cluster {
     pub nodes: RedisNodes,
     pub proxies: Vec<TcpProxy>,
     /// The second protected resource, faulted too.
     pub database: PostgresServer,
+    /// The fenced store's server (AOF, fsync always), and the proxy every
+    /// client writes through.
+    pub store: RedisServer,
+    pub store_proxy: TcpProxy,
+}
+
+/// A fault of the fenced store.
+#[derive(Debug, Clone, Copy)]
+enum StoreFault {
+    /// SIGSTOP for the step (0.2–2.5 s: mostly longer than the ttl).
+    Pause,
+    /// Every chunk through its proxy waits this long, each way.
+    Latency(Duration),
+    /// Its link passes nothing, both ways or one way.
+    Silent(Option<Direction>),
+    /// Its proxy closes every open connection.
+    Cut,
+    /// SIGKILL; restarted from its AOF when healed.
+    Kill,
+}
+
+impl StoreFault {
+    fn name(self) -> &'static str {
+        match self {
+            StoreFault::Pause => "store: pause (SIGSTOP)",
+            StoreFault::Latency(_) => "store: latency on its link",
+            StoreFault::Silent(None) => "store: silent link",
+            StoreFault::Silent(Some(Direction::ToServer)) => "store: silent toward the store",
+            StoreFault::Silent(Some(Direction::ToClient)) => "store: silent toward the clients",
+            StoreFault::Cut => "store: cut connections",
+            StoreFault::Kill => "store: kill, restart from its AOF",
+        }
+    }
+
+    fn pick(rng: &mut StdRng) -> StoreFault {
+        match rng.random_range(0..7) {
+            0 => StoreFault::Pause,
+            1 => StoreFault::Latency(Duration::from_millis(rng.random_range(20..200))),
+            2 => StoreFault::Silent(None),
+            3 => StoreFault::Silent(Some(Direction::ToServer)),
+            4 => StoreFault::Silent(Some(Direction::ToClient)),
+            5 => StoreFault::Cut,
+            _ => StoreFault::Kill,
+        }
+    }
+
+    fn apply(self, cluster: &mut Cluster) {
+        let proxy = &cluster.store_proxy;
+        match self {
+            StoreFault::Pause => cluster.store.pause(),
+            StoreFault::Latency(latency) => proxy.set_latency(latency),
+            StoreFault::Silent(None) => proxy.set_silent(true),
+            StoreFault::Silent(Some(direction)) => proxy.set_silent_toward(direction, true),
+            StoreFault::Cut => proxy.cut(),
+            StoreFault::Kill => cluster.store.kill(),
+        }
+    }
+
+    fn heal(self, cluster: &mut Cluster) {
+        match self {
+            StoreFault::Pause => cluster.store.resume(),
+            StoreFault::Kill => cluster
+                .store
+                .restart(Restart::KeepData)
+                .expect("restart the store from its AOF"),
+            StoreFault::Latency(_) | StoreFault::Silent(_) => cluster.store_proxy.heal(),
+            StoreFault::Cut => {}
+        }
+    }
 }
 
 /// A fault of the database.
@@ -129,6 +200,7 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
             };
             step.push((node, fault));
         }
+        let store_fault = rng.random_bool(0.35).then(|| StoreFault::pick(&mut rng));
         // Pauses must outlast the ttl; the rest last from a few round trips
         // to several ttls.
         let hold = if step.iter().any(|(_, f)| matches!(f, Fault::Pause)) {
@@ -158,6 +230,14 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
                 fault.name()
             ));
         }
+        if let Some(fault) = store_fault {
+            fault.apply(cluster);
+            *log.counts.entry(fault.name()).or_default() += 1;
+            log.lines.push(format!(
+                "t={at:6.1}s {} {fault:?} for {hold:?}",
+                fault.name()
+            ));
+        }
         if let Some(fault) = database_fault {
             match fault {
                 DatabaseFault::Pause => cluster.database.pause(),
@@ -178,6 +258,9 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
         thread::sleep(hold);
         for &(node, fault) in &step {
             heal(cluster, node, fault);
+        }
+        if let Some(fault) = store_fault {
+            fault.heal(cluster);
         }
         match database_fault {
             Some(DatabaseFault::Pause) => cluster.database.resume(),
