@@ -2,9 +2,10 @@
 //! loop on an exclusive lock, a read-write lock (as readers or writers) and
 //! a semaphore of 3 permits — acquire, write (or read) through a
 //! `FencedStore` on a separate Redis, release — while a nemesis kills,
-//! pauses and restarts the five lock nodes, slows and cuts the links to
-//! them, faults the store and the database too, and pauses clients past
-//! the ttl. Afterwards the
+//! pauses and restarts the five lock nodes, slows, silences (both ways, one
+//! way, flapping) and cuts the links to them, gives client groups different
+//! views of the nodes (each group has its own proxies), faults the store
+//! and the database too, and pauses clients past the ttl. Afterwards the
 //! recorded history is checked (see `history.rs` and `store_checks.rs`):
 //!
 //! - no accepted fenced operation is out of token order: on the lock's
@@ -32,6 +33,7 @@ mod common;
 mod client;
 mod database;
 mod history;
+mod links;
 mod nemesis;
 mod store_checks;
 
@@ -47,6 +49,7 @@ use tokio::process::{Child, Command};
 
 use client::{Client, PERMITS, Stall};
 use history::{Event, Report, Role, now};
+use links::{Links, View};
 use nemesis::{Cluster, FaultLog, Group, Plan};
 
 /// Set in the environment of the client process: its spec.
@@ -134,22 +137,17 @@ async fn run(name: &str, wipes: bool) -> (Report, FaultLog) {
 
 async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, FaultLog) {
     let nodes = RedisNodes::start_with(NODES, Persistence::Aof).expect("start redis-server nodes");
-    let proxies: Vec<TcpProxy> = nodes
-        .iter()
-        .map(|node| TcpProxy::start(node.addr()).unwrap())
-        .collect();
     // The store keeps every acknowledged write through SIGKILL, as the
     // lock's nodes do; clients reach it through a proxy the nemesis faults.
     let store_server = RedisServer::start_with(Persistence::Aof).unwrap();
     let store_proxy = TcpProxy::start(store_server.addr()).unwrap();
     let db_server = PostgresServer::start().expect("start postgres (run scripts/setup)");
     database::set_up(&db_server).await;
-    let urls: Vec<String> = proxies.iter().map(TcpProxy::redis_url).collect();
     let until = now() + secs * 1_000_000_000;
-    let client = |name: String, role, watchdog| Client {
+    let client = |name: String, role, watchdog, view: &View| Client {
         name,
         role,
-        nodes: urls.clone(),
+        nodes: view.urls(),
         store: store_proxy.redis_url(),
         database: db_server.url(),
         until,
@@ -162,15 +160,21 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
     let mut children = Vec::new();
     // The nemesis's groups: the lock, the read-write lock, the semaphore.
     let mut groups: Vec<Group> = (0..3).map(|_| Group::default()).collect();
+    // The clients' views of the nodes, each with its own proxies: one for
+    // each client process, and two for the in-process clients of each
+    // group (its even and its odd clients).
+    let mut views: Vec<View> = Vec::new();
     for (role, prefix, stallable, watched, child) in CLIENTS {
-        let group = &mut groups[match role {
+        let g = match role {
             Role::Lock => 0,
             Role::Read | Role::Write => 1,
             Role::Permit => 2,
-        }];
+        };
+        let group = &mut groups[g];
         if let Some(child) = child {
+            let view = view_named(&mut views, child, &nodes);
             let out = dir.path().join(format!("{child}.history"));
-            let process = spawn_child(&client(child.into(), role, true), &out);
+            let process = spawn_child(&client(child.into(), role, true, view), &out);
             group.child = Some(process.id().expect("the client process is running"));
             children.push((process, out));
         }
@@ -180,7 +184,9 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
             if !watchdog {
                 group.stalls.push(Arc::clone(&stall));
             }
-            let client = client(format!("{prefix}{i}"), role, watchdog);
+            let name = format!("{}-{}", ["lock", "rw", "sem"][g], i % 2);
+            let view = view_named(&mut views, &name, &nodes);
+            let client = client(format!("{prefix}{i}"), role, watchdog, view);
             let events = Arc::clone(&events);
             tasks.push(tokio::spawn(async move {
                 client
@@ -198,7 +204,7 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
     };
     let mut cluster = Cluster {
         nodes,
-        proxies,
+        links: Links::new(views),
         database: db_server,
         store: store_server,
         store_proxy,
@@ -299,6 +305,18 @@ async fn check_no_lock_left(nodes: &RedisNodes) {
         }
     }
     common::wait_until_no_locks(nodes, 2 * client::TTL + Duration::from_secs(2)).await;
+}
+
+/// The view called `name`, started with its proxies if it is new.
+fn view_named<'a>(views: &'a mut Vec<View>, name: &str, nodes: &RedisNodes) -> &'a View {
+    let i = match views.iter().position(|v| v.name == name) {
+        Some(i) => i,
+        None => {
+            views.push(View::start(name, nodes));
+            views.len() - 1
+        }
+    };
+    &views[i]
 }
 
 fn spawn_child(client: &Client, out: &Path) -> Child {
