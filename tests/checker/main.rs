@@ -217,7 +217,8 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
     for task in tasks {
         task.await.expect("a client task panicked");
     }
-    let (cluster, faults) = nemesis.await.expect("the nemesis panicked");
+    let (cluster, mut faults) = nemesis.await.expect("the nemesis panicked");
+    let mut snapshots = std::mem::take(&mut faults.snapshots);
     let mut events = std::mem::take(&mut *events.lock().unwrap());
     for (mut child, out) in children {
         let status = tokio::time::timeout(WIND_DOWN, child.wait())
@@ -261,8 +262,11 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
         }
     }
 
-    let finals = store_checks::read_finals(&cluster.store.url()).await;
-    let store = store_checks::check(&events, &finals);
+    // The final state, after every client has stopped.
+    let url = cluster.store.url();
+    let last = tokio::task::spawn_blocking(move || store_checks::snapshot(&url));
+    snapshots.push(last.await.expect("the store's final snapshot"));
+    let store = store_checks::check(&events, &snapshots);
     eprintln!("checker {name} store: {store}");
     assert!(
         store.violations.is_empty(),

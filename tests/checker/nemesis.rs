@@ -15,6 +15,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::client::{STALL, Stall, TTL};
 use crate::links::{Links, Rule};
+use crate::store_checks::{self, Snapshot};
 
 /// The lock nodes and each client group's proxies in front of them
 /// (clients use the proxies), and the protected resources.
@@ -57,15 +58,18 @@ impl StoreFault {
         }
     }
 
+    /// Pauses and kills twice as often as each fault of the link: they
+    /// are what leaves writes unknown for longest, and what a restart
+    /// from the AOF must not lose.
     fn pick(rng: &mut StdRng) -> StoreFault {
-        match rng.random_range(0..7) {
-            0 => StoreFault::Pause,
-            1 => StoreFault::Latency(Duration::from_millis(rng.random_range(20..200))),
-            2 => StoreFault::Silent(None),
-            3 => StoreFault::Silent(Some(Direction::ToServer)),
-            4 => StoreFault::Silent(Some(Direction::ToClient)),
-            5 => StoreFault::Cut,
-            _ => StoreFault::Kill,
+        match rng.random_range(0..9) {
+            0 | 1 => StoreFault::Pause,
+            2 | 3 => StoreFault::Kill,
+            4 => StoreFault::Latency(Duration::from_millis(rng.random_range(20..200))),
+            5 => StoreFault::Silent(None),
+            6 => StoreFault::Silent(Some(Direction::ToServer)),
+            7 => StoreFault::Silent(Some(Direction::ToClient)),
+            _ => StoreFault::Cut,
         }
     }
 
@@ -139,6 +143,8 @@ pub struct Group {
 pub struct FaultLog {
     pub counts: BTreeMap<&'static str, usize>,
     pub lines: Vec<String>,
+    /// The store's state, read after every step (everything healed).
+    pub snapshots: Vec<Snapshot>,
 }
 
 impl FaultLog {
@@ -219,7 +225,7 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
         // Clients partitioned each their own way: every view sees its own
         // three consecutive nodes.
         let split = rng.random_bool(0.2);
-        let store_fault = rng.random_bool(0.35).then(|| StoreFault::pick(&mut rng));
+        let store_fault = rng.random_bool(0.5).then(|| StoreFault::pick(&mut rng));
         // The flapping links' phases, apart: their number depends on timing.
         let mut flap_rng = StdRng::seed_from_u64(rng.random());
         // Pauses must outlast the ttl; the rest last from a few round trips
@@ -292,6 +298,8 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
         if let Some(fault) = store_fault {
             fault.heal(cluster);
         }
+        log.snapshots
+            .push(store_checks::snapshot(&cluster.store.url()));
         match database_fault {
             Some(DatabaseFault::Pause) => cluster.database.resume(),
             Some(DatabaseFault::Crash) => {

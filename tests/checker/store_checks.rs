@@ -11,12 +11,15 @@
 //! and *rejected* otherwise. The order checks on accepted operations are
 //! `history.rs`'s; here:
 //!
-//! - **no acknowledged write lost**: at the end, on every resource, the
-//!   store's last write (its write fence and value) is an acknowledged or
-//!   unknown write with a token at least that of every acknowledged write,
-//!   and the value and the fence belong to the same write; the resource's
-//!   fence (reads included) is at least every accepted operation's token
-//!   and was set by an operation that may have been applied;
+//! - **no acknowledged write lost**: after every step of the nemesis
+//!   (after each restart of the store, in particular) and at the end, the
+//!   state of every resource is read straight from the server. The last
+//!   write it shows (write fence and value) is an acknowledged or unknown
+//!   write, sent before the read ended, with a token at least that of
+//!   every write acknowledged before the read began, and the value and
+//!   the fence name the same write; the resource's fence (reads included)
+//!   is at least every token acknowledged before the read began and was
+//!   sent by an operation that may have been applied;
 //! - **no fence from nowhere**: a rejected try names a highest token that
 //!   an operation which may have been applied had sent before the
 //!   rejection came back.
@@ -32,9 +35,18 @@ use std::fmt;
 
 use crate::history::{Event, Nanos, Outcome, Role, Target, What};
 
-/// What the store holds for one resource at the end.
+/// The state of every resource, read between `at` and `until`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Final {
+pub struct Snapshot {
+    pub at: Nanos,
+    pub until: Nanos,
+    /// By resource; `None`: never written nor read.
+    pub states: BTreeMap<Target, Option<Stored>>,
+}
+
+/// What the store holds for one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
     /// The resource's fence field: the highest token accepted, reads
     /// included.
     pub fence: u64,
@@ -59,6 +71,8 @@ pub struct StoreReport {
     pub writes: Writes,
     /// Fenced reads that got no answer.
     pub reads_unknown: usize,
+    /// Snapshots of the store checked, the final one included.
+    pub snapshots: usize,
     pub violations: Vec<String>,
 }
 
@@ -68,8 +82,8 @@ impl fmt::Display for StoreReport {
         writeln!(
             f,
             "store writes:        {} acknowledged, {} unknown, {} rejected ({} retried); \
-             {} fenced reads unknown",
-            w.acknowledged, w.unknown, w.rejected, w.retried, self.reads_unknown
+             {} fenced reads unknown; {} snapshots",
+            w.acknowledged, w.unknown, w.rejected, w.retried, self.reads_unknown, self.snapshots
         )?;
         writeln!(f, "store violations:    {}", self.violations.len())?;
         for v in &self.violations {
@@ -83,7 +97,8 @@ impl fmt::Display for StoreReport {
 #[derive(Debug, Default)]
 struct Logical {
     tries: usize,
-    accepted: bool,
+    /// When the first accepted try ended.
+    acked_at: Option<Nanos>,
     failed: bool,
     /// The first try's start.
     start: Nanos,
@@ -93,7 +108,12 @@ struct Logical {
 impl Logical {
     /// Whether the store may have applied it.
     fn may_be_applied(&self) -> bool {
-        self.accepted || self.failed
+        self.acked_at.is_some() || self.failed
+    }
+
+    /// Whether it was acknowledged before `at`.
+    fn acked_before(&self, at: Nanos) -> bool {
+        self.acked_at.is_some_and(|t| t < at)
     }
 }
 
@@ -112,9 +132,8 @@ fn targets(events: &[Event]) -> HashMap<(&str, u64), u32> {
     slots
 }
 
-/// Runs the store checks over the history and the store's final state,
-/// by resource (`None`: the resource was never written nor read).
-pub fn check(events: &[Event], finals: &BTreeMap<Target, Option<Final>>) -> StoreReport {
+/// Runs the store checks over the history and the snapshots of the store.
+pub fn check(events: &[Event], snapshots: &[Snapshot]) -> StoreReport {
     let slots = targets(events);
     let target_of = |event: &Event, token| match event.role {
         Role::Lock => Some(Target::Lock),
@@ -145,21 +164,23 @@ pub fn check(events: &[Event], finals: &BTreeMap<Target, Option<Final>>) -> Stor
         op.tries += 1;
         op.start = op.start.min(event.start);
         match outcome {
-            Outcome::Accepted => op.accepted = true,
+            Outcome::Accepted => {
+                op.acked_at = Some(op.acked_at.map_or(event.end, |t| t.min(event.end)));
+            }
             Outcome::Failed => op.failed = true,
             Outcome::Rejected(highest) => rejections.push((target, highest, event)),
         }
     }
     for op in ops.values() {
         if op.read {
-            report.reads_unknown += usize::from(!op.accepted && op.failed);
+            report.reads_unknown += usize::from(op.acked_at.is_none() && op.failed);
             continue;
         }
         let w = &mut report.writes;
-        match (op.accepted, op.failed) {
-            (true, _) => w.acknowledged += 1,
-            (false, true) => w.unknown += 1,
-            (false, false) => w.rejected += 1,
+        match (op.acked_at, op.failed) {
+            (Some(_), _) => w.acknowledged += 1,
+            (None, true) => w.unknown += 1,
+            (None, false) => w.rejected += 1,
         }
         w.retried += usize::from(op.tries > 1);
     }
@@ -176,31 +197,39 @@ pub fn check(events: &[Event], finals: &BTreeMap<Target, Option<Final>>) -> Stor
         }
     }
 
-    for (target, last) in finals {
-        report.check_final(*target, last.as_ref(), &ops);
+    for snapshot in snapshots {
+        for (target, stored) in &snapshot.states {
+            report.check_state(*target, stored.as_ref(), snapshot, &ops);
+        }
     }
+    report.snapshots = snapshots.len();
     report
 }
 
 type Ops<'a> = BTreeMap<(Target, &'a str, u64, bool), Logical>;
 
 impl StoreReport {
-    /// One resource's final state against every operation on it.
-    fn check_final(&mut self, target: Target, last: Option<&Final>, ops: &Ops) {
+    /// One resource's state in a snapshot against every operation on it:
+    /// what was acknowledged before the snapshot began must be there,
+    /// and what is there must have been sent before it ended.
+    fn check_state(&mut self, target: Target, last: Option<&Stored>, at: &Snapshot, ops: &Ops) {
         let on = |read: bool| {
             ops.iter()
-                .filter(move |((t, _, _, r), _)| *t == target && (read || !*r))
+                .filter(move |((t, _, _, r), op)| {
+                    *t == target && (read || !*r) && op.start < at.until
+                })
                 .map(|((_, client, token, r), op)| (*client, *token, *r, op))
         };
         // The highest acknowledged write, and operation of any kind.
         let acked = |read| {
             on(read)
-                .filter(|(_, _, _, op)| op.accepted)
+                .filter(|(_, _, _, op)| op.acked_before(at.at))
                 .map(|(client, token, _, _)| (token, client))
                 .max()
         };
         let (acked_write, acked_any) = (acked(false), acked(true));
-        let mut fail = |what: String| self.violations.push(format!("{target:?}: {what}"));
+        let when = format!("{target:?} read at {}..{}", at.at, at.until);
+        let mut fail = |what: String| self.violations.push(format!("{when}: {what}"));
         let Some(last) = last else {
             if let Some((token, client)) = acked_any {
                 fail(format!(
@@ -255,48 +284,57 @@ impl StoreReport {
     }
 }
 
-/// The store's final state of every resource the clients use, read
-/// straight from the server at `url` (not through its proxy).
-pub async fn read_finals(url: &str) -> BTreeMap<Target, Option<Final>> {
+/// Reads the state of every resource the clients use straight from the
+/// store's server at `url` (not through its proxy): one `HMGET` of the
+/// hash's fields per resource (docs/fencing.md: `fence`, the highest
+/// token accepted; `wfence`, the highest write token, absent on hashes
+/// written before reads were fenced; `value`). Blocking: the nemesis
+/// calls it between its steps.
+pub fn snapshot(url: &str) -> Snapshot {
     use fencelock::FencedStore;
-    use fencelock::deadpool_redis::redis::{self, AsyncCommands};
+    use fencelock::deadpool_redis::redis;
 
     use crate::client::{PERMITS, RW_RESOURCE, STORE_RESOURCE, slot_resource};
+    use crate::history::now;
 
+    let bound = std::time::Duration::from_secs(5);
     let store = FencedStore::from_url(url).unwrap();
     let mut conn = redis::Client::open(url)
         .unwrap()
-        .get_multiplexed_async_connection()
-        .await
+        .get_connection_with_timeout(bound)
         .expect("connect to the store");
+    conn.set_read_timeout(Some(bound)).unwrap();
     let mut resources = vec![
         (Target::Lock, STORE_RESOURCE.to_owned()),
         (Target::ReadWrite, RW_RESOURCE.to_owned()),
     ];
     resources.extend((0..PERMITS).map(|slot| (Target::Slot(slot), slot_resource(slot))));
-    let mut finals = BTreeMap::new();
+    let at = now();
+    let mut states = BTreeMap::new();
     for (target, resource) in resources {
-        let last = store.read(&resource).await.expect("read the store");
-        let fence: Option<u64> = conn
-            .hget(store.redis_key(&resource), "fence")
-            .await
-            .expect("read the store's fence");
-        let last = last.map(|f| {
-            (
-                f.fence.get(),
-                String::from_utf8_lossy(&f.value).into_owned(),
-            )
-        });
+        let (fence, wfence, value): (Option<u64>, Option<u64>, Option<String>) =
+            redis::cmd("HMGET")
+                .arg(store.redis_key(&resource))
+                .arg(&["fence", "wfence", "value"][..])
+                .query(&mut conn)
+                .expect("read the store");
         let stored = match fence {
-            Some(fence) => Some(Final { fence, last }),
+            Some(fence) => Some(Stored {
+                fence,
+                last: value.map(|value| (wfence.unwrap_or(fence), value)),
+            }),
             None => {
-                assert!(last.is_none(), "{resource}: a value without a fence");
+                assert!(value.is_none(), "{resource}: a value without a fence");
                 None
             }
         };
-        finals.insert(target, stored);
+        states.insert(target, stored);
     }
-    finals
+    Snapshot {
+        at,
+        until: now(),
+        states,
+    }
 }
 
 #[cfg(test)]
@@ -324,15 +362,24 @@ mod tests {
         ev(client, at, What::Write { token, outcome })
     }
 
-    fn last(token: u64, client: &str) -> Option<Final> {
-        Some(Final {
+    fn last(token: u64, client: &str) -> Option<Stored> {
+        Some(Stored {
             fence: token,
             last: Some((token, format!("{client}:{token}:1"))),
         })
     }
 
-    fn check_lock(events: &[Event], stored: Option<Final>) -> StoreReport {
-        check(events, &BTreeMap::from([(Target::Lock, stored)]))
+    /// A snapshot after every event.
+    fn at_end(states: BTreeMap<Target, Option<Stored>>) -> Vec<Snapshot> {
+        vec![Snapshot {
+            at: 1000,
+            until: 1001,
+            states,
+        }]
+    }
+
+    fn check_lock(events: &[Event], stored: Option<Stored>) -> StoreReport {
+        check(events, &at_end(BTreeMap::from([(Target::Lock, stored)])))
     }
 
     #[test]
@@ -388,7 +435,7 @@ mod tests {
         ];
         // A rejected write's value, and one nobody wrote.
         for client in ["b", "z"] {
-            let stored = Final {
+            let stored = Stored {
                 fence: 3,
                 last: Some((3, format!("{client}:3:1"))),
             };
@@ -396,7 +443,7 @@ mod tests {
             assert_eq!(report.violations.len(), 1, "{report}");
         }
         // A value that does not match its fence.
-        let stored = Final {
+        let stored = Stored {
             fence: 3,
             last: Some((3, "a:1:1".to_owned())),
         };
@@ -415,7 +462,7 @@ mod tests {
         assert_eq!(report.violations.len(), 1, "{report}");
         // A final fence above every operation.
         let events = [write("a", 0, 1, Outcome::Accepted)];
-        let stored = Final {
+        let stored = Stored {
             fence: 9,
             last: Some((1, "a:1:1".to_owned())),
         };
@@ -439,17 +486,51 @@ mod tests {
         });
         let stored = |fence| {
             let last = Some((3, "w:3:1".to_owned()));
-            BTreeMap::from([(Target::ReadWrite, Some(Final { fence, last }))])
+            at_end(BTreeMap::from([(
+                Target::ReadWrite,
+                Some(Stored { fence, last }),
+            )]))
         };
         for fence in [4, 6] {
             let report = check(&events, &stored(fence));
             assert!(report.violations.is_empty(), "{fence}: {report}");
         }
-        assert_eq!(report_of(&events, stored(3)), 1);
+        assert_eq!(check(&events, &stored(3)).violations.len(), 1);
         assert_eq!(check(&events, &stored(4)).reads_unknown, 1);
+    }
 
-        fn report_of(events: &[Event], finals: BTreeMap<Target, Option<Final>>) -> usize {
-            check(events, &finals).violations.len()
-        }
+    /// A snapshot taken mid-run (after a restart of the store) holds only
+    /// what was acknowledged before it began, and shows only what was
+    /// sent before it ended.
+    #[test]
+    fn a_snapshot_is_judged_by_what_came_before_it() {
+        let events = [
+            write("a", 0, 1, Outcome::Accepted),
+            write("b", 10, 2, Outcome::Accepted),
+            write("c", 30, 3, Outcome::Accepted),
+        ];
+        let snapshot = |at, token: u64, client: &str| Snapshot {
+            at,
+            until: at + 5,
+            states: BTreeMap::from([(
+                Target::Lock,
+                Some(Stored {
+                    fence: token,
+                    last: Some((token, format!("{client}:{token}:1"))),
+                }),
+            )]),
+        };
+        // Between b's write and c's: b's must be there, c's cannot be.
+        assert!(
+            check(&events, &[snapshot(20, 2, "b")])
+                .violations
+                .is_empty()
+        );
+        // b's acknowledged write lost by a restart, though c wrote later.
+        let report = check(&events, &[snapshot(20, 1, "a"), snapshot(40, 3, "c")]);
+        assert_eq!(report.violations.len(), 2, "{report}");
+        assert_eq!(report.snapshots, 2);
+        // c's write shown before c sent it.
+        assert_eq!(check(&events, &[snapshot(20, 3, "c")]).violations.len(), 2);
     }
 }
