@@ -34,8 +34,9 @@
 //!
 //! # Network faults
 //!
-//! [`TcpProxy`] sits between clients and a server: it adds latency, drops
-//! everything silently, or cuts open connections, while both ends run.
+//! [`TcpProxy`] sits between clients and a server: it adds latency, holds
+//! everything (both ways, or one [`Direction`] only) as a partition does,
+//! or cuts open connections, while both ends run.
 //!
 //! # etcd
 //!
@@ -75,7 +76,7 @@ mod redis;
 
 pub use etcd::{ETCD_ENV, EtcdCluster, EtcdServer, EtcdServerBuilder};
 pub use postgres::{DB_USER, DEFAULT_OS_USER, POSTGRES_BIN_ENV, POSTGRES_USER_ENV, PostgresServer};
-pub use proxy::TcpProxy;
+pub use proxy::{Direction, TcpProxy};
 pub use redis::{
     Persistence, REDIS_SERVER_ENV, RedisNodes, RedisServer, RedisServerBuilder, Restart,
 };

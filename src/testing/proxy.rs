@@ -1,6 +1,7 @@
 //! A TCP proxy between clients and one server, for faults of the network
 //! rather than of the server: added latency, a link that passes nothing
-//! for a while (a partition), and connections cut mid-conversation.
+//! for a while (a partition, both ways or one way), and connections cut
+//! mid-conversation.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -28,6 +29,10 @@ const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// - [`set_silent`](Self::set_silent): nothing passes in either direction,
 ///   on open connections and new ones, as in a partition (clients see
 ///   timeouts, not errors); what was sent meanwhile arrives once it heals;
+/// - [`set_silent_toward`](Self::set_silent_toward): the same in one
+///   [`Direction`] only, as an asymmetric partition: requests that reach
+///   the server while its replies are held, or requests held while the
+///   server's earlier replies still arrive;
 /// - [`cut`](Self::cut): every open connection is closed at once (clients
 ///   see the connection end mid-conversation); new ones work again.
 ///
@@ -56,12 +61,34 @@ pub struct TcpProxy {
     acceptor: Option<JoinHandle<()>>,
 }
 
+/// One direction of the bytes through a [`TcpProxy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the clients to the server: requests.
+    ToServer,
+    /// From the server to the clients: replies.
+    ToClient,
+}
+
+impl Direction {
+    /// Both directions, requests first.
+    pub const BOTH: [Direction; 2] = [Direction::ToServer, Direction::ToClient];
+
+    fn index(self) -> usize {
+        match self {
+            Direction::ToServer => 0,
+            Direction::ToClient => 1,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Shared {
     latency_us: AtomicU64,
-    /// Whether the link passes nothing; `passing` is signalled when it
+    /// Whether the link passes nothing, toward the server and toward the
+    /// client ([`Direction::index`]); `passing` is signalled when it
     /// changes, and when the proxy stops.
-    silent: Mutex<bool>,
+    silent: Mutex<[bool; 2]>,
     passing: Condvar,
     stopping: AtomicBool,
     next_id: AtomicU64,
@@ -75,14 +102,15 @@ impl Shared {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn silent(&self) -> MutexGuard<'_, bool> {
+    fn silent(&self) -> MutexGuard<'_, [bool; 2]> {
         self.silent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits while the link is silent; `false` when the proxy stops.
-    fn wait_passing(&self) -> bool {
+    /// Waits while the link is silent toward `direction`; `false` when the
+    /// proxy stops.
+    fn wait_passing(&self, direction: Direction) -> bool {
         let mut silent = self.silent();
-        while *silent && !self.stopping.load(Ordering::SeqCst) {
+        while silent[direction.index()] && !self.stopping.load(Ordering::SeqCst) {
             silent = self
                 .passing
                 .wait(silent)
@@ -158,8 +186,24 @@ impl TcpProxy {
     /// Redis connection for good.) A [`cut`](Self::cut) still ends the
     /// connections, bytes held included.
     pub fn set_silent(&self, silent: bool) {
-        *self.shared.silent() = silent;
+        *self.shared.silent() = [silent; 2];
         self.shared.passing.notify_all();
+    }
+
+    /// As [`set_silent`](Self::set_silent), in one direction only: with
+    /// [`Direction::ToClient`] silent, requests still reach the server and
+    /// run there, and their replies are held; with [`Direction::ToServer`]
+    /// silent, requests are held and replies to earlier ones still arrive.
+    /// The other direction keeps its own setting, so silencing both ways
+    /// one after the other is [`set_silent(true)`](Self::set_silent).
+    pub fn set_silent_toward(&self, direction: Direction, silent: bool) {
+        self.shared.silent()[direction.index()] = silent;
+        self.shared.passing.notify_all();
+    }
+
+    /// Whether the link is silent toward `direction` now.
+    pub fn is_silent_toward(&self, direction: Direction) -> bool {
+        self.shared.silent()[direction.index()]
     }
 
     /// Closes every open connection now.
@@ -220,14 +264,21 @@ fn start_pumps(client: TcpStream, server: TcpStream, shared: &Arc<Shared>) -> io
     shared
         .open()
         .insert(id, [client.try_clone()?, server.try_clone()?]);
-    let pairs = [(client.try_clone()?, server.try_clone()?), (server, client)];
-    for (from, to) in pairs {
+    let pairs = [
+        (
+            client.try_clone()?,
+            server.try_clone()?,
+            Direction::ToServer,
+        ),
+        (server, client, Direction::ToClient),
+    ];
+    for (from, to, direction) in pairs {
         let shared = Arc::clone(shared);
         thread::Builder::new()
             .name(format!("proxy-pump-{id}"))
             .stack_size(PUMP_STACK)
             .spawn(move || {
-                pump(from, &to, &shared);
+                pump(from, &to, direction, &shared);
                 // Either side ending ends the connection, as TCP through a
                 // middlebox that forgets the flow would.
                 let _ = to.shutdown(Shutdown::Both);
@@ -240,7 +291,7 @@ fn start_pumps(client: TcpStream, server: TcpStream, shared: &Arc<Shared>) -> io
     Ok(())
 }
 
-fn pump(mut from: TcpStream, mut to: &TcpStream, shared: &Shared) {
+fn pump(mut from: TcpStream, mut to: &TcpStream, direction: Direction, shared: &Shared) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf) {
@@ -251,7 +302,7 @@ fn pump(mut from: TcpStream, mut to: &TcpStream, shared: &Shared) {
         // a connection that stays open, it retransmits them once the path
         // is back (or the connection ends). Reading no more meanwhile lets
         // flow control stop the sender, as a real partition would.
-        if !shared.wait_passing() {
+        if !shared.wait_passing(direction) {
             return;
         }
         let latency = shared.latency_us.load(Ordering::SeqCst);

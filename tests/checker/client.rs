@@ -34,6 +34,14 @@ const WAIT: Duration = Duration::from_secs(2);
 /// The pause after an acquire that failed at once (no quorum), so clients do
 /// not spin while nodes are down.
 const BACKOFF: Duration = Duration::from_millis(50);
+/// The bound on one call to the fenced store: well below the ttl, so a
+/// holder whose write got no answer can write again within its hold.
+const STORE_TIMEOUT: Duration = Duration::from_millis(300);
+/// The pause before a write that got no answer is sent again.
+const STORE_RETRY_DELAY: Duration = Duration::from_millis(20);
+/// How long a holder goes on writing again, at most, even while its hold
+/// lasts (a watchdog keeps it): the store may be down for seconds.
+const STORE_RETRY_FOR: Duration = Duration::from_secs(3);
 /// How long a writer of the read-write lock waits between its holds. The
 /// lock prefers writers: a waiting writer keeps new readers out, so two
 /// writers that came back at once would leave the readers almost nothing.
@@ -156,7 +164,10 @@ impl Client {
         )
         .unwrap();
         let semaphore = locker.semaphore(SEMAPHORE, PERMITS).unwrap();
-        let store = FencedStore::from_url(&self.store).unwrap();
+        let store = FencedStore::from_url(&self.store)
+            .unwrap()
+            .with_timeout(STORE_TIMEOUT)
+            .unwrap();
         let database = Database::new(&self.database);
         let mut seq = 0u64;
         while now() < self.until {
@@ -203,9 +214,9 @@ impl Client {
             }
             seq += 1;
             let value = format!("{}:{token}:{seq}", self.name);
-            let start = now();
-            let what = match (self.role, slot) {
+            match (self.role, slot) {
                 (Role::Read, _) => {
+                    let start = now();
                     let (outcome, saw) = match store.read_fenced(RW_RESOURCE, guard.token()).await {
                         Ok(FencedRead::Accepted(seen)) => {
                             (Outcome::Accepted, seen.map(|s| s.fence.get()))
@@ -215,11 +226,12 @@ impl Client {
                         }
                         Err(_) => (Outcome::Failed, None),
                     };
-                    What::Read {
+                    let what = What::Read {
                         token,
                         outcome,
                         saw,
-                    }
+                    };
+                    record(self.event(start, now(), what));
                 }
                 (role, slot) => {
                     let resource = match (role, slot) {
@@ -227,17 +239,10 @@ impl Client {
                         (Role::Write, _) => RW_RESOURCE.to_owned(),
                         _ => STORE_RESOURCE.to_owned(),
                     };
-                    let outcome = match store.write(&resource, guard.token(), value).await {
-                        Ok(FencedWrite::Accepted) => Outcome::Accepted,
-                        Ok(FencedWrite::Rejected { highest_seen }) => {
-                            Outcome::Rejected(highest_seen.get())
-                        }
-                        Err(_) => Outcome::Failed,
-                    };
-                    What::Write { token, outcome }
+                    self.write(&store, &guard, &resource, &value, &mut record)
+                        .await;
                 }
-            };
-            record(self.event(start, now(), what));
+            }
             if let Some(tx) = tx {
                 // The database's own tally judges these commits; the
                 // outcome is not part of the history.
@@ -263,6 +268,40 @@ impl Client {
                 let idle = rand::random_range(WRITER_IDLE);
                 tokio::time::sleep(Duration::from_millis(idle)).await;
             }
+        }
+    }
+
+    /// The holder's fenced write, recorded try by try. A try that got no
+    /// answer may or may not have been applied; as docs/fencing.md says,
+    /// the holder writes again with the same token and value while its
+    /// hold lasts (and for [`STORE_RETRY_FOR`] at most). The first try is
+    /// always made, even past the hold: the fence must refuse it then.
+    async fn write(
+        &self,
+        store: &FencedStore,
+        guard: &Guard,
+        resource: &str,
+        value: &str,
+        record: &mut impl FnMut(Event),
+    ) {
+        let (token, first) = (guard.token(), Instant::now());
+        loop {
+            let start = now();
+            let outcome = match store.write(resource, token, value).await {
+                Ok(FencedWrite::Accepted) => Outcome::Accepted,
+                Ok(FencedWrite::Rejected { highest_seen }) => Outcome::Rejected(highest_seen.get()),
+                Err(_) => Outcome::Failed,
+            };
+            let token = token.get();
+            record(self.event(start, now(), What::Write { token, outcome }));
+            let later = Instant::now() + STORE_RETRY_DELAY;
+            if outcome != Outcome::Failed
+                || later >= guard.expires_at()
+                || first.elapsed() >= STORE_RETRY_FOR
+            {
+                return;
+            }
+            tokio::time::sleep(STORE_RETRY_DELAY).await;
         }
     }
 

@@ -2,9 +2,11 @@
 //! loop on an exclusive lock, a read-write lock (as readers or writers) and
 //! a semaphore of 3 permits — acquire, write (or read) through a
 //! `FencedStore` on a separate Redis, release — while a nemesis kills,
-//! pauses and restarts the five lock nodes, slows and cuts the links to
-//! them, and pauses clients past the ttl. Afterwards the recorded history is
-//! checked (see `history.rs`):
+//! pauses and restarts the five lock nodes, slows, silences (both ways, one
+//! way, flapping) and cuts the links to them, gives client groups different
+//! views of the nodes (each group has its own proxies), faults the store
+//! and the database too, and pauses clients past the ttl. Afterwards the
+//! recorded history is checked (see `history.rs` and `store_checks.rs`):
 //!
 //! - no accepted fenced operation is out of token order: on the lock's
 //!   resource and on each slot's, no write below an earlier accepted one;
@@ -17,7 +19,8 @@
 //! - no more than 3 permit holders at once whose writes were all accepted;
 //! - overlapping holders of the lock are counted, and so are the stale
 //!   writes the fence stopped;
-//! - no lock is left once the clients stop.
+//! - no lock is left once the clients stop;
+//! - no write the store acknowledged is lost, its restarts included.
 //!
 //! Each run prints its seed and its figures. `FENCELOCK_CHECKER_SECS` sets
 //! the length of each run (default 40 s; docs/safety.md reports a long run)
@@ -30,7 +33,9 @@ mod common;
 mod client;
 mod database;
 mod history;
+mod links;
 mod nemesis;
+mod store_checks;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -39,12 +44,12 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fencelock::FencedStore;
 use fencelock::testing::{Persistence, PostgresServer, RedisNodes, RedisServer, TcpProxy};
 use tokio::process::{Child, Command};
 
-use client::{Client, PERMITS, RW_RESOURCE, STORE_RESOURCE, Stall, slot_resource};
-use history::{Event, Outcome, Report, Role, Target, What, now};
+use client::{Client, PERMITS, Stall};
+use history::{Event, Report, Role, now};
+use links::{Links, View};
 use nemesis::{Cluster, FaultLog, Group, Plan};
 
 /// Set in the environment of the client process: its spec.
@@ -132,20 +137,18 @@ async fn run(name: &str, wipes: bool) -> (Report, FaultLog) {
 
 async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, FaultLog) {
     let nodes = RedisNodes::start_with(NODES, Persistence::Aof).expect("start redis-server nodes");
-    let proxies: Vec<TcpProxy> = nodes
-        .iter()
-        .map(|node| TcpProxy::start(node.addr()).unwrap())
-        .collect();
-    let store_server = RedisServer::start().unwrap();
+    // The store keeps every acknowledged write through SIGKILL, as the
+    // lock's nodes do; clients reach it through a proxy the nemesis faults.
+    let store_server = RedisServer::start_with(Persistence::Aof).unwrap();
+    let store_proxy = TcpProxy::start(store_server.addr()).unwrap();
     let db_server = PostgresServer::start().expect("start postgres (run scripts/setup)");
     database::set_up(&db_server).await;
-    let urls: Vec<String> = proxies.iter().map(TcpProxy::redis_url).collect();
     let until = now() + secs * 1_000_000_000;
-    let client = |name: String, role, watchdog| Client {
+    let client = |name: String, role, watchdog, view: &View| Client {
         name,
         role,
-        nodes: urls.clone(),
-        store: store_server.url(),
+        nodes: view.urls(),
+        store: store_proxy.redis_url(),
         database: db_server.url(),
         until,
         watchdog,
@@ -157,15 +160,21 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
     let mut children = Vec::new();
     // The nemesis's groups: the lock, the read-write lock, the semaphore.
     let mut groups: Vec<Group> = (0..3).map(|_| Group::default()).collect();
+    // The clients' views of the nodes, each with its own proxies: one for
+    // each client process, and two for the in-process clients of each
+    // group (its even and its odd clients).
+    let mut views: Vec<View> = Vec::new();
     for (role, prefix, stallable, watched, child) in CLIENTS {
-        let group = &mut groups[match role {
+        let g = match role {
             Role::Lock => 0,
             Role::Read | Role::Write => 1,
             Role::Permit => 2,
-        }];
+        };
+        let group = &mut groups[g];
         if let Some(child) = child {
+            let view = view_named(&mut views, child, &nodes);
             let out = dir.path().join(format!("{child}.history"));
-            let process = spawn_child(&client(child.into(), role, true), &out);
+            let process = spawn_child(&client(child.into(), role, true, view), &out);
             group.child = Some(process.id().expect("the client process is running"));
             children.push((process, out));
         }
@@ -175,7 +184,9 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
             if !watchdog {
                 group.stalls.push(Arc::clone(&stall));
             }
-            let client = client(format!("{prefix}{i}"), role, watchdog);
+            let name = format!("{}-{}", ["lock", "rw", "sem"][g], i % 2);
+            let view = view_named(&mut views, &name, &nodes);
+            let client = client(format!("{prefix}{i}"), role, watchdog, view);
             let events = Arc::clone(&events);
             tasks.push(tokio::spawn(async move {
                 client
@@ -193,8 +204,10 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
     };
     let mut cluster = Cluster {
         nodes,
-        proxies,
+        links: Links::new(views),
         database: db_server,
+        store: store_server,
+        store_proxy,
     };
     let nemesis = tokio::task::spawn_blocking(move || {
         let log = nemesis::run(&mut cluster, plan);
@@ -204,7 +217,8 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
     for task in tasks {
         task.await.expect("a client task panicked");
     }
-    let (cluster, faults) = nemesis.await.expect("the nemesis panicked");
+    let (cluster, mut faults) = nemesis.await.expect("the nemesis panicked");
+    let mut snapshots = std::mem::take(&mut faults.snapshots);
     let mut events = std::mem::take(&mut *events.lock().unwrap());
     for (mut child, out) in children {
         let status = tokio::time::timeout(WIND_DOWN, child.wait())
@@ -248,53 +262,22 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
         }
     }
 
-    check_store(&store_server, &events, &report).await;
+    // The final state, after every client has stopped.
+    let url = cluster.store.url();
+    let last = tokio::task::spawn_blocking(move || store_checks::snapshot(&url));
+    snapshots.push(last.await.expect("the store's final snapshot"));
+    let store = store_checks::check(&events, &snapshots);
+    eprintln!("checker {name} store: {store}");
+    assert!(
+        store.violations.is_empty(),
+        "{store}\n{report}\n{}",
+        faults.lines.join("\n")
+    );
     check_database(&cluster.database, &report, secs).await;
     check_no_lock_left(&cluster.nodes).await;
     (report, faults)
 }
 
-/// On every resource, the store shows the last write: that of the highest
-/// accepted write token, or of a write whose outcome is unknown.
-async fn check_store(server: &RedisServer, events: &[Event], report: &Report) {
-    let store = FencedStore::from_url(&server.url()).unwrap();
-    let mut targets = vec![
-        (Target::Lock, STORE_RESOURCE.to_owned()),
-        (Target::ReadWrite, RW_RESOURCE.to_owned()),
-    ];
-    targets.extend((0..PERMITS).map(|slot| (Target::Slot(slot), slot_resource(slot))));
-    // The tokens of writes whose outcome is unknown, by role.
-    let unknown: Vec<(Role, u64)> = events
-        .iter()
-        .filter_map(|e| match e.what {
-            What::Write {
-                token,
-                outcome: Outcome::Failed,
-            } => Some((e.role, token)),
-            _ => None,
-        })
-        .collect();
-    for (target, resource) in targets {
-        let highest = report.highest_accepted.get(&target).copied();
-        let Some(stored) = store.read(&resource).await.unwrap() else {
-            assert_eq!(highest, None, "accepted writes left no trace on {resource}");
-            continue;
-        };
-        let fence = stored.fence.get();
-        let role = match target {
-            Target::Lock => Role::Lock,
-            Target::ReadWrite => Role::Write,
-            Target::Slot(_) => Role::Permit,
-        };
-        assert!(
-            Some(fence) == highest || unknown.contains(&(role, fence)),
-            "{resource}: store fence {fence}, highest accepted write {highest:?}"
-        );
-    }
-}
-
-/// Every lock key has a ttl (none can stay for ever), and all are gone
-/// once every hold has been released or has expired.
 /// The database's verdict: no transaction committed below a token
 /// committed before it, enough commits to mean something, and the fence
 /// where the last commit left it.
@@ -316,6 +299,8 @@ async fn check_database(server: &PostgresServer, report: &Report, secs: u64) {
     );
 }
 
+/// Every lock key has a ttl (none can stay for ever), and all are gone
+/// once every hold has been released or has expired.
 async fn check_no_lock_left(nodes: &RedisNodes) {
     for node in nodes.iter() {
         for key in common::lock_keys(&node.url()).await {
@@ -324,6 +309,18 @@ async fn check_no_lock_left(nodes: &RedisNodes) {
         }
     }
     common::wait_until_no_locks(nodes, 2 * client::TTL + Duration::from_secs(2)).await;
+}
+
+/// The view called `name`, started with its proxies if it is new.
+fn view_named<'a>(views: &'a mut Vec<View>, name: &str, nodes: &RedisNodes) -> &'a View {
+    let i = match views.iter().position(|v| v.name == name) {
+        Some(i) => i,
+        None => {
+            views.push(View::start(name, nodes));
+            views.len() - 1
+        }
+    };
+    &views[i]
 }
 
 fn spawn_child(client: &Client, out: &Path) -> Child {

@@ -1,25 +1,101 @@
 //! The nemesis: faults injected at random (from a printed seed) into the
-//! lock nodes, the links to them, and the clients, while the clients run.
+//! lock nodes, the links to them (all clients' or some clients' only), the
+//! protected resources, and the clients, while the clients run.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fencelock::testing::{PostgresServer, RedisNodes, Restart, TcpProxy};
+use fencelock::testing::{Direction, PostgresServer, RedisNodes, RedisServer, Restart, TcpProxy};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::client::{STALL, Stall, TTL};
+use crate::links::{Links, Rule};
+use crate::store_checks::{self, Snapshot};
 
-/// The lock nodes and the proxy in front of each (clients use the proxies).
+/// The lock nodes and each client group's proxies in front of them
+/// (clients use the proxies), and the protected resources.
 pub struct Cluster {
     pub nodes: RedisNodes,
-    pub proxies: Vec<TcpProxy>,
+    pub links: Links,
     /// The second protected resource, faulted too.
     pub database: PostgresServer,
+    /// The fenced store's server (AOF, fsync always), and the proxy every
+    /// client writes through.
+    pub store: RedisServer,
+    pub store_proxy: TcpProxy,
+}
+
+/// A fault of the fenced store.
+#[derive(Debug, Clone, Copy)]
+enum StoreFault {
+    /// SIGSTOP for the step (0.2–2.5 s: mostly longer than the ttl).
+    Pause,
+    /// Every chunk through its proxy waits this long, each way.
+    Latency(Duration),
+    /// Its link passes nothing, both ways or one way.
+    Silent(Option<Direction>),
+    /// Its proxy closes every open connection.
+    Cut,
+    /// SIGKILL; restarted from its AOF when healed.
+    Kill,
+}
+
+impl StoreFault {
+    fn name(self) -> &'static str {
+        match self {
+            StoreFault::Pause => "store: pause (SIGSTOP)",
+            StoreFault::Latency(_) => "store: latency on its link",
+            StoreFault::Silent(None) => "store: silent link",
+            StoreFault::Silent(Some(Direction::ToServer)) => "store: silent toward the store",
+            StoreFault::Silent(Some(Direction::ToClient)) => "store: silent toward the clients",
+            StoreFault::Cut => "store: cut connections",
+            StoreFault::Kill => "store: kill, restart from its AOF",
+        }
+    }
+
+    /// Pauses and kills twice as often as each fault of the link: they
+    /// are what leaves writes unknown for longest, and what a restart
+    /// from the AOF must not lose.
+    fn pick(rng: &mut StdRng) -> StoreFault {
+        match rng.random_range(0..9) {
+            0 | 1 => StoreFault::Pause,
+            2 | 3 => StoreFault::Kill,
+            4 => StoreFault::Latency(Duration::from_millis(rng.random_range(20..200))),
+            5 => StoreFault::Silent(None),
+            6 => StoreFault::Silent(Some(Direction::ToServer)),
+            7 => StoreFault::Silent(Some(Direction::ToClient)),
+            _ => StoreFault::Cut,
+        }
+    }
+
+    fn apply(self, cluster: &mut Cluster) {
+        let proxy = &cluster.store_proxy;
+        match self {
+            StoreFault::Pause => cluster.store.pause(),
+            StoreFault::Latency(latency) => proxy.set_latency(latency),
+            StoreFault::Silent(None) => proxy.set_silent(true),
+            StoreFault::Silent(Some(direction)) => proxy.set_silent_toward(direction, true),
+            StoreFault::Cut => proxy.cut(),
+            StoreFault::Kill => cluster.store.kill(),
+        }
+    }
+
+    fn heal(self, cluster: &mut Cluster) {
+        match self {
+            StoreFault::Pause => cluster.store.resume(),
+            StoreFault::Kill => cluster
+                .store
+                .restart(Restart::KeepData)
+                .expect("restart the store from its AOF"),
+            StoreFault::Latency(_) | StoreFault::Silent(_) => cluster.store_proxy.heal(),
+            StoreFault::Cut => {}
+        }
+    }
 }
 
 /// A fault of the database.
@@ -67,6 +143,8 @@ pub struct Group {
 pub struct FaultLog {
     pub counts: BTreeMap<&'static str, usize>,
     pub lines: Vec<String>,
+    /// The store's state, read after every step (everything healed).
+    pub snapshots: Vec<Snapshot>,
 }
 
 impl FaultLog {
@@ -83,12 +161,18 @@ enum Fault {
     Wipe,
     /// SIGSTOP for longer than the ttl.
     Pause,
-    /// Every chunk through the node's proxy waits this long, each way.
+    /// Every chunk through the node's proxies waits this long, each way.
     Latency(Duration),
-    /// The node's proxy drops everything.
+    /// The node's proxies pass nothing, both ways.
     Silent,
-    /// The node's proxy closes every open connection (at once; no healing).
+    /// The node's proxies close every open connection (at once; no healing).
     Cut,
+    /// The node's proxy passes nothing in one direction, in every view or
+    /// in one client group's.
+    OneWay(Direction, Option<usize>),
+    /// The node's proxy is silent and passing by turns, in every view or in
+    /// one client group's.
+    Flap(Option<usize>),
 }
 
 impl Fault {
@@ -100,6 +184,9 @@ impl Fault {
             Fault::Latency(_) => "latency on the link",
             Fault::Silent => "silent link",
             Fault::Cut => "cut connections",
+            Fault::OneWay(Direction::ToServer, _) => "silent toward the node (one way)",
+            Fault::OneWay(Direction::ToClient, _) => "silent toward the clients (one way)",
+            Fault::Flap(_) => "flapping link",
         }
     }
 }
@@ -116,19 +203,31 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
         thread::sleep(Duration::from_millis(rng.random_range(100..600)));
         let mut targets: Vec<usize> = (0..n).collect();
         let faulted = if rng.random_bool(0.3) { 2 } else { 1 };
+        let views = cluster.links.views.len();
         let mut step = Vec::new();
         for _ in 0..faulted {
             let node = targets.swap_remove(rng.random_range(0..targets.len()));
-            let fault = match rng.random_range(0..if plan.wipes { 6 } else { 5 }) {
+            // One-way and flapping links: in every view, or in one.
+            let view = rng.random_bool(0.5).then(|| rng.random_range(0..views));
+            let fault = match rng.random_range(0..if plan.wipes { 9 } else { 8 }) {
                 0 => Fault::Kill,
                 1 => Fault::Pause,
                 2 => Fault::Latency(Duration::from_millis(rng.random_range(20..250))),
                 3 => Fault::Silent,
                 4 => Fault::Cut,
+                5 => Fault::OneWay(Direction::ToServer, view),
+                6 => Fault::OneWay(Direction::ToClient, view),
+                7 => Fault::Flap(view),
                 _ => Fault::Wipe,
             };
             step.push((node, fault));
         }
+        // Clients partitioned each their own way: every view sees its own
+        // three consecutive nodes.
+        let split = rng.random_bool(0.2);
+        let store_fault = rng.random_bool(0.5).then(|| StoreFault::pick(&mut rng));
+        // The flapping links' phases, apart: their number depends on timing.
+        let mut flap_rng = StdRng::seed_from_u64(rng.random());
         // Pauses must outlast the ttl; the rest last from a few round trips
         // to several ttls.
         let hold = if step.iter().any(|(_, f)| matches!(f, Fault::Pause)) {
@@ -151,10 +250,26 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
         };
         let at = began.elapsed().as_secs_f64();
         for &(node, fault) in &step {
-            apply(cluster, node, fault);
+            apply(cluster, node, fault, &mut rng);
             *log.counts.entry(fault.name()).or_default() += 1;
             log.lines.push(format!(
                 "t={at:6.1}s node {node}: {} {fault:?} for {hold:?}",
+                fault.name()
+            ));
+        }
+        if split {
+            let firsts = cluster.links.split(3, &mut rng);
+            let name = "clients see different majorities";
+            *log.counts.entry(name).or_default() += 1;
+            log.lines.push(format!(
+                "t={at:6.1}s {name}: each view's first node {firsts:?} for {hold:?}"
+            ));
+        }
+        if let Some(fault) = store_fault {
+            fault.apply(cluster);
+            *log.counts.entry(fault.name()).or_default() += 1;
+            log.lines.push(format!(
+                "t={at:6.1}s {} {fault:?} for {hold:?}",
                 fault.name()
             ));
         }
@@ -175,10 +290,16 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
                 paused.extend(pause_a_client(group, g, &mut rng, &mut log, at));
             }
         }
-        thread::sleep(hold);
+        cluster.links.hold(hold, &mut flap_rng);
         for &(node, fault) in &step {
             heal(cluster, node, fault);
         }
+        cluster.links.heal();
+        if let Some(fault) = store_fault {
+            fault.heal(cluster);
+        }
+        log.snapshots
+            .push(store_checks::snapshot(&cluster.store.url()));
         match database_fault {
             Some(DatabaseFault::Pause) => cluster.database.resume(),
             Some(DatabaseFault::Crash) => {
@@ -242,14 +363,16 @@ fn signal(pid: u32, sig: Signal) {
     let _ = kill(Pid::from_raw(i32::try_from(pid).unwrap()), sig);
 }
 
-fn apply(cluster: &mut Cluster, node: usize, fault: Fault) {
-    let proxy = &cluster.proxies[node];
+fn apply(cluster: &mut Cluster, node: usize, fault: Fault, rng: &mut StdRng) {
+    let links = &mut cluster.links;
     match fault {
         Fault::Kill | Fault::Wipe => cluster.nodes.node_mut(node).kill(),
         Fault::Pause => cluster.nodes.node_mut(node).pause(),
-        Fault::Latency(latency) => proxy.set_latency(latency),
-        Fault::Silent => proxy.set_silent(true),
-        Fault::Cut => proxy.cut(),
+        Fault::Latency(latency) => links.of_node(node).for_each(|p| p.set_latency(latency)),
+        Fault::Silent => links.add(Rule::silent(None, node, None)),
+        Fault::Cut => links.of_node(node).for_each(TcpProxy::cut),
+        Fault::OneWay(direction, view) => links.add(Rule::silent(view, node, Some(direction))),
+        Fault::Flap(view) => links.add(Rule::flapping(view, node, rng)),
     }
 }
 
@@ -263,7 +386,7 @@ fn heal(cluster: &mut Cluster, node: usize, fault: Fault) {
             .restart(Restart::WipeData)
             .expect("restart without data"),
         Fault::Pause => server.resume(),
-        Fault::Latency(_) | Fault::Silent => cluster.proxies[node].heal(),
-        Fault::Cut => {}
+        // Links heal together at the end of the step.
+        Fault::Latency(_) | Fault::Silent | Fault::Cut | Fault::OneWay(..) | Fault::Flap(_) => {}
     }
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use fencelock::deadpool_redis::redis;
-use fencelock::testing::{RedisServer, Restart, TcpProxy};
+use fencelock::testing::{Direction, RedisServer, Restart, TcpProxy};
 
 /// Long enough for a round trip with the latency test's 2 x 100 ms on a
 /// loaded machine, short enough to keep the silent-link case quick.
@@ -109,6 +109,87 @@ fn a_silent_link_holds_bytes_and_delivers_them_in_order_once_healed() {
         got.extend_from_slice(&reply[..n]);
     }
     assert_eq!(got, expected);
+}
+
+/// Reads from `raw` until `expected` came, whole.
+fn read_exactly(raw: &mut std::net::TcpStream, expected: &[u8]) {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while got.len() < expected.len() {
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0, "the connection ended");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, expected);
+}
+
+/// What `raw` reads within the read timeout: `None` when nothing comes,
+/// else the bytes that came (none: the connection ended).
+fn arrives(raw: &mut std::net::TcpStream) -> Option<Vec<u8>> {
+    use std::io::{ErrorKind, Read};
+    let mut buf = [0u8; 64];
+    match raw.read(&mut buf) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
+        Err(e) => panic!("{e}"),
+        Ok(n) => Some(buf[..n].to_vec()),
+    }
+}
+
+/// Silence toward the client alone: the request reaches the server and
+/// runs (another connection, straight to the server, sees its write) while
+/// its reply is held; the reply arrives once the link heals.
+#[test]
+fn silence_toward_the_client_runs_requests_and_holds_their_replies() {
+    use std::io::Write;
+    let (server, proxy) = setup();
+    let mut raw = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    raw.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    proxy.set_silent_toward(Direction::ToClient, true);
+    assert!(proxy.is_silent_toward(Direction::ToClient));
+    assert!(!proxy.is_silent_toward(Direction::ToServer));
+    raw.write_all(b"SET k one\r\n").unwrap();
+    let direct = redis::Client::open(server.url()).unwrap();
+    let mut direct = direct.get_connection().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let value: Option<String> = redis::cmd("GET").arg("k").query(&mut direct).unwrap();
+        if value.as_deref() == Some("one") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the server"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(arrives(&mut raw), None, "a reply passed a silent link");
+    proxy.heal();
+    assert!(!proxy.is_silent_toward(Direction::ToClient));
+    read_exactly(&mut raw, b"+OK\r\n");
+}
+
+/// Silence toward the server alone: the request is held (the server never
+/// sees it) until the link heals; then it runs and its reply comes back.
+#[test]
+fn silence_toward_the_server_holds_requests_until_healed() {
+    use std::io::Write;
+    let (server, proxy) = setup();
+    let mut raw = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    raw.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    raw.write_all(b"ECHO one\r\n").unwrap();
+    read_exactly(&mut raw, b"$3\r\none\r\n");
+    proxy.set_silent_toward(Direction::ToServer, true);
+    raw.write_all(b"SET k two\r\n").unwrap();
+    assert_eq!(arrives(&mut raw), None, "a request passed a silent link");
+    let direct = redis::Client::open(server.url()).unwrap();
+    let mut direct = direct.get_connection().unwrap();
+    let value: Option<String> = redis::cmd("GET").arg("k").query(&mut direct).unwrap();
+    assert_eq!(value, None, "the server ran a held request");
+    proxy.set_silent_toward(Direction::ToServer, false);
+    read_exactly(&mut raw, b"+OK\r\n");
+    let value: Option<String> = redis::cmd("GET").arg("k").query(&mut direct).unwrap();
+    assert_eq!(value.as_deref(), Some("two"));
 }
 
 #[test]
