@@ -29,6 +29,10 @@ pub const SEMAPHORE: &str = "checker-sem";
 pub const PERMITS: u32 = 3;
 /// The locks' ttl. Short, so that pauses beyond it are cheap to inject.
 pub const TTL: Duration = Duration::from_millis(600);
+/// How long a node that lost its data waits before it votes again
+/// (docs/algorithm.md, section 15): two ttls, so that a wiped node is back
+/// within a nemesis step or two.
+pub const QUARANTINE: Duration = Duration::from_millis(1200);
 /// How long an acquire waits for the lock before giving up and trying again.
 const WAIT: Duration = Duration::from_secs(2);
 /// The pause after an acquire that failed at once (no quorum), so clients do
@@ -159,7 +163,10 @@ impl Client {
     /// Runs until `until`, handing each event to `record` as it happens.
     pub async fn run(&self, stall: Arc<Stall>, mut record: impl FnMut(Event)) {
         let locker = Locker::new(
-            Redlock::from_urls(&self.nodes).unwrap(),
+            Redlock::from_urls(&self.nodes)
+                .unwrap()
+                .with_quarantine(QUARANTINE)
+                .unwrap(),
             options(self.watchdog),
         )
         .unwrap();

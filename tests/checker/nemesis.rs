@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::client::{STALL, Stall, TTL};
+use crate::client::{QUARANTINE, STALL, Stall, TTL};
 use crate::links::{Links, Rule};
 use crate::store_checks::{self, Snapshot};
 
@@ -117,6 +117,21 @@ impl DatabaseFault {
     }
 }
 
+/// How long after a wipe the node counts as having just lost its data: its
+/// quarantine, which starts when a client first meets it after the restart
+/// at the end of the step (at most 2.5 s later), and a second for the
+/// restart itself.
+const WIPE_WINDOW: Duration = Duration::from_millis(QUARANTINE.as_millis() as u64 + 3500);
+
+/// The nodes other than `node` wiped within [`WIPE_WINDOW`].
+fn recently_wiped(wiped: &[Option<Instant>], node: usize) -> usize {
+    wiped
+        .iter()
+        .enumerate()
+        .filter(|&(i, at)| i != node && at.is_some_and(|at| at.elapsed() < WIPE_WINDOW))
+        .count()
+}
+
 /// What the nemesis may do.
 pub struct Plan {
     pub seed: u64,
@@ -199,6 +214,10 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
     let mut log = FaultLog::default();
     let began = Instant::now();
     let n = cluster.nodes.len();
+    // When each node was last wiped: the rule of docs/algorithm.md, section
+    // 15 holds while fewer than a quorum lose their data within one
+    // quarantine, so a wipe that would break that is a plain kill instead.
+    let mut wiped: Vec<Option<Instant>> = vec![None; n];
     while Instant::now() < plan.until {
         thread::sleep(Duration::from_millis(rng.random_range(100..600)));
         let mut targets: Vec<usize> = (0..n).collect();
@@ -218,7 +237,11 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
                 5 => Fault::OneWay(Direction::ToServer, view),
                 6 => Fault::OneWay(Direction::ToClient, view),
                 7 => Fault::Flap(view),
-                _ => Fault::Wipe,
+                _ if recently_wiped(&wiped, node) < n - (n / 2 + 1) => {
+                    wiped[node] = Some(Instant::now());
+                    Fault::Wipe
+                }
+                _ => Fault::Kill,
             };
             step.push((node, fault));
         }

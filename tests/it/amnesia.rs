@@ -268,6 +268,8 @@ async fn a_lease_longer_than_the_quarantine_lengthens_it() {
         locker.backend().settled().await;
         nodes.node_mut(0).restart(Restart::WipeData).unwrap();
         common::lock_once(&locker, "long").await;
+        // Nodes 1 and 2 decide; node 0's request may still be out.
+        locker.backend().settled().await;
         let fields = common::hash(&nodes.node(0).url(), "fencelock:node").await;
         let at = |name: &str| -> i64 {
             let (_, v) = fields.iter().find(|(f, _)| f == name).unwrap();
