@@ -10,7 +10,9 @@
 //!
 //! - `scripts_quorum`: fencelock's own acquire and release scripts sent
 //!   the same way, resolved at a quorum: the servers' share of a library
-//!   round, without the client's.
+//!   round, without the client's; `scripts_unmarked` the same without the
+//!   check of the node's marker (docs/algorithm.md, section 15), to price
+//!   that check.
 //!
 //! Beside them the peer, rslock 0.10 (`lock` + `unlock`, see
 //! benches/floors/peer.rs), in the same runs.
@@ -87,7 +89,8 @@ impl Bench {
                 .unwrap();
             let conns = connect(&urls).await;
             raw_round(&conns, &self.script, "raw:{bench}", n).await;
-            scripts_round(&conns, &self.lock_scripts, "scripts:{bench}", n).await;
+            scripts_round(&conns, &self.lock_scripts, "scripts:{bench}", n, true).await;
+            scripts_round(&conns, &self.lock_scripts, "scripts:{bench}", n, false).await;
             library_round(&locker, "bench").await;
             library_round(&any, "bench-any").await;
             (any, conns, peer::manager(&urls).await)
@@ -173,16 +176,22 @@ fn tails(_: &mut Criterion) {
             "   fencelock / scripts_quorum (the client's share): p50 {:.2}x",
             ratio(figures[0].0, figures[4].0),
         );
+        println!(
+            "   scripts_quorum / scripts_unmarked (the marker check): p50 {:.3}x, p99 {:.3}x",
+            ratio(figures[4].0, figures[5].0),
+            ratio(figures[4].1, figures[5].1),
+        );
     }
 }
 
 /// The variants of `tails` and `nodes`, in the order [`variants`] gives.
-const VARIANTS: [&str; 5] = [
+const VARIANTS: [&str; 6] = [
     "fencelock",
     "rslock",
     "floor_all",
     "floor_quorum",
     "scripts_quorum",
+    "scripts_unmarked",
 ];
 
 /// p50 and p99 of each of [`VARIANTS`] on `size`, interleaved.
@@ -193,7 +202,7 @@ async fn variants(
     samples: usize,
 ) -> Vec<(Duration, Duration)> {
     let (script, lock_scripts) = (&bench.script, &bench.lock_scripts);
-    let mut rounds: [Round<'_>; 5] = [
+    let mut rounds: [Round<'_>; 6] = [
         Box::new(|| Box::pin(library_round(&size.locker, "bench"))),
         Box::new(|| Box::pin(peer::round(&size.rslock, "rslock:bench"))),
         Box::new(|| Box::pin(raw_round(&size.conns, script, "raw:{bench}", size.n))),
@@ -204,6 +213,16 @@ async fn variants(
                 lock_scripts,
                 "scripts:{bench}",
                 size.quorum,
+                true,
+            ))
+        }),
+        Box::new(|| {
+            Box::pin(scripts_round(
+                &size.conns,
+                lock_scripts,
+                "scripts:{bench}",
+                size.quorum,
+                false,
             ))
         }),
     ];

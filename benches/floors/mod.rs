@@ -33,9 +33,25 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
-/// `n` local redis-server nodes, started by the fixtures and stopped on drop.
+/// `n` local redis-server nodes, started by the fixtures and stopped on drop,
+/// and marked as one new cluster by a first lock over all of them: a bench
+/// that then times fewer of them, or all, meets nodes that remember, never
+/// a new node joining nodes that remember (which waits out a quarantine,
+/// docs/algorithm.md, section 15).
 pub fn nodes(n: usize) -> RedisNodes {
-    RedisNodes::start(n).expect("start redis-server nodes (run scripts/setup)")
+    let nodes = RedisNodes::start(n).expect("start redis-server nodes (run scripts/setup)");
+    let urls = nodes.urls();
+    let marking = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    marking.block_on(async {
+        let redlock = fencelock::Redlock::from_urls(&urls).expect("node URLs");
+        let locker = Locker::new(redlock, fencelock::LockOptions::default()).expect("a Locker");
+        library_round(&locker, "bench-marking").await;
+        locker.backend().settled().await;
+    });
+    nodes
 }
 
 /// One uncontended acquire + release through the library.
@@ -202,16 +218,23 @@ where
 }
 
 /// fencelock's own acquire and release scripts, sent raw (see
-/// [`scripts_round`]).
+/// [`scripts_round`]); `unmarked` is the acquire without the check of the
+/// node's marker (docs/algorithm.md, section 15), to price that check.
 pub struct LockScripts {
     acquire: redis::Script,
+    unmarked: redis::Script,
     release: redis::Script,
 }
 
 impl LockScripts {
     pub fn new() -> Self {
+        const ACQUIRE: &str = include_str!("../../src/redis/lua/acquire.lua");
+        let standing = include_str!("../../src/redis/lua/standing.lua");
         Self {
-            acquire: redis::Script::new(include_str!("../../src/redis/lua/acquire.lua")),
+            acquire: redis::Script::new(&format!("{standing}{ACQUIRE}")),
+            unmarked: redis::Script::new(&format!(
+                "local function standing() return nil end\n{ACQUIRE}"
+            )),
             release: redis::Script::new(include_str!("../../src/redis/lua/release.lua")),
         }
     }
@@ -223,27 +246,38 @@ impl LockScripts {
 /// notice), the client nothing but send and count. What a library round
 /// takes beyond this is the client's own work; what this takes beyond
 /// `raw_round` is the scripts' price on the servers.
+/// `checked`: with the check of the node's marker, as the library sends it
+/// (the nodes are marked by [`nodes`]).
 pub async fn scripts_round(
     conns: &[MultiplexedConnection],
     scripts: &LockScripts,
     key: &str,
     wait_for: usize,
+    checked: bool,
 ) {
     let (owner, hold) = ("raw-owner", "1");
     let counter = format!("{key}:fence");
     let counter = &counter;
+    let acquire = if checked {
+        &scripts.acquire
+    } else {
+        &scripts.unmarked
+    };
     first_replies(
         wait_for,
         conns.iter().map(|c| {
             let mut c = c.clone();
-            let mut call = scripts.acquire.prepare_invoke();
+            let mut call = acquire.prepare_invoke();
             call.key(key)
                 .key(counter)
+                .key("fencelock:node")
                 .arg(owner)
                 .arg(hold)
                 .arg(30_000)
                 .arg(16)
-                .arg("");
+                .arg("")
+                .arg(600_000)
+                .arg(1);
             async move { call.invoke_async::<redis::Value>(&mut c).await }
         }),
     )
