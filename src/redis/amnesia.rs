@@ -83,10 +83,24 @@ impl Redlock {
         timeout: Duration,
     ) -> bool {
         if standings.all_new(answered, self.quorum) {
-            let trusted = join_all(standings.recovering.iter().map(|&(i, _, incarnation)| {
-                self.nodes[i].trust_marker(keys, incarnation, timeout)
-            }))
-            .await;
+            // Every node or none: a caller cancelled between two of these
+            // would leave the rest quarantined beside nodes that remember,
+            // and no later round would find a new cluster again. So the
+            // requests go from a task of their own, which the caller only
+            // waits for.
+            let running = self.background.start();
+            let (nodes, keys) = (std::sync::Arc::clone(&self.nodes), keys.clone());
+            let trusts = tokio::spawn(async move {
+                let trusted = join_all(standings.recovering.iter().map(|&(i, _, incarnation)| {
+                    nodes[i].trust_marker(&keys, incarnation, timeout)
+                }))
+                .await;
+                drop(running);
+                trusted
+            });
+            let Ok(trusted) = trusts.await else {
+                return false;
+            };
             tracing::info!(
                 nodes = trusted.len(),
                 "every node that answered was new or lost its data: \

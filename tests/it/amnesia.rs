@@ -285,3 +285,37 @@ async fn a_lease_longer_than_the_quarantine_lengthens_it() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_cluster_cut_off_while_let_in_still_comes_in_whole() {
+    // The first acquire on new nodes marks them and then lets them all in.
+    // Cut off between the two (or between two nodes' let-in), it must not
+    // leave some nodes remembering and the rest quarantined: no later
+    // acquire would find a new cluster again, and the rest would wait out
+    // the quarantine.
+    bounded(LIMIT, async {
+        for cut_us in (100..6000).step_by(100) {
+            let nodes = RedisNodes::start(3).unwrap();
+            let locker = locker(&nodes, Redlock::DEFAULT_QUARANTINE);
+            let cut = Duration::from_micros(cut_us);
+            let _ = tokio::time::timeout(cut, locker.try_lock("cut")).await;
+            locker.backend().settled().await;
+            // A guard cut off after its grant is released by a task of its
+            // own, a little later.
+            common::wait_until_no_locks(&nodes, Duration::from_secs(5)).await;
+            let mut standings = Vec::new();
+            for node in nodes.iter() {
+                let fields = marker(&node.url()).await;
+                standings.push(fields.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>());
+            }
+            let quarantined = standings.iter().filter(|f| f.contains(&"until".into()));
+            let remembering = standings.iter().filter(|f| *f == &["id".to_owned()]);
+            assert!(
+                quarantined.count() == 0 || remembering.count() == 0,
+                "cut at {cut:?}: some nodes let in, some quarantined: {standings:?}"
+            );
+            common::lock_once(&locker, "cut").await;
+        }
+    })
+    .await;
+}

@@ -216,7 +216,12 @@ async fn a_flush_between_the_reload_and_the_retry_is_survived() {
     let proxy = TcpProxy::start(server.addr()).unwrap();
     let options = options().node_timeout(Duration::from_secs(5));
     let locker = Locker::new(Redlock::from_urls([proxy.redis_url()]).unwrap(), options).unwrap();
-    let acquire = redis::Script::new(include_str!("../../src/redis/lua/acquire.lua"));
+    // The acquire script as the library sends it: the check of the node's
+    // standing, then the script itself.
+    let acquire = redis::Script::new(concat!(
+        include_str!("../../src/redis/lua/standing.lua"),
+        include_str!("../../src/redis/lua/acquire.lua")
+    ));
     bounded(LIMIT, async {
         // The connection is set up, with the scripts loaded.
         lock_once(&locker, "warm").await;
