@@ -27,7 +27,7 @@
 
 mod search;
 
-use super::model_kit::{Visited, weighted_pick};
+use super::model_kit::Visited;
 use super::rule::{Raised, fence_candidate, fence_confirmed};
 
 /// Something that happens: an acquire starts or one of its messages
@@ -497,15 +497,4 @@ impl World {
         }
         self.acquires[a].settle(Phase::Over);
     }
-}
-
-/// Picks an event for a random schedule: messages four times as likely as
-/// decisions, wipes rare, so that schedules get far enough to matter.
-fn pick(enabled: &[Event], choice: u16) -> Option<Event> {
-    let weight = |e: &Event| match e {
-        Event::Grant(..) | Event::Raise(..) | Event::Read(..) => 4,
-        Event::Wipe(_) => 1,
-        _ => 2,
-    };
-    weighted_pick(enabled, choice, weight)
 }

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 
-use super::super::model_kit::QuickHash;
+use super::super::model_kit::{QuickHash, weighted_pick};
 use super::*;
 
 /// The search keeps a 128-bit fingerprint of each state it visited, not
@@ -179,4 +179,15 @@ proptest! {
             }
         }
     }
+}
+
+/// Picks an event for a random schedule: messages four times as likely as
+/// decisions, wipes rare, so that schedules get far enough to matter.
+fn pick(enabled: &[Event], choice: u16) -> Option<Event> {
+    let weight = |e: &Event| match e {
+        Event::Grant(..) | Event::Raise(..) | Event::Read(..) => 4,
+        Event::Wipe(_) => 1,
+        _ => 2,
+    };
+    weighted_pick(enabled, choice, weight)
 }
