@@ -56,6 +56,13 @@ pub const FENCE_COUNTER_RESET: &str = "fencelock_fence_counter_reset_total";
 /// `docs/algorithm.md`, section 15.
 pub const NODE_DATA_LOST: &str = "fencelock_node_data_lost_total";
 
+/// Counter: node clocks found, across two requests, to have moved further
+/// than this client's monotonic clock could have (`direction="ahead"`: a
+/// jump forward or a fast clock, after which the node's votes do not count
+/// for a quarantine) or less (`direction="behind"`), beyond the drift
+/// allowance (label `backend="redis"`). See `docs/algorithm.md`, section 16.
+pub const NODE_CLOCK_JUMP: &str = "fencelock_node_clock_jump_total";
+
 /// Counter: fallbacks run instead of the work because the lock service
 /// could not be reached (`Locker::with_lock_or_fallback`).
 pub const FALLBACK: &str = "fencelock_fallback_total";
@@ -81,6 +88,10 @@ pub fn describe() {
     describe_counter!(
         NODE_DATA_LOST,
         "Nodes found without their marker (they lost their data) and quarantined."
+    );
+    describe_counter!(
+        NODE_CLOCK_JUMP,
+        "Node clocks found ahead of (or behind) this client's beyond the drift allowance."
     );
     describe_histogram!(
         ACQUIRE_SECONDS,

@@ -46,6 +46,12 @@ pub enum NodeFault {
     /// for a fencing counter, once a quorum of the nodes that remember has
     /// repaired it (docs/algorithm.md, section 15).
     Recovering(String),
+    /// The node's clock moved further than this client's could have
+    /// between two of its answers, beyond the drift allowance: a jump
+    /// forward or a fast clock, which may have ended locks there early.
+    /// Its votes count again once every lock it may have dropped would
+    /// have run out anyway (docs/algorithm.md, section 16).
+    Clock(String),
 }
 
 impl fmt::Display for NodeFault {
@@ -57,6 +63,7 @@ impl fmt::Display for NodeFault {
             NodeFault::Protocol(m) => write!(f, "unexpected reply: {m}"),
             NodeFault::Denied(m) => write!(f, "refused this client: {m}"),
             NodeFault::Recovering(m) => write!(f, "lost its data, recovering: {m}"),
+            NodeFault::Clock(m) => write!(f, "clock not trusted: {m}"),
         }
     }
 }

@@ -78,6 +78,7 @@ impl Redlock {
             marking,
         ));
         let before = self.before_acquire(hold, &round.keys);
+        let rule = self.clock_rule(ttl, options);
         let mut acquire = FanOut::new(
             &self.nodes,
             "acquire",
@@ -85,7 +86,7 @@ impl Redlock {
             &before,
             |nodes, i| {
                 let request = Arc::clone(&request);
-                async move { nodes[i].acquire(&request, None).await }
+                async move { nodes[i].acquire(&request, None, rule.as_ref()).await }
             },
         );
         let mut votes = self.vote(&mut acquire, round.quorum).await;

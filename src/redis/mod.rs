@@ -8,6 +8,7 @@
 mod acquire;
 mod admin;
 mod amnesia;
+mod clock;
 mod fanout;
 mod faults;
 mod fence;
@@ -82,6 +83,8 @@ pub struct Redlock {
     /// The longest lease (ms, drift included) this coordinator was asked
     /// for: the quarantine it marks nodes with is never shorter.
     longest_lease: AtomicU64,
+    /// Whether acquires and extends judge the nodes' clocks.
+    clock_checks: bool,
 }
 
 impl Redlock {
@@ -132,6 +135,37 @@ impl Redlock {
             background: Background::default(),
             quarantine: Self::DEFAULT_QUARANTINE,
             longest_lease: AtomicU64::new(0),
+            clock_checks: true,
+        })
+    }
+
+    /// The same coordinator with the nodes' clocks judged or not (judged
+    /// by default). Every acquire and extend then also asks each node its
+    /// time, in the same round trip, and a node whose clock moved further
+    /// between two answers than this client's monotonic clock could have,
+    /// beyond the drift allowance, is taken for one that jumped forward or
+    /// runs fast: locks there may end early, so its votes do not count
+    /// until every lock it may have dropped has run out anyway, for a
+    /// [`quarantine`](Self::quarantine). It is reported as
+    /// [`NodeFault::Clock`](crate::NodeFault::Clock), by the metric
+    /// [`NODE_CLOCK_JUMP`](crate::metrics::NODE_CLOCK_JUMP) and by a WARN
+    /// event (docs/algorithm.md, section 16).
+    ///
+    /// Turned off, a node's clock is trusted as Redlock trusts it, and a
+    /// jump forward beyond the drift allowance can let two owners hold at
+    /// once; the fencing token still refuses the older one's writes where
+    /// the resource checks it.
+    pub fn with_clock_checks(mut self, on: bool) -> Self {
+        self.clock_checks = on;
+        self
+    }
+
+    /// How requests for leases of `ttl` judge the nodes' clocks, if they do.
+    fn clock_rule(&self, ttl: Duration, options: &LockOptions) -> Option<clock::ClockRule> {
+        self.clock_checks.then(|| clock::ClockRule {
+            drift_factor: options.drift_factor,
+            ttl,
+            hold_off: self.quarantine(),
         })
     }
 

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_redis::{Manager, Pool, Runtime};
 use futures::FutureExt;
@@ -15,6 +15,7 @@ use redis::{
     ServerErrorKind,
 };
 
+use super::clock::{ClockRule, ClockWatch, Reading};
 #[cfg(feature = "tls")]
 use super::faults::ensure_crypto_provider;
 use super::faults::{classify, is_broken_connection, pool_fault, redact};
@@ -40,6 +41,8 @@ pub struct RedisNode {
     kept: Arc<Mutex<Slot>>,
     /// Opens the pub/sub connection for release notifications.
     notifications: Option<redis::Client>,
+    /// What this node's clock did, as this client saw it.
+    clock: Arc<ClockWatch>,
 }
 
 impl std::fmt::Debug for RedisNode {
@@ -202,6 +205,7 @@ impl RedisNode {
             pool,
             kept: Arc::default(),
             notifications: None,
+            clock: Arc::default(),
         }
     }
 
@@ -255,6 +259,37 @@ impl RedisNode {
             cmd.query_async(&mut conn).await
         })
         .await
+    }
+
+    /// Sends a prepared command and `TIME` after it, in one pipeline, and
+    /// judges the node's clock by the answer (see `clock`): the command's
+    /// reply, or [`NodeFault::Clock`] while the node's votes do not count,
+    /// whatever it replied. Without a `rule`, the command alone.
+    pub(super) async fn timed_query<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        timeout: Option<Duration>,
+        rule: Option<&ClockRule>,
+    ) -> Result<T, NodeFault> {
+        let Some(rule) = rule else {
+            return self.query(cmd, timeout).await;
+        };
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd.clone()).cmd("TIME");
+        let pipe = &pipe;
+        let sent = Instant::now();
+        let (reply, (secs, micros)): (T, (i64, i64)) = self
+            .run(timeout, |mut conn| async move {
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        let reading = Reading {
+            sent,
+            received: Instant::now(),
+            node_us: secs.saturating_mul(1_000_000).saturating_add(micros),
+        };
+        self.clock.observe(&self.name, reading, rule)?;
+        Ok(reply)
     }
 
     /// Runs `op` within `timeout` (`None`: the caller bounds it, as a

@@ -70,7 +70,14 @@ impl Redlock {
         // The nodes keep it for the lock-delay too; the validity below
         // counts the ttl alone.
         let request = scripts::extend(&keys, hold, lease_ms(ttl, options));
-        let replies = join_all(self.nodes.iter().map(|n| n.extend(&request, Some(timeout)))).await;
+        let rule = self.clock_rule(ttl, options);
+        let rule = rule.as_ref();
+        let replies = join_all(
+            self.nodes
+                .iter()
+                .map(|n| n.extend(&request, Some(timeout), rule)),
+        )
+        .await;
         let mut tally = Tally::default();
         for reply in replies.into_iter().enumerate() {
             tally.add(&self.nodes, reply);
@@ -87,7 +94,13 @@ impl Redlock {
         let keys = Keys::new(&options.key_prefix, hold.key());
         let timeout = options.node_timeout;
         let request = scripts::downgrade(&keys, hold);
-        let replies = join_all(self.nodes.iter().map(|n| n.extend(&request, Some(timeout)))).await;
+        // It lengthens nothing: the node's clock is not in question.
+        let replies = join_all(
+            self.nodes
+                .iter()
+                .map(|n| n.extend(&request, Some(timeout), None)),
+        )
+        .await;
         let mut tally = Tally::default();
         for reply in replies.into_iter().enumerate() {
             tally.add(&self.nodes, reply);

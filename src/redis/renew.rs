@@ -40,14 +40,15 @@ impl Redlock {
             .map(|&(hold, ttl)| (hold, lease_ms(ttl, options)))
             .collect();
         let calls = scripts::extend_batch(&options.key_prefix, &leases);
+        // The shortest lease has the least room for a node clock's gain.
+        let shortest = holds.iter().map(|&(_, ttl)| ttl).min();
+        let rule = shortest.and_then(|ttl| self.clock_rule(ttl, options));
         // Every call to every node at once, each bounded by the node
         // timeout: the calls to one node share its connection, in order.
         let replies = join_all(self.nodes.iter().map(|node| {
-            join_all(
-                calls
-                    .iter()
-                    .map(|(range, cmd)| node.extend_batch(cmd, range.len(), Some(timeout))),
-            )
+            join_all(calls.iter().map(|(range, cmd)| {
+                node.extend_batch(cmd, range.len(), Some(timeout), rule.as_ref())
+            }))
         }))
         .await;
         let mut tallies: Vec<Tally> = holds.iter().map(|_| Tally::default()).collect();

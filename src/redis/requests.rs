@@ -6,6 +6,7 @@ use std::time::Duration;
 use redis::Cmd;
 
 use super::RedisNode;
+use super::clock::ClockRule;
 use super::fence::Raised;
 use super::replies::{
     AcquireReply, decode_batched_extend, decode_extend, decode_fence_read, decode_inspect,
@@ -17,39 +18,46 @@ use crate::error::NodeFault;
 use crate::options::MAX_PERMITS;
 
 impl RedisNode {
-    /// Runs a prepared acquire ([`scripts::acquire`]).
+    /// Runs a prepared acquire ([`scripts::acquire`]), judging the node's
+    /// clock by `rule` (see [`RedisNode::timed_query`]).
     pub(crate) async fn acquire(
         &self,
         cmd: &Cmd,
         timeout: Option<Duration>,
+        rule: Option<&ClockRule>,
     ) -> Result<AcquireReply, NodeFault> {
-        let reply = async { AcquireReply::parse(&self.query::<Vec<i64>>(cmd, timeout).await?) };
+        let reply =
+            async { AcquireReply::parse(&self.timed_query::<Vec<i64>>(cmd, timeout, rule).await?) };
         self.noted("acquire", reply.await)
     }
 
     /// Runs a prepared extend ([`scripts::extend`]); whether the hold was
-    /// present (and is now lengthened).
+    /// present (and is now lengthened). With a `rule`, the node's clock is
+    /// judged too (see [`RedisNode::timed_query`]).
     pub(crate) async fn extend(
         &self,
         cmd: &Cmd,
         timeout: Option<Duration>,
+        rule: Option<&ClockRule>,
     ) -> Result<bool, NodeFault> {
-        let reply = async { decode_extend(self.query(cmd, timeout).await?) };
+        let reply = async { decode_extend(self.timed_query(cmd, timeout, rule).await?) };
         self.noted("extend", reply.await)
     }
 
     /// Runs a prepared batched extend ([`scripts::extend_batch`]) of
     /// `holds` holds; for each, whether it was present (and is now
     /// lengthened), or the error its own extend met on this node: one
-    /// hold's error is that hold's alone (extend_batch.lua).
+    /// hold's error is that hold's alone (extend_batch.lua). The node's
+    /// clock is judged by `rule` (see [`RedisNode::timed_query`]).
     pub(crate) async fn extend_batch(
         &self,
         cmd: &Cmd,
         holds: usize,
         timeout: Option<Duration>,
+        rule: Option<&ClockRule>,
     ) -> Result<Vec<Result<bool, NodeFault>>, NodeFault> {
         let reply = async {
-            let replies: Vec<redis::Value> = self.query(cmd, timeout).await?;
+            let replies: Vec<redis::Value> = self.timed_query(cmd, timeout, rule).await?;
             if replies.len() != holds {
                 return Err(NodeFault::Protocol(format!(
                     "extend_batch returned {} replies for {holds} holds",

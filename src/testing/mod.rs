@@ -78,7 +78,8 @@ pub use etcd::{ETCD_ENV, EtcdCluster, EtcdServer, EtcdServerBuilder};
 pub use postgres::{DB_USER, DEFAULT_OS_USER, POSTGRES_BIN_ENV, POSTGRES_USER_ENV, PostgresServer};
 pub use proxy::{Direction, TcpProxy};
 pub use redis::{
-    Persistence, REDIS_SERVER_ENV, RedisNodes, RedisServer, RedisServerBuilder, Restart,
+    LIBFAKETIME_ENV, Persistence, REDIS_SERVER_ENV, RedisNodes, RedisServer, RedisServerBuilder,
+    Restart,
 };
 
 /// Error from the fixtures.
@@ -169,6 +170,10 @@ pub enum FixtureError {
         /// The last lines of its log.
         log_tail: String,
     },
+    /// A node cannot run with a clock of its own (see
+    /// [`RedisServerBuilder::fake_clock`]).
+    #[error("fake clock: {0}")]
+    FakeClock(String),
 }
 
 impl FixtureError {

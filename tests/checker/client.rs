@@ -68,6 +68,8 @@ pub struct Client {
     /// releases or is paused as a whole process. Without it, a holder that
     /// stalls longer than the ttl loses the lock while it thinks it holds it.
     pub watchdog: bool,
+    /// Whether it judges the nodes' clocks (`Redlock::with_clock_checks`).
+    pub clock_checks: bool,
 }
 
 /// Set by the nemesis: the client's next hold stalls for this long between
@@ -166,7 +168,8 @@ impl Client {
             Redlock::from_urls(&self.nodes)
                 .unwrap()
                 .with_quarantine(QUARANTINE)
-                .unwrap(),
+                .unwrap()
+                .with_clock_checks(self.clock_checks),
             options(self.watchdog),
         )
         .unwrap();

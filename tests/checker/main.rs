@@ -79,7 +79,7 @@ const WIND_DOWN: Duration = Duration::from_secs(60);
 /// exception.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_nodes_keep_mutual_exclusion_fenced_and_tokens_increasing() {
-    let (report, faults) = run("durable", false).await;
+    let (report, faults) = run("durable", Mode::default()).await;
     assert_eq!(
         report.violations(),
         0,
@@ -96,13 +96,76 @@ async fn durable_nodes_keep_mutual_exclusion_fenced_and_tokens_increasing() {
 /// nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_restarted_without_data_keep_tokens_increasing_and_fenced() {
-    let (report, faults) = run("forgetful", true).await;
+    let mode = Mode {
+        wipes: true,
+        ..Mode::default()
+    };
+    let (report, faults) = run("forgetful", mode).await;
     assert_eq!(
         report.violations(),
         0,
         "{report}\n{}",
         faults.lines.join("\n")
     );
+}
+
+/// Nodes' clocks jump ahead past the ttl, run fast and jump back, and the
+/// clients trust them as Redlock does (no clock checks): locks expire early
+/// on the nodes whose clocks ran ahead, and two holders at once follow, the
+/// fault Redlock cannot survive by itself. They are counted (exclusive
+/// holds that overlap, and permit holders beyond the permits). The tokens
+/// must still increase and the fences refuse every stale operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_jumps_unchecked_overlap_but_every_stale_write_is_fenced() {
+    let mode = Mode {
+        clocks: true,
+        clock_checks: false,
+        ..Mode::default()
+    };
+    let (report, faults) = run("clocks-unchecked", mode).await;
+    let broken = report.token_violations.len() + report.fence_violations.len();
+    assert_eq!(broken, 0, "{report}\n{}", faults.lines.join("\n"));
+}
+
+/// The same clock faults, with the clients judging the nodes' clocks (the
+/// default): a node whose clock ran ahead does not count until its early
+/// expiries are harmless (docs/algorithm.md, section 16), so every rule
+/// holds as on well-behaved nodes, the permit count included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_jumps_checked_keep_every_rule() {
+    let mode = Mode {
+        clocks: true,
+        ..Mode::default()
+    };
+    let (report, faults) = run("clocks", mode).await;
+    assert_eq!(
+        report.violations(),
+        0,
+        "{report}\n{}",
+        faults.lines.join("\n")
+    );
+}
+
+/// What a run's nemesis may do to the nodes, and how the clients judge
+/// them.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    /// Nodes may come back without their data.
+    wipes: bool,
+    /// Nodes' clocks jump and run fast (the nodes run under libfaketime).
+    clocks: bool,
+    /// The clients judge the nodes' clocks (`Redlock::with_clock_checks`).
+    clock_checks: bool,
+}
+
+impl Default for Mode {
+    fn default() -> Self {
+        Mode {
+            wipes: false,
+            clocks: false,
+            clock_checks: true,
+        }
+    }
 }
 
 /// The entry point of the client process: does nothing unless started by
@@ -125,7 +188,7 @@ fn checker_child() {
     }));
 }
 
-async fn run(name: &str, wipes: bool) -> (Report, FaultLog) {
+async fn run(name: &str, mode: Mode) -> (Report, FaultLog) {
     let secs = env_u64(SECS_ENV).unwrap_or(DEFAULT_SECS);
     let seed = env_u64(SEED_ENV).unwrap_or_else(rand::random);
     eprintln!(
@@ -133,11 +196,17 @@ async fn run(name: &str, wipes: bool) -> (Report, FaultLog) {
          (replay: {SEED_ENV}={seed} {SECS_ENV}={secs} cargo test --all-features --test checker)"
     );
     let limit = Duration::from_secs(secs) + WIND_DOWN + Duration::from_secs(60);
-    common::bounded(limit, check_run(name, wipes, secs, seed)).await
+    common::bounded(limit, check_run(name, mode, secs, seed)).await
 }
 
-async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, FaultLog) {
-    let nodes = RedisNodes::start_with(NODES, Persistence::Aof).expect("start redis-server nodes");
+async fn check_run(name: &str, mode: Mode, secs: u64, seed: u64) -> (Report, FaultLog) {
+    let nodes = match mode.clocks {
+        true => common::fake_clock_servers()
+            .persistence(Persistence::Aof)
+            .start_nodes(NODES),
+        false => RedisNodes::start_with(NODES, Persistence::Aof),
+    }
+    .expect("start redis-server nodes");
     // The store keeps every acknowledged write through SIGKILL, as the
     // lock's nodes do; clients reach it through a proxy the nemesis faults.
     let store_server = RedisServer::start_with(Persistence::Aof).unwrap();
@@ -153,6 +222,7 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
         database: db_server.url(),
         until,
         watchdog,
+        clock_checks: mode.clock_checks,
     };
 
     let dir = tempfile::tempdir().unwrap();
@@ -200,7 +270,8 @@ async fn check_run(name: &str, wipes: bool, secs: u64, seed: u64) -> (Report, Fa
     let plan = Plan {
         seed,
         until: Instant::now() + Duration::from_secs(secs),
-        wipes,
+        wipes: mode.wipes,
+        clocks: mode.clocks,
         groups,
     };
     let mut cluster = Cluster {
@@ -326,13 +397,14 @@ fn view_named<'a>(views: &'a mut Vec<View>, name: &str, nodes: &RedisNodes) -> &
 
 fn spawn_child(client: &Client, out: &Path) -> Child {
     let spec = format!(
-        "name={};role={};until={};store={};database={};nodes={};out={}",
+        "name={};role={};until={};store={};database={};nodes={};clock_checks={};out={}",
         client.name,
         client.role.name(),
         client.until,
         client.store,
         client.database,
         client.nodes.join(","),
+        client.clock_checks,
         out.display()
     );
     Command::new(std::env::current_exe().unwrap())
@@ -364,6 +436,7 @@ fn parse_spec(spec: &str) -> (Client, String) {
         database: field("database"),
         until: field("until").parse().unwrap(),
         watchdog: true,
+        clock_checks: field("clock_checks").parse().unwrap(),
     };
     (client, field("out"))
 }

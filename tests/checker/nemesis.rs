@@ -138,6 +138,9 @@ pub struct Plan {
     pub until: Instant,
     /// Whether nodes may come back without their data.
     pub wipes: bool,
+    /// Whether nodes' clocks may jump and run fast (the nodes run under
+    /// libfaketime).
+    pub clocks: bool,
     /// The clients, by what they hold: a step that pauses clients pauses
     /// one of each group, so that adding groups does not make the clients
     /// of the others stall less often.
@@ -188,6 +191,13 @@ enum Fault {
     /// The node's proxy is silent and passing by turns, in every view or in
     /// one client group's.
     Flap(Option<usize>),
+    /// The node's clock jumps this far forward (past the ttl: its locks
+    /// expire early), and stays there.
+    ClockAhead(Duration),
+    /// The node's clock runs this many times as fast while the step lasts.
+    ClockFast(u32),
+    /// The node's clock jumps this far back (its locks last longer).
+    ClockBehind(Duration),
 }
 
 impl Fault {
@@ -202,6 +212,9 @@ impl Fault {
             Fault::OneWay(Direction::ToServer, _) => "silent toward the node (one way)",
             Fault::OneWay(Direction::ToClient, _) => "silent toward the clients (one way)",
             Fault::Flap(_) => "flapping link",
+            Fault::ClockAhead(_) => "clock jumps ahead past the ttl",
+            Fault::ClockFast(_) => "clock runs fast",
+            Fault::ClockBehind(_) => "clock jumps back",
         }
     }
 }
@@ -228,7 +241,10 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
             let node = targets.swap_remove(rng.random_range(0..targets.len()));
             // One-way and flapping links: in every view, or in one.
             let view = rng.random_bool(0.5).then(|| rng.random_range(0..views));
-            let fault = match rng.random_range(0..if plan.wipes { 9 } else { 8 }) {
+            // The kinds of fault: the clocks' come last, so that runs
+            // without them replay the schedules of earlier versions.
+            let kinds = 8 + usize::from(plan.wipes) + if plan.clocks { 3 } else { 0 };
+            let fault = match rng.random_range(0..kinds) {
                 0 => Fault::Kill,
                 1 => Fault::Pause,
                 2 => Fault::Latency(Duration::from_millis(rng.random_range(20..250))),
@@ -237,11 +253,18 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
                 5 => Fault::OneWay(Direction::ToServer, view),
                 6 => Fault::OneWay(Direction::ToClient, view),
                 7 => Fault::Flap(view),
-                _ if recently_wiped(&wiped, node) < n - (n / 2 + 1) => {
+                8 if plan.wipes && recently_wiped(&wiped, node) < n - (n / 2 + 1) => {
                     wiped[node] = Some(Instant::now());
                     Fault::Wipe
                 }
-                _ => Fault::Kill,
+                8 if plan.wipes => Fault::Kill,
+                k => match k - 8 - usize::from(plan.wipes) {
+                    0 => Fault::ClockAhead(Duration::from_millis(
+                        rng.random_range(TTL.as_millis()..4 * TTL.as_millis()) as u64,
+                    )),
+                    1 => Fault::ClockFast(rng.random_range(2..5)),
+                    _ => Fault::ClockBehind(Duration::from_millis(rng.random_range(50..1000))),
+                },
             };
             step.push((node, fault));
         }
@@ -313,7 +336,7 @@ pub fn run(cluster: &mut Cluster, plan: Plan) -> FaultLog {
                 paused.extend(pause_a_client(group, g, &mut rng, &mut log, at));
             }
         }
-        cluster.links.hold(hold, &mut flap_rng);
+        hold_step(cluster, &step, hold, &mut flap_rng);
         for &(node, fault) in &step {
             heal(cluster, node, fault);
         }
@@ -386,7 +409,50 @@ fn signal(pid: u32, sig: Signal) {
     let _ = kill(Pid::from_raw(i32::try_from(pid).unwrap()), sig);
 }
 
+/// How often a fast clock is moved on.
+const CLOCK_TICK: Duration = Duration::from_millis(25);
+
+/// Lets the step's `hold` pass: the links' flapping goes on, and a fast
+/// clock is moved on by what it gains every [`CLOCK_TICK`].
+fn hold_step(cluster: &mut Cluster, step: &[(usize, Fault)], hold: Duration, rng: &mut StdRng) {
+    let fast: Vec<(usize, u32)> = step
+        .iter()
+        .filter_map(|&(node, fault)| match fault {
+            Fault::ClockFast(rate) => Some((node, rate)),
+            _ => None,
+        })
+        .collect();
+    if fast.is_empty() {
+        return cluster.links.hold(hold, rng);
+    }
+    let end = Instant::now() + hold;
+    while Instant::now() < end {
+        let tick = CLOCK_TICK.min(end.saturating_duration_since(Instant::now()));
+        cluster.links.hold(tick, rng);
+        for &(node, rate) in &fast {
+            let gain = tick.as_millis() as i64 * i64::from(rate - 1);
+            move_clock(cluster, node, gain);
+        }
+    }
+}
+
+fn move_clock(cluster: &mut Cluster, node: usize, by_ms: i64) {
+    let server = cluster.nodes.node_mut(node);
+    let offset = server
+        .clock_offset()
+        .expect("a node with a clock of its own");
+    server
+        .set_clock_offset(offset + by_ms)
+        .expect("move the node's clock");
+}
+
 fn apply(cluster: &mut Cluster, node: usize, fault: Fault, rng: &mut StdRng) {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap();
+    match fault {
+        Fault::ClockAhead(by) => return move_clock(cluster, node, ms(by)),
+        Fault::ClockBehind(by) => return move_clock(cluster, node, -ms(by)),
+        _ => {}
+    }
     let links = &mut cluster.links;
     match fault {
         Fault::Kill | Fault::Wipe => cluster.nodes.node_mut(node).kill(),
@@ -396,6 +462,7 @@ fn apply(cluster: &mut Cluster, node: usize, fault: Fault, rng: &mut StdRng) {
         Fault::Cut => links.of_node(node).for_each(TcpProxy::cut),
         Fault::OneWay(direction, view) => links.add(Rule::silent(view, node, Some(direction))),
         Fault::Flap(view) => links.add(Rule::flapping(view, node, rng)),
+        Fault::ClockAhead(_) | Fault::ClockFast(_) | Fault::ClockBehind(_) => {}
     }
 }
 
@@ -409,7 +476,15 @@ fn heal(cluster: &mut Cluster, node: usize, fault: Fault) {
             .restart(Restart::WipeData)
             .expect("restart without data"),
         Fault::Pause => server.resume(),
-        // Links heal together at the end of the step.
-        Fault::Latency(_) | Fault::Silent | Fault::Cut | Fault::OneWay(..) | Fault::Flap(_) => {}
+        // Links heal together at the end of the step; a clock stays where
+        // it was moved to, as a stepped clock does.
+        Fault::Latency(_)
+        | Fault::Silent
+        | Fault::Cut
+        | Fault::OneWay(..)
+        | Fault::Flap(_)
+        | Fault::ClockAhead(_)
+        | Fault::ClockFast(_)
+        | Fault::ClockBehind(_) => {}
     }
 }

@@ -34,6 +34,7 @@ mod auth;
 mod bad_input;
 mod cancellation;
 mod cli; // only with the `cli` feature (its `#![cfg]`)
+mod clocks;
 mod config;
 mod conformance;
 mod etcd;

@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::{LOG_FILE, REDIS_SERVER_ENV, RedisNodes, RedisServer};
+use super::{LOG_FILE, REDIS_SERVER_ENV, RedisNodes, RedisServer, fake_clock};
 use crate::testing::process::{self, Process};
 use crate::testing::{FixtureError, free_ports, resolve_binary};
 
@@ -36,6 +36,7 @@ pub struct RedisServerBuilder {
     persistence: Persistence,
     args: Vec<OsString>,
     tls: Option<TlsFiles>,
+    fake_clock: bool,
 }
 
 /// The PEM files of a TLS node (see [`RedisServerBuilder::tls`]).
@@ -105,6 +106,23 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Runs the server with a wall clock of its own, which
+    /// [`RedisServer::set_clock_offset`] moves ahead or back while it runs
+    /// (and which keeps its offset across restarts, as a machine's clock
+    /// does): keys then expire, and `TIME` answers, by that clock. Uses
+    /// libfaketime (Debian's package `libfaketime`, or
+    /// [`LIBFAKETIME_ENV`](super::LIBFAKETIME_ENV)), preloaded into the
+    /// server.
+    ///
+    /// Needs a server built with libc's malloc: libfaketime cannot start
+    /// inside one built with jemalloc, such as Debian's redis-server. The
+    /// start fails with [`FixtureError::FakeClock`] then, and when the
+    /// library is missing.
+    pub fn fake_clock(mut self) -> Self {
+        self.fake_clock = true;
+        self
+    }
+
     /// Starts one server and waits until it answers `PING`.
     ///
     /// # Errors
@@ -125,10 +143,17 @@ impl RedisServerBuilder {
     /// not answer in time (its log's last lines are in the message).
     pub fn start_nodes(self, n: usize) -> Result<RedisNodes, FixtureError> {
         let binary = resolve_redis_server(self.binary.as_deref())?;
+        let clock = match self.fake_clock {
+            true => {
+                fake_clock::check_binary(&binary)?;
+                Some(fake_clock::library()?)
+            }
+            false => None,
+        };
         process::start_on_fresh_ports(|| {
             let mut nodes = Vec::with_capacity(n);
             for port in free_ports(n)? {
-                nodes.push(self.spawn_node(binary.clone(), port)?);
+                nodes.push(self.spawn_node(binary.clone(), port, clock.clone())?);
             }
             process::wait_ready(&mut nodes.iter_mut().collect::<Vec<_>>(), None)?;
             Ok(RedisNodes { nodes })
@@ -136,7 +161,12 @@ impl RedisServerBuilder {
     }
 
     /// Creates a node's directory and spawns its process (without waiting).
-    fn spawn_node(&self, binary: PathBuf, port: u16) -> Result<RedisServer, FixtureError> {
+    fn spawn_node(
+        &self,
+        binary: PathBuf,
+        port: u16,
+        fake_clock: Option<PathBuf>,
+    ) -> Result<RedisServer, FixtureError> {
         let label = format!("redis-server 127.0.0.1:{port}");
         let mut server = RedisServer {
             binary,
@@ -145,7 +175,12 @@ impl RedisServerBuilder {
             tls: self.tls.clone(),
             port,
             process: Process::new(label, "fencelock-redis-", LOG_FILE)?,
+            fake_clock,
+            clock_offset_ms: 0,
         };
+        if server.fake_clock.is_some() {
+            server.set_clock_offset(0)?;
+        }
         server.spawn()?;
         Ok(server)
     }

@@ -6,6 +6,7 @@
 //! nodes to be ready, is [`super::process`]'s.
 
 mod builder;
+mod fake_clock;
 mod nodes;
 mod probe;
 
@@ -21,6 +22,7 @@ use super::FixtureError;
 use super::process::{self, Capture, PANIC_LOG_LINES, Process, Server};
 use builder::TlsFiles;
 pub use builder::{Persistence, RedisServerBuilder};
+pub use fake_clock::LIBFAKETIME_ENV;
 pub use nodes::RedisNodes;
 use probe::{probe, probe_unix};
 
@@ -56,6 +58,10 @@ pub struct RedisServer {
     tls: Option<TlsFiles>,
     port: u16,
     process: Process,
+    /// The libfaketime library the server runs under, if it has a clock of
+    /// its own ([`RedisServerBuilder::fake_clock`]).
+    fake_clock: Option<PathBuf>,
+    clock_offset_ms: i64,
 }
 
 impl fmt::Debug for RedisServer {
@@ -68,6 +74,8 @@ impl fmt::Debug for RedisServer {
             .field("persistence", &self.persistence)
             .field("dir", &self.dir())
             .field("binary", &self.binary)
+            .field("fake_clock", &self.fake_clock.is_some())
+            .field("clock_offset_ms", &self.clock_offset_ms)
             .finish()
     }
 }
@@ -188,6 +196,33 @@ impl RedisServer {
         process::restart(&mut [self])
     }
 
+    /// Moves the server's wall clock to `offset_ms` ahead of the machine's
+    /// (behind, if negative), at once and while it runs: keys expire by it,
+    /// and `TIME` answers by it. The offset stays across restarts.
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError::FakeClock`] for a server started without
+    /// [`RedisServerBuilder::fake_clock`]; [`FixtureError::Io`] when the
+    /// offset cannot be written.
+    pub fn set_clock_offset(&mut self, offset_ms: i64) -> Result<(), FixtureError> {
+        if self.fake_clock.is_none() {
+            return Err(FixtureError::FakeClock(format!(
+                "{} was started without a clock of its own (RedisServerBuilder::fake_clock)",
+                self.url()
+            )));
+        }
+        fake_clock::write_offset(&self.dir().join(fake_clock::CLOCK_FILE), offset_ms)?;
+        self.clock_offset_ms = offset_ms;
+        Ok(())
+    }
+
+    /// How far the server's clock runs ahead of the machine's, in ms
+    /// (`None` without [`RedisServerBuilder::fake_clock`]).
+    pub fn clock_offset(&self) -> Option<i64> {
+        self.fake_clock.as_ref().map(|_| self.clock_offset_ms)
+    }
+
     /// The whole server log file (read from disk; empty if unreadable).
     pub fn log(&self) -> String {
         self.process.log()
@@ -236,6 +271,12 @@ impl RedisServer {
             }
         }
         cmd.args(&self.args);
+        if let Some(library) = &self.fake_clock {
+            cmd.env("LD_PRELOAD", library)
+                .env("FAKETIME_TIMESTAMP_FILE", dir.join(fake_clock::CLOCK_FILE))
+                .env("FAKETIME_NO_CACHE", "1")
+                .env("DONT_FAKE_MONOTONIC", "1");
+        }
         cmd
     }
 
@@ -268,7 +309,7 @@ impl RedisServer {
             fs::read_dir(dir).map_err(|e| FixtureError::io("listing the redis data dir", e))?;
         for entry in entries {
             let entry = entry.map_err(|e| FixtureError::io("listing the redis data dir", e))?;
-            if entry.file_name() == LOG_FILE {
+            if entry.file_name() == LOG_FILE || entry.file_name() == fake_clock::CLOCK_FILE {
                 continue;
             }
             let path = entry.path();

@@ -528,3 +528,27 @@ pub async fn etcd_locker_as(
     let etcd = fencelock::Etcd::connect(cluster.endpoints(), connect).await?;
     Ok(Locker::new(etcd, options).unwrap())
 }
+
+/// A builder of nodes with clocks of their own
+/// (`RedisServerBuilder::fake_clock`): libfaketime needs a server built
+/// with libc's malloc, so the first such server of the matrix that
+/// scripts/setup fetched (target/servers/matrix), not Debian's
+/// redis-server, which uses jemalloc. A missing matrix fails loudly.
+pub fn fake_clock_servers() -> fencelock::testing::RedisServerBuilder {
+    let matrix = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/servers/matrix");
+    let listing = std::fs::read_to_string(&matrix)
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup", matrix.display()));
+    let binary = listing
+        .lines()
+        .filter_map(|line| line.split_once(' ').map(|(_, path)| path.to_owned()))
+        .find(|path| {
+            std::process::Command::new(path)
+                .arg("--version")
+                .output()
+                .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("malloc=libc"))
+        })
+        .unwrap_or_else(|| panic!("no server built with libc's malloc in {}", matrix.display()));
+    fencelock::testing::RedisServer::builder()
+        .binary(binary)
+        .fake_clock()
+}
