@@ -13,6 +13,9 @@
 //!   round, without the client's; `scripts_unmarked` the same without the
 //!   check of the node's marker (docs/algorithm.md, section 15), to price
 //!   that check.
+//! - `fencelock_unclocked`: fencelock with `with_clock_checks(false)`, to
+//!   price the `TIME` every acquire and extend sends after its script
+//!   (docs/algorithm.md, section 16).
 //!
 //! Beside them the peer, rslock 0.10 (`lock` + `unlock`, see
 //! benches/floors/peer.rs), in the same runs.
@@ -62,6 +65,8 @@ struct Size {
     n: usize,
     quorum: usize,
     locker: Locker<Redlock>,
+    /// The same without the nodes' clocks judged, connections of its own.
+    unclocked: Locker<Redlock>,
     /// The same nodes through `AnyBackend`, connections of its own.
     any: Locker<AnyBackend>,
     conns: Vec<MultiplexedConnection>,
@@ -83,6 +88,8 @@ impl Bench {
         let urls: Vec<String> = self.nodes.urls().into_iter().take(n).collect();
         let locker =
             Locker::new(Redlock::from_urls(&urls).unwrap(), LockOptions::default()).unwrap();
+        let unclocked = Redlock::from_urls(&urls).unwrap().with_clock_checks(false);
+        let unclocked = Locker::new(unclocked, LockOptions::default()).unwrap();
         let (any, conns, rslock) = self.runtime.block_on(async {
             let any = Locker::connect(&urls.join(","), LockOptions::default())
                 .await
@@ -92,6 +99,7 @@ impl Bench {
             scripts_round(&conns, &self.lock_scripts, "scripts:{bench}", n, true).await;
             scripts_round(&conns, &self.lock_scripts, "scripts:{bench}", n, false).await;
             library_round(&locker, "bench").await;
+            library_round(&unclocked, "bench-unclocked").await;
             library_round(&any, "bench-any").await;
             (any, conns, peer::manager(&urls).await)
         });
@@ -99,6 +107,7 @@ impl Bench {
             n,
             quorum: n / 2 + 1,
             locker,
+            unclocked,
             any,
             conns,
             rslock,
@@ -181,17 +190,23 @@ fn tails(_: &mut Criterion) {
             ratio(figures[4].0, figures[5].0),
             ratio(figures[4].1, figures[5].1),
         );
+        println!(
+            "   fencelock / fencelock_unclocked (the clock check): p50 {:.3}x, p99 {:.3}x",
+            ratio(figures[0].0, figures[6].0),
+            ratio(figures[0].1, figures[6].1),
+        );
     }
 }
 
 /// The variants of `tails` and `nodes`, in the order [`variants`] gives.
-const VARIANTS: [&str; 6] = [
+const VARIANTS: [&str; 7] = [
     "fencelock",
     "rslock",
     "floor_all",
     "floor_quorum",
     "scripts_quorum",
     "scripts_unmarked",
+    "fencelock_unclocked",
 ];
 
 /// p50 and p99 of each of [`VARIANTS`] on `size`, interleaved.
@@ -202,7 +217,7 @@ async fn variants(
     samples: usize,
 ) -> Vec<(Duration, Duration)> {
     let (script, lock_scripts) = (&bench.script, &bench.lock_scripts);
-    let mut rounds: [Round<'_>; 6] = [
+    let mut rounds: [Round<'_>; 7] = [
         Box::new(|| Box::pin(library_round(&size.locker, "bench"))),
         Box::new(|| Box::pin(peer::round(&size.rslock, "rslock:bench"))),
         Box::new(|| Box::pin(raw_round(&size.conns, script, "raw:{bench}", size.n))),
@@ -225,6 +240,7 @@ async fn variants(
                 false,
             ))
         }),
+        Box::new(|| Box::pin(library_round(&size.unclocked, "bench-unclocked"))),
     ];
     interleaved_tails(runs, samples, &mut rounds).await
 }

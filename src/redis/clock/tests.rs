@@ -119,3 +119,65 @@ proptest! {
         }
     }
 }
+
+/// Exhaustive over a grid of two readings (their round trips, where in
+/// each the node read its clock, the time between them) and of what the
+/// node's clock did between the reads (its rate, a jump): a clock within
+/// the drift factor is never blamed, and a gain beyond the drift
+/// allowance plus the two round trips is always caught. (Gains below that
+/// bound can hide in slow replies: docs/algorithm.md, section 16.)
+#[test]
+fn caught_beyond_allowance_and_round_trips_never_blamed_within_drift() {
+    let t0 = Instant::now();
+    let ttl_ms = RULE.ttl.as_secs_f64() * 1e3;
+    let f = RULE.drift_factor;
+    let rtts = [0.0, 1.0, 5.0, 40.0, 100.0];
+    let wheres = [0.0, 0.5, 1.0];
+    let gaps = [0.0, 10.0, 300.0, 600.0, 2_000.0, 60_000.0];
+    let rates = [1.0 - f, 0.995, 1.0, 1.005, 1.0 + f, 1.03, 2.0];
+    let jumps = [-1_000.0, -20.0, 0.0, 8.0, 9.0, 20.0, 150.0, 1_000.0];
+    let mut cases = 0;
+    for (&d1, &w1, &gap, &d2, &w2) in iproduct(&rtts, &wheres, &gaps, &rtts, &wheres) {
+        let (t1, s2) = (d1 * w1, d1 + gap);
+        let t2 = s2 + d2 * w2;
+        let real = t2 - t1;
+        for (&rate, &jump) in rates.iter().flat_map(|r| jumps.iter().map(move |j| (r, j))) {
+            cases += 1;
+            let base = 1_800_000_000_000.0;
+            let first = reading(t0, 0.0, d1, base + t1);
+            let second = reading(t0, s2, d2, base + t1 + real * rate + jump);
+            let gap_found = compare(&first, &second, &RULE);
+            let gain = real * (rate - 1.0) + jump;
+            let allowance = real.max(ttl_ms) * f + 2.0;
+            if jump == 0.0 && (rate - 1.0).abs() <= f + 1e-9 {
+                assert_eq!(gap_found, None, "blamed: {d1} {w1} {gap} {d2} {w2} {rate}");
+            }
+            // 1 µs of rounding in the readings.
+            if gain > allowance + d1 + d2 + 0.002 {
+                assert!(
+                    matches!(gap_found, Some(Gap::Ahead(..))),
+                    "missed a gain of {gain} ms: {d1} {w1} {gap} {d2} {w2} {rate} {jump}"
+                );
+            }
+        }
+    }
+    assert_eq!(cases, 5 * 3 * 6 * 5 * 3 * 7 * 8);
+}
+
+/// The cartesian product of five slices.
+fn iproduct<'a, A, B, C, D, E>(
+    a: &'a [A],
+    b: &'a [B],
+    c: &'a [C],
+    d: &'a [D],
+    e: &'a [E],
+) -> impl Iterator<Item = (&'a A, &'a B, &'a C, &'a D, &'a E)> {
+    a.iter().flat_map(move |a| {
+        b.iter().flat_map(move |b| {
+            c.iter().flat_map(move |c| {
+                d.iter()
+                    .flat_map(move |d| e.iter().map(move |e| (a, b, c, d, e)))
+            })
+        })
+    })
+}
