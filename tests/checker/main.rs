@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use fencelock::testing::{Persistence, PostgresServer, RedisNodes, RedisServer, TcpProxy};
 use tokio::process::{Child, Command};
 
-use client::{Client, PERMITS, Stall};
+use client::{Client, Kind, PERMITS, Stall};
 use history::{Event, Report, Role, now};
 use links::{Links, View};
 use nemesis::{Cluster, FaultLog, Group, Plan};
@@ -217,6 +217,7 @@ async fn check_run(name: &str, mode: Mode, secs: u64, seed: u64) -> (Report, Fau
     let client = |name: String, role, watchdog, view: &View| Client {
         name,
         role,
+        backend: Kind::Redis,
         nodes: view.urls(),
         store: store_proxy.redis_url(),
         database: db_server.url(),
@@ -397,9 +398,10 @@ fn view_named<'a>(views: &'a mut Vec<View>, name: &str, nodes: &RedisNodes) -> &
 
 fn spawn_child(client: &Client, out: &Path) -> Child {
     let spec = format!(
-        "name={};role={};until={};store={};database={};nodes={};clock_checks={};out={}",
+        "name={};role={};backend={};until={};store={};database={};nodes={};clock_checks={};out={}",
         client.name,
         client.role.name(),
+        client.backend.name(),
         client.until,
         client.store,
         client.database,
@@ -431,6 +433,7 @@ fn parse_spec(spec: &str) -> (Client, String) {
     let client = Client {
         name: field("name"),
         role: Role::parse(&field("role")).expect("a role"),
+        backend: Kind::parse(&field("backend")).expect("a backend"),
         nodes: field("nodes").split(',').map(str::to_owned).collect(),
         store: field("store"),
         database: field("database"),
