@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use fencelock::{
-    Error, FencedRead, FencedStore, FencedWrite, FencingToken, LockGuard, LockOptions, Locker,
-    Permit, ReadGuard, Redlock, RetryPolicy, Watchdog, WriteGuard,
+    AnyBackend, Error, Etcd, FencedRead, FencedStore, FencedWrite, FencingToken, LockGuard,
+    LockOptions, Locker, Permit, ReadGuard, Redlock, RetryPolicy, Watchdog, WriteGuard,
 };
 
 use crate::database::Database;
@@ -57,7 +57,10 @@ pub struct Client {
     pub name: String,
     /// What it holds, and what it does to the store under it.
     pub role: Role,
-    /// The lock nodes (in the checker, the proxies in front of them).
+    /// Which backend `nodes` are.
+    pub backend: Kind,
+    /// The lock nodes or etcd members (in the checker, the proxies in
+    /// front of them).
     pub nodes: Vec<String>,
     pub store: String,
     /// The PostgreSQL database every lock holder also commits to.
@@ -70,6 +73,32 @@ pub struct Client {
     pub watchdog: bool,
     /// Whether it judges the nodes' clocks (`Redlock::with_clock_checks`).
     pub clock_checks: bool,
+}
+
+/// The backend a client locks with: the same loop and the same records on
+/// either, through one `Locker<AnyBackend>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Redlock over Redis nodes (`redis://` URLs), with a quarantine for
+    /// nodes that lost their data.
+    Redis,
+    /// An etcd cluster (`http://` endpoints).
+    Etcd,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Redis => "redis",
+            Kind::Etcd => "etcd",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        [Kind::Redis, Kind::Etcd]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
 }
 
 /// Set by the nemesis: the client's next hold stalls for this long between
@@ -90,6 +119,10 @@ impl Stall {
 /// How long a stall lasts: well past the ttl, so the lock expires under it.
 pub const STALL: Duration = TTL.saturating_mul(3);
 
+/// The same options on either backend. The node timeout bounds one
+/// request to a node or member: the watchdog needs three of them and a
+/// renewal interval to fit in the ttl, so it stays at 100 ms, also for
+/// etcd's transactions through raft.
 pub fn options(watchdog: bool) -> LockOptions {
     LockOptions::default()
         .ttl(TTL)
@@ -108,10 +141,10 @@ pub fn options(watchdog: bool) -> LockOptions {
 
 /// A hold of any of the three primitives.
 enum Guard {
-    Lock(LockGuard<Redlock>),
-    Read(ReadGuard<Redlock>),
-    Write(WriteGuard<Redlock>),
-    Permit(Permit<Redlock>),
+    Lock(LockGuard<AnyBackend>),
+    Read(ReadGuard<AnyBackend>),
+    Write(WriteGuard<AnyBackend>),
+    Permit(Permit<AnyBackend>),
 }
 
 impl Guard {
@@ -164,15 +197,19 @@ fn nanos_of(instant: Instant) -> Nanos {
 impl Client {
     /// Runs until `until`, handing each event to `record` as it happens.
     pub async fn run(&self, stall: Arc<Stall>, mut record: impl FnMut(Event)) {
-        let locker = Locker::new(
-            Redlock::from_urls(&self.nodes)
-                .unwrap()
-                .with_quarantine(QUARANTINE)
-                .unwrap()
-                .with_clock_checks(self.clock_checks),
-            options(self.watchdog),
-        )
-        .unwrap();
+        let backend = match self.backend {
+            Kind::Redis => AnyBackend::from(
+                Redlock::from_urls(&self.nodes)
+                    .unwrap()
+                    .with_quarantine(QUARANTINE)
+                    .unwrap()
+                    .with_clock_checks(self.clock_checks),
+            ),
+            // Without credentials this makes no request: members are
+            // dialled on first use.
+            Kind::Etcd => AnyBackend::from(Etcd::connect(&self.nodes, None).await.unwrap()),
+        };
+        let locker = Locker::new(backend, options(self.watchdog)).unwrap();
         let semaphore = locker.semaphore(SEMAPHORE, PERMITS).unwrap();
         let store = FencedStore::from_url(&self.store)
             .unwrap()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fencelock::postgres::{self, FencedTransaction, deadpool_postgres};
 use fencelock::testing::PostgresServer;
-use fencelock::{Error, LockGuard, Redlock};
+use fencelock::{AnyBackend, Error, LockGuard};
 
 /// The tally, one row, updated as every fenced transaction commits: the
 /// highest token committed, how many committed, and how many committed
@@ -88,7 +88,7 @@ impl Database {
     /// lock already ran out or a newer holder committed).
     pub async fn begin<'c>(
         conn: &'c mut deadpool_postgres::Object,
-        guard: &LockGuard<Redlock>,
+        guard: &LockGuard<AnyBackend>,
     ) -> Option<FencedTransaction<'c>> {
         tokio::time::timeout(BOUND, postgres::begin(conn, guard))
             .await

@@ -267,11 +267,26 @@ pub struct Ops {
     pub failed: usize,
 }
 
+/// Where a backend puts a permit's slot.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Slots {
+    /// In the token: the token is a counter times 1000 plus the slot
+    /// (Redlock's semaphore), checked as such.
+    #[default]
+    InToken,
+    /// Beside the token, which is a revision that says nothing of the
+    /// slot (etcd): the slot the client was given is checked below the
+    /// permit count, and the tokens increase per slot as recorded.
+    Apart,
+}
+
 /// What the checks found.
 #[derive(Debug, Default)]
 pub struct Report {
     /// The semaphore's permits.
     pub permits: usize,
+    /// Where the permits' slots are.
+    pub slots: Slots,
     /// Acquisitions of the exclusive lock.
     pub acquisitions: usize,
     /// Acquisitions by role.
@@ -320,7 +335,7 @@ pub struct Report {
 }
 
 /// An operation with its interval and the token it is compared by.
-type Op<'a> = (Nanos, Nanos, u64, &'a Event);
+pub(crate) type Op<'a> = (Nanos, Nanos, u64, &'a Event);
 
 fn op(event: &Event, token: u64) -> Op<'_> {
     (event.start, event.end, token, event)
@@ -330,8 +345,15 @@ impl Report {
     /// Runs every check over a whole history of clients of a semaphore of
     /// `permits` permits (and of the two locks).
     pub fn check(events: &[Event], permits: usize) -> Report {
+        Report::check_slots(events, permits, Slots::InToken)
+    }
+
+    /// [`check`](Report::check) for a backend whose permit tokens carry
+    /// their slot as `slots` says.
+    pub fn check_slots(events: &[Event], permits: usize, slots: Slots) -> Report {
         let mut report = Report {
             permits,
+            slots,
             ..Report::default()
         };
         let mut acquired: BTreeMap<Role, Vec<Op>> = BTreeMap::new();
@@ -350,9 +372,15 @@ impl Report {
                         match slot {
                             Some(slot) => {
                                 slot_of.insert((&event.client, *token), *slot);
-                                if *slot as usize >= permits || u64::from(*slot) != token % 1000 {
+                                let (named, rule) = match slots {
+                                    Slots::InToken => {
+                                        (u64::from(*slot) == token % 1000, "token % 1000 ")
+                                    }
+                                    Slots::Apart => (true, ""),
+                                };
+                                if *slot as usize >= permits || !named {
                                     report.token_violations.push(format!(
-                                        "permit slot not token % 1000 below {permits}: {event}"
+                                        "permit slot not {rule}below {permits}: {event}"
                                     ));
                                 }
                             }
@@ -531,7 +559,11 @@ impl Report {
         twice(of(Role::Permit), "permit", &mut self.token_violations);
         let mut by_slot: BTreeMap<u64, Vec<Op>> = BTreeMap::new();
         for permit in of(Role::Permit) {
-            by_slot.entry(permit.2 % 1000).or_default().push(*permit);
+            let slot = match (self.slots, &permit.3.what) {
+                (Slots::Apart, What::Acquired { slot: Some(s), .. }) => u64::from(*s),
+                _ => permit.2 % 1000,
+            };
+            by_slot.entry(slot).or_default().push(*permit);
         }
         for (slot, list) in &by_slot {
             for (earlier, later) in precedence_breaks(list, list, |a, b| a >= b) {
@@ -630,7 +662,7 @@ impl fmt::Display for Report {
 /// Pairs (a, b), `a` from `earlier` and `b` from `later`, where `a` ended
 /// before `b` started and `bad(a.token, b.token)`: for each `b`, only the
 /// worst earlier `a` (highest token).
-fn precedence_breaks<'a>(
+pub(crate) fn precedence_breaks<'a>(
     earlier: &[Op<'a>],
     later: &[Op<'a>],
     bad: impl Fn(u64, u64) -> bool,

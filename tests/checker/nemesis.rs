@@ -32,7 +32,7 @@ pub struct Cluster {
 
 /// A fault of the fenced store.
 #[derive(Debug, Clone, Copy)]
-enum StoreFault {
+pub(crate) enum StoreFault {
     /// SIGSTOP for the step (0.2–2.5 s: mostly longer than the ttl).
     Pause,
     /// Every chunk through its proxy waits this long, each way.
@@ -46,7 +46,7 @@ enum StoreFault {
 }
 
 impl StoreFault {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             StoreFault::Pause => "store: pause (SIGSTOP)",
             StoreFault::Latency(_) => "store: latency on its link",
@@ -61,7 +61,7 @@ impl StoreFault {
     /// Pauses and kills twice as often as each fault of the link: they
     /// are what leaves writes unknown for longest, and what a restart
     /// from the AOF must not lose.
-    fn pick(rng: &mut StdRng) -> StoreFault {
+    pub(crate) fn pick(rng: &mut StdRng) -> StoreFault {
         match rng.random_range(0..9) {
             0 | 1 => StoreFault::Pause,
             2 | 3 => StoreFault::Kill,
@@ -100,7 +100,7 @@ impl StoreFault {
 
 /// A fault of the database.
 #[derive(Debug, Clone, Copy)]
-enum DatabaseFault {
+pub(crate) enum DatabaseFault {
     /// SIGSTOP of every server process, longer than the ttl.
     Pause,
     /// SIGKILL of every server process; restarted (crash recovery) when
@@ -109,7 +109,7 @@ enum DatabaseFault {
 }
 
 impl DatabaseFault {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             DatabaseFault::Pause => "pause database (SIGSTOP) > ttl",
             DatabaseFault::Crash => "kill database, restart",
