@@ -80,7 +80,13 @@ impl AnyBackend {
     pub async fn connect(config: &BackendConfig) -> Result<Self> {
         match &config.spec {
             #[cfg(feature = "redis")]
-            Spec::Redis(urls) => Ok(Self::Redis(crate::Redlock::from_urls(urls)?)),
+            Spec::Redis(urls) => {
+                let redlock = crate::Redlock::from_urls(urls)?;
+                Ok(Self::Redis(match config.quarantine {
+                    Some(quarantine) => redlock.with_quarantine(quarantine)?,
+                    None => redlock,
+                }))
+            }
             #[cfg(feature = "etcd")]
             Spec::Etcd(members) => {
                 let options = members.user.as_ref().map(|(name, password)| {

@@ -68,6 +68,9 @@ use crate::error::Result;
 #[derive(Clone, PartialEq, Eq)]
 pub struct BackendConfig {
     spec: Spec,
+    /// For Redis: the quarantine of nodes that lost their data, when not
+    /// the default ([`Redlock::with_quarantine`](crate::Redlock::with_quarantine)).
+    quarantine: Option<std::time::Duration>,
 }
 
 /// What a list names, per backend.
@@ -111,7 +114,42 @@ impl BackendConfig {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        urls::parse(urls).map(|spec| Self { spec })
+        urls::parse(urls).map(|spec| Self {
+            spec,
+            quarantine: None,
+        })
+    }
+
+    /// The same list, whose Redis nodes, once connected, quarantine a node
+    /// that lost its data for `quarantine`
+    /// ([`Redlock::with_quarantine`](crate::Redlock::with_quarantine)):
+    /// every client of the same nodes must use one that covers the longest
+    /// lease any of them takes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`](crate::Error::InvalidOptions) for a
+    /// quarantine out of `with_quarantine`'s range, and for a list of etcd
+    /// members: etcd keeps its data by consensus and has no quarantine.
+    pub fn with_quarantine(mut self, quarantine: std::time::Duration) -> Result<Self> {
+        match &self.spec {
+            #[cfg(feature = "redis")]
+            Spec::Redis(_) => {
+                crate::redis::check_quarantine(quarantine)?;
+                self.quarantine = Some(quarantine);
+                Ok(self)
+            }
+            #[cfg(feature = "etcd")]
+            Spec::Etcd(_) => Err(crate::Error::InvalidOptions(
+                "a quarantine applies to Redis nodes, not to an etcd cluster".into(),
+            )),
+        }
+    }
+
+    /// The quarantine set with [`with_quarantine`](Self::with_quarantine),
+    /// if any.
+    pub fn quarantine(&self) -> Option<std::time::Duration> {
+        self.quarantine
     }
 
     /// The backend the list names, as [`Backend::name`](crate::Backend::name)

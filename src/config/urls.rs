@@ -273,6 +273,28 @@ mod tests {
     }
 
     #[test]
+    fn a_quarantine_is_for_redis_nodes_and_in_range() {
+        use std::time::Duration;
+        let redis = BackendConfig::parse("redis://10.0.0.1:6379,redis://10.0.0.2:6379").unwrap();
+        assert_eq!(redis.quarantine(), None);
+        let set = redis
+            .clone()
+            .with_quarantine(Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(set.quarantine(), Some(Duration::from_secs(30)));
+        for bad in [Duration::ZERO, Duration::from_secs(49 * 3600)] {
+            let error = redis.clone().with_quarantine(bad).unwrap_err();
+            assert!(matches!(error, Error::InvalidOptions(_)), "{error:?}");
+        }
+        #[cfg(feature = "etcd")]
+        {
+            let etcd = BackendConfig::parse("etcd://10.0.1.1:2379").unwrap();
+            let error = etcd.with_quarantine(Duration::from_secs(30)).unwrap_err();
+            assert!(error.to_string().contains("etcd"), "{error}");
+        }
+    }
+
+    #[test]
     fn parsing_never_panics() {
         use proptest::prelude::*;
         proptest!(|(list in "[a-z:/@%,\\[\\]0-9 .+]{0,40}")| {

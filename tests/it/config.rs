@@ -214,6 +214,20 @@ async fn a_registry_of_redlock_and_etcd_lockers() {
 }
 
 /// What `Error::UnsupportedScheme` is expected to say.
+#[tokio::test]
+async fn a_configured_quarantine_reaches_the_redlock() {
+    let config =
+        BackendConfig::parse("redis://127.0.0.1:1,redis://127.0.0.1:2,redis://127.0.0.1:3")
+            .unwrap()
+            .with_quarantine(Duration::from_secs(30))
+            .unwrap();
+    let backend = AnyBackend::connect(&config).await.unwrap();
+    let AnyBackend::Redis(redlock) = &backend else {
+        panic!("a Redis list makes a Redlock: {backend:?}");
+    };
+    assert_eq!(redlock.quarantine(), Duration::from_secs(30));
+}
+
 fn unsupported(result: fencelock::Result<impl std::fmt::Debug>) -> (String, String) {
     match result {
         Err(Error::UnsupportedScheme {

@@ -37,6 +37,17 @@ pub struct BackendArgs {
         default_value = "fencelock:"
     )]
     key_prefix: String,
+
+    /// Redis only: how long a node found to have lost its data grants
+    /// nothing (default 10m); it must cover the longest lease of every
+    /// program that takes locks on the same nodes.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "FENCELOCK_QUARANTINE",
+        value_parser = parse_duration
+    )]
+    quarantine: Option<Duration>,
 }
 
 /// Exactly one backend must be given.
@@ -102,6 +113,13 @@ pub async fn run(args: &BackendArgs, options: LockOptions, job: impl Job, output
     let node_timeout = options.node_timeout;
     #[cfg(feature = "etcd")]
     if let Some(endpoints) = &args.target.etcd {
+        if args.quarantine.is_some() {
+            output.error(
+                "usage",
+                "--quarantine applies to Redis nodes, not to an etcd cluster",
+            );
+            return exit::USAGE;
+        }
         let Some(endpoints) = trimmed(endpoints, "--etcd / FENCELOCK_ETCD", output) else {
             return exit::USAGE;
         };
@@ -132,7 +150,11 @@ pub async fn run(args: &BackendArgs, options: LockOptions, job: impl Job, output
     let Some(urls) = trimmed(urls, "--nodes / FENCELOCK_NODES", output) else {
         return exit::USAGE;
     };
-    let locker = match Redlock::from_urls(&urls).and_then(|nodes| Locker::new(nodes, options)) {
+    let redlock = Redlock::from_urls(&urls).and_then(|redlock| match args.quarantine {
+        Some(quarantine) => redlock.with_quarantine(quarantine),
+        None => Ok(redlock),
+    });
+    let locker = match redlock.and_then(|nodes| Locker::new(nodes, options)) {
         Ok(locker) => locker,
         Err(e) => {
             output.error("usage", &e.to_string());
