@@ -60,11 +60,13 @@ local function extend_rw(k, owner, id, ttl, kind)
     return 0
   end
   local wanted = now + ttl
+  local pttl = redis.call('PTTL', KEYS[k])
   if x < wanted then
+    -- The expiry first, so a full node lets the HSET through (see
+    -- rw_extend.lua).
+    redis.call('PEXPIRE', KEYS[k], math.max(pttl, wanted - now))
     redis.call('HSET', KEYS[k], 'x:' .. root, wanted)
-    x = wanted
-  end
-  if redis.call('PTTL', KEYS[k]) < x - now then
+  elseif pttl < x - now then
     redis.call('PEXPIRE', KEYS[k], x - now)
   end
   if kind == 'r' and root == id and redis.call('HGET', KEYS[k], ':w') == root then

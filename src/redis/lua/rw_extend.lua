@@ -25,11 +25,16 @@ if x <= now then
   return 0
 end
 local wanted = now + tonumber(ARGV[3])
+local pttl = redis.call('PTTL', KEYS[1])
 if x < wanted then
+  -- The key's expiry first. A node at maxmemory refuses a script's first
+  -- write if it may take memory (HSET), but not PEXPIRE, and lets every
+  -- write after a first one through (refusing then would break the
+  -- script's atomicity): so a hold stays renewable on a full node, as a
+  -- lock's or a permit's is. The HSET only overwrites a field.
+  redis.call('PEXPIRE', KEYS[1], math.max(pttl, wanted - now))
   redis.call('HSET', KEYS[1], 'x:' .. root, wanted)
-  x = wanted
-end
-if redis.call('PTTL', KEYS[1]) < x - now then
+elseif pttl < x - now then
   redis.call('PEXPIRE', KEYS[1], x - now)
 end
 if ARGV[4] == 'r' and root == id and redis.call('HGET', KEYS[1], ':w') == root then
