@@ -97,7 +97,7 @@ impl RedisNode {
         let mut call = scripts::RAISE_FENCE.prepare_invoke();
         call.key(&keys.lock)
             .key(&keys.fence)
-            .key(&keys.node_marker)
+            .key(keys.node_marker())
             .arg(owner)
             .arg(token)
             .arg(id);
@@ -113,7 +113,7 @@ impl RedisNode {
         timeout: Duration,
     ) -> Result<Option<u64>, NodeFault> {
         let mut call = scripts::FENCE_READ.prepare_invoke();
-        call.key(&keys.node_marker).key(&keys.fence);
+        call.key(keys.node_marker()).key(&keys.fence);
         let reply =
             async { decode_fence_read(&self.script::<Vec<i64>>(&call, Some(timeout)).await?) };
         self.noted("fence_read", reply.await)
@@ -129,7 +129,7 @@ impl RedisNode {
         timeout: Duration,
     ) -> Result<bool, NodeFault> {
         let mut call = scripts::FENCE_REPAIR.prepare_invoke();
-        call.key(&keys.node_marker)
+        call.key(keys.node_marker())
             .key(&keys.fence)
             .arg(incarnation)
             .arg(counter);
@@ -146,7 +146,7 @@ impl RedisNode {
         timeout: Duration,
     ) -> Result<bool, NodeFault> {
         let mut call = scripts::FENCE_TRUST.prepare_invoke();
-        call.key(&keys.node_marker).arg(incarnation);
+        call.key(keys.node_marker()).arg(incarnation);
         let reply = async { decode_extend(self.script::<i64>(&call, Some(timeout)).await?) };
         self.noted("fence_trust", reply.await)
     }

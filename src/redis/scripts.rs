@@ -145,7 +145,8 @@ pub(crate) fn acquire(
             let slots = keys.slots(permits);
             let mut declared = vec![keys.lock.as_str(), keys.fence.as_str()];
             declared.extend(slots.iter().map(String::as_str));
-            declared.push(&keys.node_marker);
+            let marker = keys.node_marker();
+            declared.push(&marker);
             let mut cmd = evalsha(&SEM_ACQUIRE, &declared);
             cmd.arg(hold.owner())
                 .arg(hold.id())
@@ -156,7 +157,7 @@ pub(crate) fn acquire(
             cmd
         }
         Mode::Read | Mode::Write => {
-            let mut cmd = evalsha(&RW_ACQUIRE, &[&keys.lock, &keys.fence, &keys.node_marker]);
+            let mut cmd = evalsha(&RW_ACQUIRE, &[&keys.lock, &keys.fence, &keys.node_marker()]);
             cmd.arg(hold.owner())
                 .arg(hold.id())
                 .arg(lease_ms)
@@ -169,7 +170,7 @@ pub(crate) fn acquire(
             cmd
         }
         _ => {
-            let mut cmd = evalsha(&ACQUIRE, &[&keys.lock, &keys.fence, &keys.node_marker]);
+            let mut cmd = evalsha(&ACQUIRE, &[&keys.lock, &keys.fence, &keys.node_marker()]);
             cmd.arg(hold.owner())
                 .arg(hold.id())
                 .arg(lease_ms)
@@ -350,7 +351,9 @@ pub(crate) fn downgrade(keys: &Keys, hold: &Hold) -> Cmd {
 pub(crate) struct Keys {
     pub(crate) lock: String,
     pub(crate) fence: String,
-    pub(crate) node_marker: String,
+    /// The prefix's length in `lock`: the marker's name is made only by
+    /// the requests that use it, not by every release and extend.
+    prefix_len: usize,
 }
 
 impl Keys {
@@ -362,12 +365,16 @@ impl Keys {
     pub(crate) fn new(prefix: &str, resource: &str) -> Self {
         let lock = Self::lock_key(prefix, resource);
         let fence = format!("{lock}:fence");
-        let node_marker = format!("{prefix}node");
         Self {
             lock,
             fence,
-            node_marker,
+            prefix_len: prefix.len(),
         }
+    }
+
+    /// The node's marker, `<prefix>node`.
+    pub(crate) fn node_marker(&self) -> String {
+        format!("{}node", &self.lock[..self.prefix_len])
     }
 
     /// The names of a semaphore's `permits` slots, in order.
@@ -388,7 +395,7 @@ impl Keys {
         Keys {
             lock: format!("{}:permit:{slot}", self.lock),
             fence: self.fence.clone(),
-            node_marker: self.node_marker.clone(),
+            prefix_len: self.prefix_len,
         }
     }
 }
@@ -429,6 +436,8 @@ mod tests {
         let keys = Keys::new("fencelock:", "billing");
         assert_eq!(keys.lock, "fencelock:{billing}");
         assert_eq!(keys.fence, "fencelock:{billing}:fence");
+        assert_eq!(keys.node_marker(), "fencelock:node");
+        assert_eq!(keys.slot(2).node_marker(), "fencelock:node");
     }
 
     #[test]
