@@ -190,11 +190,7 @@ impl Redlock {
     /// [`Error::InvalidOptions`] for a quarantine under 1 ms or over 48 h
     /// (the longest ttl with the longest lock-delay).
     pub fn with_quarantine(mut self, quarantine: Duration) -> Result<Self> {
-        if quarantine < Duration::from_millis(1) || quarantine > Duration::from_secs(48 * 3600) {
-            return Err(Error::InvalidOptions(format!(
-                "quarantine {quarantine:?} is out of range: from 1 ms to 48 h"
-            )));
-        }
+        check_quarantine(quarantine)?;
         self.quarantine = quarantine;
         Ok(self)
     }
@@ -289,6 +285,17 @@ impl Redlock {
     pub async fn settled(&self) {
         self.background.idle().await;
     }
+}
+
+/// A quarantine in range: from 1 ms to 48 h (the longest ttl with the
+/// longest lock-delay).
+pub(crate) fn check_quarantine(quarantine: Duration) -> Result<()> {
+    if quarantine < Duration::from_millis(1) || quarantine > Duration::from_secs(48 * 3600) {
+        return Err(Error::InvalidOptions(format!(
+            "quarantine {quarantine:?} is out of range: from 1 ms to 48 h"
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn ttl_ms(ttl: Duration) -> u64 {

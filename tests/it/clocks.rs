@@ -83,6 +83,7 @@ fn clock_faults(nodes: &RedisNodes, error: &Error) -> Vec<usize> {
 
 #[tokio::test]
 async fn a_node_clock_that_jumps_ahead_is_reported_and_sits_out_its_hold_off() {
+    let (events, _subscriber) = crate::tracing_events::capture();
     let recorder = DebuggingRecorder::new();
     let _local = metrics::set_default_local_recorder(&recorder);
     let recorded = common::Recorded::new(&recorder);
@@ -96,6 +97,17 @@ async fn a_node_clock_that_jumps_ahead_is_reported_and_sits_out_its_hold_off() {
         assert_eq!(
             recorded.counter_with(NODE_CLOCK_JUMP, "direction", "ahead"),
             1
+        );
+        let warned = events.text();
+        let warning = warned
+            .lines()
+            .find(|line| line.contains("node clock ran ahead"))
+            .unwrap_or_else(|| panic!("no clock event in:\n{warned}"));
+        assert!(warning.contains("WARN"), "{warning}");
+        let port = nodes.node(0).port().to_string();
+        assert!(
+            warning.contains(&port),
+            "the event names the node: {warning}"
         );
 
         jump(&mut nodes, 1, JUMP_MS);

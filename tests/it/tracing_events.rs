@@ -25,10 +25,10 @@ const WRONG_PASSWORD: &str = "not-the-password-0b7e21d4c8";
 
 /// Everything the subscriber wrote.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Captured {
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
@@ -54,7 +54,7 @@ impl<'a> MakeWriter<'a> for Captured {
 
 /// A subscriber for this thread that writes every span (as it opens and,
 /// with the fields recorded since, as it closes) and every event.
-fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+pub fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     // `tracing` caches, per callsite and for the whole process, whether any
     // subscriber wants it, computed on the thread that reaches it first.
     // While only one subscriber exists (this thread's), it asks that
