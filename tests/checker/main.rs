@@ -316,7 +316,7 @@ async fn check_run(name: &str, mode: Mode, secs: u64, seed: u64) -> (Report, Fau
         task.await.expect("a client task panicked");
     }
     let (cluster, mut faults) = nemesis.await.expect("the nemesis panicked");
-    let mut snapshots = std::mem::take(&mut faults.snapshots);
+    let snapshots = std::mem::take(&mut faults.snapshots);
     let mut events = std::mem::take(&mut *events.lock().unwrap());
     for (mut child, out) in children {
         let status = tokio::time::timeout(WIND_DOWN, child.wait())
@@ -333,8 +333,36 @@ async fn check_run(name: &str, mode: Mode, secs: u64, seed: u64) -> (Report, Fau
         faults.counts
     );
 
-    // The run did real work under real faults: on the lock, at least one
-    // acquisition a second; for each other role, one every 4 s.
+    // The final state, after every client has stopped.
+    check_work_and_store(
+        name,
+        &report,
+        &faults,
+        &events,
+        snapshots,
+        secs,
+        &cluster.store.url(),
+    )
+    .await;
+    check_database(&cluster.database, &report, secs).await;
+    check_no_lock_left(&cluster.nodes).await;
+    (report, faults)
+}
+
+/// What every run asserts after its clients stopped, on Redis or etcd: it
+/// did real work under real faults (on the lock at least one acquisition
+/// a second, for each other role one every 4 s, a fault every 5 s, and
+/// something from each client process), and the store kept every write it
+/// acknowledged (check 9, on the snapshots and one taken now).
+pub async fn check_work_and_store(
+    name: &str,
+    report: &Report,
+    faults: &FaultLog,
+    events: &[Event],
+    mut snapshots: Vec<store_checks::Snapshot>,
+    secs: u64,
+    store_url: &str,
+) {
     assert!(
         report.acquisitions as u64 >= secs,
         "too few acquisitions to mean anything:\n{report}"
@@ -359,21 +387,16 @@ async fn check_run(name: &str, mode: Mode, secs: u64, seed: u64) -> (Report, Fau
             );
         }
     }
-
-    // The final state, after every client has stopped.
-    let url = cluster.store.url();
+    let url = store_url.to_owned();
     let last = tokio::task::spawn_blocking(move || store_checks::snapshot(&url));
     snapshots.push(last.await.expect("the store's final snapshot"));
-    let store = store_checks::check(&events, &snapshots);
+    let store = store_checks::check(events, &snapshots);
     eprintln!("checker {name} store: {store}");
     assert!(
         store.violations.is_empty(),
         "{store}\n{report}\n{}",
         faults.lines.join("\n")
     );
-    check_database(&cluster.database, &report, secs).await;
-    check_no_lock_left(&cluster.nodes).await;
-    (report, faults)
 }
 
 /// The database's verdict: no transaction committed below a token

@@ -40,7 +40,7 @@ use rand::rngs::StdRng;
 use crate::client::{Client, Kind, PERMITS, STALL, Stall};
 use crate::history::{Event, Report, Role, Slots, What, now, precedence_breaks};
 use crate::nemesis::{FaultLog, Group};
-use crate::{CLIENTS, SECS_ENV, SEED_ENV, WIND_DOWN, common, database, store_checks};
+use crate::{CLIENTS, SECS_ENV, SEED_ENV, WIND_DOWN, common, database};
 
 /// Members: one may fail and a quorum remains.
 const MEMBERS: usize = 3;
@@ -143,7 +143,7 @@ async fn check_run(secs: u64, seed: u64) -> (Report, FaultLog) {
         task.await.expect("a client task panicked");
     }
     let (world, mut faults) = nemesis.await.expect("the nemesis panicked");
-    let mut snapshots = std::mem::take(&mut faults.snapshots);
+    let snapshots = std::mem::take(&mut faults.snapshots);
     let mut events = std::mem::take(&mut *events.lock().unwrap());
     for (mut child, out) in children {
         let status = tokio::time::timeout(WIND_DOWN, child.wait())
@@ -168,41 +168,16 @@ async fn check_run(secs: u64, seed: u64) -> (Report, FaultLog) {
     for pair in &valid {
         eprintln!("  {pair}");
     }
-    assert!(
-        report.acquisitions as u64 >= secs,
-        "too few acquisitions to mean anything:\n{report}"
-    );
-    for role in [Role::Read, Role::Write, Role::Permit] {
-        let done = report.acquired.get(&role).copied().unwrap_or(0) as u64;
-        assert!(
-            done >= secs / 4,
-            "too few {} acquisitions:\n{report}",
-            role.name()
-        );
-    }
-    assert!(
-        faults.total() as u64 >= secs / 5,
-        "too few faults: {faults:?}"
-    );
-    for (_, _, _, _, child) in CLIENTS {
-        if let Some(child) = child {
-            assert!(
-                events.iter().any(|e| e.client == child),
-                "the client process {child} recorded nothing"
-            );
-        }
-    }
-
-    let url = world.store.url();
-    let last = tokio::task::spawn_blocking(move || store_checks::snapshot(&url));
-    snapshots.push(last.await.expect("the store's final snapshot"));
-    let store = store_checks::check(&events, &snapshots);
-    eprintln!("checker etcd store: {store}");
-    assert!(
-        store.violations.is_empty(),
-        "{store}\n{report}\n{}",
-        faults.lines.join("\n")
-    );
+    crate::check_work_and_store(
+        "etcd",
+        &report,
+        &faults,
+        &events,
+        snapshots,
+        secs,
+        &world.store.url(),
+    )
+    .await;
     crate::check_database(&world.database, &report, secs).await;
     let endpoints = world.cluster.endpoints();
     check_no_lock_left(&endpoints).await;
