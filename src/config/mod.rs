@@ -131,18 +131,20 @@ impl BackendConfig {
     /// [`Error::InvalidOptions`](crate::Error::InvalidOptions) for a
     /// quarantine out of `with_quarantine`'s range, and for a list of etcd
     /// members: etcd keeps its data by consensus and has no quarantine.
-    pub fn with_quarantine(mut self, quarantine: std::time::Duration) -> Result<Self> {
+    pub fn with_quarantine(self, quarantine: std::time::Duration) -> Result<Self> {
         match &self.spec {
             #[cfg(feature = "redis")]
             Spec::Redis(_) => {
                 crate::redis::check_quarantine(quarantine)?;
-                self.quarantine = Some(quarantine);
-                Ok(self)
+                Ok(Self {
+                    quarantine: Some(quarantine),
+                    ..self
+                })
             }
             #[cfg(feature = "etcd")]
-            Spec::Etcd(_) => Err(crate::Error::InvalidOptions(
-                "a quarantine applies to Redis nodes, not to an etcd cluster".into(),
-            )),
+            Spec::Etcd(_) => Err(crate::Error::InvalidOptions(format!(
+                "a quarantine ({quarantine:?}) applies to Redis nodes, not to an etcd cluster"
+            ))),
         }
     }
 
