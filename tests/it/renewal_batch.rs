@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use futures::future::join_all;
 
 use crate::common::{
@@ -339,13 +340,21 @@ async fn extend_many_splits_into_calls_of_at_most_512_keys_and_decides_each_hold
             .map(|i| Hold::new(format!("split-{i}"), "owner-x", format!("id-{i}")))
             .collect();
         let short = Duration::from_secs(2);
-        let granted = join_all(
-            holds
-                .iter()
-                .map(|h| backend.try_acquire(h, short, &options)),
-        )
-        .await;
-        assert!(granted.iter().all(Result::is_ok));
+        // A few at a time: 700 at once, three requests each, outlast the
+        // node timeout on a busy machine, and this test is about the
+        // extend, not about acquires in a crowd.
+        let granted: Vec<_> = futures::stream::iter(&holds)
+            .map(|h| backend.try_acquire(h, short, &options))
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let refused: Vec<_> = granted.iter().filter_map(|g| g.as_ref().err()).collect();
+        assert!(
+            refused.is_empty(),
+            "{} refused, as {:?}",
+            refused.len(),
+            refused.first()
+        );
         // A permit: two keys (its slot and the semaphore's marker).
         let permit =
             Hold::new("split-sem", "owner-x", "id-sem").with_mode(Mode::Permit { permits: 2 });
