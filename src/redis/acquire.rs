@@ -11,6 +11,7 @@ use redis::Cmd;
 use super::amnesia;
 use super::fanout::FanOut;
 use super::replies::AcquireReply;
+use super::requests::Call;
 use super::scripts::{self, Keys, Marking};
 use super::votes::{Votes, permits_of};
 use super::{RedisNode, Redlock, fence, lease_ms, ttl_ms};
@@ -70,15 +71,17 @@ impl Redlock {
             quarantine_ms: self.quarantine_ms(),
         };
         let marking = Marking::new(round.quarantine_ms);
-        let request = Arc::new(scripts::acquire(
-            &round.keys,
-            hold,
-            (lease_ms(ttl, options), ttl_ms(ttl)),
-            options.max_reentrancy,
-            marking,
+        let request = Arc::new(Call::new(
+            scripts::acquire(
+                &round.keys,
+                hold,
+                (lease_ms(ttl, options), ttl_ms(ttl)),
+                options.max_reentrancy,
+                marking,
+            ),
+            self.clock_rule(ttl, options),
         ));
         let before = self.before_acquire(hold, &round.keys);
-        let rule = self.clock_rule(ttl, options);
         let mut acquire = FanOut::new(
             &self.nodes,
             "acquire",

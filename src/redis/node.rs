@@ -15,10 +15,11 @@ use redis::{
     ServerErrorKind,
 };
 
-use super::clock::{ClockRule, ClockWatch, Reading};
+use super::clock::{ClockWatch, Reading};
 #[cfg(feature = "tls")]
 use super::faults::ensure_crypto_provider;
 use super::faults::{classify, is_broken_connection, pool_fault, redact};
+use super::requests::Call;
 use crate::error::{Error, NodeFailure, NodeFault, Result};
 use crate::redis::scripts;
 use crate::sync::lock;
@@ -261,22 +262,19 @@ impl RedisNode {
         .await
     }
 
-    /// Sends a prepared command and `TIME` after it, in one pipeline, and
-    /// judges the node's clock by the answer (see `clock`): the command's
+    /// Sends a prepared call; when it is timed, judges the node's clock by
+    /// the `TIME` that follows the script (see `clock`): the script's
     /// reply, or [`NodeFault::Clock`] while the node's votes do not count,
-    /// whatever it replied. Without a `rule`, the command alone.
+    /// whatever it replied.
     pub(super) async fn timed_query<T: FromRedisValue>(
         &self,
-        cmd: &Cmd,
+        call: &Call,
         timeout: Option<Duration>,
-        rule: Option<&ClockRule>,
     ) -> Result<T, NodeFault> {
-        let Some(rule) = rule else {
-            return self.query(cmd, timeout).await;
+        let (pipe, rule) = match call {
+            Call::Plain(cmd) => return self.query(cmd, timeout).await,
+            Call::Timed(pipe, rule) => (pipe, rule),
         };
-        let mut pipe = redis::pipe();
-        pipe.add_command(cmd.clone()).cmd("TIME");
-        let pipe = &pipe;
         let sent = Instant::now();
         let (reply, (secs, micros)): (T, (i64, i64)) = self
             .run(timeout, |mut conn| async move {

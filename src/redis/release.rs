@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use super::fanout::{FanOut, Reply};
+use super::requests::Call;
 use super::scripts::{self, Keys};
 use super::{RedisNode, Redlock, lease_ms};
 use crate::backend::Hold;
@@ -69,15 +70,11 @@ impl Redlock {
         let started = Instant::now();
         // The nodes keep it for the lock-delay too; the validity below
         // counts the ttl alone.
-        let request = scripts::extend(&keys, hold, lease_ms(ttl, options));
-        let rule = self.clock_rule(ttl, options);
-        let rule = rule.as_ref();
-        let replies = join_all(
-            self.nodes
-                .iter()
-                .map(|n| n.extend(&request, Some(timeout), rule)),
-        )
-        .await;
+        let request = Call::new(
+            scripts::extend(&keys, hold, lease_ms(ttl, options)),
+            self.clock_rule(ttl, options),
+        );
+        let replies = join_all(self.nodes.iter().map(|n| n.extend(&request, Some(timeout)))).await;
         let mut tally = Tally::default();
         for reply in replies.into_iter().enumerate() {
             tally.add(&self.nodes, reply);
@@ -93,14 +90,9 @@ impl Redlock {
     pub(super) async fn downgrade_hold(&self, hold: &Hold, options: &LockOptions) -> Result<()> {
         let keys = Keys::new(&options.key_prefix, hold.key());
         let timeout = options.node_timeout;
-        let request = scripts::downgrade(&keys, hold);
         // It lengthens nothing: the node's clock is not in question.
-        let replies = join_all(
-            self.nodes
-                .iter()
-                .map(|n| n.extend(&request, Some(timeout), None)),
-        )
-        .await;
+        let request = Call::Plain(scripts::downgrade(&keys, hold));
+        let replies = join_all(self.nodes.iter().map(|n| n.extend(&request, Some(timeout)))).await;
         let mut tally = Tally::default();
         for reply in replies.into_iter().enumerate() {
             tally.add(&self.nodes, reply);

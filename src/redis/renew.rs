@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use super::release::Tally;
+use super::requests::Call;
 use super::scripts;
 use super::{Redlock, lease_ms};
 use crate::backend::{Hold, validity};
@@ -39,16 +40,21 @@ impl Redlock {
             .iter()
             .map(|&(hold, ttl)| (hold, lease_ms(ttl, options)))
             .collect();
-        let calls = scripts::extend_batch(&options.key_prefix, &leases);
         // The shortest lease has the least room for a node clock's gain.
         let shortest = holds.iter().map(|&(_, ttl)| ttl).min();
         let rule = shortest.and_then(|ttl| self.clock_rule(ttl, options));
+        let calls: Vec<_> = scripts::extend_batch(&options.key_prefix, &leases)
+            .into_iter()
+            .map(|(range, cmd)| (range, Call::new(cmd, rule)))
+            .collect();
         // Every call to every node at once, each bounded by the node
         // timeout: the calls to one node share its connection, in order.
         let replies = join_all(self.nodes.iter().map(|node| {
-            join_all(calls.iter().map(|(range, cmd)| {
-                node.extend_batch(cmd, range.len(), Some(timeout), rule.as_ref())
-            }))
+            join_all(
+                calls
+                    .iter()
+                    .map(|(range, call)| node.extend_batch(call, range.len(), Some(timeout))),
+            )
         }))
         .await;
         let mut tallies: Vec<Tally> = holds.iter().map(|_| Tally::default()).collect();

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redis::Cmd;
+use redis::{Cmd, Pipeline};
 
 use super::RedisNode;
 use super::clock::ClockRule;
@@ -17,47 +17,67 @@ use crate::backend::LockRecord;
 use crate::error::NodeFault;
 use crate::options::MAX_PERMITS;
 
+/// A prepared script call, built once per round and sent to every node:
+/// the script alone, or, when the nodes' clocks are judged, the script and
+/// `TIME` after it in one pipeline (see `clock`).
+#[derive(Debug)]
+pub(crate) enum Call {
+    Plain(Cmd),
+    Timed(Pipeline, ClockRule),
+}
+
+impl Call {
+    /// `cmd`, timed and judged by `rule` if there is one.
+    pub(crate) fn new(cmd: Cmd, rule: Option<ClockRule>) -> Self {
+        match rule {
+            None => Self::Plain(cmd),
+            Some(rule) => {
+                let mut pipe = redis::pipe();
+                pipe.add_command(cmd).cmd("TIME");
+                Self::Timed(pipe, rule)
+            }
+        }
+    }
+}
+
 impl RedisNode {
     /// Runs a prepared acquire ([`scripts::acquire`]), judging the node's
-    /// clock by `rule` (see [`RedisNode::timed_query`]).
+    /// clock if the call is timed (see [`RedisNode::timed_query`]).
     pub(crate) async fn acquire(
         &self,
-        cmd: &Cmd,
+        call: &Call,
         timeout: Option<Duration>,
-        rule: Option<&ClockRule>,
     ) -> Result<AcquireReply, NodeFault> {
         let reply =
-            async { AcquireReply::parse(&self.timed_query::<Vec<i64>>(cmd, timeout, rule).await?) };
+            async { AcquireReply::parse(&self.timed_query::<Vec<i64>>(call, timeout).await?) };
         self.noted("acquire", reply.await)
     }
 
     /// Runs a prepared extend ([`scripts::extend`]); whether the hold was
-    /// present (and is now lengthened). With a `rule`, the node's clock is
-    /// judged too (see [`RedisNode::timed_query`]).
+    /// present (and is now lengthened). A timed call judges the node's
+    /// clock too (see [`RedisNode::timed_query`]).
     pub(crate) async fn extend(
         &self,
-        cmd: &Cmd,
+        call: &Call,
         timeout: Option<Duration>,
-        rule: Option<&ClockRule>,
     ) -> Result<bool, NodeFault> {
-        let reply = async { decode_extend(self.timed_query(cmd, timeout, rule).await?) };
+        let reply = async { decode_extend(self.timed_query(call, timeout).await?) };
         self.noted("extend", reply.await)
     }
 
     /// Runs a prepared batched extend ([`scripts::extend_batch`]) of
     /// `holds` holds; for each, whether it was present (and is now
     /// lengthened), or the error its own extend met on this node: one
-    /// hold's error is that hold's alone (extend_batch.lua). The node's
-    /// clock is judged by `rule` (see [`RedisNode::timed_query`]).
+    /// hold's error is that hold's alone (extend_batch.lua). A timed call
+    /// judges the node's clock too (see [`RedisNode::timed_query`]).
     pub(crate) async fn extend_batch(
         &self,
-        cmd: &Cmd,
+        call: &Call,
         holds: usize,
         timeout: Option<Duration>,
-        rule: Option<&ClockRule>,
     ) -> Result<Vec<Result<bool, NodeFault>>, NodeFault> {
         let reply = async {
-            let replies: Vec<redis::Value> = self.timed_query(cmd, timeout, rule).await?;
+            let replies: Vec<redis::Value> = self.timed_query(call, timeout).await?;
             if replies.len() != holds {
                 return Err(NodeFault::Protocol(format!(
                     "extend_batch returned {} replies for {holds} holds",
