@@ -89,7 +89,7 @@ impl Redlock {
             &before,
             |nodes, i| {
                 let request = Arc::clone(&request);
-                async move { nodes[i].acquire(&request, None, rule.as_ref()).await }
+                async move { nodes[i].acquire(&request, None).await }
             },
         );
         let mut votes = self.vote(&mut acquire, round.quorum).await;
@@ -273,7 +273,8 @@ impl Redlock {
                     .into_iter()
                     .filter(|&(i, _)| !answered[i])
                     .collect();
-                amnesia::report_late(&self.nodes, &late, round.quarantine_ms);
+                let unrepaired = amnesia::note_late(&self.nodes, &late, round.quarantine_ms);
+                self.repair_in_background(&round.keys, unrepaired, round.timeout);
                 let behind = fence::late_behind(values, &late, token.get());
                 let lagging: Vec<&RedisNode> = behind.iter().map(|&i| &self.nodes[i]).collect();
                 self.lift_in_background(&round.keys, token.get(), &lagging, round.timeout);
@@ -286,7 +287,8 @@ impl Redlock {
         self.settle_late(acquire, round.hold, move |late| async move {
             if first {
                 let late: Vec<_> = late.into_iter().filter(|&(i, _)| !answered[i]).collect();
-                amnesia::report_late(&nodes, &late, quarantine_ms);
+                let unrepaired = amnesia::note_late(&nodes, &late, quarantine_ms);
+                amnesia::repair(&nodes, &keys, &unrepaired, timeout).await;
                 fence::after_late_replies(nodes, keys, token.get(), values, late, timeout).await;
             }
         });

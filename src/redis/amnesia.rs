@@ -113,16 +113,28 @@ impl Redlock {
                 report_marked(&self.nodes[i], marking.quarantine_ms);
             }
         }
-        if !standings.unrepaired.is_empty() {
-            let running = self.background.start();
-            let nodes = std::sync::Arc::clone(&self.nodes);
-            let keys = keys.clone();
-            tokio::spawn(async move {
-                repair(&nodes, &keys, &standings.unrepaired, timeout).await;
-                drop(running);
-            });
-        }
+        self.repair_in_background(keys, standings.unrepaired, timeout);
         false
+    }
+
+    /// Repairs the counter of `keys` on each of `unrepaired` (node,
+    /// incarnation) from a task of its own, which `settled` waits for.
+    pub(super) fn repair_in_background(
+        &self,
+        keys: &Keys,
+        unrepaired: Vec<(usize, u64)>,
+        timeout: Duration,
+    ) {
+        if unrepaired.is_empty() {
+            return;
+        }
+        let running = self.background.start();
+        let nodes = std::sync::Arc::clone(&self.nodes);
+        let keys = keys.clone();
+        tokio::spawn(async move {
+            repair(&nodes, &keys, &unrepaired, timeout).await;
+            drop(running);
+        });
     }
 }
 
@@ -131,7 +143,15 @@ impl Redlock {
 /// answered, read after those nodes answered that they have none. When
 /// every node answers and none trusts its counter, every node lost it and
 /// nothing remembers: the counter starts over at 0.
-async fn repair(nodes: &[RedisNode], keys: &Keys, unrepaired: &[(usize, u64)], timeout: Duration) {
+pub(super) async fn repair(
+    nodes: &[RedisNode],
+    keys: &Keys,
+    unrepaired: &[(usize, u64)],
+    timeout: Duration,
+) {
+    if unrepaired.is_empty() {
+        return;
+    }
     let reads = join_all(nodes.iter().map(|n| n.read_fence(keys, timeout))).await;
     let trusted: Vec<u64> = reads.iter().filter_map(|r| *r.as_ref().ok()?).collect();
     let quorum = nodes.len() / 2 + 1;
@@ -173,11 +193,25 @@ fn report_marked(node: &RedisNode, quarantine_ms: u64) {
 }
 
 /// Reports the nodes that replies in after the round was decided (`late`)
-/// show this round marked.
-pub(super) fn report_late(nodes: &[RedisNode], late: &[Reply<AcquireReply>], quarantine_ms: u64) {
+/// show this round marked, and returns (node, incarnation) of those that
+/// answered without a trusted counter: they are repaired as an in-time
+/// reply's node is, or a node that is always slowest (a far zone, say)
+/// would stay out of every quorum that needs it.
+#[must_use]
+pub(super) fn note_late(
+    nodes: &[RedisNode],
+    late: &[Reply<AcquireReply>],
+    quarantine_ms: u64,
+) -> Vec<(usize, u64)> {
+    let mut unrepaired = Vec::new();
     for (i, reply) in late {
-        if let Ok(AcquireReply::Recovering { marked: true, .. }) = reply {
-            report_marked(&nodes[*i], quarantine_ms);
+        match *reply {
+            Ok(AcquireReply::Recovering { marked: true, .. }) => {
+                report_marked(&nodes[*i], quarantine_ms);
+            }
+            Ok(AcquireReply::Unrepaired { incarnation }) => unrepaired.push((*i, incarnation)),
+            _ => {}
         }
     }
+    unrepaired
 }
