@@ -30,6 +30,7 @@
 #[path = "../it/common/mod.rs"]
 mod common;
 
+mod child;
 mod client;
 mod database;
 mod etcd;
@@ -38,23 +39,16 @@ mod links;
 mod nemesis;
 mod store_checks;
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fencelock::testing::{Persistence, PostgresServer, RedisNodes, RedisServer, TcpProxy};
-use tokio::process::{Child, Command};
 
 use client::{Client, Kind, PERMITS, Stall};
 use history::{Event, Report, Role, now};
 use links::{Links, View};
 use nemesis::{Cluster, FaultLog, Group, Plan};
 
-/// Set in the environment of the client process: its spec.
-const CHILD_ENV: &str = "FENCELOCK_CHECKER_CHILD";
 const SECS_ENV: &str = "FENCELOCK_CHECKER_SECS";
 const SEED_ENV: &str = "FENCELOCK_CHECKER_SEED";
 const DEFAULT_SECS: u64 = 40;
@@ -74,6 +68,14 @@ const CLIENTS: [(Role, &str, usize, usize, Option<&str>); 4] = [
 /// Time for the clients and the nemesis to finish their last step after
 /// the run ends: a wait for the lock, a stall, a node restart.
 const WIND_DOWN: Duration = Duration::from_secs(60);
+
+/// The bound on a whole run: its length, the wind-down, `setup` for the
+/// servers to start and stop, and a tenth of its length for the checks at
+/// the end, which read every event and every snapshot of the store: an
+/// hour's history took more than the minute a short run needs.
+pub fn run_limit(secs: u64, setup: Duration) -> Duration {
+    Duration::from_secs(secs + secs / 10) + WIND_DOWN + setup
+}
 
 /// Nodes keep their data (AOF, fsync always) through every restart: the
 /// token rules, the fences and the permit count must hold without
@@ -187,23 +189,10 @@ impl Default for Mode {
 }
 
 /// The entry point of the client process: does nothing unless started by
-/// the checker with its spec in [`CHILD_ENV`].
+/// the checker with its spec in [`child::SPEC_ENV`].
 #[test]
 fn checker_child() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    let (client, out) = parse_spec(&spec);
-    let mut out = File::create(out).expect("create the child's history file");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(client.run(Arc::new(Stall::default()), |event| {
-        // One write per line, so a history cut short stays readable.
-        writeln!(out, "{event}").expect("write the child's history");
-    }));
+    child::main();
 }
 
 /// One run at a time. Each run is sized to the machine: two side by side
@@ -220,7 +209,7 @@ async fn run(name: &str, mode: Mode) -> (Report, FaultLog) {
         "checker {name}: seed {seed}, {secs} s \
          (replay: {SEED_ENV}={seed} {SECS_ENV}={secs} cargo test --all-features --test checker)"
     );
-    let limit = Duration::from_secs(secs) + WIND_DOWN + Duration::from_secs(60);
+    let limit = run_limit(secs, Duration::from_secs(60));
     common::bounded(limit, check_run(name, mode, secs, seed)).await
 }
 
@@ -271,7 +260,7 @@ async fn check_run(name: &str, mode: Mode, secs: u64, seed: u64) -> (Report, Fau
         if let Some(child) = child {
             let view = view_named(&mut views, child, &nodes);
             let out = dir.path().join(format!("{child}.history"));
-            let process = spawn_child(&client(child.into(), role, true, view), &out);
+            let process = child::spawn(&client(child.into(), role, true, view), &out);
             group.child = Some(process.id().expect("the client process is running"));
             children.push((process, out));
         }
@@ -324,8 +313,9 @@ async fn check_run(name: &str, mode: Mode, secs: u64, seed: u64) -> (Report, Fau
             .expect("the client process did not stop in time")
             .unwrap();
         assert!(status.success(), "the client process failed: {status}");
-        events.extend(read_history(&out));
+        events.extend(child::read_history(&out));
     }
+    let checks = Instant::now();
     let report = Report::check(&events, PERMITS as usize);
     eprintln!(
         "checker {name} (seed {seed}, {secs} s): {} faults {:?}\n{report}",
@@ -346,6 +336,7 @@ async fn check_run(name: &str, mode: Mode, secs: u64, seed: u64) -> (Report, Fau
     .await;
     check_database(&cluster.database, &report, secs).await;
     check_no_lock_left(&cluster.nodes).await;
+    eprintln!("checker {name}: the checks took {:?}", checks.elapsed());
     (report, faults)
 }
 
@@ -442,62 +433,6 @@ fn view_named<'a>(views: &'a mut Vec<View>, name: &str, nodes: &RedisNodes) -> &
         }
     };
     &views[i]
-}
-
-fn spawn_child(client: &Client, out: &Path) -> Child {
-    let spec = format!(
-        "name={};role={};backend={};until={};store={};database={};nodes={};clock_checks={};out={}",
-        client.name,
-        client.role.name(),
-        client.backend.name(),
-        client.until,
-        client.store,
-        client.database,
-        client.nodes.join(","),
-        client.clock_checks,
-        out.display()
-    );
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "checker_child",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, spec)
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the client process")
-}
-
-fn parse_spec(spec: &str) -> (Client, String) {
-    let field = |name: &str| {
-        spec.split(';')
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .unwrap_or_else(|| panic!("{name} missing from {spec:?}"))
-            .to_owned()
-    };
-    let client = Client {
-        name: field("name"),
-        role: Role::parse(&field("role")).expect("a role"),
-        backend: Kind::parse(&field("backend")).expect("a backend"),
-        nodes: field("nodes").split(',').map(str::to_owned).collect(),
-        store: field("store"),
-        database: field("database"),
-        until: field("until").parse().unwrap(),
-        watchdog: true,
-        clock_checks: field("clock_checks").parse().unwrap(),
-    };
-    (client, field("out"))
-}
-
-fn read_history(path: &Path) -> Vec<Event> {
-    let file = File::open(path).expect("the child's history");
-    BufReader::new(file)
-        .lines()
-        .map(|line| Event::parse(&line.unwrap()).unwrap())
-        .collect()
 }
 
 fn env_u64(name: &str) -> Option<u64> {

@@ -55,7 +55,7 @@ pub async fn run() -> (Report, FaultLog) {
         "checker etcd: seed {seed}, {secs} s \
          (replay: {SEED_ENV}={seed} {SECS_ENV}={secs} cargo test --all-features --test checker etcd_cluster)"
     );
-    let limit = Duration::from_secs(secs) + WIND_DOWN + Duration::from_secs(90);
+    let limit = crate::run_limit(secs, Duration::from_secs(90));
     common::bounded(limit, check_run(secs, seed)).await
 }
 
@@ -101,7 +101,7 @@ async fn check_run(secs: u64, seed: u64) -> (Report, FaultLog) {
         if let Some(child) = child {
             let v = view_of(&mut names, &mut views, &cluster, child);
             let out = dir.path().join(format!("{child}.history"));
-            let process = crate::spawn_child(&client(child.into(), role, true, &views[v]), &out);
+            let process = crate::child::spawn(&client(child.into(), role, true, &views[v]), &out);
             groups[g].child = Some(process.id().expect("the client process is running"));
             children.push((process, out));
         }
@@ -151,9 +151,10 @@ async fn check_run(secs: u64, seed: u64) -> (Report, FaultLog) {
             .expect("the client process did not stop in time")
             .unwrap();
         assert!(status.success(), "the client process failed: {status}");
-        events.extend(crate::read_history(&out));
+        events.extend(crate::child::read_history(&out));
     }
 
+    let checks = Instant::now();
     let mut report = Report::check_slots(&events, PERMITS as usize, Slots::Apart);
     let revision_breaks = revision_order(&events);
     report.token_violations.extend(revision_breaks);
@@ -183,7 +184,10 @@ async fn check_run(secs: u64, seed: u64) -> (Report, FaultLog) {
     check_no_lock_left(&endpoints).await;
 
     let queue = queue::check(&queue::read_history(&endpoints).await, &events);
-    eprintln!("checker etcd queue: {queue}");
+    eprintln!(
+        "checker etcd queue: {queue}\nchecker etcd: the checks took {:?}",
+        checks.elapsed()
+    );
     assert!(
         queue.violations.is_empty(),
         "{queue}\n{report}\n{}",
