@@ -37,17 +37,18 @@ mod etcd;
 mod history;
 mod links;
 mod nemesis;
+mod roster;
 mod store_checks;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fencelock::testing::{Persistence, PostgresServer, RedisNodes, RedisServer, TcpProxy};
 
-use client::{Client, Kind, PERMITS, Stall};
+use client::{Client, Kind, PERMITS};
 use history::{Event, Report, Role, now};
 use links::{Links, View};
-use nemesis::{Cluster, FaultLog, Group, Plan};
+use nemesis::{Cluster, FaultLog, Plan};
+use roster::Roster;
 
 const SECS_ENV: &str = "FENCELOCK_CHECKER_SECS";
 const SEED_ENV: &str = "FENCELOCK_CHECKER_SEED";
@@ -240,47 +241,11 @@ async fn check_run(name: &str, mode: Mode, secs: u64, seed: u64) -> (Report, Fau
         clock_checks: mode.clock_checks,
     };
 
-    let dir = tempfile::tempdir().unwrap();
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    let mut children = Vec::new();
-    // The nemesis's groups: the lock, the read-write lock, the semaphore.
-    let mut groups: Vec<Group> = (0..3).map(|_| Group::default()).collect();
-    // The clients' views of the nodes, each with its own proxies: one for
-    // each client process, and two for the in-process clients of each
-    // group (its even and its odd clients).
+    // Each client reaches the nodes through the proxies of its view.
     let mut views: Vec<View> = Vec::new();
-    for (role, prefix, stallable, watched, child) in CLIENTS {
-        let g = match role {
-            Role::Lock => 0,
-            Role::Read | Role::Write => 1,
-            Role::Permit => 2,
-        };
-        let group = &mut groups[g];
-        if let Some(child) = child {
-            let view = view_named(&mut views, child, &nodes);
-            let out = dir.path().join(format!("{child}.history"));
-            let process = child::spawn(&client(child.into(), role, true, view), &out);
-            group.child = Some(process.id().expect("the client process is running"));
-            children.push((process, out));
-        }
-        for i in 0..stallable + watched {
-            let watchdog = i >= stallable;
-            let stall = Arc::new(Stall::default());
-            if !watchdog {
-                group.stalls.push(Arc::clone(&stall));
-            }
-            let name = format!("{}-{}", ["lock", "rw", "sem"][g], i % 2);
-            let view = view_named(&mut views, &name, &nodes);
-            let client = client(format!("{prefix}{i}"), role, watchdog, view);
-            let events = Arc::clone(&events);
-            tasks.push(tokio::spawn(async move {
-                client
-                    .run(stall, |event| events.lock().unwrap().push(event))
-                    .await;
-            }));
-        }
-    }
+    let (mut roster, groups) = Roster::start(|view, name, role, watchdog| {
+        client(name, role, watchdog, view_named(&mut views, view, &nodes))
+    });
 
     let plan = Plan {
         seed,
@@ -301,20 +266,10 @@ async fn check_run(name: &str, mode: Mode, secs: u64, seed: u64) -> (Report, Fau
         (cluster, log)
     });
 
-    for task in tasks {
-        task.await.expect("a client task panicked");
-    }
+    roster.join_tasks().await;
     let (cluster, mut faults) = nemesis.await.expect("the nemesis panicked");
     let snapshots = std::mem::take(&mut faults.snapshots);
-    let mut events = std::mem::take(&mut *events.lock().unwrap());
-    for (mut child, out) in children {
-        let status = tokio::time::timeout(WIND_DOWN, child.wait())
-            .await
-            .expect("the client process did not stop in time")
-            .unwrap();
-        assert!(status.success(), "the client process failed: {status}");
-        events.extend(child::read_history(&out));
-    }
+    let events = roster.join().await;
     let checks = Instant::now();
     let report = Report::check(&events, PERMITS as usize);
     eprintln!(

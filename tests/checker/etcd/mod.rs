@@ -26,7 +26,6 @@ mod nemesis;
 mod queue;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -37,10 +36,11 @@ use nix::unistd::Pid;
 use rand::RngExt;
 use rand::rngs::StdRng;
 
-use crate::client::{Client, Kind, PERMITS, STALL, Stall};
+use crate::client::{Client, Kind, PERMITS, STALL};
 use crate::history::{Event, Report, Role, Slots, What, now, precedence_breaks};
 use crate::nemesis::{FaultLog, Group};
-use crate::{CLIENTS, SECS_ENV, SEED_ENV, WIND_DOWN, common, database};
+use crate::roster::Roster;
+use crate::{SECS_ENV, SEED_ENV, common, database};
 
 /// Members: one may fail and a quorum remains.
 const MEMBERS: usize = 3;
@@ -83,45 +83,13 @@ async fn check_run(secs: u64, seed: u64) -> (Report, FaultLog) {
         clock_checks: true,
     };
 
-    let dir = tempfile::tempdir().unwrap();
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    let mut children = Vec::new();
-    let mut groups: Vec<Group> = (0..3).map(|_| Group::default()).collect();
-    // Each client group's proxies, by name, as on Redis: one view per
-    // client process, two per primitive for the in-process clients.
+    // Each client group's proxies, by name, as on Redis.
     let mut names: Vec<String> = Vec::new();
     let mut views: Vec<Vec<TcpProxy>> = Vec::new();
-    for (role, prefix, stallable, watched, child) in CLIENTS {
-        let g = match role {
-            Role::Lock => 0,
-            Role::Read | Role::Write => 1,
-            Role::Permit => 2,
-        };
-        if let Some(child) = child {
-            let v = view_of(&mut names, &mut views, &cluster, child);
-            let out = dir.path().join(format!("{child}.history"));
-            let process = crate::child::spawn(&client(child.into(), role, true, &views[v]), &out);
-            groups[g].child = Some(process.id().expect("the client process is running"));
-            children.push((process, out));
-        }
-        for i in 0..stallable + watched {
-            let watchdog = i >= stallable;
-            let stall = Arc::new(Stall::default());
-            if !watchdog {
-                groups[g].stalls.push(Arc::clone(&stall));
-            }
-            let name = format!("{}-{}", ["lock", "rw", "sem"][g], i % 2);
-            let v = view_of(&mut names, &mut views, &cluster, &name);
-            let client = client(format!("{prefix}{i}"), role, watchdog, &views[v]);
-            let events = Arc::clone(&events);
-            tasks.push(tokio::spawn(async move {
-                client
-                    .run(stall, |event| events.lock().unwrap().push(event))
-                    .await;
-            }));
-        }
-    }
+    let (mut roster, groups) = Roster::start(|view, name, role, watchdog| {
+        let v = view_of(&mut names, &mut views, &cluster, view);
+        client(name, role, watchdog, &views[v])
+    });
 
     let plan = nemesis::Plan {
         seed,
@@ -139,20 +107,10 @@ async fn check_run(secs: u64, seed: u64) -> (Report, FaultLog) {
         let log = nemesis::run(&mut world, plan);
         (world, log)
     });
-    for task in tasks {
-        task.await.expect("a client task panicked");
-    }
+    roster.join_tasks().await;
     let (world, mut faults) = nemesis.await.expect("the nemesis panicked");
     let snapshots = std::mem::take(&mut faults.snapshots);
-    let mut events = std::mem::take(&mut *events.lock().unwrap());
-    for (mut child, out) in children {
-        let status = tokio::time::timeout(WIND_DOWN, child.wait())
-            .await
-            .expect("the client process did not stop in time")
-            .unwrap();
-        assert!(status.success(), "the client process failed: {status}");
-        events.extend(crate::child::read_history(&out));
-    }
+    let events = roster.join().await;
 
     let checks = Instant::now();
     let mut report = Report::check_slots(&events, PERMITS as usize, Slots::Apart);
