@@ -68,3 +68,33 @@ fn ping_and_check_pid(
         .and_then(|p| p.trim().parse::<u32>().ok());
     Ok(reported == Some(pid))
 }
+
+/// Sends `command` (inline, no arguments with spaces) over TCP and returns
+/// the first line of the reply.
+pub(super) fn send(addr: SocketAddr, command: &str) -> io::Result<String> {
+    let stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
+    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+    stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
+    let writer = stream.try_clone()?;
+    first_line(writer, BufReader::new(stream), command)
+}
+
+/// [`send`] over a TLS node's unix socket.
+pub(super) fn send_unix(socket: &Path, command: &str) -> io::Result<String> {
+    let stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+    stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
+    let writer = stream.try_clone()?;
+    first_line(writer, BufReader::new(stream), command)
+}
+
+fn first_line(
+    mut writer: impl Write,
+    mut reader: BufReader<impl Read>,
+    command: &str,
+) -> io::Result<String> {
+    writer.write_all(format!("{command}\r\n").as_bytes())?;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    Ok(line.trim_end().to_owned())
+}
