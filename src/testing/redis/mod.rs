@@ -24,7 +24,7 @@ use builder::TlsFiles;
 pub use builder::{Persistence, RedisServerBuilder};
 pub use fake_clock::LIBFAKETIME_ENV;
 pub use nodes::RedisNodes;
-use probe::{probe, probe_unix, send, send_unix};
+use probe::{Endpoint, probe, send};
 
 /// Environment variable that overrides the `redis-server` binary to use.
 pub const REDIS_SERVER_ENV: &str = "FENCELOCK_REDIS_SERVER";
@@ -136,6 +136,15 @@ impl RedisServer {
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port))
     }
 
+    /// Where the fixture itself talks to the node: the unix socket of a
+    /// TLS node, the port of any other.
+    fn endpoint(&self) -> Endpoint {
+        match self.socket() {
+            Some(socket) => Endpoint::Unix(socket),
+            None => Endpoint::Tcp(self.addr()),
+        }
+    }
+
     /// The node's directory (data files and `redis.log`).
     pub fn dir(&self) -> &Path {
         self.process.dir()
@@ -214,10 +223,7 @@ impl RedisServer {
     /// long as it was. A kill during the rewrite keeps the old file, which
     /// has every write (`appendfsync always`).
     fn rewrite_aof(&self) {
-        let _ = match self.socket() {
-            Some(socket) => send_unix(&socket, "BGREWRITEAOF"),
-            None => send(self.addr(), "BGREWRITEAOF"),
-        };
+        let _ = send(&self.endpoint(), "BGREWRITEAOF");
     }
 
     /// Moves the server's wall clock to `offset_ms` ahead of the machine's
@@ -376,10 +382,7 @@ impl Server for RedisServer {
 
     /// `PING` answered by the process itself (its `INFO` names its pid).
     fn probe_ready(&self, pid: u32) -> bool {
-        match self.socket() {
-            Some(socket) => probe_unix(&socket, pid),
-            None => probe(self.addr(), pid),
-        }
+        probe(&self.endpoint(), pid)
     }
 
     /// The error of node `i` alone: nodes are independent.

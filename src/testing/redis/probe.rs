@@ -1,46 +1,66 @@
-//! How the redis-server fixtures tell that a node is up: `PING`, answered
-//! by the node's own process.
+//! How the redis-server fixtures talk to a node without a client library:
+//! the readiness probe (`PING`, answered by the node's own process) and
+//! one-line commands such as `BGREWRITEAOF`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Socket timeouts used by the readiness probe.
+/// Socket timeouts used by the probe and by [`send`].
 const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// The two halves of one connection: commands go out on the first,
+/// replies are read, line by line, from the second.
+type Halves = (Box<dyn Write>, BufReader<Box<dyn Read>>);
+
+/// Where the fixture reaches a node in plain RESP: its TCP port, or a TLS
+/// node's unix socket (a TLS port would need a TLS client here).
+pub(super) enum Endpoint {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Endpoint {
+    /// One connection, both halves bounded by [`PROBE_TIMEOUT`].
+    fn connect(&self) -> io::Result<Halves> {
+        match self {
+            Endpoint::Tcp(addr) => {
+                let stream = TcpStream::connect_timeout(addr, PROBE_TIMEOUT)?;
+                stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+                stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
+                Ok((
+                    Box::new(stream.try_clone()?),
+                    BufReader::new(Box::new(stream)),
+                ))
+            }
+            Endpoint::Unix(socket) => {
+                let stream = UnixStream::connect(socket)?;
+                stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+                stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
+                Ok((
+                    Box::new(stream.try_clone()?),
+                    BufReader::new(Box::new(stream)),
+                ))
+            }
+        }
+    }
+}
 
 /// One readiness probe: `PING` must answer `+PONG` and `INFO server` must
 /// report our process id. `-LOADING` (AOF being loaded) counts as not ready.
-pub(super) fn probe(addr: SocketAddr, pid: u32) -> bool {
-    probe_io(addr, pid).unwrap_or(false)
-}
-
-/// The same probe over a TLS node's unix socket (a TLS port would need a
-/// TLS client here).
-pub(super) fn probe_unix(socket: &Path, pid: u32) -> bool {
-    let probe = || -> io::Result<bool> {
-        let stream = UnixStream::connect(socket)?;
-        stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
-        stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
-        let writer = stream.try_clone()?;
-        ping_and_check_pid(writer, BufReader::new(stream), pid)
-    };
-    probe().unwrap_or(false)
-}
-
-fn probe_io(addr: SocketAddr, pid: u32) -> io::Result<bool> {
-    let stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
-    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
-    stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
-    let writer = stream.try_clone()?;
-    ping_and_check_pid(writer, BufReader::new(stream), pid)
+pub(super) fn probe(endpoint: &Endpoint, pid: u32) -> bool {
+    endpoint
+        .connect()
+        .and_then(|(writer, reader)| ping_and_check_pid(writer, reader, pid))
+        .unwrap_or(false)
 }
 
 /// `PING` must answer `+PONG`, and `INFO server` report `pid`.
 fn ping_and_check_pid(
     mut writer: impl Write,
-    mut reader: BufReader<impl Read>,
+    mut reader: impl BufRead,
     pid: u32,
 ) -> io::Result<bool> {
     writer.write_all(b"PING\r\n")?;
@@ -69,30 +89,10 @@ fn ping_and_check_pid(
     Ok(reported == Some(pid))
 }
 
-/// Sends `command` (inline, no arguments with spaces) over TCP and returns
-/// the first line of the reply.
-pub(super) fn send(addr: SocketAddr, command: &str) -> io::Result<String> {
-    let stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
-    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
-    stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
-    let writer = stream.try_clone()?;
-    first_line(writer, BufReader::new(stream), command)
-}
-
-/// [`send`] over a TLS node's unix socket.
-pub(super) fn send_unix(socket: &Path, command: &str) -> io::Result<String> {
-    let stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
-    stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
-    let writer = stream.try_clone()?;
-    first_line(writer, BufReader::new(stream), command)
-}
-
-fn first_line(
-    mut writer: impl Write,
-    mut reader: BufReader<impl Read>,
-    command: &str,
-) -> io::Result<String> {
+/// Sends `command` (inline, no arguments with spaces) and returns the
+/// first line of the reply.
+pub(super) fn send(endpoint: &Endpoint, command: &str) -> io::Result<String> {
+    let (mut writer, mut reader) = endpoint.connect()?;
     writer.write_all(format!("{command}\r\n").as_bytes())?;
     let mut line = String::new();
     reader.read_line(&mut line)?;
