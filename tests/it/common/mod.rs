@@ -2,7 +2,15 @@
 //! and direct looks at what the nodes store.
 #![allow(dead_code)] // `it`, `prometheus` and the checker each use a part
 
+mod delayed;
 pub mod harness;
+mod recorded;
+
+// Not every test target uses these (see the `dead_code` allowance above).
+#[allow(unused_imports)]
+pub use delayed::Delayed;
+#[allow(unused_imports)]
+pub use recorded::Recorded;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -38,147 +46,6 @@ pub fn short_ttl_options() -> LockOptions {
         .ttl(Duration::from_millis(300))
         .node_timeout(Duration::from_millis(100))
         .watchdog(Watchdog::Off)
-}
-
-/// A ttl and a lock-delay that a backend's servers keep apart on a loaded
-/// machine, for the lock-delay cases (`conformance`, `rwlock`,
-/// `semaphore`). Redis ends a key to the millisecond. etcd's leases are
-/// whole seconds (a 300 ms ttl is a 1 s lease already, with a delay or
-/// without) and its leader reaps the expired ones every 500 ms, so there
-/// the delay must outlast that rounding by far.
-#[derive(Debug, Clone, Copy)]
-pub struct Delayed {
-    pub ttl: Duration,
-    pub delay: Duration,
-    /// How long past its due time the servers may still keep a lease.
-    pub late: Duration,
-    /// How long the holder is kept (renewed) before it vanishes.
-    pub hold: Duration,
-}
-
-/// Far above a waiter's wake-up and a few round trips: the bound on how
-/// long after the name is free again a waiter has it.
-pub const DELAY_SLACK: Duration = Duration::from_secs(3);
-
-impl Delayed {
-    /// For a holder that vanishes right after its grant.
-    pub fn after_grant(backend: &str) -> Self {
-        match backend {
-            "etcd" => Self {
-                ttl: Duration::from_secs(1),
-                delay: Duration::from_secs(3),
-                late: Duration::from_millis(700),
-                hold: Duration::ZERO,
-            },
-            _ => Self {
-                ttl: Duration::from_millis(300),
-                delay: Duration::from_millis(700),
-                late: Duration::from_millis(100),
-                hold: Duration::ZERO,
-            },
-        }
-    }
-
-    /// For a holder that the watchdog renews for `hold` before it
-    /// vanishes. On Redis the hold outlasts a grant's ttl and delay, so
-    /// that only the renewals can keep the name taken at the end.
-    pub fn after_renewals(backend: &str) -> Self {
-        match backend {
-            "etcd" => Self {
-                ttl: Duration::from_secs(2),
-                delay: Duration::from_secs(3),
-                late: Duration::from_millis(700),
-                hold: Duration::from_secs(1),
-            },
-            _ => Self {
-                ttl: Duration::from_millis(600),
-                delay: Duration::from_millis(1000),
-                late: Duration::from_millis(100),
-                hold: Duration::from_secs(2),
-            },
-        }
-    }
-
-    /// The options of the holder that will vanish: this ttl, `delay`,
-    /// no watchdog, and a node timeout well below the ttl.
-    pub fn options(&self, delay: Duration) -> LockOptions {
-        options()
-            .ttl(self.ttl)
-            .node_timeout(Duration::from_millis(100))
-            .watchdog(Watchdog::Off)
-            .lock_delay(delay)
-    }
-
-    /// What another client sees of a name whose holder vanished (its last
-    /// grant or renewal asked for at `asked`, with `delay` in force; the
-    /// last reply in at `answered`): half-way through the delay the name
-    /// is still refused, and the refusal tells of the real expiry on the
-    /// servers; a waiter then has it once the ttl and the delay have run
-    /// out, not before and not much later. With no delay, a waiter has it
-    /// by that half-way point (of `self.delay`), after the ttl.
-    pub async fn outlasted<T: std::fmt::Debug>(
-        &self,
-        (asked, answered): (Instant, Instant),
-        delay: Duration,
-        mut try_once: impl AsyncFnMut() -> fencelock::Result<T>,
-        wait: impl AsyncFnOnce(Duration) -> fencelock::Result<T>,
-    ) -> T {
-        // The servers started the lease after `asked`: it cannot end before.
-        let free_at = asked + self.ttl + delay;
-        // Half-way between the latest moment a lease of the ttl alone could
-        // end (from the last reply, plus the servers' lateness) and the
-        // earliest the delay can: a wide margin on either side.
-        let halfway = answered + self.ttl + self.late + self.delay.saturating_sub(self.late) / 2;
-        let deadline = if delay.is_zero() {
-            halfway
-        } else {
-            tokio::time::sleep_until(halfway.into()).await;
-            let refused = try_once().await;
-            let told = Instant::now();
-            match refused {
-                Err(fencelock::Error::NotObtained { expires_in, .. }) => {
-                    // Told the real expiry on the servers (PTTL on Redis):
-                    // a lease of the ttl alone has run out, and a waiter
-                    // told so would try again and again until the delay
-                    // is over. (A few ms of leeway: PTTL is in whole ms,
-                    // and the servers keep another clock.)
-                    if let Some(left) = expires_in {
-                        assert!(
-                            told + left + Duration::from_millis(20) >= free_at,
-                            "told it expires in {left:?}, {:?} before its ttl and delay run out",
-                            free_at.saturating_duration_since(told + left)
-                        );
-                    }
-                }
-                other => panic!(
-                    "{:?} after the vanished holder's grant, within its ttl {:?} and lock-delay \
-                     {delay:?}: expected NotObtained, got {other:?}",
-                    asked.elapsed(),
-                    self.ttl
-                ),
-            }
-            free_at + self.late + DELAY_SLACK
-        };
-        let got = wait(deadline.saturating_duration_since(Instant::now()))
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "the name did not come back within {:?} of the vanished holder's grant \
-                     (ttl {:?}, lock-delay {delay:?}): {e}",
-                    deadline - asked,
-                    self.ttl
-                )
-            });
-        let took = asked.elapsed();
-        // A few ms of leeway: the servers keep another clock.
-        assert!(
-            took + Duration::from_millis(20) >= self.ttl + delay,
-            "the name came back {took:?} after the vanished holder's grant, before its ttl {:?} \
-             and lock-delay {delay:?} ran out",
-            self.ttl
-        );
-        got
-    }
 }
 
 /// Gives every node a live connection, as in a running service, before a
@@ -410,81 +277,6 @@ pub async fn wait_until(limit: Duration, mut condition: impl AsyncFnMut() -> boo
             "condition not reached within {limit:?}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// One drained value: metric name, labels, value.
-type Sample = (String, Vec<(String, String)>, DebugValue);
-
-/// What a debugging recorder saw, accumulated. Its snapshots drain counters
-/// and histograms, so every query here first adds the latest snapshot to the
-/// running totals: reading twice never loses counts.
-pub struct Recorded {
-    snapshotter: Snapshotter,
-    seen: std::sync::Mutex<Vec<Sample>>,
-}
-
-impl Recorded {
-    pub fn new(recorder: &DebuggingRecorder) -> Self {
-        Self {
-            snapshotter: recorder.snapshotter(),
-            seen: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    fn absorb(&self) -> std::sync::MutexGuard<'_, Vec<Sample>> {
-        let mut seen = self.seen.lock().unwrap();
-        for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
-            let labels = key
-                .key()
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            seen.push((key.key().name().to_owned(), labels, value));
-        }
-        seen
-    }
-
-    /// The total of a counter over all its labels.
-    pub fn counter(&self, name: &str) -> u64 {
-        self.counter_where(name, |_| true)
-    }
-
-    /// The total of a counter whose `label` is `value`.
-    pub fn counter_with(&self, name: &str, label: &str, value: &str) -> u64 {
-        self.counter_where(name, |labels| {
-            labels.iter().any(|(k, v)| k == label && v == value)
-        })
-    }
-
-    fn counter_where(&self, name: &str, keep: impl Fn(&[(String, String)]) -> bool) -> u64 {
-        self.absorb()
-            .iter()
-            .filter(|(n, labels, _)| n == name && keep(labels))
-            .map(|(.., value)| match value {
-                DebugValue::Counter(n) => *n,
-                other => panic!("{name} is not a counter: {other:?}"),
-            })
-            .sum()
-    }
-
-    /// How many values a histogram recorded.
-    pub fn samples(&self, name: &str) -> usize {
-        self.absorb()
-            .iter()
-            .filter(|(n, ..)| n == name)
-            .map(|(.., value)| match value {
-                DebugValue::Histogram(v) => v.len(),
-                other => panic!("{name} is not a histogram: {other:?}"),
-            })
-            .sum()
-    }
-
-    /// Whether any metric carried a label named `label`.
-    pub fn has_label(&self, label: &str) -> bool {
-        self.absorb()
-            .iter()
-            .any(|(_, labels, _)| labels.iter().any(|(k, _)| k == label))
     }
 }
 

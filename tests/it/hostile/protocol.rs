@@ -5,14 +5,14 @@
 //! nothing is left locked on the real servers.
 //!
 //! The hostile peers are tiny TCP servers inside the test (they play a
-//! broken or foreign peer, not Redis's behaviour; see `hostile_peers`);
+//! broken or foreign peer, not Redis's behaviour; see `peers`);
 //! every Redis here is a real redis-server.
 
 use std::time::Duration;
 
+use super::peers::{Hostile, NODE_TIMEOUT, PEERS, Peer, expected_fault};
 use crate::common;
 use crate::common::{bounded, conn, wait_until};
-use crate::hostile_peers::{Hostile, NODE_TIMEOUT, PEERS, Peer, expected_fault};
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisServer;
 use fencelock::{

@@ -1,10 +1,10 @@
 //! Hostile peers that answer well-formed replies that are wrong for a lock
 //! node: a "Redis" that says `+OK` to everything (a fake, from
-//! `hostile_peers`), and real redis-servers in a state that makes them
+//! `peers`), and real redis-servers in a state that makes them
 //! refuse or forget: a replica (read-only, its data replaced by its
-//! primary's; more in `hostile_replica`), a node out of memory under
+//! primary's; more in `replica`), a node out of memory under
 //! `noeviction`, and a node whose scripts are flushed while in use
-//! (`hostile_scripts`).
+//! (`scripts`).
 //!
 //! What each must give: a typed error naming the node and the cause,
 //! nothing that panics or hangs, and no false grant: a lock, a write or
@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
+use super::peers::{Hostile, NODE_TIMEOUT, Peer};
 use crate::common::{bounded, conn, hash, lock_keys, pttl, wait_until};
-use crate::hostile_peers::{Hostile, NODE_TIMEOUT, Peer};
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisServer;
 use fencelock::{

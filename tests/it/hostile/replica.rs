@@ -2,14 +2,14 @@
 //! holds vanish (replaced by its primary's data), and extend and release
 //! count it as a node without them; cut off from its primary, it keeps them
 //! but can change nothing, and says so (`READONLY`, typed). See
-//! `hostile_redis` for a replica from the start.
+//! `redis` for a replica from the start.
 
 use std::time::Duration;
 
-use crate::common::{bounded, lock_keys, locker, pttl, start};
-use crate::hostile_redis::{
+use super::redis::{
     Case, LIMIT, assert_no_locks, command, info_field, make_replica, options, primary,
 };
+use crate::common::{bounded, lock_keys, locker, pttl, start};
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::RedisServer;
 use fencelock::{Error, Locker, Redlock};

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use std::time::Instant;
 
+use super::redis::assert_granted_on;
 use crate::common::{bounded, conn, lock_keys, lock_once, pttl, start, wait_until};
-use crate::hostile_redis::assert_granted_on;
 use fencelock::deadpool_redis::redis;
 use fencelock::testing::{RedisNodes, RedisServer, TcpProxy};
 use fencelock::{Error, LockOptions, Locker, Redlock, RetryPolicy, Watchdog};
@@ -219,8 +219,8 @@ async fn a_flush_between_the_reload_and_the_retry_is_survived() {
     // The acquire script as the library sends it: the check of the node's
     // standing, then the script itself.
     let acquire = redis::Script::new(concat!(
-        include_str!("../../src/redis/lua/standing.lua"),
-        include_str!("../../src/redis/lua/acquire.lua")
+        include_str!("../../../src/redis/lua/standing.lua"),
+        include_str!("../../../src/redis/lua/acquire.lua")
     ));
     bounded(LIMIT, async {
         // The connection is set up, with the scripts loaded.

@@ -13,7 +13,7 @@ use tokio_postgres::{Client, NoTls};
 use crate::common::{bounded, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(120);
-const FENCE_SQL: &str = include_str!("../../src/postgres/fence.sql");
+const FENCE_SQL: &str = include_str!("../../../src/postgres/fence.sql");
 const SETUP: &str = "CREATE TABLE IF NOT EXISTS ledger (resource text, entry text)";
 /// The SQLSTATE of a stale token.
 const STALE: &str = "FL001";

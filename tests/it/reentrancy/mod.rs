@@ -12,6 +12,8 @@ use crate::common::{
 };
 use fencelock::{Error, Handoff, Owner};
 
+mod model;
+
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// The number of holds (nesting depth) on every node, from the hash fields,
