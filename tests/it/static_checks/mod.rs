@@ -13,6 +13,7 @@
 //! 4. Owner ids carry at least 128 random bits.
 //! 5. Every public async fn documents `# Cancel safety`, and every public
 //!    fallible one `# Errors` (the standard of tokio and deadpool).
+//! 6. Every path of the repository that README.md or docs/ names exists.
 //!
 //! Each checker is a plain function over source text, in a module of its
 //! own beside the tests that feed it bad samples too, so a check that can
@@ -21,6 +22,7 @@
 mod docs;
 mod ids;
 mod keys;
+mod paths;
 mod scripts;
 
 use std::collections::BTreeSet;
